@@ -1,0 +1,109 @@
+/**
+ * Ingest: the server's WebSocket endpoint. Each connection's segments are processed in order,
+ * one at a time (the socket is paused while a segment is processed, which is the back-pressure
+ * the agent sees through its send window). Replies are stored before they are sent, so a segment
+ * resent after a reconnect or a server restart is answered from the store, not processed twice.
+ */
+import { EventEmitter } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { parseHello, ProtocolError, unpackSegment, type Reply, type SegmentHeader } from './protocol.ts';
+
+export interface SegmentProcessor {
+  process(header: SegmentHeader, video: Buffer, ref: Buffer | null): Promise<Omit<Reply, 'type' | 'duplicate'>>;
+}
+
+export interface ReplyStore {
+  getReply(segmentId: string): Reply | null;
+  saveReply(header: SegmentHeader, reply: Reply): void;
+}
+
+export interface IngestOptions {
+  host?: string;
+  port: number;
+  processor: SegmentProcessor;
+  store: ReplyStore;
+  maxPayloadBytes?: number;
+}
+
+export interface IngestEvents {
+  segment: [SegmentHeader, Reply];
+  failed: [string, string | undefined];
+  connection: [string];
+}
+
+export class IngestServer extends EventEmitter<IngestEvents> {
+  private wss: WebSocketServer | null = null;
+  processed = 0;
+
+  constructor(private readonly opts: IngestOptions) {
+    super();
+  }
+
+  async start(): Promise<number> {
+    const wss = new WebSocketServer({ host: this.opts.host ?? '0.0.0.0', port: this.opts.port, maxPayload: this.opts.maxPayloadBytes ?? 64 << 20, perMessageDeflate: false });
+    this.wss = wss;
+    await new Promise<void>((resolve, reject) => {
+      wss.once('listening', () => resolve());
+      wss.once('error', reject);
+    });
+    wss.on('connection', (ws) => this.onConnection(ws));
+    return (wss.address() as AddressInfo).port;
+  }
+
+  async stop(): Promise<void> {
+    const wss = this.wss;
+    this.wss = null;
+    if (!wss) return;
+    for (const c of wss.clients) c.terminate();
+    await new Promise<void>((resolve) => wss.close(() => resolve()));
+  }
+
+  private onConnection(ws: WebSocket): void {
+    let cameraId: string | null = null;
+    let chain = Promise.resolve();
+    ws.on('message', (data, isBinary) => {
+      const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+      if (!isBinary) {
+        try {
+          cameraId = parseHello(buf.toString('utf8')).cameraId;
+          ws.send(JSON.stringify({ type: 'welcome', v: 1, serverId: `camstream-server-${process.pid}` }));
+          this.emit('connection', cameraId);
+        } catch (e) {
+          ws.send(JSON.stringify({ type: 'error', error: (e as Error).message }));
+        }
+        return;
+      }
+      chain = chain.then(() => this.handleSegment(ws, buf, cameraId));
+    });
+  }
+
+  private async handleSegment(ws: WebSocket, buf: Buffer, cameraId: string | null): Promise<void> {
+    let header: SegmentHeader | undefined;
+    try {
+      const seg = unpackSegment(buf);
+      header = seg.header;
+      if (cameraId && header.cameraId !== cameraId) throw new ProtocolError(`segment from ${header.cameraId} on ${cameraId}'s connection`);
+      const stored = this.opts.store.getReply(header.segmentId);
+      let reply: Reply;
+      if (stored) {
+        reply = { ...stored, duplicate: true };
+      } else {
+        ws.pause();
+        try {
+          reply = { type: 'reply', duplicate: false, ...(await this.opts.processor.process(header, seg.video, seg.ref)) };
+        } finally {
+          ws.resume();
+        }
+        this.opts.store.saveReply(header, reply);
+        this.processed++;
+        this.emit('segment', header, reply);
+      }
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(reply));
+    } catch (e) {
+      const msg = (e as Error).message;
+      this.emit('failed', msg, header?.segmentId);
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'error', segmentId: header?.segmentId, error: msg }));
+    }
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * Agent ↔ server wire protocol over one WebSocket.
+ *
+ * Binary messages (agent → server segments) are framed as
+ *   uint32 BE header length | UTF-8 JSON header | payload bytes
+ * where the payload is the segment's video bytestream followed by the optional
+ * high-quality reference frame (its own bytestream). Text messages are JSON.
+ * Every message is validated here with zod, and nowhere else.
+ */
+import { z } from 'zod';
+
+export const PROTOCOL_VERSION = 1;
+
+export const KnobsSchema = z.record(z.string(), z.number());
+
+export const SegmentHeaderSchema = z.object({
+  type: z.literal('segment'),
+  v: z.literal(PROTOCOL_VERSION),
+  segmentId: z.string().min(1).max(200),
+  cameraId: z.string().min(1).max(200),
+  seq: z.number().int().nonnegative(),
+  codec: z.enum(['h264', 'hevc']),
+  width: z.number().int().positive(),
+  height: z.number().int().positive(),
+  fps: z.number().positive(),
+  frameCount: z.number().int().positive(),
+  ptsMs: z.array(z.number()),
+  capturedAt: z.number(),
+  knobs: KnobsSchema,
+  videoBytes: z.number().int().positive(),
+  /** one frame of the segment encoded at high quality: the accuracy reference and the DNNGrad input */
+  ref: z
+    .object({
+      frameIndex: z.number().int().nonnegative(),
+      codec: z.enum(['h264', 'hevc']),
+      width: z.number().int().positive(),
+      height: z.number().int().positive(),
+      bytes: z.number().int().positive(),
+    })
+    .optional(),
+});
+export type SegmentHeader = z.infer<typeof SegmentHeaderSchema>;
+
+export const HelloSchema = z.object({ type: z.literal('hello'), v: z.literal(PROTOCOL_VERSION), cameraId: z.string().min(1) });
+export type Hello = z.infer<typeof HelloSchema>;
+
+/** [x1, y1, x2, y2, score, classId] in the segment frame's pixel coordinates */
+export const WireDetectionSchema = z.tuple([z.number(), z.number(), z.number(), z.number(), z.number(), z.number().int()]);
+
+export const ReplySchema = z.object({
+  type: z.literal('reply'),
+  segmentId: z.string(),
+  seq: z.number().int(),
+  detections: z.array(z.array(WireDetectionSchema)),
+  /** F1 of the segment's frame at ref.frameIndex against the detector's output on the reference */
+  f1: z.object({ frameIndex: z.number().int(), f1: z.number(), tp: z.number().int(), fp: z.number().int(), fn: z.number().int() }).nullable(),
+  /** per-macroblock DNNGrad of the reference frame (encodeMbMap, base64) */
+  dnngrad: z.object({ frameIndex: z.number().int(), rows: z.number().int(), cols: z.number().int(), proxy: z.number(), data: z.string() }).nullable(),
+  timings: z.object({ decodeMs: z.number(), detectMs: z.number(), gradMs: z.number() }),
+  /** true when this reply was served from the server's store (a resent segment) */
+  duplicate: z.boolean().default(false),
+});
+export type Reply = z.infer<typeof ReplySchema>;
+
+export const ErrorReplySchema = z.object({ type: z.literal('error'), segmentId: z.string().optional(), error: z.string(), fatal: z.boolean().default(false) });
+export type ErrorReply = z.infer<typeof ErrorReplySchema>;
+
+export const ServerMessageSchema = z.discriminatedUnion('type', [
+  ReplySchema,
+  ErrorReplySchema,
+  z.object({ type: z.literal('welcome'), v: z.number(), serverId: z.string() }),
+]);
+export type ServerMessage = z.infer<typeof ServerMessageSchema>;
+
+export class ProtocolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
+}
+
+export function packSegment(header: SegmentHeader, video: Uint8Array, ref?: Uint8Array): Buffer {
+  const h = Buffer.from(JSON.stringify(header), 'utf8');
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(h.length);
+  return Buffer.concat([len, h, video, ...(ref ? [ref] : [])]);
+}
+
+export function unpackSegment(buf: Buffer): { header: SegmentHeader; video: Buffer; ref: Buffer | null } {
+  if (buf.length < 4) throw new ProtocolError('segment message shorter than its length prefix');
+  const hlen = buf.readUInt32BE(0);
+  if (hlen > 1 << 20 || 4 + hlen > buf.length) throw new ProtocolError(`bad header length ${hlen} for a ${buf.length}-byte message`);
+  let json: unknown;
+  try {
+    json = JSON.parse(buf.subarray(4, 4 + hlen).toString('utf8'));
+  } catch (e) {
+    throw new ProtocolError(`segment header is not JSON: ${(e as Error).message}`);
+  }
+  const parsed = SegmentHeaderSchema.safeParse(json);
+  if (!parsed.success) throw new ProtocolError(`invalid segment header: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  const header = parsed.data;
+  const body = buf.subarray(4 + hlen);
+  const refBytes = header.ref?.bytes ?? 0;
+  if (body.length !== header.videoBytes + refBytes) {
+    throw new ProtocolError(`segment ${header.segmentId}: payload is ${body.length} bytes, header says ${header.videoBytes}+${refBytes}`);
+  }
+  return { header, video: body.subarray(0, header.videoBytes), ref: refBytes ? body.subarray(header.videoBytes) : null };
+}
+
+export function parseServerMessage(text: string): ServerMessage {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new ProtocolError(`server message is not JSON: ${(e as Error).message}`);
+  }
+  const parsed = ServerMessageSchema.safeParse(json);
+  if (!parsed.success) throw new ProtocolError(`invalid server message: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return parsed.data;
+}
+
+export function parseHello(text: string): Hello {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new ProtocolError(`hello is not JSON: ${(e as Error).message}`);
+  }
+  const parsed = HelloSchema.safeParse(json);
+  if (!parsed.success) throw new ProtocolError(`invalid hello: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return parsed.data;
+}

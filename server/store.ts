@@ -1,0 +1,62 @@
+/**
+ * Server-side results store (SQLite, WAL): one row per processed segment with its reply,
+ * so a resent segment is answered without reprocessing, and results survive restarts.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { Reply, SegmentHeader } from './protocol.ts';
+import type { ReplyStore } from './ingest.ts';
+
+export interface StoredResult {
+  segmentId: string;
+  cameraId: string;
+  seq: number;
+  bytes: number;
+  f1: number | null;
+  createdAt: number;
+}
+
+export class ServerStore implements ReplyStore {
+  private db: Database.Database;
+
+  constructor(file: string) {
+    if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL'); // a reply is only sent after its row is durable
+    this.db.exec(`CREATE TABLE IF NOT EXISTS results (
+      segment_id TEXT PRIMARY KEY,
+      camera_id TEXT NOT NULL,
+      seq INTEGER NOT NULL,
+      bytes INTEGER NOT NULL,
+      f1 REAL,
+      header TEXT NOT NULL,
+      reply TEXT NOT NULL,
+      created_at INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS results_camera ON results(camera_id, seq);`);
+  }
+
+  getReply(segmentId: string): Reply | null {
+    const row = this.db.prepare('SELECT reply FROM results WHERE segment_id = ?').get(segmentId) as { reply: string } | undefined;
+    return row ? (JSON.parse(row.reply) as Reply) : null;
+  }
+
+  saveReply(header: SegmentHeader, reply: Reply): void {
+    this.db
+      .prepare('INSERT OR IGNORE INTO results (segment_id, camera_id, seq, bytes, f1, header, reply, created_at) VALUES (?,?,?,?,?,?,?,?)')
+      .run(header.segmentId, header.cameraId, header.seq, header.videoBytes, reply.f1?.f1 ?? null, JSON.stringify(header), JSON.stringify(reply), Date.now());
+  }
+
+  results(cameraId?: string): StoredResult[] {
+    const rows = (cameraId
+      ? this.db.prepare('SELECT segment_id, camera_id, seq, bytes, f1, created_at FROM results WHERE camera_id = ? ORDER BY seq').all(cameraId)
+      : this.db.prepare('SELECT segment_id, camera_id, seq, bytes, f1, created_at FROM results ORDER BY camera_id, seq').all()) as Array<Record<string, unknown>>;
+    return rows.map((r) => ({ segmentId: r.segment_id as string, cameraId: r.camera_id as string, seq: r.seq as number, bytes: r.bytes as number, f1: r.f1 as number | null, createdAt: r.created_at as number }));
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
