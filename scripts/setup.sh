@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Idempotent set-up on Debian 12: system packages, npm dependencies, the native encoder addon.
+# Run as root or with sudo available. Nothing is downloaded at run time afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+PKGS=(ffmpeg libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libx264-dev pkg-config cmake g++ make
+      mosquitto mosquitto-clients chromium systemd)
+[ "${CAMSTREAM_TRAINING:-0}" = 1 ] && PKGS+=(python3-torch python3-onnx)
+missing=()
+for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# onnxruntime-node's install script would fetch CUDA binaries; the CPU build ships in the package.
+export ONNXRUNTIME_NODE_INSTALL=skip
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+if [ ! -f build/encoder/Release/camstream_encoder.node ] || [ -n "$(find encoder/native -newer build/encoder/Release/camstream_encoder.node -type f 2>/dev/null | head -1)" ]; then
+  npm run build:native --silent
+fi
+if [ ! -d ../shared/videos ] && [ -z "${CAMSTREAM_SHARED:-}" ]; then
+  echo "setup: warning: ../shared (sample videos, detector model) not found beside the repo; set CAMSTREAM_SHARED" >&2
+fi
+echo "setup: ok"
