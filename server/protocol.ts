@@ -19,7 +19,7 @@ export const SegmentHeaderSchema = z.object({
   segmentId: z.string().min(1).max(200),
   cameraId: z.string().min(1).max(200),
   seq: z.number().int().nonnegative(),
-  codec: z.enum(['h264', 'hevc']),
+  codec: z.enum(['h264', 'h265']),
   width: z.number().int().positive(),
   height: z.number().int().positive(),
   fps: z.number().positive(),
@@ -32,7 +32,7 @@ export const SegmentHeaderSchema = z.object({
   ref: z
     .object({
       frameIndex: z.number().int().nonnegative(),
-      codec: z.enum(['h264', 'hevc']),
+      codec: z.enum(['h264', 'h265']),
       width: z.number().int().positive(),
       height: z.number().int().positive(),
       bytes: z.number().int().positive(),
