@@ -131,10 +131,12 @@ export function encoderVersions(): ReturnType<NativeAddon['versions']> {
 }
 
 function rethrow(err: unknown): never {
-  if (err instanceof Error && typeof (err as Error & { step?: unknown }).step === 'string') {
-    throw new EncoderError((err as Error & { step: string }).step, err.message);
+  // Duck-typed: errors made by the addon may come from another realm (e.g. jest's vm contexts).
+  const e = err as { step?: unknown; name?: unknown; message?: unknown } | null;
+  if (e && typeof e === 'object' && typeof e.message === 'string') {
+    if (typeof e.step === 'string') throw new EncoderError(e.step, e.message);
+    if (e.name === 'RangeError' || e.name === 'TypeError') throw new InvalidInputError(e.message);
   }
-  if (err instanceof RangeError || err instanceof TypeError) throw new InvalidInputError(err.message);
   throw err;
 }
 

@@ -20,6 +20,7 @@ extern "C" {
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -606,7 +607,10 @@ Napi::Value Versions(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  av_log_set_level(AV_LOG_ERROR);
+  // libav logs to stderr; quiet by default (failures come back as JS errors). CAMSTREAM_AV_LOG=<level>
+  // (e.g. 16 = error, 24 = warning, 32 = info) shows libav's own messages for debugging.
+  const char* lvl = std::getenv("CAMSTREAM_AV_LOG");
+  av_log_set_level(lvl ? std::atoi(lvl) : AV_LOG_FATAL);
   exports.Set("encode", Napi::Function::New(env, Encode, "encode"));
   exports.Set("decode", Napi::Function::New(env, Decode, "decode"));
   exports.Set("scale", Napi::Function::New(env, Scale, "scale"));
