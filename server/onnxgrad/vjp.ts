@@ -1,0 +1,520 @@
+/**
+ * Reverse-mode autodiff over an ONNX graph: turns a forward model y = f(x) into a
+ * vector–Jacobian-product model (x, grad_y) → (y, grad_x = J_f(x)ᵀ·grad_y), built only from
+ * standard ONNX operators so onnxruntime (CPU, Node) runs it like any model.
+ * See README.md in this folder for the per-operator adjoint table and the limits.
+ */
+import { attr, attrFloat, attrInt, attrInts, attrStr, decodeModel, encodeModel, makeNode, num, tensorProto, valueInfo, DT, type AttrValue, type Proto } from './proto.ts';
+import { ShapeTable, broadcast, prod, windowParams, type Shape } from './shapes.ts';
+import { OnnxGradError, UnsupportedOperatorError } from './errors.ts';
+
+export interface VjpOptions {
+  /** Forward input to differentiate with respect to (default: the first non-initializer graph input). */
+  input?: string;
+  /** Forward output whose seed is given (default: the first graph output). */
+  output?: string;
+  /** Static shape of the input when the model declares symbolic dims. */
+  inputShape?: number[];
+  /** Name of the seed input (default `grad_<output>`). */
+  seedName?: string;
+  /** Name of the gradient output (default `grad_<input>`). */
+  gradName?: string;
+}
+
+/** Lowest opset with ScatterElements(reduction='add'), which the MaxPool adjoint needs. */
+export const MIN_TARGET_OPSET = 16;
+
+const unaryPassThrough = new Set(['Identity', 'Dropout']);
+const reshapeLike = new Set(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze']);
+
+/** Emission context shared by the adjoint rules. */
+class Builder {
+  readonly nodes: Proto[] = [];
+  readonly inits: Proto[] = [];
+  private counter = 0;
+  constructor(readonly st: ShapeTable, private readonly used: Set<string>) {}
+
+  fresh(base: string): string {
+    let n: string;
+    do n = `vjp/${base}_${this.counter++}`; while (this.used.has(n));
+    this.used.add(n);
+    return n;
+  }
+
+  shape(name: string): Shape { return this.st.shape(name); }
+
+  emit(op: string, inputs: string[], attrs: Record<string, AttrValue | undefined> = {}, nOut = 1, outShapes?: Shape[]): string[] {
+    const outs = Array.from({ length: nOut }, () => this.fresh(op));
+    this.nodes.push(makeNode(op, inputs, outs, attrs, outs[0]));
+    outShapes?.forEach((s, i) => this.st.shapes.set(outs[i], s));
+    return outs;
+  }
+  one(op: string, inputs: string[], attrs: Record<string, AttrValue | undefined> = {}, outShape?: Shape): string {
+    return this.emit(op, inputs, attrs, 1, outShape ? [outShape] : undefined)[0];
+  }
+
+  i64(values: number[], dims: number[] = [values.length]): string {
+    const n = this.fresh('const_i64');
+    this.inits.push(tensorProto(n, DT.INT64, dims, values));
+    this.st.shapes.set(n, dims);
+    return n;
+  }
+  f32(values: number[], dims: number[] = []): string {
+    const n = this.fresh('const_f32');
+    this.inits.push(tensorProto(n, DT.FLOAT, dims, values));
+    this.st.shapes.set(n, dims);
+    return n;
+  }
+
+  zeros(shape: Shape): string {
+    return this.one('ConstantOfShape', [this.i64(shape)], { value: { tensor: { dims: [1], dataType: DT.FLOAT, values: [0] } } }, shape);
+  }
+
+  reshape(x: string, to: Shape): string { return this.one('Reshape', [x, this.i64(to)], {}, to); }
+
+  /** Sum a gradient of shape gShape down to `target` (numpy broadcasting reversed). */
+  unbroadcast(g: string, gShape: Shape, target: Shape): string {
+    const r = gShape.length;
+    const axes: number[] = [];
+    for (let i = 0; i < r; i++) {
+      const ti = i - (r - target.length);
+      if (ti < 0 || (target[ti] === 1 && gShape[i] !== 1)) axes.push(i);
+    }
+    let out = g;
+    let sh = gShape;
+    if (axes.length) {
+      sh = gShape.map((d, i) => (axes.includes(i) ? 1 : d));
+      out = this.one('ReduceSum', [g, this.i64(axes)], { keepdims: 1 }, sh);
+    }
+    if (sh.length !== target.length || sh.some((d, i) => d !== target[i])) out = this.reshape(out, target);
+    return out;
+  }
+
+  sum(terms: string[], shape: Shape): string {
+    return terms.length === 1 ? terms[0] : this.one('Sum', terms, {}, shape);
+  }
+}
+
+type Adjoint = (b: Builder, node: Proto, g: (string | null)[], need: boolean[], opset: number) => (string | null)[];
+
+const unsupported = (node: Proto, detail?: string): never => { throw new UnsupportedOperatorError(node.opType, node.name, detail); };
+
+/** Gradient of one input of a Conv: ConvTranspose with the same weights. */
+function convAdjoint(b: Builder, node: Proto, g: string, need: boolean[]): (string | null)[] {
+  if (need[1] || need[2]) unsupported(node, 'gradient w.r.t. weights/bias (weights must be constant)');
+  const x = b.shape(node.input[0]);
+  const w = b.shape(node.input[1]);
+  const y = b.shape(node.output[0]);
+  const p = windowParams(node, x, w);
+  const n = x.length - 2;
+  const outputPadding = x.slice(2).map((d, i) => {
+    const eff = (p.kernel[i] - 1) * p.dilations[i] + 1;
+    const produced = p.strides[i] * (y[i + 2] - 1) + eff - p.pads[i] - p.pads[i + n];
+    return d - produced;
+  });
+  if (outputPadding.some((v, i) => v < 0 || v >= Math.max(p.strides[i], p.dilations[i]))) unsupported(node, `cannot invert spatial shape (output_padding ${outputPadding})`);
+  const dx = b.one('ConvTranspose', [g, node.input[1]], {
+    group: attrInt(node, 'group', 1), kernel_shape: p.kernel, strides: p.strides, dilations: p.dilations, pads: p.pads,
+    output_padding: outputPadding.some((v) => v) ? outputPadding : undefined,
+  }, x);
+  return [dx, null, null];
+}
+
+/** Weights M[o][i] (out×in) of a 1-D Resize along one axis, for nearest/linear modes. */
+function resizeMatrix(node: Proto, inLen: number, outLen: number, scale: number): number[][] {
+  const mode = attrStr(node, 'mode', 'nearest');
+  const ctm = attrStr(node, 'coordinate_transformation_mode', 'half_pixel');
+  const nearestMode = attrStr(node, 'nearest_mode', 'round_prefer_floor');
+  const M = Array.from({ length: outLen }, () => new Array(inLen).fill(0));
+  for (let o = 0; o < outLen; o++) {
+    let xo: number;
+    switch (ctm) {
+      case 'half_pixel': xo = (o + 0.5) / scale - 0.5; break;
+      case 'pytorch_half_pixel': xo = outLen > 1 ? (o + 0.5) / scale - 0.5 : 0; break;
+      case 'align_corners': xo = outLen === 1 ? 0 : (o * (inLen - 1)) / (outLen - 1); break;
+      case 'asymmetric': xo = o / scale; break;
+      case 'tf_half_pixel_for_nn': xo = (o + 0.5) / scale; break;
+      default: return unsupported(node, `coordinate_transformation_mode ${ctm}`);
+    }
+    if (mode === 'nearest') {
+      let i: number;
+      switch (nearestMode) {
+        case 'round_prefer_floor': i = xo === Math.floor(xo) + 0.5 ? Math.floor(xo) : Math.round(xo); break;
+        case 'round_prefer_ceil': i = Math.round(xo); break;
+        case 'floor': i = Math.floor(xo); break;
+        case 'ceil': i = Math.ceil(xo); break;
+        default: return unsupported(node, `nearest_mode ${nearestMode}`);
+      }
+      M[o][Math.min(Math.max(i, 0), inLen - 1)] += 1;
+    } else if (mode === 'linear') {
+      const xc = Math.min(Math.max(xo, 0), inLen - 1);
+      const i0 = Math.floor(xc);
+      const i1 = Math.min(i0 + 1, inLen - 1);
+      const f = xc - i0;
+      M[o][i0] += 1 - f;
+      M[o][i1] += f;
+    } else return unsupported(node, `mode ${mode}`);
+  }
+  return M;
+}
+
+function resizeAdjoint(b: Builder, node: Proto, g: string): string {
+  const x = b.shape(node.input[0]);
+  const { out, scales } = b.st.resizeDims(node);
+  const axes = x.map((_, i) => i).filter((i) => out[i] !== x[i] || scales[i] !== 1);
+  const mats = new Map(axes.map((a) => [a, resizeMatrix(node, x[a], out[a], scales[a])]));
+  // Fast path: every resized axis is an integer block replication (out i ← in floor(i/k)).
+  const blockK = axes.map((a) => {
+    const k = out[a] / x[a];
+    if (!Number.isInteger(k)) return 0;
+    const M = mats.get(a)!;
+    for (let o = 0; o < out[a]; o++) for (let i = 0; i < x[a]; i++) if (M[o][i] !== (Math.floor(o / k) === i ? 1 : 0)) return 0;
+    return k;
+  });
+  if (axes.length && blockK.every((k) => k > 0)) {
+    const split: number[] = [];
+    const sumAxes: number[] = [];
+    x.forEach((d, i) => {
+      const j = axes.indexOf(i);
+      if (j < 0) split.push(d);
+      else { split.push(d, blockK[j]); sumAxes.push(split.length - 1); }
+    });
+    return b.one('ReduceSum', [b.reshape(g, split), b.i64(sumAxes)], { keepdims: 0 }, x);
+  }
+  // General path: separable linear maps, gradient = Mᵀ applied along each resized axis.
+  let cur = g;
+  let curShape = out.slice();
+  for (const a of axes) {
+    const M = mats.get(a)!;
+    const r = curShape.length;
+    const perm = curShape.map((_, i) => i);
+    perm.splice(a, 1); perm.push(a);
+    const inv = perm.map((_, i) => perm.indexOf(i));
+    const tShape = perm.map((p) => curShape[p]);
+    const t = a === r - 1 ? cur : b.one('Transpose', [cur], { perm }, tShape);
+    const mName = b.f32(M.flat(), [out[a], x[a]]);
+    const mmShape = tShape.slice(); mmShape[r - 1] = x[a];
+    const mm = b.one('MatMul', [t, mName], {}, mmShape);
+    curShape = curShape.slice(); curShape[a] = x[a];
+    cur = a === r - 1 ? mm : b.one('Transpose', [mm], { perm: inv }, curShape);
+  }
+  return cur;
+}
+
+function sliceAdjoint(b: Builder, node: Proto, g: string): string {
+  const x = b.shape(node.input[0]);
+  const specs = b.st.sliceSpecs(node);
+  let cur = g;
+  let sh = b.shape(node.output[0]).slice();
+  if (specs.some((s) => s.count === 0)) return b.zeros(x);
+  const pads = new Array(2 * x.length).fill(0);
+  for (const sp of specs) {
+    const a = sp.axis;
+    let first = sp.start;
+    let step = sp.step;
+    if (step < 0) {
+      // reverse the gradient along the axis, then it is a positive-step slice from the last index
+      cur = b.one('Slice', [cur, b.i64([-1]), b.i64([-Number.MAX_SAFE_INTEGER]), b.i64([a]), b.i64([-1])], {}, sh);
+      first = sp.start + (sp.count - 1) * step;
+      step = -step;
+    }
+    let len = sp.count;
+    if (step > 1) {
+      // interleave step-1 zeros after every element: [.., n, ..] → [.., n, step, ..] → [.., n*step, ..]
+      const uShape = sh.slice(); uShape.splice(a + 1, 0, 1);
+      const u = b.one('Unsqueeze', [cur, b.i64([a + 1])], {}, uShape);
+      const p = new Array(2 * uShape.length).fill(0); p[a + 1 + uShape.length] = step - 1;
+      const pShape = uShape.slice(); pShape[a + 1] = step;
+      const padded = b.one('Pad', [u, b.i64(p)], { mode: 'constant' }, pShape);
+      sh = sh.slice(); sh[a] = len * step; len = len * step;
+      cur = b.reshape(padded, sh);
+      if (first + len > x[a]) {
+        len = x[a] - first;
+        sh = sh.slice(); sh[a] = len;
+        cur = b.one('Slice', [cur, b.i64([0]), b.i64([len]), b.i64([a])], {}, sh);
+      }
+    }
+    pads[a] = first;
+    pads[a + x.length] = x[a] - first - len;
+    sh = sh.slice(); sh[a] = x[a];
+  }
+  if (pads.some((p) => p < 0)) throw new OnnxGradError(`Slice ${node.name}: internal pad error`);
+  return pads.some((p) => p) ? b.one('Pad', [cur, b.i64(pads)], { mode: 'constant' }, x) : cur;
+}
+
+function maxPoolAdjoint(b: Builder, node: Proto, g: string): string {
+  const x = b.shape(node.input[0]);
+  if (attrInt(node, 'storage_order', 0) !== 0) unsupported(node, 'storage_order=1');
+  const indices = node.output[1] as string; // added to the forward node by the transform
+  const total = prod(x);
+  const flatIdx = b.reshape(indices, [1, prod(b.shape(node.output[0]))]);
+  const flatG = b.reshape(g, [1, prod(b.shape(node.output[0]))]);
+  const sc = b.one('ScatterElements', [b.zeros([1, total]), flatIdx, flatG], { axis: 1, reduction: 'add' }, [1, total]);
+  return b.reshape(sc, x);
+}
+
+const adjoints: Record<string, Adjoint> = {
+  Conv: (b, n, g, need) => convAdjoint(b, n, g[0]!, need),
+  Sigmoid: (b, n, g) => {
+    const y = n.output[0];
+    const sh = b.shape(y);
+    const oneMinus = b.one('Sub', [b.f32([1]), y], {}, sh);
+    return [b.one('Mul', [g[0]!, b.one('Mul', [y, oneMinus], {}, sh)], {}, sh)];
+  },
+  Tanh: (b, n, g) => {
+    const y = n.output[0]; const sh = b.shape(y);
+    const d = b.one('Sub', [b.f32([1]), b.one('Mul', [y, y], {}, sh)], {}, sh);
+    return [b.one('Mul', [g[0]!, d], {}, sh)];
+  },
+  Exp: (b, n, g) => [b.one('Mul', [g[0]!, n.output[0]], {}, b.shape(n.output[0]))],
+  Relu: (b, n, g) => {
+    const sh = b.shape(n.input[0]);
+    const pos = b.one('Greater', [n.input[0], b.f32([0])], {}, sh);
+    return [b.one('Where', [pos, g[0]!, b.f32([0])], {}, sh)];
+  },
+  LeakyRelu: (b, n, g) => {
+    const sh = b.shape(n.input[0]);
+    const alpha = attrFloat(n, 'alpha', 0.01);
+    const pos = b.one('Greater', [n.input[0], b.f32([0])], {}, sh);
+    return [b.one('Where', [pos, g[0]!, b.one('Mul', [g[0]!, b.f32([alpha])], {}, sh)], {}, sh)];
+  },
+  Neg: (b, n, g) => [b.one('Neg', [g[0]!], {}, b.shape(n.input[0]))],
+  Softmax: (b, n, g, _need, opset) => {
+    if (opset < 13) throw new OnnxGradError('internal: Softmax not converted to opset 13 semantics');
+    const y = n.output[0]; const sh = b.shape(y);
+    const axis = attrInt(n, 'axis', -1);
+    const gy = b.one('Mul', [g[0]!, y], {}, sh);
+    const rs = sh.slice(); rs[axis < 0 ? axis + sh.length : axis] = 1;
+    const s = b.one('ReduceSum', [gy, b.i64([axis])], { keepdims: 1 }, rs);
+    return [b.one('Mul', [y, b.one('Sub', [g[0]!, s], {}, sh)], {}, sh)];
+  },
+  LogSoftmax: (b, n, g, _need, opset) => {
+    if (opset < 13) throw new OnnxGradError('internal: LogSoftmax not converted to opset 13 semantics');
+    const y = n.output[0]; const sh = b.shape(y);
+    const axis = attrInt(n, 'axis', -1);
+    const rs = sh.slice(); rs[axis < 0 ? axis + sh.length : axis] = 1;
+    const s = b.one('ReduceSum', [g[0]!, b.i64([axis])], { keepdims: 1 }, rs);
+    return [b.one('Sub', [g[0]!, b.one('Mul', [b.one('Exp', [y], {}, sh), s], {}, sh)], {}, sh)];
+  },
+  Add: (b, n, g, need) => {
+    const ys = b.shape(n.output[0]);
+    return [0, 1].map((i) => (need[i] ? b.unbroadcast(g[0]!, ys, b.shape(n.input[i])) : null));
+  },
+  Sum: (b, n, g, need) => {
+    const ys = b.shape(n.output[0]);
+    return n.input.map((x: string, i: number) => (need[i] ? b.unbroadcast(g[0]!, ys, b.shape(x)) : null));
+  },
+  Sub: (b, n, g, need) => {
+    const ys = b.shape(n.output[0]);
+    return [
+      need[0] ? b.unbroadcast(g[0]!, ys, b.shape(n.input[0])) : null,
+      need[1] ? b.unbroadcast(b.one('Neg', [g[0]!], {}, ys), ys, b.shape(n.input[1])) : null,
+    ];
+  },
+  Mul: (b, n, g, need) => {
+    const ys = b.shape(n.output[0]);
+    return [0, 1].map((i) => (need[i] ? b.unbroadcast(b.one('Mul', [g[0]!, n.input[1 - i]], {}, ys), ys, b.shape(n.input[i])) : null));
+  },
+  Div: (b, n, g, need) => {
+    const ys = b.shape(n.output[0]);
+    const ga = b.one('Div', [g[0]!, n.input[1]], {}, ys);
+    return [
+      need[0] ? b.unbroadcast(ga, ys, b.shape(n.input[0])) : null,
+      need[1] ? b.unbroadcast(b.one('Neg', [b.one('Mul', [ga, n.output[0]], {}, ys)], {}, ys), ys, b.shape(n.input[1])) : null,
+    ];
+  },
+  Concat: (b, n, g, need) => {
+    const ys = b.shape(n.output[0]);
+    const ins = (n.input as string[]).map((x) => b.shape(x));
+    const axis = attrInt(n, 'axis', 0) < 0 ? attrInt(n, 'axis', 0) + ys.length : attrInt(n, 'axis', 0);
+    const outs = b.emit('Split', [g[0]!, b.i64(ins.map((s) => s[axis]))], { axis }, ins.length, ins);
+    return outs.map((o, i) => (need[i] ? o : null));
+  },
+  Split: (b, n, g, _need) => {
+    const xs = b.shape(n.input[0]);
+    const axis = attrInt(n, 'axis', 0) < 0 ? attrInt(n, 'axis', 0) + xs.length : attrInt(n, 'axis', 0);
+    const parts = (n.output as string[]).map((o, i) => g[i] ?? b.zeros(b.shape(o)));
+    return [parts.length === 1 ? parts[0] : b.one('Concat', parts, { axis }, xs)];
+  },
+  Slice: (b, n, g, need) => {
+    if (need.slice(1).some((x) => x)) unsupported(n, 'slice bounds depend on the input');
+    return [sliceAdjoint(b, n, g[0]!)];
+  },
+  MaxPool: (b, n, g) => [maxPoolAdjoint(b, n, g[0]!)],
+  GlobalAveragePool: (b, n, g) => {
+    const x = b.shape(n.input[0]);
+    const scaled = b.one('Mul', [g[0]!, b.f32([1 / prod(x.slice(2))])], {}, b.shape(n.output[0]));
+    return [b.one('Expand', [scaled, b.i64(x)], {}, x)];
+  },
+  Resize: (b, n, g, need) => {
+    if (need.slice(1).some((x) => x)) unsupported(n, 'scales/sizes depend on the input');
+    return [resizeAdjoint(b, n, g[0]!)];
+  },
+  Transpose: (b, n, g) => {
+    const x = b.shape(n.input[0]);
+    const perm = attrInts(n, 'perm') ?? x.map((_, i) => x.length - 1 - i);
+    return [b.one('Transpose', [g[0]!], { perm: perm.map((_, i) => perm.indexOf(i)) }, x)];
+  },
+};
+
+/** Rewrite forward nodes whose signature changed between their opset and the target opset. */
+function upgradeNode(node: Proto, from: number, to: number, st: ShapeTable, b: Builder): Proto[] {
+  if (from >= 13 || to < 13) return [node];
+  const dropAttr = (name: string): void => { node.attribute = (node.attribute ?? []).filter((a: Proto) => a.name !== name); };
+  switch (node.opType) {
+    case 'Split': {
+      const split = attrInts(node, 'split');
+      dropAttr('split');
+      if (split) node.input = [node.input[0], b.i64(split)];
+      return [node];
+    }
+    case 'Squeeze': case 'Unsqueeze': case 'ReduceSum': {
+      const axes = attrInts(node, 'axes');
+      dropAttr('axes');
+      if (axes) node.input = [node.input[0], b.i64(axes)];
+      return [node];
+    }
+    case 'Softmax': case 'LogSoftmax': case 'Hardmax': {
+      // opset < 13 coerces the input to 2-D at `axis` (default 1); opset 13 works along one axis (default -1)
+      const x = st.shape(node.input[0]);
+      const axis = attrInt(node, 'axis', 1) < 0 ? attrInt(node, 'axis', 1) + x.length : attrInt(node, 'axis', 1);
+      dropAttr('axis');
+      node.attribute.push(attr('axis', -1));
+      if (axis === x.length - 1) return [node];
+      const flat = [prod(x.slice(0, axis)), prod(x.slice(axis))];
+      const fIn = b.fresh('flat_in');
+      const fOut = b.fresh('flat_out');
+      const out = node.output[0];
+      st.shapes.set(fIn, flat); st.shapes.set(fOut, flat);
+      const pre = makeNode('Reshape', [node.input[0], b.i64(flat)], [fIn], {}, `${node.name}/flatten`);
+      const post = makeNode('Reshape', [fOut, b.i64(x)], [out], {}, `${node.name}/unflatten`);
+      node.input = [fIn]; node.output = [fOut];
+      return [pre, node, post];
+    }
+    default: return [node];
+  }
+}
+
+const OPS_CHANGED_UNHANDLED = new Set(['Upsample', 'Scatter', 'ReduceL1', 'Hardmax_old']);
+
+/**
+ * Build the VJP model. Inputs: the forward input plus `grad_<output>` (the seed, same shape as
+ * the output); outputs: the forward output and `grad_<input>` = d<seed, output>/d input.
+ */
+export function buildVjpModel(forwardModelBytes: Uint8Array, opts: VjpOptions = {}): Uint8Array {
+  const model = decodeModel(forwardModelBytes);
+  const graph = model.graph;
+  const opsetEntry = (model.opsetImport ?? []).find((o: Proto) => !o.domain || o.domain === 'ai.onnx');
+  const fromOpset = opsetEntry ? num(opsetEntry.version) : 1;
+  if (fromOpset < 11) throw new OnnxGradError(`forward model opset ${fromOpset} < 11 is not supported`);
+  const toOpset = Math.max(MIN_TARGET_OPSET, fromOpset);
+
+  const st = new ShapeTable(graph);
+  const initNames = new Set<string>((graph.initializer ?? []).map((t: Proto) => t.name));
+  for (const t of graph.initializer ?? []) st.addInitializer(t);
+  const inputVi = opts.input ? graph.input.find((i: Proto) => i.name === opts.input) : graph.input.find((i: Proto) => !initNames.has(i.name));
+  if (!inputVi) throw new OnnxGradError(`input ${opts.input ?? '(first)'} not found`);
+  const outputVi = opts.output ? graph.output.find((o: Proto) => o.name === opts.output) : graph.output[0];
+  if (!outputVi) throw new OnnxGradError(`output ${opts.output ?? '(first)'} not found`);
+  const xName: string = inputVi.name;
+  const yName: string = outputVi.name;
+  const declared = opts.inputShape ?? (inputVi.type?.tensorType?.shape?.dim ?? []).map((d: Proto) => (d.dimValue ? num(d.dimValue) : NaN));
+  if (declared.some((d: number) => !(d > 0))) throw new OnnxGradError(`input ${xName} has symbolic dims; pass opts.inputShape`);
+  if (inputVi.type?.tensorType?.elemType !== DT.FLOAT) throw new OnnxGradError(`input ${xName} must be float32`);
+  st.shapes.set(xName, declared);
+
+  const used = new Set<string>();
+  for (const n of graph.node) { for (const t of [...n.input, ...n.output]) used.add(t); }
+  for (const t of initNames) used.add(t);
+  const b = new Builder(st, used);
+
+  // Forward pass: shape inference, opset upgrade.
+  const fwd: Proto[] = [];
+  for (const node of graph.node) {
+    if (node.domain && node.domain !== 'ai.onnx') { fwd.push(node); continue; }
+    if (OPS_CHANGED_UNHANDLED.has(node.opType)) unsupported(node, `operator changed semantics after opset ${fromOpset}`);
+    st.infer(node, fromOpset);
+    fwd.push(...upgradeNode(node, fromOpset, toOpset, st, b));
+  }
+
+  // Which tensors depend on x, and which nodes lie on an x → y path.
+  const dependsOnX = new Set<string>([xName]);
+  for (const node of fwd) if (node.input.some((i: string) => dependsOnX.has(i))) node.output.forEach((o: string) => o && dependsOnX.add(o));
+  if (!dependsOnX.has(yName)) throw new OnnxGradError(`output ${yName} does not depend on input ${xName}`);
+  const reachesY = new Set<string>([yName]);
+  const active: Proto[] = [];
+  for (let i = fwd.length - 1; i >= 0; i--) {
+    const node = fwd[i];
+    if (node.output.some((o: string) => reachesY.has(o)) && node.input.some((x: string) => dependsOnX.has(x))) {
+      active.push(node);
+      node.input.forEach((x: string) => x && dependsOnX.has(x) && reachesY.add(x));
+    }
+  }
+  // Check support up front so the error names the first offending node.
+  for (const node of [...active].reverse()) {
+    if (!adjoints[node.opType] && !unaryPassThrough.has(node.opType) && !reshapeLike.has(node.opType)) unsupported(node);
+  }
+  // MaxPool adjoints need the argmax indices: expose them on the forward node.
+  for (const node of active) {
+    if (node.opType === 'MaxPool' && !node.output[1]) {
+      const idx = b.fresh('maxpool_indices');
+      node.output = [node.output[0], idx];
+      st.shapes.set(idx, st.shape(node.output[0]));
+    }
+  }
+
+  // Reverse pass.
+  const seedName = opts.seedName ?? `grad_${yName}`;
+  const gradName = opts.gradName ?? `grad_${xName}`;
+  const ySh = st.shape(yName);
+  const contrib = new Map<string, string[]>([[yName, [seedName]]]);
+  st.shapes.set(seedName, ySh);
+  const gradOf = (t: string): string | null => {
+    const c = contrib.get(t);
+    if (!c || !c.length) return null;
+    const s = b.sum(c, st.shape(t));
+    contrib.set(t, [s]);
+    return s;
+  };
+  for (const node of active) {
+    const g = (node.output as string[]).map((o, i) => (node.opType === 'MaxPool' && i === 1 ? null : o ? gradOf(o) : null));
+    if (g.every((x) => x === null)) continue;
+    const need = (node.input as string[]).map((x) => !!x && dependsOnX.has(x));
+    let dx: (string | null)[];
+    if (unaryPassThrough.has(node.opType)) dx = [g[0]];
+    else if (reshapeLike.has(node.opType)) dx = [b.reshape(g[0]!, st.shape(node.input[0]))];
+    else {
+      if (g.length > 1 && node.opType !== 'Split' && g.slice(1).some((x) => x !== null)) unsupported(node, 'gradient through a secondary output');
+      dx = adjoints[node.opType](b, node, g, need, toOpset);
+    }
+    (node.input as string[]).forEach((x, i) => {
+      if (!need[i] || !dx[i]) return;
+      const list = contrib.get(x) ?? [];
+      list.push(dx[i]!);
+      contrib.set(x, list);
+    });
+  }
+  const gx = gradOf(xName) ?? b.zeros(st.shape(xName));
+  b.nodes.push(makeNode('Identity', [gx], [gradName], {}, 'vjp/grad_output_identity'));
+
+  const otherInputs = (graph.input as Proto[]).filter((i) => initNames.has(i.name));
+  const out = {
+    irVersion: Math.max(num(model.irVersion ?? 7), 8),
+    producerName: 'camstream-onnxgrad',
+    opsetImport: [
+      ...(model.opsetImport ?? []).filter((o: Proto) => o.domain && o.domain !== 'ai.onnx'),
+      { domain: '', version: toOpset },
+    ],
+    graph: {
+      name: `${graph.name ?? 'graph'}_vjp`,
+      node: [...fwd, ...b.nodes],
+      initializer: [...(graph.initializer ?? []), ...b.inits],
+      input: [inputVi, ...otherInputs, valueInfo(seedName, ySh)],
+      output: [outputVi, valueInfo(gradName, st.shape(xName))],
+    },
+  };
+  return encodeModel(out);
+}
+
+/** The ops that have an adjoint here (for docs and tests). */
+export const SUPPORTED_OPS = [...Object.keys(adjoints), ...unaryPassThrough, ...reshapeLike].sort();
