@@ -1,0 +1,181 @@
+/**
+ * Settings schemas (zod 4): one YAML/JSON file per device, validated here and nowhere else.
+ * The TypeScript types are inferred from the schemas (`AgentSettings`, `ServerSettings`).
+ *
+ * Conventions:
+ *  - objects are strict: an unknown key (usually a typo) is an error that names the key and line;
+ *  - everything that has a sensible default is optional in the file (`.prefault({})` makes zod
+ *    run nested defaults when a whole section is left out);
+ *  - paths are kept as written (no resolution against the config file's directory).
+ */
+import { z } from 'zod';
+
+export const PROFILES = ['edge-cpu', 'edge-jetson', 'server-gpu', 'server-cpu'] as const;
+export const ProfileSchema = z.enum(PROFILES);
+export type Profile = z.infer<typeof ProfileSchema>;
+
+export const LogLevelSchema = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+const qp = z.number().int().min(0).max(51);
+const port = z.number().int().min(0).max(65535);
+const evenDim = z
+  .number()
+  .int()
+  .positive()
+  .refine((v) => v % 2 === 0, { message: 'must be even (YUV420p)' });
+
+/** deviceId ends up in MQTT topics and file names: keep it to a safe alphabet. */
+export const DeviceIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'letters, digits, "_" and "-" only (max 64), starting with a letter or digit');
+
+export const SourceSchema = z
+  .strictObject({
+    kind: z.enum(['file', 'rtsp', 'v4l2']),
+    /** file path, rtsp://… URL, or /dev/videoN */
+    uri: z.string().min(1),
+    /** file sources only: start over at end of file */
+    loop: z.boolean().default(true),
+    fps: z.number().positive().max(240).optional(),
+    width: evenDim.optional(),
+    height: evenDim.optional(),
+  })
+  .superRefine((s, ctx) => {
+    if (s.kind === 'rtsp' && !/^rtsps?:\/\//.test(s.uri)) {
+      ctx.addIssue({ code: 'custom', path: ['uri'], message: 'rtsp source needs an rtsp:// or rtsps:// URL' });
+    }
+    if (s.kind === 'v4l2' && !s.uri.startsWith('/dev/')) {
+      ctx.addIssue({ code: 'custom', path: ['uri'], message: 'v4l2 source needs a device path such as /dev/video0' });
+    }
+    if ((s.width === undefined) !== (s.height === undefined)) {
+      ctx.addIssue({ code: 'custom', path: [s.width === undefined ? 'width' : 'height'], message: 'width and height go together' });
+    }
+  });
+
+export const EncoderSchema = z
+  .strictObject({
+    codec: z.enum(['h264', 'hevc']).default('h264'),
+    baseQp: qp.default(30),
+    preset: z.string().min(1).default('veryfast'),
+    /** frames per segment (one segment = one upload + one server reply) */
+    segmentFrames: z.number().int().min(1).max(300).default(10),
+  })
+  .prefault({});
+
+export const CheapModelSchema = z
+  .strictObject({
+    /** ONNX file of the AccMPEG cheap model; required when enabled */
+    path: z.string().min(1).optional(),
+    /** run the cheap model on every k-th frame */
+    everyK: z.number().int().min(1).default(10),
+    threshold: z.number().min(0).max(1).default(0.2),
+    highQp: qp.default(30),
+    lowQp: qp.default(40),
+    /** defaults to true when a path is given, false otherwise */
+    enabled: z.boolean().optional(),
+  })
+  .prefault({})
+  .superRefine((c, ctx) => {
+    if (c.enabled === true && c.path === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['path'], message: 'cheapModel.enabled is true but no model path is given' });
+    }
+    if (c.highQp > c.lowQp) {
+      ctx.addIssue({ code: 'custom', path: ['highQp'], message: `highQp (${c.highQp}) must not exceed lowQp (${c.lowQp}): high quality means lower QP` });
+    }
+  })
+  .transform((c) => ({ ...c, enabled: c.enabled ?? c.path !== undefined }));
+
+export const OneAdaptSchema = z
+  .strictObject({
+    enabled: z.boolean().default(false),
+    targetKbps: z.number().positive().optional(),
+    targetF1: z.number().min(0).max(1).optional(),
+    /** weight of bandwidth against accuracy in the knob objective */
+    lambdaBw: z.number().min(0).default(0.001),
+    /** Adam learning rate for the knob step */
+    lr: z.number().positive().max(10).default(0.05),
+  })
+  .prefault({});
+
+const wsUrl = z.string().regex(/^wss?:\/\/\S+$/, 'must be a ws:// or wss:// URL');
+const mqttUrl = z.string().regex(/^(mqtts?|wss?|tcp|ssl):\/\/\S+$/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL');
+const topicSegment = z.string().regex(/^[^#+\s]+$/, 'MQTT topic without wildcards or spaces');
+
+export const UplinkSchema = z.strictObject({ url: wsUrl.default('ws://127.0.0.1:8080/ingest') }).prefault({});
+
+export const MqttSchema = z
+  .strictObject({
+    enabled: z.boolean().default(false),
+    url: mqttUrl.default('mqtt://localhost:1883'),
+    baseTopic: topicSegment.default('camstream'),
+    discoveryPrefix: topicSegment.default('homeassistant'),
+    username: z.string().optional(),
+    password: z.string().optional(),
+  })
+  .prefault({});
+
+export const StorageSchema = z
+  .strictObject({
+    /** SQLite state and outbox live here (systemd StateDirectory=camstream → /var/lib/camstream) */
+    dir: z.string().min(1).default('/var/lib/camstream'),
+    /** outbox cap: oldest unacknowledged segments are dropped (and counted in the log) beyond these */
+    outboxMaxBytes: z.number().int().positive().default(512 * 1024 * 1024),
+    outboxMaxRows: z.number().int().positive().default(100_000),
+    metricsRetentionHours: z.number().positive().default(24 * 7),
+  })
+  .prefault({});
+
+export const HttpSchema = z
+  .strictObject({
+    host: z.string().min(1).default('0.0.0.0'),
+    port: port.default(8081),
+  })
+  .prefault({});
+
+export const LogSchema = z.strictObject({ level: LogLevelSchema.default('info') }).prefault({});
+
+export const AgentSettingsSchema = z.strictObject({
+  deviceId: DeviceIdSchema,
+  profile: ProfileSchema.default('edge-cpu'),
+  source: SourceSchema,
+  encoder: EncoderSchema,
+  cheapModel: CheapModelSchema,
+  oneadapt: OneAdaptSchema,
+  server: UplinkSchema,
+  mqtt: MqttSchema,
+  storage: StorageSchema,
+  http: HttpSchema,
+  log: LogSchema,
+});
+
+export const ServerSettingsSchema = z.strictObject({
+  deviceId: DeviceIdSchema.default('camstream-server'),
+  profile: z.enum(['server-gpu', 'server-cpu']).default('server-cpu'),
+  listen: z
+    .strictObject({
+      host: z.string().min(1).default('0.0.0.0'),
+      port: port.default(8080),
+    })
+    .prefault({}),
+  detector: z.strictObject({
+    modelPath: z.string().min(1),
+    device: z.enum(['cpu', 'cuda']).default('cpu'),
+  }),
+  storage: z
+    .strictObject({
+      dir: z.string().min(1).default('/var/lib/camstream'),
+      metricsRetentionHours: z.number().positive().default(24 * 7),
+    })
+    .prefault({}),
+  log: LogSchema,
+});
+
+export type AgentSettings = z.output<typeof AgentSettingsSchema>;
+export type AgentSettingsInput = z.input<typeof AgentSettingsSchema>;
+export type ServerSettings = z.output<typeof ServerSettingsSchema>;
+export type ServerSettingsInput = z.input<typeof ServerSettingsSchema>;
+export type SourceSettings = AgentSettings['source'];
+export type EncoderSettings = AgentSettings['encoder'];
+export type CheapModelSettings = AgentSettings['cheapModel'];
+export type OneAdaptSettings = AgentSettings['oneadapt'];
+export type MqttSettings = AgentSettings['mqtt'];
