@@ -1,0 +1,97 @@
+/**
+ * Turning one segment of camera frames into bytes on the wire under a knob configuration, and
+ * (for OneAdapt's InputGrad) into the frames the server's DNN would see: encode → decode →
+ * upsample to source size → repeat dropped frames.
+ */
+import { decodeSegment, encodeSegment, scaleFrame, type EncodedSegment, type EncoderSettings } from '../encoder/index.ts';
+import { mbGrid, type MbMap, type YuvFrame } from '../encoder/frame.ts';
+import { qpMapFromImportance } from '../cheapmodel/qpmap.ts';
+import { accGrad, keptFrames, rgbErrorPerMb, sampledIndices } from '../oneadapt/inputgrad.ts';
+
+export interface RenderKnobs {
+  /** scale of the source size, (0, 1] */
+  resolution: number;
+  /** frames per second sent */
+  fps: number;
+  /** base QP (quality QP for important macroblocks when AccMPEG is on) */
+  qp: number;
+  /** AccMPEG threshold on P(important); ignored without an importance map */
+  threshold: number;
+}
+
+export interface RenderOptions {
+  srcFps: number;
+  /** QP added to macroblocks the cheap model does not mark important (AccMPEG: 40 − 30) */
+  lowQpDelta: number;
+  encoder?: EncoderSettings;
+}
+
+export interface Rendered {
+  encoded: EncodedSegment;
+  /** indices (into the segment) of the frames that were encoded */
+  sent: number[];
+  /** absolute QP map used for the sent frames (null = uniform) */
+  qpMap: MbMap | null;
+}
+
+const even = (v: number): number => Math.max(16, Math.round(v / 2) * 2);
+
+/** Nearest-neighbour resampling of a macroblock map to another grid. */
+export function resampleMap(m: MbMap, rows: number, cols: number): MbMap {
+  if (m.rows === rows && m.cols === cols) return m;
+  const data = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const sr = Math.min(m.rows - 1, Math.floor(((r + 0.5) * m.rows) / rows));
+    for (let c = 0; c < cols; c++) data[r * cols + c] = m.data[sr * m.cols + Math.min(m.cols - 1, Math.floor(((c + 0.5) * m.cols) / cols))];
+  }
+  return { rows, cols, data };
+}
+
+export function scaledSize(w: number, h: number, scale: number): { width: number; height: number } {
+  return scale >= 1 ? { width: w, height: h } : { width: even(w * scale), height: even(h * scale) };
+}
+
+/**
+ * Encode a segment under knobs. `importance` is the cheap model's P(important) per macroblock of
+ * the source frame (null: uniform QP).
+ */
+export async function renderSegment(frames: YuvFrame[], knobs: RenderKnobs, importance: MbMap | null, opts: RenderOptions): Promise<Rendered> {
+  const sent = keptFrames(frames.length, opts.srcFps, knobs.fps);
+  const { width, height } = scaledSize(frames[0].width, frames[0].height, knobs.resolution);
+  const toSend = sent.map((i) => (width === frames[i].width && height === frames[i].height ? frames[i] : scaleFrame(frames[i], width, height, 'area')));
+  let qpMap: MbMap | null = null;
+  let offsets: MbMap | null = null;
+  if (importance) {
+    const g = mbGrid(width, height);
+    qpMap = qpMapFromImportance(resampleMap(importance, g.rows, g.cols), { threshold: knobs.threshold, highQp: knobs.qp, lowQp: Math.min(51, knobs.qp + opts.lowQpDelta) });
+    offsets = { ...qpMap, data: qpMap.data.map((q) => q - knobs.qp) };
+  }
+  const encoded = await encodeSegment(toSend, toSend.map(() => offsets), {
+    ...opts.encoder,
+    baseQp: knobs.qp,
+    fps: Math.max(1, Math.round(knobs.fps)),
+    gop: toSend.length,
+  });
+  return { encoded, sent, qpMap };
+}
+
+/** The frames the DNN sees for each segment position: decoded, upsampled to source size, repeated where dropped. */
+export async function dnnView(r: Rendered, frames: YuvFrame[], srcFps: number, fps: number): Promise<YuvFrame[]> {
+  const decoded = (await decodeSegment(r.encoded.data, r.encoded.codec)).frames;
+  const { width, height } = frames[0];
+  const up = decoded.map((f) => (f.width === width && f.height === height ? f : scaleFrame(f, width, height, 'bilinear')));
+  const byIndex = new Map(r.sent.map((src, k) => [src, up[Math.min(k, up.length - 1)]]));
+  return sampledIndices(frames.length, srcFps, fps).map((src) => byIndex.get(src)!);
+}
+
+/**
+ * AccGrad of a rendering: R = Σ over the chosen positions of Σ_mb g·e (DNNGrad g on the source
+ * MB grid, e = InputGrad vs the original frame), averaged over positions.
+ */
+export async function renderAccGrad(r: Rendered, frames: YuvFrame[], g: MbMap, srcFps: number, fps: number, positions?: number[]): Promise<number> {
+  const view = await dnnView(r, frames, srcFps, fps);
+  const pos = positions ?? [...frames.keys()];
+  let sum = 0;
+  for (const i of pos) sum += accGrad(g, rgbErrorPerMb(view[i], frames[i]));
+  return sum / pos.length;
+}

@@ -1,0 +1,116 @@
+/**
+ * The server's work on one segment: decode, detect on every frame, and on the segment's
+ * high-quality reference frame compute (a) the accuracy of the streamed frame against the detector's
+ * output on the reference and (b) DNNGrad: the gradient of OneAdapt's accuracy proxy with respect to
+ * the reference frame's pixels, by backpropagation through the detector (a VJP model derived from the
+ * detector's ONNX graph), reduced to one value per 16×16 macroblock.
+ */
+import { decodeSegment } from '../encoder/index.ts';
+import type { YuvFrame } from '../encoder/frame.ts';
+import { frameF1, type F1Options } from './accuracy.ts';
+import { Detector, type DetectorDevice } from './detector/detector.ts';
+import type { Detection } from './detector/postprocess.ts';
+import { preprocess, INPUT_SIZE } from './detector/preprocess.ts';
+import { encodeMbMap, oneAdaptProxy, reduceToMacroblocks } from './dnngrad.ts';
+import type { SegmentProcessor } from './ingest.ts';
+import { GradientModel } from './onnxgrad/index.ts';
+import type { Reply, SegmentHeader } from './protocol.ts';
+
+export interface AnalyzerOptions {
+  modelPath: string;
+  device?: DetectorDevice;
+  /** compute DNNGrad on the reference frame (default true) */
+  dnngrad?: boolean;
+  f1?: F1Options;
+  /** proxy classes for DNNGrad (default: all) */
+  proxyClasses?: readonly number[];
+  threads?: number;
+}
+
+export class SegmentDecodeError extends Error {
+  constructor(segmentId: string, detail: string) {
+    super(`cannot decode segment ${segmentId}: ${detail}`);
+    this.name = 'SegmentDecodeError';
+  }
+}
+
+const now = (): number => performance.now();
+
+function toWire(dets: Detection[], sx = 1, sy = 1): [number, number, number, number, number, number][] {
+  const r = (v: number): number => Math.round(v * 10) / 10;
+  return dets.map((d) => [r(d.x1 * sx), r(d.y1 * sy), r(d.x2 * sx), r(d.y2 * sy), Math.round(d.score * 1000) / 1000, d.classId]);
+}
+
+export class SegmentAnalyzer implements SegmentProcessor {
+  private constructor(
+    readonly detector: Detector,
+    private readonly grad: GradientModel | null,
+    private readonly opts: AnalyzerOptions,
+  ) {}
+
+  static async create(opts: AnalyzerOptions): Promise<SegmentAnalyzer> {
+    const detector = await Detector.load(opts.modelPath, { device: opts.device ?? 'cpu', threads: opts.threads });
+    const grad = opts.dnngrad === false ? null : await GradientModel.load(opts.modelPath, { intraOpNumThreads: opts.threads });
+    return new SegmentAnalyzer(detector, grad, opts);
+  }
+
+  /** DNNGrad of one frame: proxy value and per-MB mean saliency (frame geometry). */
+  async dnnGrad(frame: YuvFrame): Promise<{ proxy: number; map: ReturnType<typeof reduceToMacroblocks>; raw: Float32Array }> {
+    if (!this.grad) throw new Error('DNNGrad disabled');
+    const { input, letterbox } = preprocess(frame);
+    const raw = await this.grad.forward(input, [1, 3, INPUT_SIZE, INPUT_SIZE]);
+    const { value, seed } = oneAdaptProxy(raw, { classes: this.opts.proxyClasses });
+    const { gradInput } = await this.grad.vjp(input, [1, 3, INPUT_SIZE, INPUT_SIZE], seed);
+    return { proxy: value, map: reduceToMacroblocks(gradInput, letterbox, frame.width, frame.height, { reduce: 'mean' }), raw };
+  }
+
+  async process(header: SegmentHeader, video: Buffer, ref: Buffer | null): Promise<Omit<Reply, 'type' | 'duplicate'>> {
+    let t = now();
+    let frames: YuvFrame[];
+    let refFrame: YuvFrame | null = null;
+    try {
+      frames = (await decodeSegment(video, header.codec)).frames;
+      if (ref && header.ref) refFrame = (await decodeSegment(ref, header.ref.codec)).frames[0] ?? null;
+    } catch (e) {
+      throw new SegmentDecodeError(header.segmentId, (e as Error).message);
+    }
+    if (frames.length === 0) throw new SegmentDecodeError(header.segmentId, 'no frames decoded');
+    const decodeMs = now() - t;
+
+    t = now();
+    const perFrame: Detection[][] = [];
+    for (const f of frames) perFrame.push((await this.detector.detect(f)).detections);
+    const detectMs = now() - t;
+
+    let f1: Reply['f1'] = null;
+    let dnngrad: Reply['dnngrad'] = null;
+    t = now();
+    if (refFrame && header.ref) {
+      const idx = Math.min(header.ref.frameIndex, frames.length - 1);
+      const refDet = await this.detector.detect(refFrame);
+      // streamed frames may be downscaled (resolution knob): compare in reference coordinates
+      const sx = refFrame.width / frames[idx].width;
+      const sy = refFrame.height / frames[idx].height;
+      const test = perFrame[idx].map((d) => ({ ...d, x1: d.x1 * sx, x2: d.x2 * sx, y1: d.y1 * sy, y2: d.y2 * sy }));
+      const r = frameF1(test, refDet.detections, this.opts.f1);
+      f1 = { frameIndex: idx, f1: r.f1, tp: r.tp, fp: r.fp, fn: r.fn };
+      if (this.grad) {
+        const g = await this.dnnGrad(refFrame);
+        dnngrad = { frameIndex: idx, rows: g.map.rows, cols: g.map.cols, proxy: g.proxy, data: encodeMbMap(g.map).toString('base64') };
+      }
+    }
+    const gradMs = now() - t;
+    return {
+      segmentId: header.segmentId,
+      seq: header.seq,
+      detections: perFrame.map((d) => toWire(d)),
+      f1,
+      dnngrad,
+      timings: { decodeMs, detectMs, gradMs },
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.detector.release();
+  }
+}
