@@ -1,0 +1,130 @@
+/**
+ * Labelling CLI: runs the server detector + DNNGrad over a video and writes, per frame and per
+ * 16×16 macroblock, AccMPEG's accuracy-gradient labels, for training the cheap model.
+ *
+ *   npm run label -- --video ../shared/videos/campus-576p.avi --out data/labels/campus --fps 5 [--start 0] [--duration 60]
+ *
+ * For each frame: S = Σ scores of the detector's detections with score > 0.3 (any class);
+ * backpropagate S to the input pixels (VJP model); per-pixel saliency = Σ_BGR |∂S/∂x| mapped to the
+ * frame; then two labels per macroblock:
+ *   sal      — Σ saliency over the MB (AccMPEG's code)
+ *   saldiff  — Σ saliency·|x_HQ − x_LQ| over the MB (the paper's definition; LQ = x264 at --lq-qp)
+ * Output: <out>/meta.json, <out>/sal.f32, <out>/saldiff.f32 (frames × rows × cols, float32 LE),
+ * <out>/frames.yuv (the exact YUV420p frames labelled, so training sees the same pixels).
+ */
+import { createWriteStream, mkdirSync, writeFileSync, type WriteStream } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { FfmpegSource } from '../agent/capture.ts';
+import { decodeSegment, encodeSegment } from '../encoder/index.ts';
+import { mbGrid, type MbMap } from '../encoder/frame.ts';
+import { Detector } from './detector/detector.ts';
+import { preprocess, INPUT_SIZE } from './detector/preprocess.ts';
+import { accmpegProxy, saliencyToFrame, weightByPixelDiff } from './dnngrad.ts';
+import { GradientModel } from './onnxgrad/index.ts';
+
+export interface LabelOptions {
+  video: string;
+  out: string;
+  modelPath: string;
+  fps: number;
+  startS?: number;
+  durationS?: number;
+  lqQp?: number;
+  scoreThreshold?: number;
+  onFrame?: (i: number, ms: number) => void;
+}
+
+function sumPerMb(sal: Float32Array, w: number, h: number): MbMap {
+  const { rows, cols } = mbGrid(w, h);
+  const data = new Float32Array(rows * cols);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) data[((y >> 4) * cols) + (x >> 4)] += sal[y * w + x];
+  return { rows, cols, data };
+}
+
+const write = (s: WriteStream, buf: Uint8Array): Promise<void> => new Promise((res, rej) => s.write(buf, (e) => (e ? rej(e) : res())));
+
+export async function labelVideo(o: LabelOptions): Promise<{ frames: number; rows: number; cols: number; msPerFrame: number }> {
+  mkdirSync(o.out, { recursive: true });
+  const det = await Detector.load(o.modelPath, { device: 'cpu' });
+  const grad = await GradientModel.load(o.modelPath);
+  const src = new FfmpegSource({ kind: 'file', uri: o.video, fps: o.fps, startS: o.startS, durationS: o.durationS });
+  const { rows, cols } = mbGrid(src.width, src.height);
+  const sal = createWriteStream(path.join(o.out, 'sal.f32'));
+  const saldiff = createWriteStream(path.join(o.out, 'saldiff.f32'));
+  const yuv = createWriteStream(path.join(o.out, 'frames.yuv'));
+  const frames: { index: number; ptsMs: number; proxy: number; detections: number }[] = [];
+  const t0 = performance.now();
+  for await (const f of src) {
+    const t = performance.now();
+    const { input, letterbox } = preprocess(f);
+    const raw = await grad.forward(input, [1, 3, INPUT_SIZE, INPUT_SIZE]);
+    const dets = (await det.detect(f, { confThreshold: o.scoreThreshold ?? 0.3 })).detections;
+    const { value, seed } = accmpegProxy(raw, dets, { minScore: o.scoreThreshold ?? 0.3 });
+    const { gradInput } = await grad.vjp(input, [1, 3, INPUT_SIZE, INPUT_SIZE], seed);
+    const s = saliencyToFrame(gradInput, letterbox, f.width, f.height);
+    const lq = (await decodeSegment((await encodeSegment([f], [null], { baseQp: o.lqQp ?? 40, gop: 1 })).data)).frames[0];
+    const a = sumPerMb(s, f.width, f.height);
+    const b = weightByPixelDiff(s, f, lq, { reduce: 'sum' });
+    await write(sal, new Uint8Array(a.data.buffer));
+    await write(saldiff, new Uint8Array(b.data.buffer));
+    await write(yuv, f.data);
+    frames.push({ index: frames.length, ptsMs: f.ptsMs + Math.round((o.startS ?? 0) * 1000), proxy: value, detections: dets.length });
+    o.onFrame?.(frames.length - 1, performance.now() - t);
+  }
+  await Promise.all([sal, saldiff, yuv].map((s) => new Promise((r) => s.end(r))));
+  const meta = {
+    video: path.basename(o.video),
+    width: src.width,
+    height: src.height,
+    rows,
+    cols,
+    fps: o.fps,
+    startS: o.startS ?? 0,
+    durationS: o.durationS ?? null,
+    lqQp: o.lqQp ?? 40,
+    scoreThreshold: o.scoreThreshold ?? 0.3,
+    detector: path.basename(o.modelPath),
+    files: { sal: 'sal.f32', saldiff: 'saldiff.f32', frames: 'frames.yuv (YUV420p, width×height)' },
+    frames,
+  };
+  writeFileSync(path.join(o.out, 'meta.json'), JSON.stringify(meta, null, 1));
+  await det.release();
+  return { frames: frames.length, rows, cols, msPerFrame: (performance.now() - t0) / Math.max(1, frames.length) };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      video: { type: 'string' },
+      out: { type: 'string' },
+      model: { type: 'string', default: path.resolve('..', 'shared', 'models', 'yolox_nano.onnx') },
+      fps: { type: 'string', default: '5' },
+      start: { type: 'string' },
+      duration: { type: 'string' },
+      'lq-qp': { type: 'string', default: '40' },
+    },
+  });
+  if (!values.video || !values.out) {
+    console.error('usage: npm run label -- --video <file> --out <dir> [--fps 5] [--start s] [--duration s] [--model yolox_nano.onnx] [--lq-qp 40]');
+    process.exit(2);
+  }
+  const r = await labelVideo({
+    video: values.video,
+    out: values.out,
+    modelPath: values.model!,
+    fps: Number(values.fps),
+    startS: values.start ? Number(values.start) : undefined,
+    durationS: values.duration ? Number(values.duration) : undefined,
+    lqQp: Number(values['lq-qp']),
+    onFrame: (i, ms) => { if (i % 10 === 0) console.error(`frame ${i}: ${ms.toFixed(0)} ms`); },
+  });
+  console.log(JSON.stringify(r));
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((e) => {
+    console.error(String(e?.stack ?? e));
+    process.exit(1);
+  });
+}
