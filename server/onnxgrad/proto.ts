@@ -79,7 +79,11 @@ export function tensorProto(name: string, dataType: number, dims: number[], valu
     raw = new Uint8Array(f.buffer);
   } else if (dataType === DT.INT64) {
     const b = new BigInt64Array(values.length);
-    for (let i = 0; i < values.length; i++) b[i] = BigInt(Math.trunc(values[i]));
+    const max = (1n << 63n) - 1n;
+    for (let i = 0; i < values.length; i++) {
+      const v = BigInt(Math.trunc(values[i]));
+      b[i] = v > max ? max : v < -max - 1n ? -max - 1n : v; // 2^63 (INT64_MAX as a JS number) must not wrap
+    }
     raw = new Uint8Array(b.buffer);
   } else if (dataType === DT.INT32) {
     raw = new Uint8Array(Int32Array.from(values).buffer);

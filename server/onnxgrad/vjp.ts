@@ -235,8 +235,7 @@ function sliceAdjoint(b: Builder, node: Proto, g: string): string {
       }
     }
     pads[a] = first;
-    pads[a + x.length] = x[a] - first - len;
-    sh = sh.slice(); sh[a] = x[a];
+    pads[a + x.length] = x[a] - first - len; // sh[a] stays len: the padding is applied once, below
   }
   if (pads.some((p) => p < 0)) throw new OnnxGradError(`Slice ${node.name}: internal pad error`);
   return pads.some((p) => p) ? b.one('Pad', [cur, b.i64(pads)], { mode: 'constant' }, x) : cur;

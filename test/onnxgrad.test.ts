@@ -1,0 +1,287 @@
+/**
+ * @jest-environment ./test/helpers/ort-env.cjs
+ *
+ * onnxgrad: every supported operator's adjoint against central finite differences of the
+ * forward model run by onnxruntime, a composite graph, the real YOLOX-Nano detector on a real
+ * image, and the typed error for unsupported operators.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import {
+  GradientModel, buildVjpModel, gradCheck, makeModel, makeNode as node, rng, UnsupportedOperatorError, SUPPORTED_OPS,
+} from '../server/onnxgrad/index.ts';
+import { DETECTOR_MODEL, IMAGES, requireFile } from './fixtures.ts';
+
+type Init = { name: string; dims: number[]; values: number[]; dataType?: number };
+const I64 = 7;
+const BIG = 9223372036854775807;
+
+function randn(n: number, r: () => number): number[] {
+  return Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r()));
+}
+const w = (name: string, dims: number[], seed: number, scale = 0.5): Init => ({ name, dims, values: randn(dims.reduce((a, b) => a * b, 1), rng(seed)).map((v) => v * scale) });
+const i64 = (name: string, values: number[]): Init => ({ name, dims: [values.length], values, dataType: I64 });
+const f32 = (name: string, values: number[], dims = [values.length]): Init => ({ name, dims, values });
+
+interface Case {
+  name: string;
+  x: number[];
+  y: number[];
+  nodes: ReturnType<typeof node>[];
+  inits?: Init[];
+  opset?: number;
+  eps?: number;
+  /** values of x (default N(0,1)); for MaxPool a well-separated permutation avoids ties */
+  input?: (n: number) => Float32Array;
+}
+
+async function check(c: Case): Promise<number> {
+  const bytes = makeModel({ nodes: c.nodes, inputs: [{ name: 'x', dims: c.x }], outputs: [{ name: 'y', dims: c.y }], initializers: c.inits, opset: c.opset ?? 11 });
+  const model = await GradientModel.fromBytes(bytes, { intraOpNumThreads: 1 });
+  try {
+    const n = c.x.reduce((a, b) => a * b, 1);
+    const x = c.input ? c.input(n) : Float32Array.from(randn(n, rng(7)));
+    const seed = Float32Array.from(randn(c.y.reduce((a, b) => a * b, 1), rng(11)));
+    const r = await gradCheck(model, x, seed, { directions: 4, coordinates: 3, eps: c.eps ?? 1e-2, coordEps: c.eps ?? 1e-2 });
+    // the analytic side must be non-trivial, otherwise a zero gradient could pass
+    expect(Math.max(...r.checks.map((k) => Math.abs(k.analytic)))).toBeGreaterThan(1e-3);
+    return r.relErr;
+  } finally {
+    await model.release();
+  }
+}
+
+const permInput = (n: number): Float32Array => {
+  // distinct values spaced by ≥ 0.05 so MaxPool argmaxes do not switch under ±eps
+  const r = rng(3);
+  const idx = Array.from({ length: n }, (_, i) => i).sort(() => r() - 0.5);
+  return Float32Array.from(idx, (i) => (i - n / 2) * 0.05);
+};
+
+const cases: Case[] = [
+  { name: 'Conv 3x3 pad 1 + bias', x: [1, 3, 8, 8], y: [1, 4, 8, 8], nodes: [node('Conv', ['x', 'W', 'B'], ['y'], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] })], inits: [w('W', [4, 3, 3, 3], 1), w('B', [4], 2)] },
+  { name: 'Conv stride 2 even input (output_padding)', x: [1, 2, 10, 9], y: [1, 3, 5, 5], nodes: [node('Conv', ['x', 'W'], ['y'], { kernel_shape: [3, 3], pads: [1, 1, 1, 1], strides: [2, 2] })], inits: [w('W', [3, 2, 3, 3], 3)] },
+  { name: 'Conv groups=2 dilation 2 asymmetric pads', x: [1, 4, 9, 9], y: [1, 6, 8, 5], nodes: [node('Conv', ['x', 'W', 'B'], ['y'], { kernel_shape: [3, 3], pads: [1, 0, 2, 0], dilations: [2, 2], group: 2 })], inits: [w('W', [6, 2, 3, 3], 4), w('B', [6], 5)] },
+  { name: 'Conv depthwise stride 2 SAME_UPPER', x: [1, 4, 7, 8], y: [1, 4, 4, 4], nodes: [node('Conv', ['x', 'W'], ['y'], { kernel_shape: [3, 3], strides: [2, 2], group: 4, auto_pad: 'SAME_UPPER' })], inits: [w('W', [4, 1, 3, 3], 6)] },
+  { name: 'Conv 1x1 (yolox stem style)', x: [1, 12, 5, 5], y: [1, 8, 5, 5], nodes: [node('Conv', ['x', 'W', 'B'], ['y'], { kernel_shape: [1, 1] })], inits: [w('W', [8, 12, 1, 1], 7), w('B', [8], 8)] },
+  { name: 'Sigmoid', x: [2, 3, 4], y: [2, 3, 4], nodes: [node('Sigmoid', ['x'], ['y'])] },
+  { name: 'Mul SiLU fan-out (x * sigmoid(x))', x: [1, 3, 4, 4], y: [1, 3, 4, 4], nodes: [node('Sigmoid', ['x'], ['s']), node('Mul', ['x', 's'], ['y'])] },
+  {
+    name: 'Mul broadcasting both operands + constant', x: [2, 3, 4, 5], y: [2, 3, 4, 5],
+    nodes: [node('Slice', ['x', 's0', 's1', 'ax3'], ['xs']), node('Mul', ['x', 'xs'], ['m']), node('Mul', ['m', 'c'], ['y'])],
+    inits: [i64('s0', [1]), i64('s1', [2]), i64('ax3', [3]), w('c', [3, 1, 1], 9)],
+  },
+  {
+    name: 'Add broadcasting (rank-lower operand) + constant', x: [2, 3, 4, 5], y: [2, 3, 4, 5],
+    nodes: [node('Slice', ['x', 's0', 's1', 'ax0'], ['x0']), node('Reshape', ['x0', 'shp'], ['x0r']), node('Add', ['x', 'x0r'], ['a']), node('Add', ['c', 'a'], ['y'])],
+    inits: [i64('s0', [0]), i64('s1', [1]), i64('ax0', [0]), i64('shp', [3, 4, 5]), w('c', [5], 10)],
+  },
+  {
+    name: 'Sub and Div with broadcasting', x: [2, 3, 4], y: [2, 3, 4],
+    nodes: [node('Slice', ['x', 's0', 's1', 'ax'], ['xs']), node('Exp', ['xs'], ['den']), node('Sub', ['x', 'xs'], ['d']), node('Div', ['d', 'den'], ['y'])],
+    inits: [i64('s0', [0]), i64('s1', [1]), i64('ax', [2])],
+  },
+  {
+    name: 'Concat (slice the gradient back)', x: [1, 2, 3, 3], y: [1, 6, 3, 3],
+    nodes: [node('Sigmoid', ['x'], ['s']), node('Concat', ['s', 'c', 'x'], ['y'], { axis: 1 })], inits: [w('c', [1, 2, 3, 3], 11)],
+  },
+  {
+    name: 'Slice Focus-style steps=2 on H and W (yolox stem)', x: [1, 3, 8, 8], y: [1, 12, 4, 4],
+    nodes: [
+      node('Slice', ['x', 'z', 'big', 'a2', 'two'], ['r0']), node('Slice', ['r0', 'z', 'big', 'a3', 'two'], ['p00']),
+      node('Slice', ['x', 'one', 'big', 'a2', 'two'], ['r1']), node('Slice', ['r1', 'z', 'big', 'a3', 'two'], ['p10']),
+      node('Slice', ['x', 'z', 'big', 'a2', 'two'], ['r2']), node('Slice', ['r2', 'one', 'big', 'a3', 'two'], ['p01']),
+      node('Slice', ['x', 'one', 'big', 'a2', 'two'], ['r3']), node('Slice', ['r3', 'one', 'big', 'a3', 'two'], ['p11']),
+      node('Concat', ['p00', 'p10', 'p01', 'p11'], ['y'], { axis: 1 }),
+    ],
+    inits: [i64('z', [0]), i64('one', [1]), i64('two', [2]), i64('big', [BIG]), i64('a2', [2]), i64('a3', [3])],
+  },
+  {
+    name: 'Slice negative start, odd length step 3, negative step', x: [2, 4, 7], y: [2, 3, 2],
+    nodes: [node('Slice', ['x', 'st', 'en', 'ax', 'sp'], ['y'])],
+    inits: [i64('st', [-3, 6]), i64('en', [BIG, 0]), i64('ax', [1, 2]), i64('sp', [1, -3])],
+  },
+  {
+    name: 'Slice step 3 (tail cropped)', x: [1, 2, 8], y: [1, 2, 3],
+    nodes: [node('Slice', ['x', 'st', 'en', 'ax', 'sp'], ['y'])], inits: [i64('st', [1]), i64('en', [8]), i64('ax', [2]), i64('sp', [3])],
+  },
+  { name: 'MaxPool 2x2 stride 2', x: [1, 2, 6, 6], y: [1, 2, 3, 3], nodes: [node('MaxPool', ['x'], ['y'], { kernel_shape: [2, 2], strides: [2, 2] })], input: permInput, eps: 1e-3 },
+  {
+    name: 'MaxPool SPP overlapping stride-1 windows (5/9/13) + concat', x: [1, 2, 7, 7], y: [1, 8, 7, 7],
+    nodes: [
+      node('MaxPool', ['x'], ['m5'], { kernel_shape: [5, 5], pads: [2, 2, 2, 2], strides: [1, 1] }),
+      node('MaxPool', ['x'], ['m9'], { kernel_shape: [9, 9], pads: [4, 4, 4, 4], strides: [1, 1] }),
+      node('MaxPool', ['x'], ['m13'], { kernel_shape: [13, 13], pads: [6, 6, 6, 6], strides: [1, 1] }),
+      node('Concat', ['x', 'm5', 'm9', 'm13'], ['y'], { axis: 1 }),
+    ],
+    input: permInput, eps: 1e-3,
+  },
+  {
+    name: 'Resize nearest x2 asymmetric/floor (yolox, opset 11 roi+scales)', x: [1, 2, 3, 4], y: [1, 2, 6, 8],
+    nodes: [node('Resize', ['x', 'roi', 'sc'], ['y'], { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' })],
+    inits: [f32('roi', [], [0]), f32('sc', [1, 1, 2, 2])],
+  },
+  {
+    name: 'Resize nearest by sizes, non-integer (general path)', x: [1, 1, 5, 3], y: [1, 1, 7, 6],
+    nodes: [node('Resize', ['x', 'roi', 'sc', 'sz'], ['y'], { mode: 'nearest' })],
+    inits: [f32('roi', [], [0]), f32('sc', [], [0]), i64('sz', [1, 1, 7, 6])],
+  },
+  {
+    name: 'Resize linear half_pixel x2', x: [1, 2, 3, 4], y: [1, 2, 6, 8],
+    nodes: [node('Resize', ['x', 'roi', 'sc'], ['y'], { mode: 'linear' })], inits: [f32('roi', [], [0]), f32('sc', [1, 1, 2, 2])],
+  },
+  { name: 'Reshape (0 and -1)', x: [1, 6, 2, 2], y: [1, 6, 4], nodes: [node('Reshape', ['x', 's'], ['r']), node('Sigmoid', ['r'], ['y'])], inits: [i64('s', [0, 6, -1])] },
+  { name: 'Transpose', x: [1, 2, 3, 4], y: [1, 4, 2, 3], nodes: [node('Exp', ['x'], ['e']), node('Transpose', ['e'], ['y'], { perm: [0, 3, 1, 2] })] },
+  { name: 'Relu', x: [3, 5], y: [3, 5], nodes: [node('Relu', ['x'], ['y'])], eps: 1e-3 },
+  { name: 'LeakyRelu', x: [3, 5], y: [3, 5], nodes: [node('LeakyRelu', ['x'], ['y'], { alpha: 0.1 })], eps: 1e-3 },
+  { name: 'Exp', x: [3, 5], y: [3, 5], nodes: [node('Exp', ['x'], ['y'])] },
+  { name: 'Tanh + Neg', x: [3, 5], y: [3, 5], nodes: [node('Tanh', ['x'], ['t']), node('Neg', ['t'], ['y'])] },
+  { name: 'Softmax opset 11 axis=1 on 3-D (coerced to 2-D)', x: [2, 3, 4], y: [2, 3, 4], nodes: [node('Softmax', ['x'], ['y'], { axis: 1 })] },
+  { name: 'Softmax opset 13 axis=1', x: [2, 3, 4], y: [2, 3, 4], nodes: [node('Softmax', ['x'], ['y'], { axis: 1 })], opset: 13 },
+  { name: 'LogSoftmax last axis', x: [2, 5], y: [2, 5], nodes: [node('LogSoftmax', ['x'], ['y'], { axis: -1 })] },
+  {
+    name: 'Split opset 11 (attribute) with an unused output', x: [2, 6], y: [2, 2],
+    nodes: [node('Split', ['x'], ['a', 'b', 'c'], { axis: 1, split: [1, 2, 3] }), node('Exp', ['b'], ['y'])],
+  },
+  {
+    name: 'Split opset 13 (input) both used', x: [2, 6], y: [2, 3],
+    nodes: [node('Split', ['x', 'sp'], ['a', 'b'], { axis: 1 }), node('Mul', ['a', 'b'], ['y'])], inits: [i64('sp', [3, 3])], opset: 13,
+  },
+  { name: 'Identity + Sum (three-way)', x: [2, 3], y: [2, 3], nodes: [node('Identity', ['x'], ['i']), node('Exp', ['x'], ['e']), node('Sum', ['x', 'i', 'e'], ['y'])] },
+  {
+    name: 'Flatten, Squeeze/Unsqueeze (opset 11 attrs), GlobalAveragePool', x: [1, 3, 4, 4], y: [1, 3],
+    nodes: [node('GlobalAveragePool', ['x'], ['g']), node('Squeeze', ['g'], ['s'], { axes: [2, 3] }), node('Unsqueeze', ['s'], ['u'], { axes: [0] }), node('Flatten', ['u'], ['f'], { axis: 2 }), node('Reshape', ['f', 'shp'], ['r']), node('Exp', ['r'], ['y'])],
+    inits: [i64('shp', [1, 3])],
+  },
+];
+
+describe('onnxgrad per-operator adjoints vs central finite differences', () => {
+  const errors: string[] = [];
+  afterAll(() => console.log(`per-op relative errors vs FD:\n${errors.join('\n')}`));
+  test.each(cases.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
+    const err = await check(c);
+    errors.push(`${err.toExponential(2)}  ${c.name}`);
+    expect(err).toBeLessThan(2e-3);
+  });
+
+  test('every adjoint op has a case above', () => {
+    const covered = new Set(cases.flatMap((c) => c.nodes.map((n) => n.opType)));
+    const missing = SUPPORTED_OPS.filter((op) => !covered.has(op) && op !== 'Dropout');
+    expect(missing).toEqual([]);
+  });
+});
+
+test('composite graph: focus slices → conv → SiLU → SPP maxpool → concat → resize → conv → reshape → transpose', async () => {
+  const slices = [[0, 0], [1, 0], [0, 1], [1, 1]].flatMap(([h, wOff], k) => [
+    node('Slice', ['x', h ? 'one' : 'z', 'big', 'a2', 'two'], [`r${k}`]),
+    node('Slice', [`r${k}`, wOff ? 'one' : 'z', 'big', 'a3', 'two'], [`p${k}`]),
+  ]);
+  const err = await check({
+    name: 'composite', x: [1, 3, 16, 16], y: [1, 64, 6],
+    nodes: [
+      ...slices,
+      node('Concat', ['p0', 'p1', 'p2', 'p3'], ['foc'], { axis: 1 }),
+      node('Conv', ['foc', 'W1', 'B1'], ['c1'], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }),
+      node('Sigmoid', ['c1'], ['s1']), node('Mul', ['c1', 's1'], ['a1']),
+      node('Conv', ['a1', 'W2'], ['c2'], { kernel_shape: [3, 3], pads: [1, 1, 1, 1], strides: [2, 2], group: 4 }),
+      node('MaxPool', ['c2'], ['m5'], { kernel_shape: [5, 5], pads: [2, 2, 2, 2], strides: [1, 1] }),
+      node('Concat', ['c2', 'm5'], ['spp'], { axis: 1 }),
+      node('Resize', ['spp', 'roi', 'sc'], ['up'], { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' }),
+      node('Concat', ['up', 'a1'], ['cat'], { axis: 1 }),
+      node('Conv', ['cat', 'W3', 'B3'], ['c3'], { kernel_shape: [1, 1] }),
+      node('Sigmoid', ['c3'], ['s3']),
+      node('Add', ['s3', 'c3'], ['sum']),
+      node('Reshape', ['sum', 'shp'], ['flat']),
+      node('Transpose', ['flat'], ['y'], { perm: [0, 2, 1] }),
+    ],
+    inits: [
+      i64('z', [0]), i64('one', [1]), i64('two', [2]), i64('big', [BIG]), i64('a2', [2]), i64('a3', [3]),
+      w('W1', [8, 12, 3, 3], 21, 0.3), w('B1', [8], 22), w('W2', [8, 2, 3, 3], 23, 0.4),
+      i64('shp', [1, 6, -1]), f32('roi', [], [0]), f32('sc', [1, 1, 2, 2]), w('W3', [6, 24, 1, 1], 24, 0.3), w('B3', [6], 25),
+    ],
+  });
+  console.log(`composite relErr=${err.toExponential(2)}`);
+  expect(err).toBeLessThan(2e-3);
+});
+
+test('unsupported operators raise UnsupportedOperatorError naming the op and node', () => {
+  const einsum = makeModel({
+    nodes: [node('Sigmoid', ['x'], ['s']), node('Einsum', ['s', 's'], ['y'], { equation: 'ij,ij->ij' }, 'my_einsum')],
+    inputs: [{ name: 'x', dims: [2, 3] }], outputs: [{ name: 'y', dims: [2, 3] }], opset: 12,
+  });
+  expect(() => buildVjpModel(einsum)).toThrow(UnsupportedOperatorError);
+  try { buildVjpModel(einsum); } catch (e) {
+    expect((e as UnsupportedOperatorError).opType).toBe('Einsum');
+    expect((e as UnsupportedOperatorError).nodeName).toBe('my_einsum');
+    expect((e as Error).message).toMatch(/Einsum.*my_einsum/);
+  }
+  // a weight that depends on the input is not supported either (only d/dx with constant weights)
+  const convW = makeModel({
+    nodes: [node('Conv', ['x', 'x'], ['y'], { kernel_shape: [1, 1] }, 'conv_self')],
+    inputs: [{ name: 'x', dims: [1, 1, 1, 1] }], outputs: [{ name: 'y', dims: [1, 1, 1, 1] }],
+  });
+  expect(() => buildVjpModel(convW)).toThrow(/Conv.*conv_self/);
+  // an unsupported op off the input→output path is fine
+  const offPath = makeModel({
+    nodes: [node('Einsum', ['c', 'c'], ['cc'], { equation: 'i,i->i' }), node('Mul', ['x', 'cc'], ['y'])],
+    inputs: [{ name: 'x', dims: [3] }], outputs: [{ name: 'y', dims: [3] }], initializers: [f32('c', [1, 2, 3])], opset: 12,
+  });
+  expect(() => buildVjpModel(offPath)).not.toThrow();
+});
+
+test('negative control: a 5% wrong gradient is detected by the same FD comparison', async () => {
+  const bytes = makeModel({ nodes: [node('Sigmoid', ['x'], ['y'])], inputs: [{ name: 'x', dims: [4, 4] }], outputs: [{ name: 'y', dims: [4, 4] }] });
+  const m = await GradientModel.fromBytes(bytes);
+  const x = Float32Array.from(randn(16, rng(1)));
+  const seed = Float32Array.from(randn(16, rng(2)));
+  const { gradInput } = await m.vjp(x, [4, 4], seed);
+  const v = Float32Array.from(randn(16, rng(3)));
+  const eps = 1e-2;
+  const fp = await m.forward(Float32Array.from(x, (xi, i) => xi + eps * v[i]), [4, 4]);
+  const fm = await m.forward(Float32Array.from(x, (xi, i) => xi - eps * v[i]), [4, 4]);
+  let fd = 0; let an = 0;
+  for (let i = 0; i < 16; i++) { fd += (seed[i] * (fp[i] - fm[i])) / (2 * eps); an += 1.05 * gradInput[i] * v[i]; }
+  expect(Math.abs(fd - an) / Math.abs(fd)).toBeGreaterThan(1e-2);
+  await m.release();
+});
+
+/** dog.jpg → 416×416 BGR planar floats 0–255 (stretched, no letterbox). */
+function loadImageBgr(file: string, size = 416): Float32Array {
+  const r = spawnSync('ffmpeg', ['-v', 'error', '-i', requireFile(file), '-vf', `scale=${size}:${size}`, '-f', 'rawvideo', '-pix_fmt', 'bgr24', '-'], { maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(r.stderr.toString());
+  const hw = size * size;
+  const out = new Float32Array(3 * hw);
+  for (let p = 0; p < hw; p++) for (let c = 0; c < 3; c++) out[c * hw + p] = r.stdout[p * 3 + c];
+  return out;
+}
+
+describe('real detector: YOLOX-Nano on dog.jpg', () => {
+  let model: GradientModel;
+  beforeAll(async () => { model = await GradientModel.load(requireFile(DETECTOR_MODEL), { intraOpNumThreads: 2 }); });
+  afterAll(async () => { await model?.release(); });
+
+  test('gradient of Σ obj·cls over confident cells matches finite differences', async () => {
+    const x = loadImageBgr(IMAGES.dog);
+    const y = await model.forward(x, [1, 3, 416, 416]);
+    // seed = ∂/∂output of S = Σ_{cells with obj·max cls > 0.3} obj·cls_best
+    const seed = new Float32Array(y.length);
+    let kept = 0;
+    for (let c = 0; c < 3549; c++) {
+      const row = c * 85;
+      let best = 5;
+      for (let k = 6; k < 85; k++) if (y[row + k] > y[row + best]) best = k;
+      if (y[row + 4] * y[row + best] > 0.3) { seed[row + 4] = y[row + best]; seed[row + best] = y[row + 4]; kept++; }
+    }
+    expect(kept).toBeGreaterThan(3); // bicycle, dog, truck are found
+    const r = await gradCheck(model, x, seed, { directions: 4, coordinates: 2, eps: 0.01, coordEps: 0.5 });
+    console.log(`yolox grad check: relErr=${r.relErr.toExponential(2)} cells=${kept} vjp=${r.vjpMs.toFixed(0)}ms checks=${JSON.stringify(r.checks)}`);
+    expect(r.checks.every((k) => Math.abs(k.analytic) > 1e-4)).toBe(true);
+    expect(r.relErr).toBeLessThan(5e-3);
+  });
+});
+
+test('buildVjpModel on the detector: inputs/outputs and opset', () => {
+  const bytes = new Uint8Array(readFileSync(requireFile(DETECTOR_MODEL)));
+  const vjp = buildVjpModel(bytes);
+  expect(vjp.length).toBeGreaterThan(bytes.length);
+});
