@@ -1,0 +1,178 @@
+/** Status page + agent metrics: HTTP endpoints, PNG rendering, and the page in headless Chromium. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium, type BrowserContext } from 'playwright-core';
+import { PNG } from 'pngjs';
+import { makeMbMap, mbGrid, yuvFrameSize, type YuvFrame } from '../encoder/frame.ts';
+import { AgentMetrics, METRIC_NAMES } from '../agent/metrics.ts';
+import type { AgentState } from '../agent/mqtt.ts';
+import { renderFramePng, StatusHistory, StatusPage, type LatestFrame, type StatusProvider } from '../agent/status-page.ts';
+
+function gradientFrame(width: number, height: number): YuvFrame {
+  const data = new Uint8Array(yuvFrameSize(width, height)).fill(128);
+  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) data[y * width + x] = Math.round((x / (width - 1)) * 255);
+  return { width, height, ptsMs: 1000, data };
+}
+
+function fixture(): { provider: StatusProvider; history: StatusHistory; latest: LatestFrame; state: AgentState } {
+  const frame = gradientFrame(320, 240);
+  const { rows, cols } = mbGrid(320, 240);
+  const qpMap = makeMbMap(rows, cols, 0);
+  for (let r = 3; r < 8; r++) for (let c = 4; c < 10; c++) qpMap.data[r * cols + c] = -8; // finer region
+  qpMap.data[0] = 4; // one coarser MB top-left
+  const latest: LatestFrame = { frame, qpMap };
+  const history = new StatusHistory(100);
+  const t0 = Date.now() - 30_000;
+  for (let i = 0; i < 30; i++) {
+    history.push({ t: t0 + i * 1000, bitrateKbps: 250 + 40 * Math.sin(i / 3), f1: 0.7 + 0.1 * Math.cos(i / 5), knobs: { 'oneadapt.targetKbps': 300, 'cheapModel.threshold': 0.2 + i * 0.001 } });
+  }
+  const state: AgentState = {
+    deviceId: 'cam-page',
+    t: Date.now(),
+    sourceRunning: true,
+    pipelineRunning: true,
+    knobs: { 'oneadapt.targetKbps': 317, 'cheapModel.threshold': 0.229 },
+    bitrateKbps: 281.4,
+    f1: 0.774,
+    queueDepth: 3,
+    fps: 9.8,
+    segmentsEncoded: 30,
+  };
+  const provider: StatusProvider = { getState: () => state, getHistory: () => history.list(), getLatestFrame: () => latest };
+  return { provider, history, latest, state };
+}
+
+describe('renderFramePng', () => {
+  test('grey luma with QP offsets tinted per macroblock', () => {
+    const { latest } = fixture();
+    const png = PNG.sync.read(renderFramePng(latest.frame, latest.qpMap));
+    expect([png.width, png.height]).toEqual([320, 240]);
+    const px = (x: number, y: number): number[] => Array.from(png.data.subarray((y * png.width + x) * 4, (y * png.width + x) * 4 + 3));
+    const [r0, g0, b0] = px(200, 200); // untouched MB: grey
+    expect(r0).toBe(g0);
+    expect(g0).toBe(b0);
+    const [r1, , b1] = px(5 * 16 + 3, 4 * 16 + 3); // finer MB: orange
+    expect(r1).toBeGreaterThan(b1 + 60);
+    const [r2, , b2] = px(3, 3); // coarser MB: blue
+    expect(b2).toBeGreaterThan(r2);
+    // no map: pure grey; large frames are downscaled
+    const plain = PNG.sync.read(renderFramePng(latest.frame, null, 160));
+    expect([plain.width, plain.height]).toEqual([160, 120]);
+    expect(plain.data[(60 * 160 + 80) * 4]).toBe(plain.data[(60 * 160 + 80) * 4 + 2]);
+  });
+});
+
+describe('StatusPage', () => {
+  let page: StatusPage;
+  let metrics: AgentMetrics;
+  let ctx: ReturnType<typeof fixture>;
+
+  beforeAll(async () => {
+    ctx = fixture();
+    metrics = new AgentMetrics({ defaultLabels: { device: 'cam-page' } });
+    metrics.frameCaptured(25);
+    metrics.segmentEncoded(36_000, 1);
+    metrics.setKnobs(ctx.state.knobs);
+    metrics.setQueueDepth(3);
+    metrics.setF1(0.774);
+    metrics.observeCheapModel(0.012);
+    metrics.observeEncode(0.08);
+    metrics.observeDnnGrad(0.2);
+    metrics.observeServerReply(0.35);
+    const stopTimer = metrics.time('encode');
+    expect(stopTimer()).toBeGreaterThanOrEqual(0);
+    page = new StatusPage({ provider: ctx.provider, metrics, refreshMs: 500 });
+    await page.start();
+  });
+  afterAll(async () => {
+    await page?.stop();
+  });
+
+  test('JSON endpoints, metrics and health', async () => {
+    const get = (p: string): Promise<Response> => fetch(page.url + p);
+    const state = await (await get('/api/state')).json();
+    expect(state.knobs['oneadapt.targetKbps']).toBe(317);
+    const hist = await (await get('/api/history')).json();
+    expect(hist).toHaveLength(30);
+    expect(Object.keys(hist[0]).sort()).toEqual(['bitrateKbps', 'f1', 'knobs', 't']);
+    const health = await get('/healthz');
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: 'ok' });
+    const png = await get('/api/frame.png');
+    expect(png.headers.get('content-type')).toBe('image/png');
+    expect(PNG.sync.read(Buffer.from(await png.arrayBuffer())).width).toBe(320);
+    expect((await get('/nope')).status).toBe(404);
+    expect((await fetch(page.url + '/api/state', { method: 'POST' })).status).toBe(405);
+
+    const text = await (await get('/metrics')).text();
+    for (const name of Object.values(METRIC_NAMES)) expect(text).toContain(name);
+    expect(text).toContain('camstream_segment_bytes_total{device="cam-page"} 36000');
+    expect(text).toContain('camstream_bitrate_bits_per_second{device="cam-page"} 288000');
+    expect(text).toContain('camstream_knob_value{knob="oneadapt.targetKbps",device="cam-page"} 317');
+    expect(text).toMatch(/camstream_cheapmodel_seconds_bucket\{le="0.025",device="cam-page"\} 1/);
+    expect(text).toContain('process_cpu_user_seconds_total');
+    // knobs that disappear are removed
+    metrics.setKnobs({ 'oneadapt.targetKbps': 317 });
+    expect(await metrics.metrics()).not.toContain('knob="cheapModel.threshold"');
+    metrics.setKnobs(ctx.state.knobs);
+  });
+
+  test('no frame yet → 404, unhealthy → 503', async () => {
+    const p2 = new StatusPage({
+      provider: { ...ctx.provider, getLatestFrame: () => null, getHealth: () => ({ ok: false, reason: 'source stalled' }) },
+    });
+    await p2.start();
+    try {
+      expect((await fetch(p2.url + '/api/frame.png')).status).toBe(404);
+      const h = await fetch(p2.url + '/healthz');
+      expect(h.status).toBe(503);
+      expect(await h.json()).toEqual({ status: 'unhealthy', reason: 'source stalled' });
+      expect((await fetch(p2.url + '/metrics')).status).toBe(404);
+    } finally {
+      await p2.stop();
+    }
+  });
+
+  test('renders in headless Chromium: knobs, charts, frame image; refreshes', async () => {
+    const userDir = mkdtempSync(path.join(os.tmpdir(), 'camstream-chromium-'));
+    let browser: BrowserContext | undefined;
+    try {
+      // a fresh --user-data-dir (playwright wants it as the persistent-context argument)
+      browser = await chromium.launchPersistentContext(userDir, {
+        executablePath: '/usr/bin/chromium',
+        headless: true,
+        args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      });
+      const tab = await browser.newPage();
+      const errors: string[] = [];
+      tab.on('pageerror', (e) => errors.push(String(e)));
+      tab.on('console', (m) => {
+        if (m.type() === 'error') errors.push(m.text());
+      });
+      await tab.goto(page.url + '/');
+      await tab.waitForSelector('body[data-loaded="1"]', { timeout: 15_000 });
+      const knobText = await tab.locator('#knobs').innerText();
+      expect(knobText).toContain('oneadapt.targetKbps');
+      expect(knobText).toContain('317');
+      expect(knobText).toContain('cheapModel.threshold');
+      expect(knobText).toContain('0.229');
+      expect(await tab.getAttribute('#chart-bitrate', 'data-points')).toBe('30');
+      expect(await tab.getAttribute('#chart-f1', 'data-points')).toBe('30');
+      const polyPoints = await tab.getAttribute('#chart-bitrate polyline', 'points');
+      expect(polyPoints!.split(' ')).toHaveLength(30);
+      await tab.waitForFunction(() => (document.getElementById('frame') as HTMLImageElement).naturalWidth > 0, undefined, { timeout: 15_000 });
+      expect(await tab.evaluate(() => (document.getElementById('frame') as HTMLImageElement).naturalWidth)).toBe(320);
+      // the page polls: a new knob value shows up without reloading
+      ctx.state.knobs['oneadapt.targetKbps'] = 412;
+      await tab.waitForFunction(() => document.getElementById('knobs')!.textContent!.includes('412'), undefined, { timeout: 10_000 });
+      const metricsText = await (await tab.request.get(page.url + '/metrics')).text();
+      expect(metricsText).toContain('camstream_segment_bytes_total');
+      expect(metricsText).toContain('camstream_cheapmodel_seconds');
+      expect(errors).toEqual([]);
+    } finally {
+      await browser?.close();
+      rmSync(userDir, { recursive: true, force: true });
+    }
+  });
+});
