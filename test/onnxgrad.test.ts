@@ -35,9 +35,9 @@ interface Case {
   input?: (n: number) => Float32Array;
 }
 
-async function check(c: Case): Promise<number> {
+async function check(c: Case, convAdjoint: 'transpose' | 'flip' = 'transpose'): Promise<number> {
   const bytes = makeModel({ nodes: c.nodes, inputs: [{ name: 'x', dims: c.x }], outputs: [{ name: 'y', dims: c.y }], initializers: c.inits, opset: c.opset ?? 11 });
-  const model = await GradientModel.fromBytes(bytes, { intraOpNumThreads: 1 });
+  const model = await GradientModel.fromBytes(bytes, { intraOpNumThreads: 1, convAdjoint });
   try {
     const n = c.x.reduce((a, b) => a * b, 1);
     const x = c.input ? c.input(n) : Float32Array.from(randn(n, rng(7)));
@@ -162,6 +162,10 @@ describe('onnxgrad per-operator adjoints vs central finite differences', () => {
     const err = await check(c);
     errors.push(`${err.toExponential(2)}  ${c.name}`);
     expect(err).toBeLessThan(2e-3);
+  });
+
+  test.each(cases.filter((c) => c.nodes.some((n) => n.opType === 'Conv')).map((c) => [c.name, c] as const))('%s (convAdjoint: flip)', async (_name, c) => {
+    expect(await check(c, 'flip')).toBeLessThan(2e-3);
   });
 
   test('every adjoint op has a case above', () => {

@@ -20,7 +20,7 @@ const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest(
 
 /** Build the VJP model, or read it from `cachePath` when it was built from the same forward bytes. */
 export function buildVjpModelCached(forwardBytes: Uint8Array, opts: GradientModelOptions = {}): Uint8Array {
-  const tag = `onnxgrad-vjp-of:sha256:${sha256(forwardBytes)}:${JSON.stringify({ i: opts.input, o: opts.output, s: opts.inputShape })}`;
+  const tag = `onnxgrad-vjp-of:sha256:${sha256(forwardBytes)}:${JSON.stringify({ i: opts.input, o: opts.output, s: opts.inputShape, c: opts.convAdjoint })}`;
   if (opts.cachePath && existsSync(opts.cachePath)) {
     const cached = new Uint8Array(readFileSync(opts.cachePath));
     try { if (decodeModel(cached).docString === tag) return cached; } catch { /* rebuild */ }

@@ -4,7 +4,7 @@
  * standard ONNX operators so onnxruntime (CPU, Node) runs it like any model.
  * See README.md in this folder for the per-operator adjoint table and the limits.
  */
-import { attr, attrFloat, attrInt, attrInts, attrStr, decodeModel, encodeModel, makeNode, num, tensorProto, valueInfo, DT, type AttrValue, type Proto } from './proto.ts';
+import { attr, attrFloat, attrInt, attrInts, attrStr, decodeModel, encodeModel, makeNode, num, tensorFromProto, tensorProto, valueInfo, DT, type AttrValue, type Proto } from './proto.ts';
 import { ShapeTable, broadcast, prod, windowParams, type Shape } from './shapes.ts';
 import { OnnxGradError, UnsupportedOperatorError } from './errors.ts';
 
@@ -19,6 +19,12 @@ export interface VjpOptions {
   seedName?: string;
   /** Name of the gradient output (default `grad_<input>`). */
   gradName?: string;
+  /**
+   * 'transpose' (default): every Conv adjoint is a ConvTranspose; 'flip': stride-1 Convs with constant
+   * weights use a Conv with flipped, in/out-swapped weights instead (same result; no clear speed-up
+   * measured on the loaded 2-core CPU, so opt-in).
+   */
+  convAdjoint?: 'transpose' | 'flip';
 }
 
 /** Lowest opset with ScatterElements(reduction='add'), which the MaxPool adjoint needs. */
@@ -32,7 +38,8 @@ class Builder {
   readonly nodes: Proto[] = [];
   readonly inits: Proto[] = [];
   private counter = 0;
-  constructor(readonly st: ShapeTable, private readonly used: Set<string>) {}
+  convMode: 'transpose' | 'flip' = 'transpose';
+  constructor(readonly st: ShapeTable, private readonly used: Set<string>, readonly initializers: Map<string, Proto> = new Map()) {}
 
   fresh(base: string): string {
     let n: string;
@@ -113,8 +120,30 @@ function convAdjoint(b: Builder, node: Proto, g: string, need: boolean[]): (stri
     return d - produced;
   });
   if (outputPadding.some((v, i) => v < 0 || v >= Math.max(p.strides[i], p.dilations[i]))) unsupported(node, `cannot invert spatial shape (output_padding ${outputPadding})`);
+  const group = attrInt(node, 'group', 1);
+  const effK = p.kernel.map((k, i) => (k - 1) * p.dilations[i] + 1);
+  const wInit = b.initializers.get(node.input[1]);
+  if (b.convMode === 'flip' && wInit && p.strides.every((s) => s === 1) && p.pads.every((pd, i) => pd <= effK[i % n] - 1)) {
+    // Stride 1: dX is a plain Conv of g with the flipped, in/out-swapped weights and complementary
+    // pads (opt-in, see VjpOptions.convAdjoint).
+    const wt = tensorFromProto(wInit).values;
+    const [M, Cg] = [w[0], w[1]];
+    const Mg = M / group;
+    const ks = prod(p.kernel);
+    const flipped = new Float32Array(wt.length);
+    // flat spatial index reversed == every spatial axis flipped
+    for (let gi = 0; gi < group; gi++) for (let mo = 0; mo < Mg; mo++) for (let ci = 0; ci < Cg; ci++) {
+      const src = ((gi * Mg + mo) * Cg + ci) * ks;
+      const dst = ((gi * Cg + ci) * Mg + mo) * ks;
+      for (let k = 0; k < ks; k++) flipped[dst + k] = wt[src + ks - 1 - k];
+    }
+    const wName = b.fresh('conv_adjoint_weight');
+    b.inits.push(tensorProto(wName, DT.FLOAT, [Cg * group, Mg, ...p.kernel], flipped));
+    const pads = p.pads.map((pd, i) => effK[i % n] - 1 - pd);
+    return [b.one('Conv', [g, wName], { group, kernel_shape: p.kernel, dilations: p.dilations, pads, strides: p.strides }, x), null, null];
+  }
   const dx = b.one('ConvTranspose', [g, node.input[1]], {
-    group: attrInt(node, 'group', 1), kernel_shape: p.kernel, strides: p.strides, dilations: p.dilations, pads: p.pads,
+    group, kernel_shape: p.kernel, strides: p.strides, dilations: p.dilations, pads: p.pads,
     output_padding: outputPadding.some((v) => v) ? outputPadding : undefined,
   }, x);
   return [dx, null, null];
@@ -425,7 +454,8 @@ export function buildVjpModel(forwardModelBytes: Uint8Array, opts: VjpOptions = 
   const used = new Set<string>();
   for (const n of graph.node) { for (const t of [...n.input, ...n.output]) used.add(t); }
   for (const t of initNames) used.add(t);
-  const b = new Builder(st, used);
+  const b = new Builder(st, used, new Map((graph.initializer ?? []).map((t: Proto) => [t.name, t])));
+  b.convMode = opts.convAdjoint ?? 'transpose';
 
   // Forward pass: shape inference, opset upgrade.
   const fwd: Proto[] = [];
