@@ -1,0 +1,121 @@
+/**
+ * AccMPEG's cheap model on the camera: one P(important) per 16×16 macroblock of a frame.
+ *
+ * The model (cheapmodel/models/accmpeg_cheap.onnx, trained by training/train_cheap.py) is a small CNN
+ * trained from scratch on our own labelling CLI's accuracy-gradient labels. Its input is the frame at
+ * half resolution in RGB, built here from YUV420p exactly as the training script builds it:
+ *   - luma averaged over each 2×2 block, chroma taken as-is (the U/V planes are already half-res);
+ *   - BT.601 limited range → RGB, clamped to 0–255;
+ *   - normalised (rgb/255 − 0.5)/0.25, CHW float32;
+ *   - edge-replicated on the bottom/right up to (rows·8)×(cols·8), rows×cols = the frame's MB grid
+ *     (ceil(h/16)×ceil(w/16)), so any even frame size works.
+ * Output: [1,1,rows,cols] P(important), returned as an MbMap on the frame's MB grid.
+ *
+ * Running it on every k-th frame only (AccMPEG: first and last frame of each 10-frame chunk, then
+ * cheapmodel/qpmap.ts meanMap) is the caller's choice; this class scores whatever frame it is given.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ort from 'onnxruntime-node';
+import { mbGrid, type MbMap, type YuvFrame } from '../encoder/frame.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** The committed model, resolved relative to this file (works in any checkout). */
+export const DEFAULT_CHEAP_MODEL = path.resolve(here, 'models', 'accmpeg_cheap.onnx');
+
+/** The cheap-model file is missing, unreadable, not an ONNX model, or has the wrong interface. */
+export class CheapModelLoadError extends Error {
+  readonly modelPath: string;
+  constructor(modelPath: string, reason: string, options?: { cause?: unknown }) {
+    super(`cannot load cheap model ${modelPath}: ${reason}`, options);
+    this.name = 'CheapModelLoadError';
+    this.modelPath = modelPath;
+  }
+}
+
+/**
+ * YUV420p → half-resolution normalised RGB, CHW, padded to (rows·8)×(cols·8) by edge replication.
+ * Exported for tests; mirrors half_rgb() in training/train_cheap.py.
+ */
+export function halfResRgb(frame: YuvFrame): { data: Float32Array; width: number; height: number; rows: number; cols: number } {
+  const { width: w, height: h, data: src } = frame;
+  if (w % 2 || h % 2) throw new RangeError(`frame size must be even, got ${w}x${h}`);
+  if (src.length < w * h + 2 * ((w >> 1) * (h >> 1))) throw new RangeError(`frame data too short for ${w}x${h} yuv420p`);
+  const { rows, cols } = mbGrid(w, h);
+  const cw = w >> 1;
+  const ch = h >> 1;
+  const W = cols * 8;
+  const H = rows * 8;
+  const plane = W * H;
+  const out = new Float32Array(3 * plane);
+  const uOff = w * h;
+  const vOff = uOff + cw * ch;
+  const norm = (v: number): number => ((v < 0 ? 0 : v > 255 ? 255 : v) / 255 - 0.5) / 0.25;
+  for (let y = 0; y < H; y++) {
+    const sy = y < ch ? y : ch - 1;
+    const l0 = 2 * sy * w;
+    const l1 = l0 + w;
+    for (let x = 0; x < W; x++) {
+      const sx = x < cw ? x : cw - 1;
+      const Y = (src[l0 + 2 * sx] + src[l1 + 2 * sx] + src[l0 + 2 * sx + 1] + src[l1 + 2 * sx + 1]) * 0.25;
+      const U = src[uOff + sy * cw + sx] - 128;
+      const V = src[vOff + sy * cw + sx] - 128;
+      const c = 1.164 * (Y - 16);
+      const i = y * W + x;
+      out[i] = norm(c + 1.596 * V);
+      out[plane + i] = norm(c - 0.392 * U - 0.813 * V);
+      out[2 * plane + i] = norm(c + 2.017 * U);
+    }
+  }
+  return { data: out, width: W, height: H, rows, cols };
+}
+
+export class CheapModel {
+  readonly modelPath: string;
+  private readonly session: ort.InferenceSession;
+  private readonly inputName: string;
+  private readonly outputName: string;
+
+  private constructor(modelPath: string, session: ort.InferenceSession) {
+    this.modelPath = modelPath;
+    this.session = session;
+    this.inputName = session.inputNames[0];
+    this.outputName = session.outputNames[0];
+  }
+
+  /** Load the ONNX cheap model (default: the committed one). Throws CheapModelLoadError on any failure. */
+  static async load(onnxPath: string = DEFAULT_CHEAP_MODEL, opts: { threads?: number } = {}): Promise<CheapModel> {
+    if (!existsSync(onnxPath)) throw new CheapModelLoadError(onnxPath, 'file does not exist');
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(onnxPath, {
+        graphOptimizationLevel: 'all',
+        executionProviders: ['cpu'],
+        ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
+      });
+    } catch (err) {
+      throw new CheapModelLoadError(onnxPath, err instanceof Error ? err.message.split('\n')[0] : String(err), { cause: err });
+    }
+    if (session.inputNames.length !== 1 || session.outputNames.length !== 1) {
+      await session.release();
+      throw new CheapModelLoadError(onnxPath, `expected 1 input and 1 output, model has ${session.inputNames.length} and ${session.outputNames.length}`);
+    }
+    return new CheapModel(onnxPath, session);
+  }
+
+  /** P(important) per macroblock of the frame's MB grid (ceil(h/16)×ceil(w/16)). */
+  async importance(frame: YuvFrame): Promise<MbMap> {
+    const x = halfResRgb(frame);
+    const out = await this.session.run({ [this.inputName]: new ort.Tensor('float32', x.data, [1, 3, x.height, x.width]) });
+    const t = out[this.outputName];
+    if (t.dims.length !== 4 || t.dims[2] !== x.rows || t.dims[3] !== x.cols) {
+      throw new Error(`cheap model output [${t.dims.join(',')}] does not match the MB grid ${x.rows}x${x.cols}`);
+    }
+    return { rows: x.rows, cols: x.cols, data: Float32Array.from(t.data as Float32Array) };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
