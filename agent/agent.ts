@@ -1,0 +1,371 @@
+/**
+ * The edge agent controller: builds the components the settings ask for, starts them in order,
+ * stops them in reverse, and runs the per-segment loop
+ *   capture → cheap model (AccMPEG importance) → render under knobs → outbox (SQLite) → uplink
+ *   server reply (detections, F1, DNNGrad) → OneAdapt probes + step → knobs for the next segment.
+ * The math lives in pure modules (cheapmodel/qpmap, oneadapt/*); this file only wires and logs.
+ */
+import path from 'node:path';
+import { PNG } from 'pngjs';
+import type { Logger } from 'pino';
+import { FfmpegSource, segments } from './capture.ts';
+import { Uplink } from './uplink.ts';
+import { AgentStore } from './store.ts';
+import { AgentMetrics } from './metrics.ts';
+import { MqttControl, type AgentState, type CommandHandlers, type SnapshotResult } from './mqtt.ts';
+import { StatusHistory, StatusPage, type LatestFrame } from './status-page.ts';
+import { SdNotify } from './sdnotify.ts';
+import { renderSegment, type Rendered, type RenderKnobs } from './render.ts';
+import { encodeSegment, type Codec } from '../encoder/index.ts';
+import type { MbMap, YuvFrame } from '../encoder/frame.ts';
+import { meanMap } from '../cheapmodel/qpmap.ts';
+import { OneAdaptController, type Decision } from '../oneadapt/adapt.ts';
+import { probeKnobs } from '../oneadapt/probe.ts';
+import { keptFrames } from '../oneadapt/inputgrad.ts';
+import { packSegment, PROTOCOL_VERSION, type Reply, type SegmentHeader } from '../server/protocol.ts';
+import { decodeMbMap } from '../server/dnngrad.ts';
+import type { AgentSettings } from '../config/schema.ts';
+import type { ConfigManager } from '../config/watch.ts';
+
+/** What the agent needs from a cheap model (cheapmodel/model.ts implements it). */
+export interface ImportanceModel {
+  importance(frame: YuvFrame): Promise<MbMap>;
+}
+
+export interface AgentDeps {
+  logger: Logger;
+  config?: ConfigManager<any>;
+  /** loads the AccMPEG cheap model; injected so tests can run without it */
+  loadCheapModel?: (file: string) => Promise<ImportanceModel>;
+  /** reference-frame QP (the HQ frame the server measures accuracy and DNNGrad on) */
+  refQp?: number;
+  /** an already open store (shared with the config manager's versions); the agent opens its own otherwise */
+  store?: AgentStore;
+  /** stop after this many segments (demo/tests); default: run until stopped */
+  maxSegments?: number;
+}
+
+const REF_QP = 18;
+
+export function openAgentStore(s: AgentSettings, log: Logger): AgentStore {
+  return new AgentStore(path.join(s.storage.dir, `${s.deviceId}.db`), {
+    maxBytes: s.storage.outboxMaxBytes,
+    maxRows: s.storage.outboxMaxRows,
+    logger: log.child({ component: 'store' }),
+  });
+}
+
+export class Agent {
+  private settings: AgentSettings;
+  private readonly log: Logger;
+  private store: AgentStore | null = null;
+  private uplink: Uplink | null = null;
+  private mqtt: MqttControl | null = null;
+  private page: StatusPage | null = null;
+  private readonly sd = new SdNotify();
+  readonly metrics: AgentMetrics;
+  private readonly history = new StatusHistory(600);
+  private cheap: ImportanceModel | null = null;
+  private oneadapt: OneAdaptController | null = null;
+  private source: FfmpegSource | null = null;
+  private loop: Promise<void> | null = null;
+  private latest: LatestFrame | null = null;
+  private lastGrad: { map: MbMap; proxy: number } | null = null;
+  private lastF1: number | null = null;
+  private lastBitrate: number | null = null;
+  private seq = 0;
+  private readonly bootMs = Date.now();
+  private sentAt = new Map<string, number>();
+  private fixedKnobs: RenderKnobs;
+  readonly decisions: Decision[] = [];
+  readonly replies: Reply[] = [];
+  segmentsEncoded = 0;
+
+  constructor(settings: AgentSettings, private readonly deps: AgentDeps) {
+    this.settings = settings;
+    this.log = deps.logger;
+    this.metrics = new AgentMetrics({ defaultLabels: { device: settings.deviceId } });
+    this.fixedKnobs = this.knobsFromSettings(settings);
+  }
+
+  private knobsFromSettings(s: AgentSettings): RenderKnobs {
+    return { resolution: 1, fps: s.source.fps ?? 10, qp: s.cheapModel.enabled ? s.cheapModel.highQp : s.encoder.baseQp, threshold: s.cheapModel.threshold };
+  }
+
+  private get codec(): Codec {
+    return this.settings.encoder.codec === 'hevc' ? 'h265' : 'h264';
+  }
+
+  async start(): Promise<void> {
+    const s = this.settings;
+    this.store = this.deps.store ?? openAgentStore(s, this.log);
+    this.metrics.setQueueDepth(this.store.depth());
+    if (s.cheapModel.enabled && s.cheapModel.path) {
+      const modelModule = '../cheapmodel/model.ts';
+      const load = this.deps.loadCheapModel ?? (async (f: string) => (await import(modelModule)).CheapModel.load(f) as Promise<ImportanceModel>);
+      this.cheap = await load(s.cheapModel.path); // a model that does not load is a startup error naming the file
+      this.log.info({ component: 'cheapmodel', model: s.cheapModel.path }, 'AccMPEG cheap model loaded');
+    }
+    this.setupOneAdapt();
+    this.uplink = new Uplink(this.store, { url: s.server.url, cameraId: s.deviceId });
+    this.uplink.on('reply', (r) => this.onReply(r));
+    this.uplink.on('connected', () => this.log.info({ component: 'uplink', url: s.server.url }, 'connected to server'));
+    this.uplink.on('disconnected', (why) => this.log.warn({ component: 'uplink', why }, 'server connection lost; segments stay in the outbox'));
+    this.uplink.on('serverError', (error, segment) => this.log.error({ component: 'uplink', segment, error }, 'server rejected segment'));
+    this.uplink.start();
+    if (s.mqtt.enabled) {
+      this.mqtt = new MqttControl({
+        url: s.mqtt.url,
+        deviceId: s.deviceId,
+        baseTopic: s.mqtt.baseTopic,
+        discoveryPrefix: s.mqtt.discoveryPrefix,
+        username: s.mqtt.username,
+        password: s.mqtt.password,
+        handlers: this.handlers(),
+        logger: this.log.child({ component: 'mqtt' }),
+      });
+      this.mqtt.on('connect', () => this.metrics.setMqttConnected(true));
+      this.mqtt.on('disconnect', () => this.metrics.setMqttConnected(false));
+      await this.mqtt.start();
+    }
+    this.page = new StatusPage({
+      provider: { getState: () => this.state(), getHistory: () => this.history.list(), getLatestFrame: () => this.latest },
+      metrics: this.metrics,
+      host: s.http.host,
+      port: s.http.port,
+      title: `camstream ${s.deviceId}`,
+    });
+    await this.page.start();
+    this.deps.config?.on('change', (next: AgentSettings, _prev: AgentSettings, keys: string[]) => this.applyConfig(next, keys));
+    this.startSource();
+    await this.sd.ready(`streaming ${s.source.uri}`);
+    this.sd.watchdog();
+    this.log.info({ component: 'agent', device: s.deviceId, profile: s.profile, http: s.http.port }, 'agent started');
+  }
+
+  private setupOneAdapt(): void {
+    const o = this.settings.oneadapt;
+    if (!o.enabled) {
+      this.oneadapt = null;
+      return;
+    }
+    this.oneadapt = new OneAdaptController({
+      enabled: this.cheap ? ['resolution', 'fps', 'qp', 'threshold'] : ['resolution', 'fps', 'qp'],
+      lambda: o.lambdaBw,
+      lr: o.lr,
+      targetKbps: o.targetKbps,
+      targetF1: o.targetF1,
+      start: { qp: [20, 22, 24, 26, 28, 30, 34, 38, 42, 46, 50].includes(this.fixedKnobs.qp) ? this.fixedKnobs.qp : undefined },
+    });
+  }
+
+  /** Apply a new config: what can change live does; source/server changes restart those parts. */
+  private applyConfig(next: AgentSettings, keys: string[]): void {
+    const prev = this.settings;
+    this.settings = next;
+    this.fixedKnobs = this.knobsFromSettings(next);
+    this.log.level = next.log.level;
+    if (keys.some((k) => k.startsWith('oneadapt'))) this.setupOneAdapt();
+    if (keys.some((k) => k.startsWith('source') || k.startsWith('encoder.segmentFrames'))) void this.restartPipeline();
+    if (prev.server.url !== next.server.url && this.store) {
+      void this.uplink?.stop();
+      this.uplink = new Uplink(this.store, { url: next.server.url, cameraId: next.deviceId });
+      this.uplink.on('reply', (r) => this.onReply(r));
+      this.uplink.start();
+    }
+    this.log.info({ component: 'config', keys }, 'config applied');
+  }
+
+  private startSource(): void {
+    if (this.loop) return;
+    const s = this.settings.source;
+    this.source = new FfmpegSource({ kind: s.kind, uri: s.uri, loop: s.loop, fps: s.fps ?? 10, width: s.width, height: s.height, realtime: s.kind === 'file' });
+    this.metrics.setSourceRunning(true);
+    const src = this.source;
+    this.loop = (async () => {
+      try {
+        for await (const frames of segments(src, this.settings.encoder.segmentFrames)) {
+          await this.handleSegment(frames, src.fps);
+          if (this.deps.maxSegments && this.segmentsEncoded >= this.deps.maxSegments) break;
+        }
+      } catch (e) {
+        this.log.error({ component: 'capture', err: (e as Error).message }, 'capture stopped with an error');
+      } finally {
+        src.stop();
+        this.metrics.setSourceRunning(false);
+        this.loop = null;
+        this.source = null;
+      }
+    })();
+  }
+
+  private async stopSource(): Promise<void> {
+    this.source?.stop();
+    await this.loop;
+  }
+
+  async restartPipeline(): Promise<void> {
+    await this.stopSource();
+    this.startSource();
+  }
+
+  /** Resolves when the outbox is empty (every segment acknowledged) or after timeoutMs. */
+  async drained(timeoutMs: number): Promise<boolean> {
+    const t0 = Date.now();
+    while ((this.store?.depth() ?? 0) > 0) {
+      if (Date.now() - t0 > timeoutMs) return false;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return true;
+  }
+
+  /** Resolves when the capture loop ends (file end, maxSegments, stop). */
+  async finished(): Promise<void> {
+    await this.loop;
+  }
+
+  private currentKnobs(): RenderKnobs {
+    return { ...this.fixedKnobs, ...(this.oneadapt?.values() ?? {}) };
+  }
+
+  private async handleSegment(frames: YuvFrame[], srcFps: number): Promise<void> {
+    const s = this.settings;
+    this.metrics.frameCaptured(frames.length);
+    let importance: MbMap | null = null;
+    if (this.cheap) {
+      const t = performance.now();
+      // AccMPEG: one map per chunk, the mean of the first and last frames' maps
+      const ends = frames.length > 1 ? [frames[0], frames[frames.length - 1]] : [frames[0]];
+      importance = meanMap(await Promise.all(ends.map((f) => this.cheap!.importance(f))));
+      this.metrics.observeCheapModel((performance.now() - t) / 1000 / ends.length);
+    }
+    const knobs = this.currentKnobs();
+    const opts = { srcFps, lowQpDelta: s.cheapModel.lowQp - s.cheapModel.highQp, encoder: { codec: this.codec, preset: s.encoder.preset as never } };
+    const t0 = performance.now();
+    let rendered: Rendered;
+    let decision: Decision | null = null;
+    if (this.oneadapt && this.lastGrad) {
+      const p = await probeKnobs(this.oneadapt, frames, importance, this.lastGrad.map, knobs, opts);
+      rendered = p.current;
+      decision = this.oneadapt.step(p.probes, { bytes: rendered.encoded.data.length, durationS: frames.length / srcFps, proxy: this.lastGrad.proxy, f1: this.lastF1 });
+      this.decisions.push(decision);
+      this.log.info({ component: 'oneadapt', segment: this.seq, ...decision, probeMs: Math.round(p.probeMs) }, 'knob update');
+    } else {
+      rendered = await renderSegment(frames, knobs, importance, opts);
+    }
+    const encodeS = (performance.now() - t0) / 1000;
+    // the HQ reference: the last sent frame at source size, one I-frame
+    const refIdx = rendered.sent[rendered.sent.length - 1];
+    const ref = await encodeSegment([frames[refIdx]], [null], { baseQp: this.deps.refQp ?? REF_QP, gop: 1, codec: 'h264' });
+    const seq = this.seq++;
+    const segmentId = `${s.deviceId}-${this.bootMs}-${seq}`;
+    const header: SegmentHeader = {
+      type: 'segment',
+      v: PROTOCOL_VERSION,
+      segmentId,
+      cameraId: s.deviceId,
+      seq,
+      codec: rendered.encoded.codec,
+      width: rendered.encoded.width,
+      height: rendered.encoded.height,
+      fps: knobs.fps,
+      frameCount: rendered.sent.length,
+      ptsMs: rendered.sent.map((i) => frames[i].ptsMs),
+      capturedAt: Date.now(),
+      knobs: { ...knobs },
+      videoBytes: rendered.encoded.data.length,
+      ref: { frameIndex: rendered.sent.length - 1, codec: 'h264', width: frames[refIdx].width, height: frames[refIdx].height, bytes: ref.data.length },
+    };
+    this.store!.enqueue({ segmentId, cameraId: s.deviceId, meta: header, data: packSegment(header, rendered.encoded.data, ref.data) });
+    this.sentAt.set(segmentId, Date.now());
+    this.uplink?.kick();
+    this.segmentsEncoded++;
+    const durationS = frames.length / srcFps;
+    this.lastBitrate = (rendered.encoded.data.length * 8) / 1000 / durationS;
+    this.metrics.segmentEncoded(rendered.encoded.data.length);
+    this.metrics.observeEncode(encodeS);
+    this.metrics.setBitrateKbps(this.lastBitrate);
+    this.metrics.setKnobs(this.currentKnobs() as unknown as Record<string, number>);
+    this.metrics.setQueueDepth(this.store!.depth());
+    this.store!.recordMetric('bitrate_kbps', this.lastBitrate);
+    const offsets = rendered.qpMap ? { ...rendered.qpMap, data: rendered.qpMap.data.map((q) => q - knobs.qp) } : null;
+    this.latest = { frame: frames[refIdx], qpMap: offsets && offsets.rows === Math.ceil(frames[refIdx].height / 16) ? offsets : null };
+    this.history.push({ t: Date.now(), bitrateKbps: this.lastBitrate, f1: this.lastF1, knobs: this.currentKnobs() as unknown as Record<string, number> });
+    this.mqtt?.publishState(this.state());
+    this.log.info({ component: 'agent', segment: seq, bytes: rendered.encoded.data.length, refBytes: ref.data.length, kbps: Math.round(this.lastBitrate), knobs, sent: keptFrames(frames.length, srcFps, knobs.fps).length, queue: this.store!.depth() }, 'segment queued');
+  }
+
+  private onReply(r: Reply): void {
+    this.replies.push(r);
+    const t = this.sentAt.get(r.segmentId);
+    if (t) {
+      this.metrics.observeServerReply((Date.now() - t) / 1000);
+      this.sentAt.delete(r.segmentId);
+    }
+    if (r.f1) {
+      this.lastF1 = r.f1.f1;
+      this.metrics.setF1(r.f1.f1);
+      this.store?.recordMetric('f1', r.f1.f1);
+    }
+    if (r.dnngrad) {
+      this.lastGrad = { map: decodeMbMap(Buffer.from(r.dnngrad.data, 'base64')), proxy: r.dnngrad.proxy };
+      this.metrics.observeDnnGrad(r.timings.gradMs / 1000);
+    }
+    this.metrics.setQueueDepth(this.store?.depth() ?? 0);
+    this.log.info({ component: 'uplink', segment: r.seq, f1: r.f1?.f1, detections: r.detections.reduce((a, d) => a + d.length, 0), duplicate: r.duplicate }, 'server reply');
+  }
+
+  state(): AgentState {
+    return {
+      deviceId: this.settings.deviceId,
+      t: Date.now(),
+      sourceRunning: this.source !== null,
+      pipelineRunning: this.loop !== null,
+      knobs: this.currentKnobs() as unknown as Record<string, number>,
+      bitrateKbps: this.lastBitrate,
+      f1: this.lastF1,
+      queueDepth: this.store?.depth() ?? 0,
+      fps: this.source ? this.source.fps : null,
+      segmentsEncoded: this.segmentsEncoded,
+      lastSegment: this.seq > 0 ? this.seq - 1 : null,
+    };
+  }
+
+  private handlers(): CommandHandlers {
+    return {
+      setConfig: async (keys, who) => {
+        if (!this.deps.config) throw new Error('agent was started without a config file; set_config is unavailable');
+        const r = this.deps.config.set(keys, who, 'mqtt set_config');
+        return { version: r.version, changedKeys: r.changedKeys };
+      },
+      startSource: async () => this.startSource(),
+      stopSource: async () => this.stopSource(),
+      restartPipeline: async () => this.restartPipeline(),
+      getState: () => this.state(),
+      snapshot: async (): Promise<SnapshotResult> => {
+        const l = this.latest;
+        if (!l) throw new Error('no frame captured yet');
+        const { width, height, data } = l.frame;
+        const png = new PNG({ width, height, colorType: 0 });
+        for (let i = 0; i < width * height; i++) {
+          png.data[i * 4] = png.data[i * 4 + 1] = png.data[i * 4 + 2] = data[i];
+          png.data[i * 4 + 3] = 255;
+        }
+        return { width, height, pngBase64: PNG.sync.write(png).toString('base64') };
+      },
+    };
+  }
+
+  /** Graceful stop (SIGTERM): stop capture, let the segment in flight reach the outbox, then close in reverse order. */
+  async stop(): Promise<void> {
+    await this.sd.stopping();
+    this.sd.stopWatchdog();
+    await this.stopSource();
+    await this.uplink?.stop();
+    await this.mqtt?.stop();
+    await this.page?.stop();
+    if (!this.deps.store) this.store?.close();
+    this.sd.close();
+    this.log.info({ component: 'agent' }, 'agent stopped');
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * Analytics server entry point.
+ *   node --import tsx server/main.ts --config config/examples/server.yaml
+ * Receives agents' segments over WebSocket, decodes, detects, measures F1 against each segment's
+ * high-quality reference frame, returns detections + DNNGrad, stores results (SQLite), and serves
+ * /metrics (Prometheus) and /api/results on the same port as the WebSocket.
+ */
+import http from 'node:http';
+import path from 'node:path';
+import { pino } from 'pino';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { configPathFromArgv, loadServerConfig } from '../config/load.ts';
+import type { ServerSettings } from '../config/schema.ts';
+import { SegmentAnalyzer } from './analyzer.ts';
+import { IngestServer } from './ingest.ts';
+import { ServerStore } from './store.ts';
+import { SdNotify } from '../agent/sdnotify.ts';
+
+export interface RunningServer {
+  port: number;
+  store: ServerStore;
+  ingest: IngestServer;
+  stop(): Promise<void>;
+}
+
+export async function startServer(settings: ServerSettings, log = pino({ base: { app: 'camstream-server' } })): Promise<RunningServer> {
+  log.level = settings.log.level;
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const segs = new Counter({ name: 'camstream_server_segments_total', help: 'Segments processed', registers: [registry] });
+  const bytes = new Counter({ name: 'camstream_server_segment_bytes_total', help: 'Video bytes received', registers: [registry] });
+  const f1 = new Gauge({ name: 'camstream_server_f1_ratio', help: 'F1 of the last segment vs its reference frame', labelNames: ['camera'], registers: [registry] });
+  const stage = new Histogram({ name: 'camstream_server_stage_seconds', help: 'Processing time per segment by stage', labelNames: ['stage'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] });
+  const failed = new Counter({ name: 'camstream_server_segments_failed_total', help: 'Segments rejected (corrupt, undecodable)', registers: [registry] });
+
+  const analyzer = await SegmentAnalyzer.create({ modelPath: settings.detector.modelPath, device: settings.detector.device });
+  if (settings.detector.device === 'cuda' && analyzer.detector.device !== 'cuda') log.warn({ component: 'detector' }, 'CUDA execution provider unavailable: running on CPU');
+  const store = new ServerStore(path.join(settings.storage.dir, 'server.db'));
+  const ingest = new IngestServer({ host: settings.listen.host, port: settings.listen.port, processor: analyzer, store });
+  ingest.on('connection', (camera) => log.info({ component: 'ingest', camera }, 'agent connected'));
+  ingest.on('failed', (error, segment) => {
+    failed.inc();
+    log.error({ component: 'ingest', segment, error }, 'segment rejected');
+  });
+  ingest.on('segment', (h, r) => {
+    segs.inc();
+    bytes.inc(h.videoBytes);
+    if (r.f1) f1.set({ camera: h.cameraId }, r.f1.f1);
+    stage.observe({ stage: 'decode' }, r.timings.decodeMs / 1000);
+    stage.observe({ stage: 'detect' }, r.timings.detectMs / 1000);
+    stage.observe({ stage: 'dnngrad' }, r.timings.gradMs / 1000);
+    log.info(
+      { component: 'ingest', camera: h.cameraId, segment: h.seq, bytes: h.videoBytes, frames: h.frameCount, knobs: h.knobs, f1: r.f1?.f1 ?? null, tp: r.f1?.tp, fp: r.f1?.fp, fn: r.f1?.fn, dnngradBytes: r.dnngrad ? Buffer.from(r.dnngrad.data, 'base64').length : 0, ms: Math.round(r.timings.decodeMs + r.timings.detectMs + r.timings.gradMs) },
+      'segment processed',
+    );
+  });
+  const port = await ingest.start();
+  // /metrics and /api/results on a second port (listen.port + 1) keep the WebSocket server simple
+  const httpServer = http.createServer(async (req, res) => {
+    if (req.url === '/metrics') {
+      res.writeHead(200, { 'content-type': registry.contentType });
+      res.end(await registry.metrics());
+    } else if (req.url?.startsWith('/api/results')) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(store.results()));
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((r) => httpServer.listen(port === 0 ? 0 : port + 1, settings.listen.host, () => r()));
+  log.info({ component: 'server', port, device: analyzer.detector.device, model: settings.detector.modelPath }, 'server listening');
+  return {
+    port,
+    store,
+    ingest,
+    async stop() {
+      await ingest.stop();
+      await new Promise((r) => httpServer.close(r));
+      await analyzer.close();
+      store.close();
+    },
+  };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const file = configPathFromArgv(process.argv.slice(2), '/etc/camstream/server.yaml');
+  (async () => {
+    const settings = loadServerConfig(file);
+    const s = await startServer(settings);
+    const sd = new SdNotify();
+    await sd.ready(`listening on ${s.port}`);
+    sd.watchdog();
+    const stop = async () => {
+      await sd.stopping();
+      sd.stopWatchdog();
+      await s.stop();
+      process.exit(0);
+    };
+    process.on('SIGTERM', () => void stop());
+    process.on('SIGINT', () => void stop());
+  })().catch((e) => {
+    console.error(`camstream-server: ${(e as Error).message}`);
+    process.exit(1);
+  });
+}
