@@ -19,6 +19,7 @@ import { renderSegment, type Rendered, type RenderKnobs } from './render.ts';
 import { encodeSegment, type Codec } from '../encoder/index.ts';
 import type { MbMap, YuvFrame } from '../encoder/frame.ts';
 import { meanMap } from '../cheapmodel/qpmap.ts';
+import { CheapModel, DEFAULT_CHEAP_MODEL } from '../cheapmodel/model.ts';
 import { OneAdaptController, type Decision } from '../oneadapt/adapt.ts';
 import { probeKnobs } from '../oneadapt/probe.ts';
 import { keptFrames } from '../oneadapt/inputgrad.ts';
@@ -100,11 +101,11 @@ export class Agent {
     const s = this.settings;
     this.store = this.deps.store ?? openAgentStore(s, this.log);
     this.metrics.setQueueDepth(this.store.depth());
-    if (s.cheapModel.enabled && s.cheapModel.path) {
-      const modelModule = '../cheapmodel/model.ts';
-      const load = this.deps.loadCheapModel ?? (async (f: string) => (await import(modelModule)).CheapModel.load(f) as Promise<ImportanceModel>);
-      this.cheap = await load(s.cheapModel.path); // a model that does not load is a startup error naming the file
-      this.log.info({ component: 'cheapmodel', model: s.cheapModel.path }, 'AccMPEG cheap model loaded');
+    if (s.cheapModel.enabled) {
+      const file = s.cheapModel.path ?? DEFAULT_CHEAP_MODEL;
+      const load = this.deps.loadCheapModel ?? ((f: string) => CheapModel.load(f));
+      this.cheap = await load(file); // a model that does not load is a startup error naming the file
+      this.log.info({ component: 'cheapmodel', model: file }, 'AccMPEG cheap model loaded');
     }
     this.setupOneAdapt();
     this.uplink = new Uplink(this.store, { url: s.server.url, cameraId: s.deviceId });

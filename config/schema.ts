@@ -64,26 +64,22 @@ export const EncoderSchema = z
 
 export const CheapModelSchema = z
   .strictObject({
-    /** ONNX file of the AccMPEG cheap model; required when enabled */
+    /** ONNX file of the AccMPEG cheap model; default: the trained model bundled in cheapmodel/models/ */
     path: z.string().min(1).optional(),
     /** run the cheap model on every k-th frame */
     everyK: z.number().int().min(1).default(10),
     threshold: z.number().min(0).max(1).default(0.2),
     highQp: qp.default(30),
     lowQp: qp.default(40),
-    /** defaults to true when a path is given, false otherwise */
-    enabled: z.boolean().optional(),
+    /** AccMPEG on by default (the agent's main job uses the trained model) */
+    enabled: z.boolean().default(true),
   })
   .prefault({})
   .superRefine((c, ctx) => {
-    if (c.enabled === true && c.path === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['path'], message: 'cheapModel.enabled is true but no model path is given' });
-    }
     if (c.highQp > c.lowQp) {
       ctx.addIssue({ code: 'custom', path: ['highQp'], message: `highQp (${c.highQp}) must not exceed lowQp (${c.lowQp}): high quality means lower QP` });
     }
-  })
-  .transform((c) => ({ ...c, enabled: c.enabled ?? c.path !== undefined }));
+  });
 
 export const OneAdaptSchema = z
   .strictObject({

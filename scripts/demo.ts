@@ -19,7 +19,6 @@ const port = Number(values.port);
 const dir = path.join(root, 'data', 'demo');
 const shared = process.env.CAMSTREAM_SHARED ?? path.resolve(root, '..', 'shared');
 const model = path.join(shared, 'models', 'yolox_nano.onnx');
-const cheap = path.join(root, 'cheapmodel', 'models', 'accmpeg-cheap.onnx');
 
 if (!existsSync(model)) {
   console.error(`demo: detector model not found at ${model} (../shared beside the repo, or set CAMSTREAM_SHARED)`);
@@ -38,7 +37,7 @@ writeFileSync(
     'profile: edge-cpu',
     `source: { kind: file, uri: ${JSON.stringify(path.join(root, 'samples', 'people-indoor-432p.mp4'))}, loop: true, fps: 10 }`,
     'encoder: { codec: h264, baseQp: 30, preset: veryfast, segmentFrames: 10 }',
-    existsSync(cheap) ? `cheapModel: { path: ${JSON.stringify(cheap)}, threshold: 0.2, highQp: 30, lowQp: 40 }` : 'cheapModel: { enabled: false }',
+    'cheapModel: { threshold: 0.2, highQp: 30, lowQp: 40 } # AccMPEG with the bundled trained model',
     'oneadapt: { enabled: true, targetKbps: 250, lambdaBw: 1, lr: 0.1 }',
     `server: { url: "ws://127.0.0.1:${port}/ingest" }`,
     'mqtt: { enabled: false }',

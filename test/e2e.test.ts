@@ -15,7 +15,7 @@ import { DETECTOR_MODEL, VIDEOS } from './fixtures.ts';
 test('agent streams real segments; server stores F1 and returns DNNGrad; OneAdapt steps', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'e2e-'));
   const log = pino({ level: 'silent' });
-  const server = await startServer(ServerSettingsSchema.parse({ listen: { host: '127.0.0.1', port: 0 }, detector: { modelPath: DETECTOR_MODEL }, storage: { dir: path.join(dir, 'srv') } }), log);
+  const server = await startServer(ServerSettingsSchema.parse({ listen: { host: '127.0.0.1', port: 0 }, detector: { modelPath: DETECTOR_MODEL }, storage: { dir: path.join(dir, 'srv') }, log: { level: 'silent' } }), log);
   const settings = AgentSettingsSchema.parse({
     deviceId: 'e2e-cam',
     source: { kind: 'file', uri: VIDEOS.people, fps: 10 },
@@ -23,6 +23,7 @@ test('agent streams real segments; server stores F1 and returns DNNGrad; OneAdap
     server: { url: `ws://127.0.0.1:${server.port}/ingest` },
     storage: { dir: path.join(dir, 'agent') },
     http: { host: '127.0.0.1', port: 0 },
+    log: { level: 'silent' },
   });
   const agent = new Agent(settings, { logger: log, maxSegments: 4 });
   await agent.start();
@@ -42,5 +43,6 @@ test('agent streams real segments; server stores F1 and returns DNNGrad; OneAdap
   }
   // DNNGrad of segment k drives the knob update on a later segment
   expect(agent.decisions.length).toBeGreaterThanOrEqual(1);
-  expect(Object.keys(agent.decisions[0].grads).sort()).toEqual(['fps', 'qp', 'resolution']);
+  // AccMPEG is on by default (bundled cheap model), so the threshold knob adapts too
+  expect(Object.keys(agent.decisions[0].grads).sort()).toEqual(['fps', 'qp', 'resolution', 'threshold']);
 });
