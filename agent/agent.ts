@@ -71,7 +71,8 @@ export class Agent {
   private source: FfmpegSource | null = null;
   private loop: Promise<void> | null = null;
   private latest: LatestFrame | null = null;
-  private lastGrad: { map: MbMap; proxy: number } | null = null;
+  /** latest DNNGrad from the server; `fresh` until one OneAdapt step has used it (no reply → knobs hold) */
+  private lastGrad: { map: MbMap; proxy: number; fresh: boolean } | null = null;
   private lastF1: number | null = null;
   private lastBitrate: number | null = null;
   private seq = 0;
@@ -245,7 +246,8 @@ export class Agent {
     const t0 = performance.now();
     let rendered: Rendered;
     let decision: Decision | null = null;
-    if (this.oneadapt && this.lastGrad) {
+    if (this.oneadapt && this.lastGrad?.fresh) {
+      this.lastGrad.fresh = false;
       const p = await probeKnobs(this.oneadapt, frames, importance, this.lastGrad.map, knobs, opts);
       rendered = p.current;
       decision = this.oneadapt.step(p.probes, { bytes: rendered.encoded.data.length, durationS: frames.length / srcFps, proxy: this.lastGrad.proxy, f1: this.lastF1 });
@@ -309,7 +311,7 @@ export class Agent {
       this.store?.recordMetric('f1', r.f1.f1);
     }
     if (r.dnngrad) {
-      this.lastGrad = { map: decodeMbMap(Buffer.from(r.dnngrad.data, 'base64')), proxy: r.dnngrad.proxy };
+      this.lastGrad = { map: decodeMbMap(Buffer.from(r.dnngrad.data, 'base64')), proxy: r.dnngrad.proxy, fresh: true };
       this.metrics.observeDnnGrad(r.timings.gradMs / 1000);
     }
     this.metrics.setQueueDepth(this.store?.depth() ?? 0);
