@@ -236,10 +236,14 @@ export class Agent {
     let importance: MbMap | null = null;
     if (this.cheap) {
       const t = performance.now();
-      // AccMPEG: one map per chunk, the mean of the first and last frames' maps
-      const ends = frames.length > 1 ? [frames[0], frames[frames.length - 1]] : [frames[0]];
-      importance = meanMap(await Promise.all(ends.map((f) => this.cheap!.importance(f))));
-      this.metrics.observeCheapModel((performance.now() - t) / 1000 / ends.length);
+      // AccMPEG: one map per chunk, the mean of the maps of every k-th frame and the last frame
+      // (k = segment length gives the paper's "first and last frame")
+      const k = s.cheapModel.everyK;
+      const picked = frames.filter((_, i) => i % k === 0 || i === frames.length - 1);
+      const maps: MbMap[] = [];
+      for (const f of picked) maps.push(await this.cheap.importance(f));
+      importance = meanMap(maps);
+      this.metrics.observeCheapModel((performance.now() - t) / 1000 / picked.length);
     }
     const knobs = this.currentKnobs();
     const opts = { srcFps, lowQpDelta: s.cheapModel.lowQp - s.cheapModel.highQp, encoder: { codec: this.codec, preset: s.encoder.preset as never } };

@@ -12,6 +12,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { configPathFromArgv, loadServerConfig } from '../config/load.ts';
 import type { ServerSettings } from '../config/schema.ts';
 import { SegmentAnalyzer } from './analyzer.ts';
+import { f1FromCounts } from './accuracy.ts';
 import { IngestServer } from './ingest.ts';
 import { ServerStore } from './store.ts';
 import { SdNotify } from '../agent/sdnotify.ts';
@@ -42,15 +43,25 @@ export async function startServer(settings: ServerSettings, log = pino({ base: {
     failed.inc();
     log.error({ component: 'ingest', segment, error }, 'segment rejected');
   });
+  // running detection counts per camera: the overall F1 next to each segment's
+  const totals = new Map<string, { tp: number; fp: number; fn: number }>();
   ingest.on('segment', (h, r) => {
     segs.inc();
+    const tot = totals.get(h.cameraId) ?? { tp: 0, fp: 0, fn: 0 };
+    if (r.f1) {
+      tot.tp += r.f1.tp;
+      tot.fp += r.f1.fp;
+      tot.fn += r.f1.fn;
+      totals.set(h.cameraId, tot);
+    }
+    const overallF1 = f1FromCounts(tot.tp, tot.fp, tot.fn);
     bytes.inc(h.videoBytes);
     if (r.f1) f1.set({ camera: h.cameraId }, r.f1.f1);
     stage.observe({ stage: 'decode' }, r.timings.decodeMs / 1000);
     stage.observe({ stage: 'detect' }, r.timings.detectMs / 1000);
     stage.observe({ stage: 'dnngrad' }, r.timings.gradMs / 1000);
     log.info(
-      { component: 'ingest', camera: h.cameraId, segment: h.seq, bytes: h.videoBytes, frames: h.frameCount, knobs: h.knobs, f1: r.f1?.f1 ?? null, tp: r.f1?.tp, fp: r.f1?.fp, fn: r.f1?.fn, dnngradBytes: r.dnngrad ? Buffer.from(r.dnngrad.data, 'base64').length : 0, ms: Math.round(r.timings.decodeMs + r.timings.detectMs + r.timings.gradMs) },
+      { component: 'ingest', camera: h.cameraId, segment: h.seq, bytes: h.videoBytes, frames: h.frameCount, knobs: h.knobs, f1: r.f1?.f1 ?? null, overallF1: Number(overallF1.toFixed(4)), tp: r.f1?.tp, fp: r.f1?.fp, fn: r.f1?.fn, dnngradBytes: r.dnngrad ? Buffer.from(r.dnngrad.data, 'base64').length : 0, ms: Math.round(r.timings.decodeMs + r.timings.detectMs + r.timings.gradMs) },
       'segment processed',
     );
   });
