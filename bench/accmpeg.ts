@@ -21,6 +21,8 @@
  *              accuracy-gradient label is 1 (sal > T, T = the training label threshold), i.e. it
  *              knows every frame's labels; stored as k/10 − 0.01 for k ≥ 1 labelled frames (so that
  *              α = 0.1 means "more than 1 frame" despite float32 rounding); same α sweep and QPs
+ *   *_low_qp — AccMPEG and oracle at α = 0.5 with the rest at QP 44/47/50 (important still at 30),
+ *              to extend both curves to the byte range of uniform QP 40–50
  * byte_saving_at_equal_f1: 1 − bytes(AccMPEG at α) / bytes(uniform curve at the same F1), the
  * uniform curve = its Pareto frontier (points not beaten in F1 by a cheaper QP: what a profiler that
  * picks the cheapest QP reaching a target F1 would use), interpolated linearly in (F1, bytes); null where the
@@ -50,6 +52,9 @@ const THRESHOLDS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7];
 const HIGH_QP = 30;
 const LOW_QP = 40;
 const DEFAULT_ALPHA = 0.2;
+/** second sweep: α fixed, the unimportant MBs' QP lowered further (reaches the low-byte end of the uniform curve) */
+const LOW_SWEEP_ALPHA = 0.5;
+const LOW_SWEEP_QPS = [44, 47, 50];
 
 interface Point { bytes: number; f1: number; mean_f1: number }
 
@@ -128,6 +133,17 @@ async function main(): Promise<void> {
   };
   const accmpeg = await sweep(cheapMaps, 'accmpeg');
   const oracle = await sweep(oracleMaps, 'oracle');
+  const lowSweep = async (maps: MbMap[], name: string): Promise<(Point & { threshold: number; low_qp: number; important_frac: number })[]> => {
+    const out: (Point & { threshold: number; low_qp: number; important_frac: number })[] = [];
+    for (const lq of LOW_SWEEP_QPS) {
+      const p = await run(maps, HIGH_QP, LOW_SWEEP_ALPHA, lq - HIGH_QP);
+      out.push({ threshold: LOW_SWEEP_ALPHA, low_qp: lq, bytes: p.bytes, f1: p.f1, mean_f1: p.mean_f1, important_frac: p.important });
+      console.error(`${name} α ${LOW_SWEEP_ALPHA} low QP ${lq}: ${p.bytes} B f1 ${p.f1.toFixed(4)}`);
+    }
+    return out;
+  };
+  const accmpegLow = await lowSweep(cheapMaps, 'accmpeg');
+  const oracleLow = await lowSweep(oracleMaps, 'oracle');
 
   // uniform bytes needed for a given F1: linear interpolation on the uniform Pareto frontier
   const byBytes: Point[] = [];
@@ -145,8 +161,8 @@ async function main(): Promise<void> {
     const u = uniformBytesAt(p.f1);
     return u === null ? null : 1 - p.bytes / u;
   };
-  const savingRows = (pts: (Point & { threshold: number })[]): { threshold: number; f1: number; bytes: number; uniform_bytes_at_f1: number | null; saving: number | null }[] =>
-    pts.map((p) => ({ threshold: p.threshold, f1: p.f1, bytes: p.bytes, uniform_bytes_at_f1: uniformBytesAt(p.f1), saving: saving(p) }));
+  const savingRows = (pts: (Point & { threshold: number; low_qp?: number })[]): { threshold: number; low_qp: number; f1: number; bytes: number; uniform_bytes_at_f1: number | null; saving: number | null }[] =>
+    pts.map((p) => ({ threshold: p.threshold, low_qp: p.low_qp ?? LOW_QP, f1: p.f1, bytes: p.bytes, uniform_bytes_at_f1: uniformBytesAt(p.f1), saving: saving(p) }));
 
   // cheap model cost on a 720p frame
   const hw = scaleFrame(loadFrames(VIDEOS.highway, 1, { startS: 25 })[0], 1280, 720);
@@ -159,8 +175,13 @@ async function main(): Promise<void> {
   const f = (p: Point): Record<string, number> => ({ KB: p.bytes / 1024, f1: p.f1, mean_f1: p.mean_f1 });
   printTable(`uniform QP (${used} frames, ${nChunks} chunks of ${CHUNK})`, uniform.map((u) => ({ qp: u.qp, ...f(u) })));
   const accSave = savingRows(accmpeg), oraSave = savingRows(oracle);
+  const accLowSave = savingRows(accmpegLow), oraLowSave = savingRows(oracleLow);
   printTable(`AccMPEG cheap model (QP ${HIGH_QP}/${LOW_QP})`, accmpeg.map((a, i) => ({ alpha: a.threshold, imp_pct: 100 * a.important_frac, ...f(a), saving: accSave[i].saving ?? NaN })));
   printTable(`oracle labels (QP ${HIGH_QP}/${LOW_QP})`, oracle.map((a, i) => ({ alpha: a.threshold, imp_pct: 100 * a.important_frac, ...f(a), saving: oraSave[i].saving ?? NaN })));
+  printTable(`low-QP sweep (α ${LOW_SWEEP_ALPHA}, important QP ${HIGH_QP})`, [
+    ...accmpegLow.map((a, i) => ({ map: 'accmpeg', low_qp: a.low_qp, imp_pct: 100 * a.important_frac, ...f(a), saving: accLowSave[i].saving ?? NaN })),
+    ...oracleLow.map((a, i) => ({ map: 'oracle', low_qp: a.low_qp, imp_pct: 100 * a.important_frac, ...f(a), saving: oraLowSave[i].saving ?? NaN })),
+  ]);
   console.log(`\ncheap model: ${ms720.toFixed(1)} ms per 1280x720 frame (median of 20, incl. YUV→RGB)`);
 
   const plotFile = path.resolve('bench', 'results', 'accmpeg.png');
@@ -173,6 +194,8 @@ async function main(): Promise<void> {
       { name: 'UNIFORM QP', color: [40, 40, 200], points: uniform.map((p) => ({ x: p.bytes / 1024, y: p.f1 })) },
       { name: 'ACCMPEG', color: [220, 60, 30], points: accmpeg.map((p) => ({ x: p.bytes / 1024, y: p.f1 })) },
       { name: 'ORACLE', color: [30, 150, 60], points: oracle.map((p) => ({ x: p.bytes / 1024, y: p.f1 })) },
+      { name: `ACCMPEG A=${LOW_SWEEP_ALPHA} QP 30/44-50`, color: [240, 150, 40], points: accmpegLow.map((p) => ({ x: p.bytes / 1024, y: p.f1 })) },
+      { name: `ORACLE A=${LOW_SWEEP_ALPHA} QP 30/44-50`, color: [120, 200, 120], points: oracleLow.map((p) => ({ x: p.bytes / 1024, y: p.f1 })) },
     ],
   });
   console.log(`wrote ${plotFile}`);
@@ -187,9 +210,12 @@ async function main(): Promise<void> {
     uniform,
     accmpeg,
     oracle,
+    accmpeg_low_qp: accmpegLow,
+    oracle_low_qp: oracleLow,
     byte_saving_at_equal_f1: headline.saving,
     byte_saving_note: `AccMPEG at alpha=${DEFAULT_ALPHA} (AccMPEG's default) vs the uniform curve interpolated at the same aggregate F1; per-threshold values below (null: F1 above the best uniform point)`,
-    byte_saving_by_threshold: { accmpeg: accSave, oracle: oraSave },
+    byte_saving_by_threshold: { accmpeg: accSave, oracle: oraSave, accmpeg_low_qp: accLowSave, oracle_low_qp: oraLowSave },
+    byte_saving_range_accmpeg: { min: Math.min(...accSave.concat(accLowSave).flatMap((s) => (s.saving === null ? [] : [s.saving]))), max: Math.max(...accSave.concat(accLowSave).flatMap((s) => (s.saving === null ? [] : [s.saving]))) },
     cheap_model_ms_720p: ms720,
   });
   await model.release();

@@ -79,8 +79,8 @@ export function linePlot(file: string, o: { title: string; xLabel: string; yLabe
     for (let i = 1; i < pts.length; i++) line(X(pts[i - 1].x), Y(pts[i - 1].y), X(pts[i].x), Y(pts[i].y), s.color, 2);
     for (const p of pts) for (let dx = -4; dx <= 4; dx++) for (let dy = -4; dy <= 4; dy++) px(X(p.x) + dx, Y(p.y) + dy, s.color);
     const ly = B - 30 - k * 24;
-    line(R - 260, ly + 7, R - 220, ly + 7, s.color, 4);
-    text(s.name, R - 210, ly, s.color, 2);
+    line(R - 400, ly + 7, R - 360, ly + 7, s.color, 4);
+    text(s.name, R - 350, ly, s.color, 2);
   });
   writeFileSync(file, PNG.sync.write(png));
 }
