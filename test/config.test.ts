@@ -54,7 +54,7 @@ describe('load', () => {
     expect(c.profile).toBe('edge-cpu');
     expect(c.source).toEqual({ kind: 'file', uri: '/tmp/clip.mp4', loop: true });
     expect(c.encoder).toEqual({ codec: 'h264', baseQp: 30, preset: 'veryfast', segmentFrames: 10 });
-    expect(c.cheapModel).toEqual({ everyK: 10, threshold: 0.2, highQp: 30, lowQp: 40, enabled: true });
+    expect(c.cheapModel).toEqual({ everyK: 10, threshold: 0.5, highQp: 30, lowQp: 40, enabled: true });
     expect(c.oneadapt.enabled).toBe(false);
     expect(c.mqtt).toMatchObject({ enabled: false, baseTopic: 'camstream', discoveryPrefix: 'homeassistant' });
     expect(c.server.url).toMatch(/^ws:\/\//);
