@@ -43,7 +43,7 @@ describe('load', () => {
   test('example files are valid', () => {
     const a = loadAgentConfig(join(ROOT, 'config/examples/agent.yaml'));
     expect(a.deviceId).toBe('cam-lobby-01');
-    expect(a.cheapModel).toMatchObject({ enabled: true, threshold: 0.2, highQp: 30, lowQp: 40 });
+    expect(a.cheapModel).toMatchObject({ enabled: true, threshold: 0.5, highQp: 30, lowQp: 40 });
     const s = loadServerConfig(join(ROOT, 'config/examples/server.yaml'));
     expect(s.detector.device).toBe('cuda');
     expect(s.listen.port).toBe(8080);
