@@ -87,10 +87,11 @@ export const OneAdaptSchema = z
     enabled: z.boolean().default(false),
     targetKbps: z.number().positive().optional(),
     targetF1: z.number().min(0).max(1).optional(),
-    /** weight of bandwidth against accuracy in the knob objective */
-    lambdaBw: z.number().min(0).default(0.001),
+    /** weight λ of bytes (relative to a segment's bytes) against the relative accuracy drop; useful range ≈ 3–30
+     * (bench:oneadapt). With targetKbps/targetF1 it is only the starting value of the dual update. */
+    lambdaBw: z.number().min(0).default(10),
     /** Adam learning rate for the knob step */
-    lr: z.number().positive().max(10).default(0.05),
+    lr: z.number().positive().max(10).default(0.1),
   })
   .prefault({});
 

@@ -38,7 +38,7 @@ writeFileSync(
     `source: { kind: file, uri: ${JSON.stringify(path.join(root, 'samples', 'people-indoor-432p.mp4'))}, loop: true, fps: 10 }`,
     'encoder: { codec: h264, baseQp: 30, preset: veryfast, segmentFrames: 10 }',
     'cheapModel: { highQp: 30, lowQp: 40 } # AccMPEG with the bundled trained model',
-    'oneadapt: { enabled: true, targetKbps: 250, lambdaBw: 1, lr: 0.1 }',
+    'oneadapt: { enabled: true, targetKbps: 250 }',
     `server: { url: "ws://127.0.0.1:${port}/ingest" }`,
     'mqtt: { enabled: false }',
     `storage: { dir: ${JSON.stringify(path.join(dir, 'agent'))} }`,
