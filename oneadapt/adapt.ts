@@ -117,6 +117,8 @@ export class OneAdaptController {
 
     const grads: Record<string, number> = {};
     const [b1, b2] = this.o.betas;
+    const overBudget = this.o.targetKbps !== undefined && rateKbps > this.o.targetKbps;
+    const underAccuracy = this.o.targetF1 !== undefined && obs.f1 != null && obs.f1 < this.o.targetF1;
     for (const p of probes) {
       const k = this.knobs.get(p.knob);
       if (!k) continue;
@@ -128,7 +130,12 @@ export class OneAdaptController {
       mo.v = b2 * mo.v + (1 - b2) * g * g;
       const mHat = mo.m / (1 - b1 ** mo.t);
       const vHat = mo.v / (1 - b2 ** mo.t);
-      const s = k.s - (this.o.lr * mHat) / (Math.sqrt(vHat) + 1e-8);
+      let s = k.s - (this.o.lr * mHat) / (Math.sqrt(vHat) + 1e-8);
+      // Targets as constraints (our addition to the paper's soft penalty): while over the bandwidth
+      // target no knob moves towards expensive, while under the F1 target none moves towards cheap.
+      // λ's dual update alone converges, but slowly enough that an operator sees the target ignored.
+      if (overBudget && s > k.s) s = k.s;
+      if (underAccuracy && s < k.s) s = k.s;
       this.knobs.set(p.knob, applyState(k, s, this.o.hysteresis));
     }
     return { before, after: this.values(), grads, lambda: this.lambda, rateKbps };

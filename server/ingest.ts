@@ -5,6 +5,7 @@
  * resent after a reconnect or a server restart is answered from the store, not processed twice.
  */
 import { EventEmitter } from 'node:events';
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { parseHello, ProtocolError, unpackSegment, type Reply, type SegmentHeader } from './protocol.ts';
@@ -24,6 +25,8 @@ export interface IngestOptions {
   processor: SegmentProcessor;
   store: ReplyStore;
   maxPayloadBytes?: number;
+  /** plain HTTP requests on the same port (e.g. /metrics); WebSocket upgrades go to ingest */
+  httpHandler?: http.RequestListener;
 }
 
 export interface IngestEvents {
@@ -40,23 +43,31 @@ export class IngestServer extends EventEmitter<IngestEvents> {
     super();
   }
 
+  private http: http.Server | null = null;
+
   async start(): Promise<number> {
-    const wss = new WebSocketServer({ host: this.opts.host ?? '0.0.0.0', port: this.opts.port, maxPayload: this.opts.maxPayloadBytes ?? 64 << 20, perMessageDeflate: false });
+    const server = http.createServer(this.opts.httpHandler ?? ((_req, res) => res.writeHead(426, { 'content-type': 'text/plain' }).end('WebSocket endpoint\n')));
+    const wss = new WebSocketServer({ server, maxPayload: this.opts.maxPayloadBytes ?? 64 << 20, perMessageDeflate: false });
     this.wss = wss;
+    this.http = server;
     await new Promise<void>((resolve, reject) => {
-      wss.once('listening', () => resolve());
-      wss.once('error', reject);
+      server.once('error', reject);
+      server.listen(this.opts.port, this.opts.host ?? '0.0.0.0', () => resolve());
     });
     wss.on('connection', (ws) => this.onConnection(ws));
-    return (wss.address() as AddressInfo).port;
+    return (server.address() as AddressInfo).port;
   }
 
   async stop(): Promise<void> {
     const wss = this.wss;
+    const server = this.http;
     this.wss = null;
-    if (!wss) return;
+    this.http = null;
+    if (!wss || !server) return;
     for (const c of wss.clients) c.terminate();
     await new Promise<void>((resolve) => wss.close(() => resolve()));
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
   private onConnection(ws: WebSocket): void {

@@ -37,7 +37,19 @@ export async function startServer(settings: ServerSettings, log = pino({ base: {
   const analyzer = await SegmentAnalyzer.create({ modelPath: settings.detector.modelPath, device: settings.detector.device });
   if (settings.detector.device === 'cuda' && analyzer.detector.device !== 'cuda') log.warn({ component: 'detector' }, 'CUDA execution provider unavailable: running on CPU');
   const store = new ServerStore(path.join(settings.storage.dir, 'server.db'));
-  const ingest = new IngestServer({ host: settings.listen.host, port: settings.listen.port, processor: analyzer, store });
+  // /metrics and /api/results are served on the ingest port (plain HTTP next to the WebSocket upgrade)
+  const httpHandler: http.RequestListener = async (req, res) => {
+    if (req.url === '/metrics') {
+      res.writeHead(200, { 'content-type': registry.contentType });
+      res.end(await registry.metrics());
+    } else if (req.url?.startsWith('/api/results')) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(store.results()));
+    } else {
+      res.writeHead(404).end();
+    }
+  };
+  const ingest = new IngestServer({ host: settings.listen.host, port: settings.listen.port, processor: analyzer, store, httpHandler });
   ingest.on('connection', (camera) => log.info({ component: 'ingest', camera }, 'agent connected'));
   ingest.on('failed', (error, segment) => {
     failed.inc();
@@ -66,19 +78,6 @@ export async function startServer(settings: ServerSettings, log = pino({ base: {
     );
   });
   const port = await ingest.start();
-  // /metrics and /api/results on a second port (listen.port + 1) keep the WebSocket server simple
-  const httpServer = http.createServer(async (req, res) => {
-    if (req.url === '/metrics') {
-      res.writeHead(200, { 'content-type': registry.contentType });
-      res.end(await registry.metrics());
-    } else if (req.url?.startsWith('/api/results')) {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(store.results()));
-    } else {
-      res.writeHead(404).end();
-    }
-  });
-  await new Promise<void>((r) => httpServer.listen(port === 0 ? 0 : port + 1, settings.listen.host, () => r()));
   log.info({ component: 'server', port, device: analyzer.detector.device, model: settings.detector.modelPath }, 'server listening');
   return {
     port,
@@ -86,7 +85,6 @@ export async function startServer(settings: ServerSettings, log = pino({ base: {
     ingest,
     async stop() {
       await ingest.stop();
-      await new Promise((r) => httpServer.close(r));
       await analyzer.close();
       store.close();
     },

@@ -97,6 +97,21 @@ describe('OneAdaptController', () => {
     expect(c.lambda).toBeLessThan(l1);
   });
 
+  test('over the bandwidth target no knob moves towards expensive, whatever the accuracy gradient says', () => {
+    const c = new OneAdaptController({ start: { qp: 34, fps: 5, resolution: 0.67 }, targetKbps: 100, lambda: 0.001 });
+    const before = c.values();
+    for (let t = 0; t < 10; t++) {
+      // huge accuracy gap: unconstrained, every knob would climb to its expensive end
+      const probes = (['resolution', 'fps', 'qp'] as const).map((knob) => ({ knob, r: { hq: 0, lq: 1e6 }, bytes: { hq: 1001, lq: 1000 } }));
+      c.step(probes, { bytes: 50_000, durationS: 1, proxy: 1 }); // 400 kbps > 100
+    }
+    expect(c.values()).toEqual(before);
+    // under the target the same gradients do move them
+    const probes = (['resolution', 'fps', 'qp'] as const).map((knob) => ({ knob, r: { hq: 0, lq: 1e6 }, bytes: { hq: 1001, lq: 1000 } }));
+    for (let t = 0; t < 10; t++) c.step(probes, { bytes: 1_000, durationS: 1, proxy: 1 });
+    expect(c.values().qp).toBeLessThan(34);
+  });
+
   test('knobs stay within their ranges under extreme gradients', () => {
     const c = new OneAdaptController({ lr: 5 });
     for (let t = 0; t < 20; t++) {
