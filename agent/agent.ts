@@ -42,6 +42,8 @@ export interface AgentDeps {
   refQp?: number;
   /** an already open store (shared with the config manager's versions); the agent opens its own otherwise */
   store?: AgentStore;
+  /** first capture retry delay (doubles up to 60 s); default 1000 ms */
+  retryMs?: number;
   /** stop after this many segments (demo/tests); default: run until stopped */
   maxSegments?: number;
 }
@@ -70,6 +72,11 @@ export class Agent {
   private oneadapt: OneAdaptController | null = null;
   private source: FfmpegSource | null = null;
   private loop: Promise<void> | null = null;
+  private wantSource = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private retryMs: number;
+  /** capture failures so far (open errors and broken streams) */
+  captureFailures = 0;
   private latest: LatestFrame | null = null;
   /** latest DNNGrad from the server; `fresh` until one OneAdapt step has used it (no reply → knobs hold) */
   private lastGrad: { map: MbMap; proxy: number; fresh: boolean } | null = null;
@@ -88,6 +95,7 @@ export class Agent {
     this.log = deps.logger;
     this.metrics = new AgentMetrics({ defaultLabels: { device: settings.deviceId } });
     this.fixedKnobs = this.knobsFromSettings(settings);
+    this.retryMs = deps.retryMs ?? 1000;
   }
 
   private knobsFromSettings(s: AgentSettings): RenderKnobs {
@@ -178,30 +186,60 @@ export class Agent {
     this.log.info({ component: 'config', keys }, 'config applied');
   }
 
+  /** Start capturing; a source that fails (camera down, stream cut) is retried with backoff until stopped. */
   private startSource(): void {
-    if (this.loop) return;
+    this.wantSource = true;
+    if (this.loop || this.retryTimer) return;
     const s = this.settings.source;
-    this.source = new FfmpegSource({ kind: s.kind, uri: s.uri, loop: s.loop, fps: s.fps ?? 10, width: s.width, height: s.height, realtime: s.kind === 'file' });
+    let src: FfmpegSource;
+    try {
+      src = new FfmpegSource({ kind: s.kind, uri: s.uri, loop: s.loop, fps: s.fps ?? 10, width: s.width, height: s.height, realtime: s.kind === 'file' });
+    } catch (e) {
+      this.captureFailures++;
+      this.log.error({ component: 'capture', err: (e as Error).message, retryMs: this.retryMs }, 'cannot open source; retrying');
+      this.scheduleRetry();
+      return;
+    }
+    this.source = src;
     this.metrics.setSourceRunning(true);
-    const src = this.source;
     this.loop = (async () => {
+      let failed = false;
       try {
         for await (const frames of segments(src, this.settings.encoder.segmentFrames)) {
           await this.handleSegment(frames, src.fps);
-          if (this.deps.maxSegments && this.segmentsEncoded >= this.deps.maxSegments) break;
+          this.retryMs = this.deps.retryMs ?? 1000;
+          if (this.deps.maxSegments && this.segmentsEncoded >= this.deps.maxSegments) {
+            this.wantSource = false;
+            break;
+          }
         }
       } catch (e) {
-        this.log.error({ component: 'capture', err: (e as Error).message }, 'capture stopped with an error');
+        failed = true;
+        this.captureFailures++;
+        this.log.error({ component: 'capture', err: (e as Error).message, retryMs: this.retryMs }, 'capture stopped with an error; retrying');
       } finally {
         src.stop();
         this.metrics.setSourceRunning(false);
         this.loop = null;
         this.source = null;
       }
+      if (failed) this.scheduleRetry();
     })();
   }
 
+  private scheduleRetry(): void {
+    if (!this.wantSource || this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (this.wantSource) this.startSource();
+    }, this.retryMs);
+    this.retryMs = Math.min(this.retryMs * 2, 60_000);
+  }
+
   private async stopSource(): Promise<void> {
+    this.wantSource = false;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     this.source?.stop();
     await this.loop;
   }
@@ -327,6 +365,7 @@ export class Agent {
       deviceId: this.settings.deviceId,
       t: Date.now(),
       sourceRunning: this.source !== null,
+      extra: { captureFailures: this.captureFailures, retrying: this.retryTimer !== null },
       pipelineRunning: this.loop !== null,
       knobs: this.currentKnobs() as unknown as Record<string, number>,
       bitrateKbps: this.lastBitrate,

@@ -1,0 +1,34 @@
+/** An unattended agent must survive a camera that is down: it retries with backoff and stops cleanly. */
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { Agent } from '../agent/agent.ts';
+import { AgentSettingsSchema } from '../config/schema.ts';
+
+test('unreachable RTSP camera: the agent stays up, retries with backoff, and stop() ends the retries', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'retry-'));
+  const settings = AgentSettingsSchema.parse({
+    deviceId: 'cam-down',
+    source: { kind: 'rtsp', uri: 'rtsp://127.0.0.1:1/stream' },
+    cheapModel: { enabled: false },
+    server: { url: 'ws://127.0.0.1:1/ingest' },
+    storage: { dir },
+    http: { host: '127.0.0.1', port: 0 },
+    log: { level: 'silent' },
+  });
+  const agent = new Agent(settings, { logger: pino({ level: 'silent' }), retryMs: 100 });
+  await agent.start(); // does not throw: a camera that is down is an operating condition, not a crash
+  const t0 = Date.now();
+  while (agent.captureFailures < 3) {
+    if (Date.now() - t0 > 20_000) throw new Error(`only ${agent.captureFailures} attempts`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const st = agent.state();
+  expect(st.sourceRunning).toBe(false);
+  expect(st.extra).toMatchObject({ retrying: true });
+  await agent.stop();
+  const n = agent.captureFailures;
+  await new Promise((r) => setTimeout(r, 1000));
+  expect(agent.captureFailures).toBe(n); // no retries after stop
+});
