@@ -17,6 +17,8 @@ export interface SegmentProcessor {
 export interface ReplyStore {
   getReply(segmentId: string): Reply | null;
   saveReply(header: SegmentHeader, reply: Reply): void;
+  /** keep a segment the server could not process (raw message bytes), so rejecting it loses no data */
+  saveFailure?(segmentId: string | undefined, cameraId: string | null, error: string, raw: Buffer): void;
 }
 
 export interface IngestOptions {
@@ -113,6 +115,11 @@ export class IngestServer extends EventEmitter<IngestEvents> {
       if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(reply));
     } catch (e) {
       const msg = (e as Error).message;
+      try {
+        this.opts.store.saveFailure?.(header?.segmentId, header?.cameraId ?? cameraId, msg, buf);
+      } catch {
+        /* the store itself failing (e.g. closed during shutdown) must not kill the connection */
+      }
       this.emit('failed', msg, header?.segmentId);
       if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'error', segmentId: header?.segmentId, error: msg }));
     }

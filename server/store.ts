@@ -35,7 +35,15 @@ export class ServerStore implements ReplyStore {
       reply TEXT NOT NULL,
       created_at INTEGER NOT NULL
     );
-    CREATE INDEX IF NOT EXISTS results_camera ON results(camera_id, seq);`);
+    CREATE INDEX IF NOT EXISTS results_camera ON results(camera_id, seq);
+    CREATE TABLE IF NOT EXISTS failures (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      segment_id TEXT,
+      camera_id TEXT,
+      error TEXT NOT NULL,
+      data BLOB NOT NULL,
+      created_at INTEGER NOT NULL
+    );`);
   }
 
   getReply(segmentId: string): Reply | null {
@@ -47,6 +55,19 @@ export class ServerStore implements ReplyStore {
     this.db
       .prepare('INSERT OR IGNORE INTO results (segment_id, camera_id, seq, bytes, f1, header, reply, created_at) VALUES (?,?,?,?,?,?,?,?)')
       .run(header.segmentId, header.cameraId, header.seq, header.videoBytes, reply.f1?.f1 ?? null, JSON.stringify(header), JSON.stringify(reply), Date.now());
+  }
+
+  saveFailure(segmentId: string | undefined, cameraId: string | null, error: string, raw: Buffer): void {
+    this.db.prepare('INSERT INTO failures (segment_id, camera_id, error, data, created_at) VALUES (?,?,?,?,?)').run(segmentId ?? null, cameraId, error, raw, Date.now());
+  }
+
+  failures(): { segmentId: string | null; cameraId: string | null; error: string; bytes: number }[] {
+    return (this.db.prepare('SELECT segment_id, camera_id, error, length(data) AS bytes FROM failures ORDER BY id').all() as Array<Record<string, unknown>>).map((r) => ({
+      segmentId: r.segment_id as string | null,
+      cameraId: r.camera_id as string | null,
+      error: r.error as string,
+      bytes: r.bytes as number,
+    }));
   }
 
   results(cameraId?: string): StoredResult[] {

@@ -112,4 +112,6 @@ test('a corrupt segment gets an error reply and does not block the queue', async
   await server.stop();
   expect(errors).toEqual(['cannot decode segment cam1-1: Invalid data']);
   expect(store.results().map((r) => r.seq)).toEqual([0, 2]);
+  // the rejected segment is kept on the server, bytes and reason, not dropped
+  expect(store.failures()).toEqual([{ segmentId: 'cam1-1', cameraId: 'cam1', error: 'cannot decode segment cam1-1: Invalid data', bytes: packSegment(header(1, 4), Buffer.alloc(4)).length }]);
 });
