@@ -75,6 +75,7 @@ export class Agent {
   private wantSource = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private retryMs: number;
+  private housekeepingTimer: NodeJS.Timeout | null = null;
   /** capture failures so far (open errors and broken streams) */
   captureFailures = 0;
   private latest: LatestFrame | null = null;
@@ -110,6 +111,9 @@ export class Agent {
     const s = this.settings;
     this.store = this.deps.store ?? openAgentStore(s, this.log);
     this.metrics.setQueueDepth(this.store.depth());
+    this.housekeeping();
+    this.housekeepingTimer = setInterval(() => this.housekeeping(), 3600_000);
+    this.housekeepingTimer.unref();
     if (s.cheapModel.enabled) {
       const file = s.cheapModel.path ?? DEFAULT_CHEAP_MODEL;
       const load = this.deps.loadCheapModel ?? ((f: string) => CheapModel.load(f));
@@ -151,6 +155,15 @@ export class Agent {
     await this.sd.ready(`streaming ${s.source.uri}`);
     this.sd.watchdog();
     this.log.info({ component: 'agent', device: s.deviceId, profile: s.profile, http: s.http.port }, 'agent started');
+  }
+
+  /** Retention: metrics history older than storage.metricsRetentionHours, acknowledged outbox ids older than a day. */
+  private housekeeping(): void {
+    if (!this.store) return;
+    const retentionMs = this.settings.storage.metricsRetentionHours * 3600_000;
+    const metrics = this.store.pruneMetrics(retentionMs);
+    const acked = this.store.pruneAcked(Date.now() - 24 * 3600_000);
+    if (metrics || acked) this.log.info({ component: 'store', metrics, acked }, 'pruned old rows');
   }
 
   private setupOneAdapt(): void {
@@ -406,6 +419,7 @@ export class Agent {
   async stop(): Promise<void> {
     await this.sd.stopping();
     this.sd.stopWatchdog();
+    if (this.housekeepingTimer) clearInterval(this.housekeepingTimer);
     await this.stopSource();
     await this.uplink?.stop();
     await this.mqtt?.stop();
