@@ -114,19 +114,9 @@ export class Agent {
     this.housekeeping();
     this.housekeepingTimer = setInterval(() => this.housekeeping(), 3600_000);
     this.housekeepingTimer.unref();
-    if (s.cheapModel.enabled) {
-      const file = s.cheapModel.path ?? DEFAULT_CHEAP_MODEL;
-      const load = this.deps.loadCheapModel ?? ((f: string) => CheapModel.load(f));
-      this.cheap = await load(file); // a model that does not load is a startup error naming the file
-      this.log.info({ component: 'cheapmodel', model: file }, 'AccMPEG cheap model loaded');
-    }
+    this.cheap = await this.loadCheapModel(s);
     this.setupOneAdapt();
-    this.uplink = new Uplink(this.store, { url: s.server.url, cameraId: s.deviceId });
-    this.uplink.on('reply', (r) => this.onReply(r));
-    this.uplink.on('connected', () => this.log.info({ component: 'uplink', url: s.server.url }, 'connected to server'));
-    this.uplink.on('disconnected', (why) => this.log.warn({ component: 'uplink', why }, 'server connection lost; segments stay in the outbox'));
-    this.uplink.on('serverError', (error, segment) => this.log.error({ component: 'uplink', segment, error }, 'server rejected segment'));
-    this.uplink.start();
+    this.uplink = this.makeUplink(s);
     if (s.mqtt.enabled) {
       this.mqtt = new MqttControl({
         url: s.mqtt.url,
@@ -140,6 +130,7 @@ export class Agent {
       });
       this.mqtt.on('connect', () => this.metrics.setMqttConnected(true));
       this.mqtt.on('disconnect', () => this.metrics.setMqttConnected(false));
+      this.mqtt.on('command', (ev) => this.metrics.mqttCommand(ev.cmd, ev.status));
       await this.mqtt.start();
     }
     this.page = new StatusPage({
@@ -166,6 +157,25 @@ export class Agent {
     if (metrics || acked) this.log.info({ component: 'store', metrics, acked }, 'pruned old rows');
   }
 
+  private makeUplink(s: AgentSettings): Uplink {
+    const up = new Uplink(this.store!, { url: s.server.url, cameraId: s.deviceId });
+    up.on('reply', (r) => this.onReply(r));
+    up.on('connected', () => this.log.info({ component: 'uplink', url: s.server.url }, 'connected to server'));
+    up.on('disconnected', (why) => this.log.warn({ component: 'uplink', why }, 'server connection lost; segments stay in the outbox'));
+    up.on('serverError', (error, segment) => this.log.error({ component: 'uplink', segment, error }, 'server rejected segment'));
+    up.start();
+    return up;
+  }
+
+  private async loadCheapModel(s: AgentSettings): Promise<ImportanceModel | null> {
+    if (!s.cheapModel.enabled) return null;
+    const file = s.cheapModel.path ?? DEFAULT_CHEAP_MODEL;
+    const load = this.deps.loadCheapModel ?? ((f: string) => CheapModel.load(f));
+    const model = await load(file); // a model that does not load is an error naming the file
+    this.log.info({ component: 'cheapmodel', model: file }, 'AccMPEG cheap model loaded');
+    return model;
+  }
+
   private setupOneAdapt(): void {
     const o = this.settings.oneadapt;
     if (!o.enabled) {
@@ -188,13 +198,25 @@ export class Agent {
     this.settings = next;
     this.fixedKnobs = this.knobsFromSettings(next);
     this.log.level = next.log.level;
-    if (keys.some((k) => k.startsWith('oneadapt'))) this.setupOneAdapt();
-    if (keys.some((k) => k.startsWith('source') || k.startsWith('encoder.segmentFrames'))) void this.restartPipeline();
+    const changed = (prefix: string): boolean => keys.some((k) => k.startsWith(prefix));
+    if (changed('cheapModel.enabled') || changed('cheapModel.path')) {
+      // swap the model without stopping capture; a model that fails to load keeps the old one
+      void this.loadCheapModel(next)
+        .then((m) => {
+          this.cheap = m;
+          this.setupOneAdapt(); // the threshold knob exists only with a cheap model
+        })
+        .catch((e) => this.log.error({ component: 'cheapmodel', err: (e as Error).message }, 'cheap model change rejected; keeping the previous model'));
+    } else if (changed('oneadapt')) {
+      this.setupOneAdapt();
+    }
+    if (changed('source') || changed('encoder.segmentFrames')) void this.restartPipeline();
     if (prev.server.url !== next.server.url && this.store) {
       void this.uplink?.stop();
-      this.uplink = new Uplink(this.store, { url: next.server.url, cameraId: next.deviceId });
-      this.uplink.on('reply', (r) => this.onReply(r));
-      this.uplink.start();
+      this.uplink = this.makeUplink(next);
+    }
+    if (changed('mqtt') || changed('http') || changed('storage') || changed('deviceId')) {
+      this.log.warn({ component: 'config', keys: keys.filter((k) => /^(mqtt|http|storage|deviceId)/.test(k)) }, 'these settings apply after a restart');
     }
     this.log.info({ component: 'config', keys }, 'config applied');
   }
@@ -378,7 +400,7 @@ export class Agent {
       deviceId: this.settings.deviceId,
       t: Date.now(),
       sourceRunning: this.source !== null,
-      extra: { captureFailures: this.captureFailures, retrying: this.retryTimer !== null },
+      extra: { captureFailures: this.captureFailures, retrying: this.retryTimer !== null, adapting: this.oneadapt ? [...this.oneadapt.knobs.keys()] : [], accmpeg: this.cheap !== null },
       pipelineRunning: this.loop !== null,
       knobs: this.currentKnobs() as unknown as Record<string, number>,
       bitrateKbps: this.lastBitrate,

@@ -65,6 +65,16 @@ test('set_config / stop_source / get_state from an MQTT client act on the runnin
   expect(bad.error).toMatch(/encoder\.baseQp/);
   expect(readFileSync(file, 'utf8')).not.toMatch(/baseQp: 99/);
 
+  // hot reload: turning AccMPEG on loads the cheap model and adds the threshold knob to OneAdapt, capture keeps running
+  expect((await ask('get_state', { transaction: 'h0' })).data.extra).toMatchObject({ accmpeg: false, adapting: ['resolution', 'fps', 'qp'] });
+  expect((await ask('set_config', { transaction: 'h1', keys: { 'cheapModel.enabled': true } })).status).toBe('ok');
+  const t1 = Date.now();
+  while (!(agent.state().extra as { accmpeg: boolean }).accmpeg) {
+    if (Date.now() - t1 > 15000) throw new Error('cheap model not loaded after set_config');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  expect(agent.state().extra).toMatchObject({ adapting: ['resolution', 'fps', 'qp', 'threshold'] });
+
   const st = await ask('get_state', { transaction: 'a3' });
   expect(st.data).toMatchObject({ deviceId: 'cam-mqtt', sourceRunning: true });
   await ask('stop_source', { transaction: 'a4' });
