@@ -24,7 +24,7 @@
  *               segment probeKnobs with that g + OneAdaptController.step. Knob lists = DEFAULT_KNOBS; start
  *               at resolution 1, fps 10, QP 30; w_rec = 1, lr 0.1, Adam betas 0.5/0.5; bandwidth weight λ
  *               swept over `--lambdas` (fixed λ, no target); `--main-lambda` is the headline; the main λ is also
-               run with the learning rates in `--lr-variants` (default 0.3) to show the effect of step size.
+ *               run with the learning rates in `--lr-variants` (default 0.3) to show the effect of step size.
  *   best_fixed — a static grid resolution {1, 0.67, 0.5} × fps {10, 5, 2} × QP {24, 30, 36, 42} over the
  *               whole video. Rule: the highest-F1 config whose total bytes ≤ OneAdapt's; also the cheapest
  *               config whose F1 ≥ OneAdapt's ("cheapest_fixed_at_oneadapt_f1").
@@ -35,14 +35,27 @@
  *               The chosen config is applied from the profiled segment itself, i.e. profiling is charged as
  *               compute but not as delay (favours the baseline). profiling_cost_s = wall seconds of that
  *               profiling compute on this machine, plus the number of extra encodes.
+ *   oneadapt_accmpeg — the product's full configuration (agent with a cheap model): the same loop with 4 knobs
+ *               (resolution, fps, qp, threshold) and the AccMPEG cheap model's importance map per segment:
+ *               cheapmodel/models/accmpeg_cheap.onnx on frames 0 and 9 of the segment (agent: every k-th and the
+ *               last frame, k = 10), meanMap; important MBs at `qp`, the rest at qp + 10 (lowQpDelta). Start
+ *               res 1 / fps 10 / QP 30 / threshold 0.5 (the agent's cheapModel.threshold default); λ swept over
+ *               `--accmpeg-lambdas` (default: the same as `--lambdas`), headline = `--main-lambda`.
+ *   accmpeg_fixed — AccMPEG alone, no adaptation: the same per-segment cheap-model map, res 1, fps 10, fixed
+ *               (qp, α) pairs from `--accmpeg-fixed` (default QP {24, 30, 36} × α {0.2, 0.5}). These configs are
+ *               also the "AccMPEG slice": for the 4-knob run the best fixed config is reported both over the
+ *               uniform grid alone and over grid ∪ slice (the 3-knob rows keep the uniform grid only).
  * OneAdapt's own overhead: probe ms per segment (InputGrad: 3 extra encode+decode + RGB error per knob,
- * measured inside probeKnobs) and server DNNGrad ms per segment.
+ * measured inside probeKnobs; 4 with the threshold knob) and server DNNGrad ms per segment; with AccMPEG
+ * also the cheap model's ms per segment (two frames, CPU, onnxruntime).
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { renderSegment, type Rendered, type RenderKnobs, type RenderOptions } from '../agent/render.ts';
 import { decodeSegment } from '../encoder/index.ts';
 import type { MbMap, YuvFrame } from '../encoder/frame.ts';
+import { CheapModel } from '../cheapmodel/model.ts';
+import { fractionImportant, importanceMask, meanMap } from '../cheapmodel/qpmap.ts';
 import { OneAdaptController, type Decision } from '../oneadapt/adapt.ts';
 import { DEFAULT_KNOBS } from '../oneadapt/knobs.ts';
 import { sampledIndices } from '../oneadapt/inputgrad.ts';
@@ -63,6 +76,9 @@ const { values: args } = parseArgs({
     window: { type: 'string', default: '5' },
     lr: { type: 'string', default: '0.1' },
     'lr-variants': { type: 'string', default: '0.3' },
+    'accmpeg-lambdas': { type: 'string' },
+    'accmpeg-fixed': { type: 'string', default: '24:0.2,24:0.5,30:0.2,30:0.5,36:0.2,36:0.5' },
+    'accmpeg-start-variants': { type: 'string', default: '0.05' },
   },
 });
 const CLIP_S = Number(args.clip);
@@ -73,6 +89,13 @@ if (!LAMBDAS.includes(MAIN_LAMBDA)) LAMBDAS.push(MAIN_LAMBDA);
 const WINDOW = Number(args.window);
 const LR = Number(args.lr);
 const LR_VARIANTS = args['lr-variants'] ? args['lr-variants'].split(',').map(Number) : [];
+const AM_LAMBDAS = args['accmpeg-lambdas'] ? args['accmpeg-lambdas'].split(',').map(Number) : [...LAMBDAS];
+if (!AM_LAMBDAS.includes(MAIN_LAMBDA)) AM_LAMBDAS.push(MAIN_LAMBDA);
+const AM_FIXED = args['accmpeg-fixed']!.split(',').map((p) => { const [qp, a] = p.split(':').map(Number); return { qp, threshold: a }; });
+/** AccMPEG as the agent runs it: cheap model on every k-th frame and the last (k = segment length → first and last) */
+const AM_EVERY_K = 10, AM_START_THRESHOLD = 0.5;
+/** extra main-λ runs from other threshold starts (0.05 = index 0: what agent.ts's controller starts at, as it passes no threshold start) */
+const AM_START_VARIANTS = args['accmpeg-start-variants'] ? args['accmpeg-start-variants'].split(',').map(Number) : [];
 const W = 640, H = 360, FPS = 10, SEG = 10;
 const SCORE = 0.3;
 const F1_OPTS: F1Options = { iouThreshold: 0.5, classes: ROAD_CLASSES, scoreThreshold: SCORE };
@@ -122,14 +145,30 @@ for (const frames of segments) {
 }
 log(`reference detections: ${N} segments × ${POS.length} frames`);
 
+// AccMPEG importance per segment, as agent.handleSegment computes it (computed once, shared by every AccMPEG method)
+const cheap = await CheapModel.load();
+const impMaps: MbMap[] = [];
+const cheapMs: number[] = [];
+for (const frames of segments) {
+  const t = performance.now();
+  const picked = frames.filter((_, i) => i % AM_EVERY_K === 0 || i === frames.length - 1);
+  const maps: MbMap[] = [];
+  for (const f of picked) maps.push(await cheap.importance(f));
+  impMaps.push(meanMap(maps));
+  cheapMs.push(performance.now() - t);
+}
+const AM_FRAMES_PER_SEG = segments[0].filter((_, i) => i % AM_EVERY_K === 0 || i === SEG - 1).length;
+log(`cheap model: ${N} segments × ${AM_FRAMES_PER_SEG} frames, mean ${(cheapMs.reduce((a, b) => a + b, 0) / N).toFixed(0)} ms/segment`);
+
 // ---------------------------------------------------------------- evaluating a rendering (cached by segment+config)
 interface Outcome { bytes: number; frames: FrameF1[]; computeS: number }
 const cache = new Map<string, Outcome>();
-const keyOf = (seg: number, k: RenderKnobs): string => `${seg}|${k.resolution}|${k.fps}|${k.qp}`;
+// AccMPEG renderings depend on the threshold too (uniform ones ignore it)
+const keyOf = (seg: number, k: RenderKnobs, am = false): string => `${seg}|${k.resolution}|${k.fps}|${k.qp}${am ? `|am${k.threshold}` : ''}`;
 let detections = 0;
 
-async function evaluate(seg: number, k: RenderKnobs, rendered?: Rendered): Promise<Outcome> {
-  const key = keyOf(seg, k);
+async function evaluate(seg: number, k: RenderKnobs, rendered?: Rendered, am = false): Promise<Outcome> {
+  const key = keyOf(seg, k, am);
   const hit = cache.get(key);
   if (hit) {
     if (rendered && rendered.encoded.data.length !== hit.bytes) log(`note: re-encode of ${key} gave ${rendered.encoded.data.length} B, cached ${hit.bytes} B`);
@@ -137,7 +176,7 @@ async function evaluate(seg: number, k: RenderKnobs, rendered?: Rendered): Promi
   }
   const t = performance.now();
   const frames = segments[seg];
-  const r = rendered ?? (await renderSegment(frames, k, null, RENDER));
+  const r = rendered ?? (await renderSegment(frames, k, am ? impMaps[seg] : null, RENDER));
   const decoded = (await decodeSegment(r.encoded.data, r.encoded.codec)).frames;
   const src = sampledIndices(SEG, FPS, k.fps);
   const bySent = new Map<number, Detection[]>();
@@ -167,17 +206,30 @@ function totals(outs: Outcome[]): Totals {
   return { bytes, f1: sum / n, aggF1: f1FromCounts(tp, fp, fn), kbps: (bytes * 8) / 1000 / outs.length };
 }
 const cfgName = (k: Pick<RenderKnobs, 'resolution' | 'fps' | 'qp'>): string => `res ${k.resolution} fps ${k.fps} qp ${k.qp}`;
+const amName = (k: RenderKnobs): string => `accmpeg ${cfgName(k)}/${Math.min(51, k.qp + RENDER.lowQpDelta)} a ${k.threshold}`;
 
 // ---------------------------------------------------------------- best fixed: the grid over the whole video
 const grid: RenderKnobs[] = [];
 for (const resolution of GRID.resolution) for (const fps of GRID.fps) for (const qp of GRID.qp) grid.push({ ...BASE, resolution, fps, qp });
-const gridTotals: { cfg: RenderKnobs; t: Totals; perScene: Totals[] }[] = [];
+interface FixedTotals { cfg: RenderKnobs; name: string; t: Totals; perScene: Totals[]; outs: Outcome[] }
+const gridTotals: FixedTotals[] = [];
 for (const cfg of grid) {
   const outs: Outcome[] = [];
   for (let s = 0; s < N; s++) outs.push(await evaluate(s, cfg));
-  gridTotals.push({ cfg, t: totals(outs), perScene: SCENES.map((_, k) => totals(outs.filter((_, i) => sceneOf[i] === k))) });
+  gridTotals.push({ cfg, name: cfgName(cfg), t: totals(outs), perScene: SCENES.map((_, k) => totals(outs.filter((_, i) => sceneOf[i] === k))), outs });
 }
 log(`grid: ${grid.length} configs × ${N} segments, ${detections} detector runs so far`);
+
+// ---------------------------------------------------------------- AccMPEG alone (fixed qp, α; res 1, fps 10)
+const amFixed: (FixedTotals & { fracImportant: number })[] = [];
+for (const p of AM_FIXED) {
+  const cfg: RenderKnobs = { ...BASE, qp: p.qp, threshold: p.threshold };
+  const outs: Outcome[] = [];
+  for (let s = 0; s < N; s++) outs.push(await evaluate(s, cfg, undefined, true));
+  const fracImportant = impMaps.reduce((a, m) => a + fractionImportant(importanceMask(m, { threshold: p.threshold })), 0) / N;
+  amFixed.push({ cfg, name: amName(cfg), t: totals(outs), perScene: SCENES.map((_, k) => totals(outs.filter((_, i) => sceneOf[i] === k))), outs, fracImportant });
+}
+log(`AccMPEG fixed: ${amFixed.length} configs × ${N} segments, ${detections} detector runs so far`);
 
 // ---------------------------------------------------------------- OneAdapt
 // server side: DNNGrad of each segment's last original frame (computed once, shared by every λ run)
@@ -191,9 +243,12 @@ for (const frames of segments) {
 }
 log(`DNNGrad: ${N} frames, mean ${(gradMs.reduce((a, b) => a + b, 0) / N).toFixed(0)} ms`);
 
-interface OaRun { lambda: number; lr: number; knobs: RenderKnobs[]; outs: Outcome[]; probeMs: number[]; decisions: Decision[]; t: Totals; perScene: Totals[] }
-async function runOneAdapt(lambda: number, lr = LR): Promise<OaRun> {
-  const ctrl = new OneAdaptController({ enabled: ['resolution', 'fps', 'qp'], lambda, wRec: 1, lr, start: { qp: BASE.qp } });
+interface OaRun { lambda: number; lr: number; am: boolean; amStart: number; knobs: RenderKnobs[]; outs: Outcome[]; probeMs: number[]; decisions: Decision[]; t: Totals; perScene: Totals[] }
+/** am: the product's full configuration (cheap-model importance + the threshold knob) */
+async function runOneAdapt(lambda: number, lr = LR, am = false, amStart = AM_START_THRESHOLD): Promise<OaRun> {
+  const ctrl = am
+    ? new OneAdaptController({ enabled: ['resolution', 'fps', 'qp', 'threshold'], lambda, wRec: 1, lr, start: { qp: BASE.qp, threshold: amStart } })
+    : new OneAdaptController({ enabled: ['resolution', 'fps', 'qp'], lambda, wRec: 1, lr, start: { qp: BASE.qp } });
   const knobs: RenderKnobs[] = [];
   const outs: Outcome[] = [];
   const probeMs: number[] = [];
@@ -204,30 +259,35 @@ async function runOneAdapt(lambda: number, lr = LR): Promise<OaRun> {
     if (s > 0) {
       // the camera has the server's DNNGrad of the previous segment: probe this segment with it and step
       const g = grads[s - 1];
-      const p = await probeKnobs(ctrl, segments[s], null, g.map, BASE, RENDER);
+      const p = await probeKnobs(ctrl, segments[s], am ? impMaps[s] : null, g.map, BASE, RENDER);
       rendered = p.current;
       probeMs.push(p.probeMs);
       decisions.push(ctrl.step(p.probes, { bytes: rendered.encoded.data.length, durationS: SEG / FPS, proxy: g.proxy }));
     } else {
-      rendered = await renderSegment(segments[s], k, null, RENDER);
+      rendered = await renderSegment(segments[s], k, am ? impMaps[s] : null, RENDER);
     }
     knobs.push(k);
-    outs.push(await evaluate(s, k, rendered));
+    outs.push(await evaluate(s, k, rendered, am));
   }
   const t = totals(outs);
-  log(`OneAdapt λ=${lambda} lr=${lr}: ${t.bytes} B, F1 ${t.f1.toFixed(3)}`);
-  return { lambda, lr, knobs, outs, probeMs, decisions, t, perScene: SCENES.map((_, k) => totals(outs.filter((_, i) => sceneOf[i] === k))) };
+  log(`OneAdapt${am ? `+AccMPEG (α0 ${amStart})` : ''} λ=${lambda} lr=${lr}: ${t.bytes} B, F1 ${t.f1.toFixed(3)}`);
+  return { lambda, lr, am, amStart, knobs, outs, probeMs, decisions, t, perScene: SCENES.map((_, k) => totals(outs.filter((_, i) => sceneOf[i] === k))) };
 }
 const runs: OaRun[] = [];
 for (const l of LAMBDAS) runs.push(await runOneAdapt(l));
 const main = runs.find((r) => r.lambda === MAIN_LAMBDA)!;
 const lrRuns: OaRun[] = [];
 for (const lr of LR_VARIANTS) if (lr !== LR) lrRuns.push(await runOneAdapt(MAIN_LAMBDA, lr));
+const amRuns: OaRun[] = [];
+for (const l of AM_LAMBDAS) amRuns.push(await runOneAdapt(l, LR, true));
+const amMain = amRuns.find((r) => r.lambda === MAIN_LAMBDA)!;
+const amStartRuns: OaRun[] = [];
+for (const a of AM_START_VARIANTS) if (a !== AM_START_THRESHOLD) amStartRuns.push(await runOneAdapt(MAIN_LAMBDA, LR, true, a));
 
 // ---------------------------------------------------------------- baselines relative to a OneAdapt run
-function bestFixed(ref: Totals): { underBytes: (typeof gridTotals)[number] | null; atF1: (typeof gridTotals)[number] | null } {
-  const under = gridTotals.filter((g) => g.t.bytes <= ref.bytes).sort((a, b) => b.t.f1 - a.t.f1 || a.t.bytes - b.t.bytes)[0] ?? null;
-  const at = gridTotals.filter((g) => g.t.f1 >= ref.f1).sort((a, b) => a.t.bytes - b.t.bytes)[0] ?? null;
+function bestFixed(ref: Totals, pool: FixedTotals[] = gridTotals): { underBytes: FixedTotals | null; atF1: FixedTotals | null } {
+  const under = pool.filter((g) => g.t.bytes <= ref.bytes).sort((a, b) => b.t.f1 - a.t.f1 || a.t.bytes - b.t.bytes)[0] ?? null;
+  const at = pool.filter((g) => g.t.f1 >= ref.f1).sort((a, b) => a.t.bytes - b.t.bytes)[0] ?? null;
   return { underBytes: under, atF1: at };
 }
 
@@ -258,6 +318,9 @@ async function profiling(target: number): Promise<ProfRun> {
 const profMain = await profiling(main.t.f1);
 const prof09 = await profiling(0.9);
 const bf = bestFixed(main.t);
+const amPool = [...gridTotals, ...amFixed];
+const bfAm = bestFixed(amMain.t); // uniform grid only, vs OneAdapt+AccMPEG
+const bfAmSlice = bestFixed(amMain.t, amPool); // grid ∪ AccMPEG slice
 
 // ---------------------------------------------------------------- report
 const mean = (a: number[]): number => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : 0);
@@ -271,6 +334,12 @@ if (bf.underBytes) rows.push(row('best fixed, bytes ≤ OA', bf.underBytes.t, { 
 if (bf.atF1) rows.push(row('cheapest fixed, F1 ≥ OA', bf.atF1.t, { note: cfgName(bf.atF1.cfg) }));
 rows.push(row(`profiling, target OA F1`, profMain.t, { note: `cost ${profMain.costS.toFixed(1)} s, ${profMain.extraEncodes} extra enc` }));
 rows.push(row(`profiling, target 0.9`, prof09.t, { note: `cost ${prof09.costS.toFixed(1)} s, ${prof09.extraEncodes} extra enc` }));
+for (const r of amRuns) rows.push(row(`oneadapt+accmpeg λ=${r.lambda}${r === amMain ? ' (main)' : ''}`, r.t, { note: `probe ${mean(r.probeMs).toFixed(0)} + cheap ${mean(cheapMs).toFixed(0)} ms/seg` }));
+for (const r of amStartRuns) rows.push(row(`oneadapt+accmpeg λ=${r.lambda} α start ${r.amStart}`, r.t, { note: `probe ${mean(r.probeMs).toFixed(0)} + cheap ${mean(cheapMs).toFixed(0)} ms/seg` }));
+for (const a of amFixed) rows.push(row(a.name, a.t, { note: `${(a.fracImportant * 100).toFixed(0)}% MBs important, cheap ${mean(cheapMs).toFixed(0)} ms/seg` }));
+if (bfAm.underBytes) rows.push(row('best fixed, bytes ≤ OA+AM', bfAm.underBytes.t, { note: bfAm.underBytes.name }));
+if (bfAmSlice.underBytes) rows.push(row('best fixed+AM slice, bytes ≤ OA+AM', bfAmSlice.underBytes.t, { note: bfAmSlice.underBytes.name }));
+if (bfAmSlice.atF1) rows.push(row('cheapest fixed+AM slice, F1 ≥ OA+AM', bfAmSlice.atF1.t, { note: bfAmSlice.atF1.name }));
 printTable(`OneAdapt vs baselines — ${N} × 1-s segments, 640×360, F1 vs original-frame detections (road classes, score ≥ ${SCORE}, IoU 0.5), frames ${POS.join(',')} of each segment`, rows);
 
 printTable('Per scene (F1 / kB)', SCENES.map((sc, k) => {
@@ -279,6 +348,8 @@ printTable('Per scene (F1 / kB)', SCENES.map((sc, k) => {
   if (bf.underBytes) r['best fixed'] = `${bf.underBytes.perScene[k].f1.toFixed(3)} / ${(bf.underBytes.perScene[k].bytes / 1000).toFixed(0)}`;
   const pm = totals(profMain.configs.map((c, i) => cache.get(keyOf(i, c))!).filter((_, i) => sceneOf[i] === k));
   r['profiling'] = `${pm.f1.toFixed(3)} / ${(pm.bytes / 1000).toFixed(0)}`;
+  r[`OA+AM λ=${amMain.lambda}`] = `${amMain.perScene[k].f1.toFixed(3)} / ${(amMain.perScene[k].bytes / 1000).toFixed(0)}`;
+  for (const a of amFixed) if (a.cfg.qp === 30) r[`AM qp30 a${a.cfg.threshold}`] = `${a.perScene[k].f1.toFixed(3)} / ${(a.perScene[k].bytes / 1000).toFixed(0)}`;
   return r;
 }));
 
@@ -286,9 +357,12 @@ printTable('Static grid (whole video)', [...gridTotals].sort((a, b) => a.t.bytes
 
 const knobRows = main.knobs.map((k, i) => ({ seg: i, scene: SCENES[sceneOf[i]].name, res: k.resolution, fps: k.fps, qp: k.qp, kB: Math.round(main.outs[i].bytes / 100) / 10, f1: main.outs[i].frames.reduce((a, f) => a + f.f1, 0) / POS.length, O: grads[i].proxy }));
 printTable(`OneAdapt λ=${MAIN_LAMBDA} per segment (knobs used for the segment; O = DNNGrad proxy of its last frame)`, knobRows);
+const amKnobRows = amMain.knobs.map((k, i) => ({ seg: i, scene: SCENES[sceneOf[i]].name, res: k.resolution, fps: k.fps, qp: k.qp, alpha: k.threshold, imp: fractionImportant(importanceMask(impMaps[i], { threshold: k.threshold })), kB: Math.round(amMain.outs[i].bytes / 100) / 10, f1: amMain.outs[i].frames.reduce((a, f) => a + f.f1, 0) / POS.length }));
+printTable(`OneAdapt+AccMPEG λ=${MAIN_LAMBDA} per segment (imp = fraction of MBs marked important at res 1)`, amKnobRows);
 
 const oaOverhead = { probe_ms_per_segment: mean(main.probeMs), probe_extra_encodes_per_segment: 3, dnngrad_ms_per_segment: mean(gradMs), probe_ms_all_lambdas: mean(runs.flatMap((r) => r.probeMs)) };
 console.log(`\nOneAdapt overhead: probe ${oaOverhead.probe_ms_per_segment.toFixed(0)} ms/segment (3 extra encode+decode + InputGrad), server DNNGrad ${oaOverhead.dnngrad_ms_per_segment.toFixed(0)} ms/segment (one frame)`);
+console.log(`OneAdapt+AccMPEG overhead: probe ${mean(amMain.probeMs).toFixed(0)} ms/segment (4 extra encode+decode + InputGrad), cheap model ${mean(cheapMs).toFixed(0)} ms/segment (${AM_FRAMES_PER_SEG} frames at ${W}x${H})`);
 console.log(`Profiling overhead (target OA F1): ${profMain.costS.toFixed(1)} s over ${profMain.windows} windows = ${(profMain.costS / N * 1000).toFixed(0)} ms/segment amortised, ${profMain.extraEncodes} extra encodes`);
 
 const res = (t: Totals): Record<string, number> => ({ bytes: t.bytes, f1: t.f1, agg_f1: t.aggF1, kbps: t.kbps });
@@ -312,6 +386,37 @@ writeResult('oneadapt', {
   oneadapt_segment_bytes: main.outs.map((o) => o.bytes),
   dnngrad_proxy: grads.map((g) => g.proxy),
   scene_boundaries: boundaries,
+  oneadapt_accmpeg: {
+    ...res(amMain.t), lambda: MAIN_LAMBDA, w_rec: 1, lr: LR, knobs: ['resolution', 'fps', 'qp', 'threshold'],
+    importance: `cheap model ${path.basename(cheap.modelPath)} on frames ${segments[0].map((_, i) => i).filter((i) => i % AM_EVERY_K === 0 || i === SEG - 1).join(',')} of each segment, meanMap; important MBs at qp, the rest at qp+${RENDER.lowQpDelta}`,
+    start: { resolution: 1, fps: 10, qp: BASE.qp, threshold: AM_START_THRESHOLD },
+    probe_ms_per_segment: mean(amMain.probeMs), probe_extra_encodes_per_segment: 4, dnngrad_ms_per_segment: mean(gradMs),
+    cheap_model_ms_per_segment: mean(cheapMs), cheap_model_frames_per_segment: AM_FRAMES_PER_SEG,
+    best_fixed_under_bytes: bfAm.underBytes ? { config: bfAm.underBytes.name, ...res(bfAm.underBytes.t), rule: 'highest F1 among the uniform static grid with total bytes <= OneAdapt+AccMPEG bytes' } : null,
+    best_fixed_incl_accmpeg_under_bytes: bfAmSlice.underBytes ? { config: bfAmSlice.underBytes.name, ...res(bfAmSlice.underBytes.t), rule: 'same over the uniform grid plus the accmpeg_fixed configs' } : null,
+    cheapest_fixed_incl_accmpeg_at_f1: bfAmSlice.atF1 ? { config: bfAmSlice.atF1.name, ...res(bfAmSlice.atF1.t) } : null,
+    per_scene: SCENES.map((sc, k) => ({ scene: sc.name, ...res(amMain.perScene[k]) })),
+    lambda_sweep: amRuns.map((r) => {
+      const b = bestFixed(r.t, amPool);
+      return { lambda: r.lambda, ...res(r.t), probe_ms_per_segment: mean(r.probeMs), best_fixed_incl_accmpeg_under_bytes: b.underBytes ? { config: b.underBytes.name, ...res(b.underBytes.t) } : null, cheapest_fixed_incl_accmpeg_at_f1: b.atF1 ? { config: b.atF1.name, ...res(b.atF1.t) } : null };
+    }),
+    knobs_per_segment: amMain.knobs.map((k) => ({ resolution: k.resolution, fps: k.fps, qp: k.qp, threshold: k.threshold })),
+    segment_bytes: amMain.outs.map((o) => o.bytes),
+    mean_fraction_important: mean(amMain.knobs.map((k, i) => fractionImportant(importanceMask(impMaps[i], { threshold: k.threshold })))),
+    fraction_important_per_segment: amMain.knobs.map((k, i) => fractionImportant(importanceMask(impMaps[i], { threshold: k.threshold }))),
+    threshold_start_variants: amStartRuns.map((r) => ({
+      lambda: r.lambda, threshold_start: r.amStart, ...res(r.t), probe_ms_per_segment: mean(r.probeMs),
+      mean_fraction_important: mean(r.knobs.map((k, i) => fractionImportant(importanceMask(impMaps[i], { threshold: k.threshold })))),
+      per_scene: SCENES.map((sc, k) => ({ scene: sc.name, ...res(r.perScene[k]) })),
+      knobs_per_segment: r.knobs.map((k) => ({ resolution: k.resolution, fps: k.fps, qp: k.qp, threshold: k.threshold })),
+    })),
+  },
+  accmpeg_fixed: amFixed.map((a) => ({
+    config: a.name, resolution: a.cfg.resolution, fps: a.cfg.fps, qp: a.cfg.qp, low_qp: Math.min(51, a.cfg.qp + RENDER.lowQpDelta), threshold: a.cfg.threshold,
+    ...res(a.t), fraction_important: a.fracImportant, cheap_model_ms_per_segment: mean(cheapMs),
+    per_scene: SCENES.map((sc, k) => ({ scene: sc.name, ...res(a.perScene[k]) })),
+  })),
+  cheap_model_ms_per_segment: mean(cheapMs),
   detector_runs: detections,
   runtime_s: elapsedS,
 });
@@ -334,5 +439,23 @@ panelPlot(pngFile, {
   ],
 });
 console.log(`wrote ${pngFile}`);
+const amSeries = (f: (k: RenderKnobs, i: number, r: OaRun) => number) => [...amRuns, ...amStartRuns].map((r, j) => ({ name: `L=${r.lambda}${r === amMain ? ' MAIN' : ''}${r.amStart !== AM_START_THRESHOLD ? ` A0=${r.amStart}` : ''}`, color: colors[j % colors.length], values: r.knobs.map((k, i) => f(k, i, r)), width: r === amMain ? 3 : r.amStart !== AM_START_THRESHOLD ? 2 : 1 }));
+const amPng = path.resolve('bench', 'results', 'oneadapt-accmpeg-knobs.png');
+panelPlot(amPng, {
+  title: 'ONEADAPT WITH ACCMPEG, 4 KNOBS, PER 1-S SEGMENT (L = LAMBDA, A0 = THRESHOLD START, ELSE 0.5)',
+  xLabel: 'SEGMENT',
+  n: N,
+  markers: boundaries.map((b) => ({ x: b, label: SCENES[sceneOf[b]].name })),
+  panels: [
+    { title: 'RESOLUTION (SCALE)', levels: DEFAULT_KNOBS.resolution.values, series: amSeries((k) => k.resolution) },
+    { title: 'FPS', levels: DEFAULT_KNOBS.fps.values, series: amSeries((k) => k.fps) },
+    { title: 'QP OF IMPORTANT MBS (REST AT QP PLUS 10)', levels: DEFAULT_KNOBS.qp.values, series: amSeries((k) => k.qp) },
+    { title: 'ACCMPEG THRESHOLD', levels: DEFAULT_KNOBS.threshold.values, series: amSeries((k) => k.threshold) },
+    { title: 'KBPS SENT', series: amSeries((_, i, r) => (r.outs[i].bytes * 8) / 1000) },
+    { title: 'F1 (EVALUATED FRAMES)', range: [0, 1], series: amSeries((_, i, r) => r.outs[i].frames.reduce((a, f) => a + f.f1, 0) / r.outs[i].frames.length) },
+  ],
+});
+console.log(`wrote ${amPng}`);
 log(`done in ${elapsedS.toFixed(0)} s, ${detections} detector runs`);
+await cheap.release();
 await analyzer.close();
