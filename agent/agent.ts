@@ -21,6 +21,7 @@ import type { MbMap, YuvFrame } from '../encoder/frame.ts';
 import { meanMap } from '../cheapmodel/qpmap.ts';
 import { CheapModel, DEFAULT_CHEAP_MODEL } from '../cheapmodel/model.ts';
 import { OneAdaptController, type Decision } from '../oneadapt/adapt.ts';
+import { DEFAULT_KNOBS } from '../oneadapt/knobs.ts';
 import { probeKnobs } from '../oneadapt/probe.ts';
 import { keptFrames } from '../oneadapt/inputgrad.ts';
 import { packSegment, PROTOCOL_VERSION, type Reply, type SegmentHeader } from '../server/protocol.ts';
@@ -188,7 +189,11 @@ export class Agent {
       lr: o.lr,
       targetKbps: o.targetKbps,
       targetF1: o.targetF1,
-      start: { qp: [20, 22, 24, 26, 28, 30, 34, 38, 42, 46, 50].includes(this.fixedKnobs.qp) ? this.fixedKnobs.qp : undefined },
+      // start from the configured values where they are on the knobs' lists (else the expensive end)
+      start: {
+        qp: DEFAULT_KNOBS.qp.values.includes(this.fixedKnobs.qp) ? this.fixedKnobs.qp : undefined,
+        threshold: DEFAULT_KNOBS.threshold.values.includes(this.fixedKnobs.threshold) ? this.fixedKnobs.threshold : undefined,
+      },
     });
   }
 

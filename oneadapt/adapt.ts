@@ -17,6 +17,8 @@ export interface KnobProbe {
   /** saliency-weighted input error at the current (HQ) and next cheaper (LQ) value */
   r: { hq: number; lq: number };
   bytes: { hq: number; lq: number };
+  /** how many list intervals separate the two measured values (default 1: adjacent) */
+  span?: number;
 }
 
 export interface AdaptOptions {
@@ -95,7 +97,7 @@ export class OneAdaptController {
     const bRef = this.bytesRef ?? Math.max(1, p.bytes.hq);
     const acc = (this.o.wRec * (p.r.hq - p.r.lq)) / Math.max(proxy, 1e-6);
     const bw = (this.lambda * (p.bytes.hq - p.bytes.lq)) / bRef;
-    return (acc + bw) / intervalWidth(k.spec);
+    return (acc + bw) / (intervalWidth(k.spec) * (p.span ?? 1));
   }
 
   /**

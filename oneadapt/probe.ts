@@ -36,14 +36,23 @@ export async function probeKnobs(
     const i = k.index;
     const n = k.spec.values.length;
     // adjacent pair (HQ, LQ) around the current value: the cheaper neighbour, or at the cheap end the dearer one
-    const otherIdx = i + 1 < n ? i + 1 : i - 1;
+    let otherIdx = i + 1 < n ? i + 1 : i - 1;
     if (otherIdx < 0) continue;
-    const other: RenderKnobs = { ...knobsNow, [name as KnobName]: k.spec.values[otherIdx] };
-    const r2 = await renderSegment(frames, other, importance, opts);
+    let other: RenderKnobs = { ...knobsNow, [name as KnobName]: k.spec.values[otherIdx] };
+    let r2 = await renderSegment(frames, other, importance, opts);
+    // A flat stretch (e.g. an AccMPEG threshold above every P(important): neighbouring values mark no
+    // MB and render identically) gives no gradient, and the knob would stay stuck there. Look towards
+    // the dearer values instead until the rendering differs (at most 3 extra encodes).
+    for (let j = Math.min(otherIdx, i) - 1; j >= Math.max(0, i - 3) && r2.encoded.data.equals(cur.encoded.data); j--) {
+      otherIdx = j;
+      other = { ...knobsNow, [name as KnobName]: k.spec.values[j] };
+      r2 = await renderSegment(frames, other, importance, opts);
+    }
     const R2 = await renderAccGrad(r2, frames, g, opts.srcFps, other.fps);
     const b1 = cur.encoded.data.length;
     const b2 = r2.encoded.data.length;
-    probes.push(otherIdx > i ? { knob: name, r: { hq: currentR, lq: R2 }, bytes: { hq: b1, lq: b2 } } : { knob: name, r: { hq: R2, lq: currentR }, bytes: { hq: b2, lq: b1 } });
+    const span = Math.abs(otherIdx - i);
+    probes.push(otherIdx > i ? { knob: name, r: { hq: currentR, lq: R2 }, bytes: { hq: b1, lq: b2 }, span } : { knob: name, r: { hq: R2, lq: currentR }, bytes: { hq: b2, lq: b1 }, span });
   }
   return { probes, current: cur, currentR, probeMs: performance.now() - t0 };
 }

@@ -141,3 +141,21 @@ describe('OneAdapt updates on a real clip segment, repeated', () => {
     expect(err(tailMean)).toBeLessThan(err(rates[0]) / 3);
   }, 300_000);
 });
+
+describe('threshold knob on a flat stretch', () => {
+  test('when the cheaper threshold marks no more MBs than the current one, the probe looks towards the dearer values', async () => {
+    const frames = Array.from({ length: 4 }, (_, i) => frame(noise(7, 40), i * 100));
+    // P(important) = 0.35 everywhere: α 0.4 … 0.9 all mark nothing (identical renderings), α 0.3 marks every MB
+    const importance: MbMap = { rows: H / 16, cols: W / 16, data: new Float32Array((W / 16) * (H / 16)).fill(0.35) };
+    const ctrl = new OneAdaptController({ enabled: ['threshold'], start: { threshold: 0.5 } });
+    const p = await probeKnobs(ctrl, frames, importance, gMap('all'), { ...BASE, threshold: 0.5 }, OPTS);
+    expect(p.probes).toHaveLength(1);
+    const pr = p.probes[0];
+    // index 5 (0.5) → cheaper 0.7 identical, dearer 0.4 identical, then 0.3 differs: 2 intervals away
+    expect(pr.span).toBe(2);
+    expect(pr.bytes.hq).toBeGreaterThan(pr.bytes.lq); // 0.3 marks everything important: more bytes
+    expect(pr.r.hq).toBeLessThan(pr.r.lq); // and less error
+    expect(ctrl.gradient(pr, 1)).not.toBe(0);
+  });
+});
+
