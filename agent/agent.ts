@@ -6,14 +6,13 @@
  * The math lives in pure modules (cheapmodel/qpmap, oneadapt/*); this file only wires and logs.
  */
 import path from 'node:path';
-import { PNG } from 'pngjs';
 import type { Logger } from 'pino';
 import { FfmpegSource, segments } from './capture.ts';
 import { Uplink } from './uplink.ts';
 import { AgentStore } from './store.ts';
 import { AgentMetrics } from './metrics.ts';
 import { MqttControl, type AgentState, type CommandHandlers, type SnapshotResult } from './mqtt.ts';
-import { StatusHistory, StatusPage, type LatestFrame } from './status-page.ts';
+import { renderFramePng, StatusHistory, StatusPage, type LatestFrame } from './status-page.ts';
 import { SdNotify } from './sdnotify.ts';
 import { renderSegment, type Rendered, type RenderKnobs } from './render.ts';
 import { encodeSegment, type Codec } from '../encoder/index.ts';
@@ -23,7 +22,6 @@ import { CheapModel, DEFAULT_CHEAP_MODEL } from '../cheapmodel/model.ts';
 import { OneAdaptController, type Decision } from '../oneadapt/adapt.ts';
 import { DEFAULT_KNOBS } from '../oneadapt/knobs.ts';
 import { probeKnobs } from '../oneadapt/probe.ts';
-import { keptFrames } from '../oneadapt/inputgrad.ts';
 import { packSegment, PROTOCOL_VERSION, type Reply, type SegmentHeader } from '../server/protocol.ts';
 import { decodeMbMap } from '../server/dnngrad.ts';
 import type { AgentSettings } from '../config/schema.ts';
@@ -377,7 +375,7 @@ export class Agent {
     this.latest = { frame: frames[refIdx], qpMap: offsets && offsets.rows === Math.ceil(frames[refIdx].height / 16) ? offsets : null };
     this.history.push({ t: Date.now(), bitrateKbps: this.lastBitrate, f1: this.lastF1, knobs: this.currentKnobs() as unknown as Record<string, number> });
     this.mqtt?.publishState(this.state());
-    this.log.info({ component: 'agent', segment: seq, bytes: rendered.encoded.data.length, refBytes: ref.data.length, kbps: Math.round(this.lastBitrate), knobs, sent: keptFrames(frames.length, srcFps, knobs.fps).length, queue: this.store!.depth() }, 'segment queued');
+    this.log.info({ component: 'agent', segment: seq, bytes: rendered.encoded.data.length, refBytes: ref.data.length, kbps: Math.round(this.lastBitrate), knobs, sent: rendered.sent.length, queue: this.store!.depth() }, 'segment queued');
   }
 
   private onReply(r: Reply): void {
@@ -431,13 +429,9 @@ export class Agent {
       snapshot: async (): Promise<SnapshotResult> => {
         const l = this.latest;
         if (!l) throw new Error('no frame captured yet');
-        const { width, height, data } = l.frame;
-        const png = new PNG({ width, height, colorType: 0 });
-        for (let i = 0; i < width * height; i++) {
-          png.data[i * 4] = png.data[i * 4 + 1] = png.data[i * 4 + 2] = data[i];
-          png.data[i * 4 + 3] = 255;
-        }
-        return { width, height, pngBase64: PNG.sync.write(png).toString('base64') };
+        const { width, height } = l.frame;
+        // the status page's renderer: luma as grey at full size, no QP tint
+        return { width, height, pngBase64: renderFramePng(l.frame, null, width).toString('base64') };
       },
     };
   }

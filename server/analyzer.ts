@@ -54,11 +54,14 @@ export class SegmentAnalyzer implements SegmentProcessor {
     return new SegmentAnalyzer(detector, grad, opts);
   }
 
-  /** DNNGrad of one frame: proxy value and per-MB mean saliency (frame geometry). */
-  async dnnGrad(frame: YuvFrame): Promise<{ proxy: number; map: ReturnType<typeof reduceToMacroblocks>; raw: Float32Array }> {
+  /**
+   * DNNGrad of one frame: proxy value and per-MB mean saliency (frame geometry). Pass the detector's
+   * raw output for this frame when it is already at hand, to skip a second forward pass.
+   */
+  async dnnGrad(frame: YuvFrame, knownRaw?: Float32Array): Promise<{ proxy: number; map: ReturnType<typeof reduceToMacroblocks>; raw: Float32Array }> {
     if (!this.grad) throw new Error('DNNGrad disabled');
     const { input, letterbox } = preprocess(frame);
-    const raw = await this.grad.forward(input, [1, 3, INPUT_SIZE, INPUT_SIZE]);
+    const raw = knownRaw ?? (await this.grad.forward(input, [1, 3, INPUT_SIZE, INPUT_SIZE]));
     const { value, seed } = oneAdaptProxy(raw, { classes: this.opts.proxyClasses });
     const { gradInput } = await this.grad.vjp(input, [1, 3, INPUT_SIZE, INPUT_SIZE], seed);
     return { proxy: value, map: reduceToMacroblocks(gradInput, letterbox, frame.width, frame.height, { reduce: 'mean' }), raw };
@@ -95,7 +98,7 @@ export class SegmentAnalyzer implements SegmentProcessor {
       const r = frameF1(test, refDet.detections, this.opts.f1);
       f1 = { frameIndex: idx, f1: r.f1, tp: r.tp, fp: r.fp, fn: r.fn };
       if (this.grad) {
-        const g = await this.dnnGrad(refFrame);
+        const g = await this.dnnGrad(refFrame, refDet.raw);
         dnngrad = { frameIndex: idx, rows: g.map.rows, cols: g.map.cols, proxy: g.proxy, data: encodeMbMap(g.map).toString('base64') };
       }
     }

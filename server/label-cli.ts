@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import { FfmpegSource } from '../agent/capture.ts';
 import { decodeSegment, encodeSegment } from '../encoder/index.ts';
 import { mbGrid, type MbMap } from '../encoder/frame.ts';
-import { Detector } from './detector/detector.ts';
+import { postprocess } from './detector/postprocess.ts';
 import { preprocess, INPUT_SIZE } from './detector/preprocess.ts';
 import { accmpegProxy, saliencyToFrame, weightByPixelDiff } from './dnngrad.ts';
 import { GradientModel } from './onnxgrad/index.ts';
@@ -46,7 +46,6 @@ const write = (s: WriteStream, buf: Uint8Array): Promise<void> => new Promise((r
 
 export async function labelVideo(o: LabelOptions): Promise<{ frames: number; rows: number; cols: number; msPerFrame: number }> {
   mkdirSync(o.out, { recursive: true });
-  const det = await Detector.load(o.modelPath, { device: 'cpu' });
   const grad = await GradientModel.load(o.modelPath);
   const src = new FfmpegSource({ kind: 'file', uri: o.video, fps: o.fps, startS: o.startS, durationS: o.durationS });
   const { rows, cols } = mbGrid(src.width, src.height);
@@ -59,7 +58,8 @@ export async function labelVideo(o: LabelOptions): Promise<{ frames: number; row
     const t = performance.now();
     const { input, letterbox } = preprocess(f);
     const raw = await grad.forward(input, [1, 3, INPUT_SIZE, INPUT_SIZE]);
-    const dets = (await det.detect(f, { confThreshold: o.scoreThreshold ?? 0.3 })).detections;
+    // detections from the same forward pass the gradient uses (no second detector run)
+    const dets = postprocess(raw, letterbox, { confThreshold: o.scoreThreshold ?? 0.3 });
     const { value, seed } = accmpegProxy(raw, dets, { minScore: o.scoreThreshold ?? 0.3 });
     const { gradInput } = await grad.vjp(input, [1, 3, INPUT_SIZE, INPUT_SIZE], seed);
     const s = saliencyToFrame(gradInput, letterbox, f.width, f.height);
@@ -89,7 +89,7 @@ export async function labelVideo(o: LabelOptions): Promise<{ frames: number; row
     frames,
   };
   writeFileSync(path.join(o.out, 'meta.json'), JSON.stringify(meta, null, 1));
-  await det.release();
+  await grad.release();
   return { frames: frames.length, rows, cols, msPerFrame: (performance.now() - t0) / Math.max(1, frames.length) };
 }
 

@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import mqtt from 'mqtt';
+import { PNG } from 'pngjs';
 import { pino } from 'pino';
 import { Agent, openAgentStore } from '../agent/agent.ts';
 import { AgentSettingsSchema, type AgentSettings } from '../config/schema.ts';
@@ -74,6 +75,16 @@ test('set_config / stop_source / get_state from an MQTT client act on the runnin
     await new Promise((r) => setTimeout(r, 50));
   }
   expect(agent.state().extra).toMatchObject({ adapting: ['resolution', 'fps', 'qp', 'threshold'] });
+
+  const t2 = Date.now();
+  while (!agent.state().segmentsEncoded) {
+    if (Date.now() - t2 > 20000) throw new Error('no segment encoded');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const snap = await ask('snapshot', { transaction: 's1' });
+  expect(snap).toMatchObject({ status: 'ok' });
+  const png = PNG.sync.read(Buffer.from(snap.data.pngBase64, 'base64'));
+  expect([png.width, png.height]).toEqual([768, 432]);
 
   const st = await ask('get_state', { transaction: 'a3' });
   expect(st.data).toMatchObject({ deviceId: 'cam-mqtt', sourceRunning: true });
