@@ -65,7 +65,7 @@ import { f1FromCounts, frameF1, type F1Options, type FrameF1 } from '../server/a
 import { ROAD_CLASSES, type Detection } from '../server/detector/postprocess.ts';
 import { DETECTOR_MODEL, loadFrames, VIDEOS } from '../test/fixtures.ts';
 import { printTable, writeResult } from './report.ts';
-import { panelPlot, type Rgb } from './panelplot.ts';
+import { panelPlot, type PanelSeries, type Rgb } from './panelplot.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -423,39 +423,29 @@ writeResult('oneadapt', {
 
 // ---------------------------------------------------------------- plot
 const colors: Rgb[] = [[31, 119, 180], [214, 39, 40], [44, 160, 44], [148, 103, 189], [255, 127, 14]];
-const series = (f: (k: RenderKnobs, i: number, r: OaRun) => number) => runs.map((r, j) => ({ name: `L=${r.lambda}${r === main ? ' MAIN' : ''}`, color: colors[j % colors.length], values: r.knobs.map((k, i) => f(k, i, r)), width: r === main ? 3 : 1 }));
-const pngFile = path.resolve('bench', 'results', 'oneadapt-knobs.png');
-panelPlot(pngFile, {
-  title: 'ONEADAPT KNOBS PER 1-S SEGMENT (L = BANDWIDTH WEIGHT LAMBDA)',
-  xLabel: 'SEGMENT',
-  n: N,
-  markers: boundaries.map((b) => ({ x: b, label: SCENES[sceneOf[b]].name })),
-  panels: [
-    { title: 'RESOLUTION (SCALE)', levels: DEFAULT_KNOBS.resolution.values, series: series((k) => k.resolution) },
-    { title: 'FPS', levels: DEFAULT_KNOBS.fps.values, series: series((k) => k.fps) },
-    { title: 'QP', levels: DEFAULT_KNOBS.qp.values, series: series((k) => k.qp) },
-    { title: 'KBPS SENT', series: series((_, i, r) => (r.outs[i].bytes * 8) / 1000) },
-    { title: 'F1 (EVALUATED FRAMES)', range: [0, 1], series: series((_, i, r) => r.outs[i].frames.reduce((a, f) => a + f.f1, 0) / r.outs[i].frames.length) },
-  ],
-});
-console.log(`wrote ${pngFile}`);
-const amSeries = (f: (k: RenderKnobs, i: number, r: OaRun) => number) => [...amRuns, ...amStartRuns].map((r, j) => ({ name: `L=${r.lambda}${r === amMain ? ' MAIN' : ''}${r.amStart !== AM_START_THRESHOLD ? ` A0=${r.amStart}` : ''}`, color: colors[j % colors.length], values: r.knobs.map((k, i) => f(k, i, r)), width: r === amMain ? 3 : r.amStart !== AM_START_THRESHOLD ? 2 : 1 }));
-const amPng = path.resolve('bench', 'results', 'oneadapt-accmpeg-knobs.png');
-panelPlot(amPng, {
-  title: 'ONEADAPT WITH ACCMPEG, 4 KNOBS, PER 1-S SEGMENT (L = LAMBDA, A0 = THRESHOLD START, ELSE 0.5)',
-  xLabel: 'SEGMENT',
-  n: N,
-  markers: boundaries.map((b) => ({ x: b, label: SCENES[sceneOf[b]].name })),
-  panels: [
-    { title: 'RESOLUTION (SCALE)', levels: DEFAULT_KNOBS.resolution.values, series: amSeries((k) => k.resolution) },
-    { title: 'FPS', levels: DEFAULT_KNOBS.fps.values, series: amSeries((k) => k.fps) },
-    { title: 'QP OF IMPORTANT MBS (REST AT QP PLUS 10)', levels: DEFAULT_KNOBS.qp.values, series: amSeries((k) => k.qp) },
-    { title: 'ACCMPEG THRESHOLD', levels: DEFAULT_KNOBS.threshold.values, series: amSeries((k) => k.threshold) },
-    { title: 'KBPS SENT', series: amSeries((_, i, r) => (r.outs[i].bytes * 8) / 1000) },
-    { title: 'F1 (EVALUATED FRAMES)', range: [0, 1], series: amSeries((_, i, r) => r.outs[i].frames.reduce((a, f) => a + f.f1, 0) / r.outs[i].frames.length) },
-  ],
-});
-console.log(`wrote ${amPng}`);
+const series: SeriesFn = (f) => runs.map((r, j) => ({ name: `L=${r.lambda}${r === main ? ' MAIN' : ''}`, color: colors[j % colors.length], values: r.knobs.map((k, i) => f(k, i, r)), width: r === main ? 3 : 1 }));
+type SeriesFn = (f: (k: RenderKnobs, i: number, r: OaRun) => number) => PanelSeries[];
+/** The knob-trajectory figure: resolution, fps, QP (and the AccMPEG threshold), kbps and F1 per segment. */
+function plotKnobs(file: string, title: string, series: SeriesFn, opts: { qpTitle: string; threshold: boolean }): void {
+  panelPlot(file, {
+    title,
+    xLabel: 'SEGMENT',
+    n: N,
+    markers: boundaries.map((b) => ({ x: b, label: SCENES[sceneOf[b]].name })),
+    panels: [
+      { title: 'RESOLUTION (SCALE)', levels: DEFAULT_KNOBS.resolution.values, series: series((k) => k.resolution) },
+      { title: 'FPS', levels: DEFAULT_KNOBS.fps.values, series: series((k) => k.fps) },
+      { title: opts.qpTitle, levels: DEFAULT_KNOBS.qp.values, series: series((k) => k.qp) },
+      ...(opts.threshold ? [{ title: 'ACCMPEG THRESHOLD', levels: DEFAULT_KNOBS.threshold.values, series: series((k) => k.threshold) }] : []),
+      { title: 'KBPS SENT', series: series((_, i, r) => (r.outs[i].bytes * 8) / 1000) },
+      { title: 'F1 (EVALUATED FRAMES)', range: [0, 1], series: series((_, i, r) => r.outs[i].frames.reduce((a, f) => a + f.f1, 0) / r.outs[i].frames.length) },
+    ],
+  });
+  console.log(`wrote ${file}`);
+}
+plotKnobs(path.resolve('bench', 'results', 'oneadapt-knobs.png'), 'ONEADAPT KNOBS PER 1-S SEGMENT (L = BANDWIDTH WEIGHT LAMBDA)', series, { qpTitle: 'QP', threshold: false });
+const amSeries: SeriesFn = (f) => [...amRuns, ...amStartRuns].map((r, j) => ({ name: `L=${r.lambda}${r === amMain ? ' MAIN' : ''}${r.amStart !== AM_START_THRESHOLD ? ` A0=${r.amStart}` : ''}`, color: colors[j % colors.length], values: r.knobs.map((k, i) => f(k, i, r)), width: r === amMain ? 3 : r.amStart !== AM_START_THRESHOLD ? 2 : 1 }));
+plotKnobs(path.resolve('bench', 'results', 'oneadapt-accmpeg-knobs.png'), 'ONEADAPT WITH ACCMPEG, 4 KNOBS, PER 1-S SEGMENT (L = LAMBDA, A0 = THRESHOLD START, ELSE 0.5)', amSeries, { qpTitle: 'QP OF IMPORTANT MBS (REST AT QP PLUS 10)', threshold: true });
 log(`done in ${elapsedS.toFixed(0)} s, ${detections} detector runs`);
 await cheap.release();
 await analyzer.close();
