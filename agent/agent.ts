@@ -7,14 +7,14 @@
  */
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { FfmpegSource, segments } from './capture.ts';
+import { FfmpegSource, segments } from '../media/capture.ts';
 import { Uplink } from './uplink.ts';
 import { AgentStore } from './store.ts';
 import { AgentMetrics } from './metrics.ts';
 import { MqttControl, type AgentState, type CommandHandlers, type SnapshotResult } from './mqtt.ts';
 import { renderFramePng, StatusHistory, StatusPage, type LatestFrame } from './status-page.ts';
-import { SdNotify } from './sdnotify.ts';
-import { renderSegment, type Rendered, type RenderKnobs } from './render.ts';
+import { SdNotify } from '../proc/sdnotify.ts';
+import { renderSegment, type Rendered, type RenderKnobs } from '../oneadapt/render.ts';
 import { encodeSegment, type Codec } from '../encoder/index.ts';
 import type { MbMap, YuvFrame } from '../encoder/frame.ts';
 import { meanMap } from '../cheapmodel/qpmap.ts';
@@ -22,8 +22,8 @@ import { CheapModel, DEFAULT_CHEAP_MODEL } from '../cheapmodel/model.ts';
 import { OneAdaptController, type Decision } from '../oneadapt/adapt.ts';
 import { DEFAULT_KNOBS } from '../oneadapt/knobs.ts';
 import { probeKnobs } from '../oneadapt/probe.ts';
-import { packSegment, PROTOCOL_VERSION, type Reply, type SegmentHeader } from '../server/protocol.ts';
-import { decodeMbMap } from '../server/dnngrad.ts';
+import { packSegment, PROTOCOL_VERSION, type Reply, type SegmentHeader } from '../wire/protocol.ts';
+import { decodeMbMap } from '../wire/mbmap.ts';
 import type { AgentSettings } from '../config/schema.ts';
 import type { ConfigManager } from '../config/watch.ts';
 

@@ -3,7 +3,7 @@
  *   node --import tsx agent/main.ts --config /etc/camstream/agent.yaml
  * SIGHUP reloads the config file; SIGTERM/SIGINT stop gracefully (the segment in flight is persisted).
  */
-import { pino } from 'pino';
+import { rootLogger } from '../proc/log.ts';
 import { Agent, openAgentStore } from './agent.ts';
 import { configPathFromArgv } from '../config/load.ts';
 import { ConfigManager } from '../config/watch.ts';
@@ -11,7 +11,7 @@ import { AgentSettingsSchema, type AgentSettings } from '../config/schema.ts';
 
 export async function runAgent(argv: string[]): Promise<Agent> {
   const file = configPathFromArgv(argv, '/etc/camstream/agent.yaml');
-  const log = pino({ base: { app: 'camstream-agent' } });
+  const log = rootLogger('camstream-agent');
   // the first load fails loudly: a daemon with no good config must not start
   const probe = new ConfigManager({ file, schema: AgentSettingsSchema, watch: false });
   const first = probe.start() as AgentSettings;

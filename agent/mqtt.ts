@@ -105,13 +105,8 @@ export interface CommandHandlers {
   getState(): AgentState;
 }
 
-/** pino-compatible subset, so any pino logger (or a child) can be passed. */
-export interface Logger {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
+import type { Logger } from '../proc/log.ts';
+export type { Logger };
 
 export interface MqttControlOptions {
   /** broker URL, e.g. mqtt://localhost:1883 */

@@ -15,6 +15,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PNG } from 'pngjs';
 import type { MbMap, YuvFrame } from '../encoder/frame.ts';
+import { HttpError, send, sendError, sendJson } from '../proc/http.ts';
 import type { AgentState } from './mqtt.ts';
 
 export interface HistoryPoint {
@@ -120,12 +121,6 @@ export function renderFramePng(frame: YuvFrame, qpMap: MbMap | null, maxWidth = 
   return PNG.sync.write(png, { colorType: 2, deflateLevel: 3 });
 }
 
-class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
-    super(message);
-  }
-}
-
 export class StatusPage {
   private readonly opts: StatusPageOptions;
   private server: http.Server | null = null;
@@ -149,14 +144,7 @@ export class StatusPage {
   async start(): Promise<void> {
     if (this.server) return;
     const server = http.createServer((req, res) => {
-      this.handle(req, res).catch((err: unknown) => {
-        const status = err instanceof HttpError ? err.status : 500;
-        const message = err instanceof Error ? err.message : String(err);
-        if (!res.headersSent) {
-          res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
-        }
-        res.end(JSON.stringify({ error: message }));
-      });
+      this.handle(req, res).catch((err: unknown) => sendError(res, err));
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -234,15 +222,6 @@ function safeDeviceId(p: StatusProvider): string {
   } catch {
     return 'agent';
   }
-}
-
-function send(res: http.ServerResponse, status: number, type: string, body: string | Buffer, extra: Record<string, string> = {}): void {
-  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body), ...extra });
-  res.end(res.req.method === 'HEAD' ? undefined : body);
-}
-
-function sendJson(res: http.ServerResponse, value: unknown): void {
-  send(res, 200, 'application/json; charset=utf-8', JSON.stringify(value));
 }
 
 function escapeHtml(s: string): string {

@@ -10,7 +10,7 @@
  */
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
-import { PROTOCOL_VERSION, parseServerMessage, type Reply } from '../server/protocol.ts';
+import { PROTOCOL_VERSION, parseServerMessage, type Reply } from '../wire/protocol.ts';
 
 export interface OutboxItem {
   segmentId: string;

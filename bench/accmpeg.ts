@@ -31,17 +31,17 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { renderSegment } from '../agent/render.ts';
+import { renderSegment } from '../oneadapt/render.ts';
 import { decodeSegment, scaleFrame } from '../encoder/index.ts';
 import type { MbMap, YuvFrame } from '../encoder/frame.ts';
 import { CheapModel, DEFAULT_CHEAP_MODEL } from '../cheapmodel/model.ts';
 import { readLabelDir } from '../cheapmodel/labels.ts';
 import { importanceMask, meanMap, fractionImportant } from '../cheapmodel/qpmap.ts';
-import { Detector } from '../server/detector/detector.ts';
-import { ROAD_CLASSES, type Detection } from '../server/detector/postprocess.ts';
+import { Detector } from '../detector/detector.ts';
+import { ROAD_CLASSES, type Detection } from '../detector/postprocess.ts';
 import { segmentF1 } from '../server/accuracy.ts';
 import { labelVideo } from '../server/label-cli.ts';
-import { DETECTOR_MODEL, VIDEOS, loadFrames } from '../test/fixtures.ts';
+import { DETECTOR_MODEL, VIDEOS, loadFrames } from '../testdata/fixtures.ts';
 import { printTable, writeResult } from './report.ts';
 import { linePlot } from './plot.ts';
 

@@ -8,7 +8,9 @@
  */
 import { decodeSegment, encodeSegment, type EncoderSettings } from '../encoder/index.ts';
 import { type MbMap, makeMbMap, mbGrid } from '../encoder/frame.ts';
-import { VIDEOS, loadFrames } from '../test/fixtures.ts';
+import { VIDEOS, loadFrames } from '../testdata/fixtures.ts';
+import { rng } from '../numeric/random.ts';
+import { median } from '../numeric/stats.ts';
 import { printTable, writeResult } from './report.ts';
 
 const FRAMES = Number(process.env.BENCH_FRAMES ?? 60);
@@ -16,8 +18,7 @@ const REPS = Number(process.env.BENCH_REPS ?? 5);
 const settings: EncoderSettings = { baseQp: 30, preset: 'veryfast', fps: 25, bframes: 0, threads: 0 };
 
 function movingBoxMaps(count: number, rows: number, cols: number): MbMap[] {
-  let seed = 12345;
-  const rand = (): number => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const rand = rng(12345);
   const walk = new Float32Array(rows * cols);
   const maps: MbMap[] = [];
   for (let i = 0; i < count; i++) {
@@ -65,7 +66,6 @@ async function main(): Promise<void> {
   const dec = await decodeSegment(seg.data);
   const decodeFps = dec.frames.length / ((performance.now() - td) / 1000);
 
-  const median = (xs: number[]): number => xs.slice().sort((a, b) => a - b)[xs.length >> 1];
   const of = (v: string) => runs.filter((r) => r.variant === v);
   const fpsQp = median(of('qpmap').map((r) => r.fps));
   const fpsUni = median(of('uniform').map((r) => r.fps));

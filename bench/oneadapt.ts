@@ -51,7 +51,7 @@
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { renderSegment, type Rendered, type RenderKnobs, type RenderOptions } from '../agent/render.ts';
+import { renderSegment, type Rendered, type RenderKnobs, type RenderOptions } from '../oneadapt/render.ts';
 import { decodeSegment } from '../encoder/index.ts';
 import type { MbMap, YuvFrame } from '../encoder/frame.ts';
 import { CheapModel } from '../cheapmodel/model.ts';
@@ -62,8 +62,8 @@ import { sampledIndices } from '../oneadapt/inputgrad.ts';
 import { probeKnobs } from '../oneadapt/probe.ts';
 import { SegmentAnalyzer } from '../server/analyzer.ts';
 import { f1FromCounts, frameF1, type F1Options, type FrameF1 } from '../server/accuracy.ts';
-import { ROAD_CLASSES, type Detection } from '../server/detector/postprocess.ts';
-import { DETECTOR_MODEL, loadFrames, VIDEOS } from '../test/fixtures.ts';
+import { ROAD_CLASSES, type Detection } from '../detector/postprocess.ts';
+import { DETECTOR_MODEL, loadFrames, VIDEOS } from '../testdata/fixtures.ts';
 import { printTable, writeResult } from './report.ts';
 import { panelPlot, type PanelSeries, type Rgb } from './panelplot.ts';
 

@@ -4,11 +4,13 @@
  * finite differences and the size of the per-macroblock DNNGrad map on the wire.
  */
 import os from 'node:os';
-import { INPUT_SIZE, preprocess } from '../server/detector/preprocess.ts';
-import { Detector } from '../server/detector/detector.ts';
+import { INPUT_SIZE, preprocess } from '../detector/preprocess.ts';
+import { Detector } from '../detector/detector.ts';
 import { GradientModel, measureGradError } from '../server/onnxgrad/index.ts';
-import { encodeMbMap, oneAdaptProxy, reduceToMacroblocks } from '../server/dnngrad.ts';
-import { DETECTOR_MODEL, VIDEOS, loadFrames } from '../test/fixtures.ts';
+import { oneAdaptProxy, reduceToMacroblocks } from '../server/dnngrad.ts';
+import { encodeMbMap } from '../wire/mbmap.ts';
+import { DETECTOR_MODEL, VIDEOS, loadFrames } from '../testdata/fixtures.ts';
+import { median } from '../numeric/stats.ts';
 import { printTable, writeResult } from './report.ts';
 
 const FRAMES = Number(process.env.BENCH_FRAMES ?? 12);
@@ -16,7 +18,6 @@ const dims = [1, 3, INPUT_SIZE, INPUT_SIZE];
 const frames = loadFrames(VIDEOS.campus, FRAMES, { startS: 60, fps: 2 });
 const det = await Detector.load(DETECTOR_MODEL, { device: 'cpu' });
 const grad = await GradientModel.load(DETECTOR_MODEL);
-const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 
 // warm-up
 await det.detect(frames[0]);

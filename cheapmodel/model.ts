@@ -5,7 +5,7 @@
  * trained from scratch on our own labelling CLI's accuracy-gradient labels. Its input is the frame at
  * half resolution in RGB, built here from YUV420p exactly as the training script builds it:
  *   - luma averaged over each 2×2 block, chroma taken as-is (the U/V planes are already half-res);
- *   - BT.601 limited range → RGB, clamped to 0–255;
+ *   - BT.601 limited range → RGB, clamped to 0–255 (media/colour.ts);
  *   - normalised (rgb/255 − 0.5)/0.25, CHW float32;
  *   - edge-replicated on the bottom/right up to (rows·8)×(cols·8), rows×cols = the frame's MB grid
  *     (ceil(h/16)×ceil(w/16)), so any even frame size works.
@@ -19,6 +19,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { mbGrid, type MbMap, type YuvFrame } from '../encoder/frame.ts';
+import { yuvToRgb } from '../media/colour.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The committed model, resolved relative to this file (works in any checkout). */
@@ -51,7 +52,8 @@ export function halfResRgb(frame: YuvFrame): { data: Float32Array; width: number
   const out = new Float32Array(3 * plane);
   const uOff = w * h;
   const vOff = uOff + cw * ch;
-  const norm = (v: number): number => ((v < 0 ? 0 : v > 255 ? 255 : v) / 255 - 0.5) / 0.25;
+  const norm = (v: number): number => (v / 255 - 0.5) / 0.25;
+  const rgb = new Float64Array(3);
   for (let y = 0; y < H; y++) {
     const sy = y < ch ? y : ch - 1;
     const l0 = 2 * sy * w;
@@ -59,13 +61,11 @@ export function halfResRgb(frame: YuvFrame): { data: Float32Array; width: number
     for (let x = 0; x < W; x++) {
       const sx = x < cw ? x : cw - 1;
       const Y = (src[l0 + 2 * sx] + src[l1 + 2 * sx] + src[l0 + 2 * sx + 1] + src[l1 + 2 * sx + 1]) * 0.25;
-      const U = src[uOff + sy * cw + sx] - 128;
-      const V = src[vOff + sy * cw + sx] - 128;
-      const c = 1.164 * (Y - 16);
+      yuvToRgb(Y, src[uOff + sy * cw + sx], src[vOff + sy * cw + sx], rgb);
       const i = y * W + x;
-      out[i] = norm(c + 1.596 * V);
-      out[plane + i] = norm(c - 0.392 * U - 0.813 * V);
-      out[2 * plane + i] = norm(c + 2.017 * U);
+      out[i] = norm(rgb[0]);
+      out[plane + i] = norm(rgb[1]);
+      out[2 * plane + i] = norm(rgb[2]);
     }
   }
   return { data: out, width: W, height: H, rows, cols };

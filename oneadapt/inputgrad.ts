@@ -5,44 +5,12 @@
  *   R = Σ_mb g_mb · e_mb · (pixels per MB)
  * a first-order bound on how much the accuracy proxy moves (|ΔO| ≤ Σ_px |∂O/∂x|·|Δx|).
  */
-import { mbGrid, MB, type MbMap, type YuvFrame } from '../encoder/frame.ts';
-
-// BT.601 limited-range YUV→RGB is linear up to clamping, so RGB differences follow from YUV ones.
-const KY = 1.164;
-const RV = 1.596;
-const GU = 0.392;
-const GV = 0.813;
-const BU = 2.017;
+import { MB, type MbMap, type YuvFrame } from '../encoder/frame.ts';
+import { frameDiffPerMb } from '../media/mb.ts';
 
 /** Mean over each macroblock of Σ_RGB |x − ref| (both frames the same size). */
 export function rgbErrorPerMb(x: YuvFrame, ref: YuvFrame): MbMap {
-  if (x.width !== ref.width || x.height !== ref.height) throw new RangeError(`frame sizes differ: ${x.width}x${x.height} vs ${ref.width}x${ref.height}`);
-  const { width: w, height: h } = x;
-  const { rows, cols } = mbGrid(w, h);
-  const sum = new Float64Array(rows * cols);
-  const cnt = new Float64Array(rows * cols);
-  const cw = w >> 1;
-  const uOff = w * h;
-  const vOff = uOff + cw * (h >> 1);
-  const a = x.data;
-  const b = ref.data;
-  for (let yy = 0; yy < h; yy++) {
-    const mbRow = ((yy / MB) | 0) * cols;
-    const crow = (yy >> 1) * cw;
-    for (let xx = 0; xx < w; xx++) {
-      const dy = KY * (a[yy * w + xx] - b[yy * w + xx]);
-      const ci = crow + (xx >> 1);
-      const du = a[uOff + ci] - b[uOff + ci];
-      const dv = a[vOff + ci] - b[vOff + ci];
-      const e = Math.abs(dy + RV * dv) + Math.abs(dy - GU * du - GV * dv) + Math.abs(dy + BU * du);
-      const m = mbRow + ((xx / MB) | 0);
-      sum[m] += e;
-      cnt[m] += 1;
-    }
-  }
-  const data = new Float32Array(rows * cols);
-  for (let i = 0; i < data.length; i++) data[i] = cnt[i] ? sum[i] / cnt[i] : 0;
-  return { rows, cols, data };
+  return frameDiffPerMb(x, ref, { metric: 'rgb', reduce: 'mean' });
 }
 
 /** R = Σ_mb g·e·256 for a DNNGrad map g and an InputGrad map e on the same grid. */

@@ -4,7 +4,7 @@
  * AccGrad R (against the server's DNNGrad) and bytes. One extra encode+decode per knob per segment.
  */
 import type { MbMap, YuvFrame } from '../encoder/frame.ts';
-import { renderAccGrad, renderSegment, type Rendered, type RenderKnobs, type RenderOptions } from '../agent/render.ts';
+import { renderAccGrad, renderSegment, type Rendered, type RenderKnobs, type RenderOptions } from './render.ts';
 import type { KnobProbe, OneAdaptController } from './adapt.ts';
 import type { KnobName } from './knobs.ts';
 

@@ -8,13 +8,14 @@
 import { decodeSegment } from '../encoder/index.ts';
 import type { YuvFrame } from '../encoder/frame.ts';
 import { frameF1, type F1Options } from './accuracy.ts';
-import { Detector, type DetectorDevice } from './detector/detector.ts';
-import type { Detection } from './detector/postprocess.ts';
-import { preprocess, INPUT_SIZE } from './detector/preprocess.ts';
-import { encodeMbMap, oneAdaptProxy, reduceToMacroblocks } from './dnngrad.ts';
+import { Detector, type DetectorDevice } from '../detector/detector.ts';
+import type { Detection } from '../detector/postprocess.ts';
+import { preprocess, INPUT_SIZE } from '../detector/preprocess.ts';
+import { oneAdaptProxy, reduceToMacroblocks } from './dnngrad.ts';
+import { encodeMbMap } from '../wire/mbmap.ts';
 import type { SegmentProcessor } from './ingest.ts';
 import { GradientModel } from './onnxgrad/index.ts';
-import type { Reply, SegmentHeader } from './protocol.ts';
+import type { Reply, SegmentHeader } from '../wire/protocol.ts';
 
 export interface AnalyzerOptions {
   modelPath: string;

@@ -1,16 +1,17 @@
 /**
  * DNNGrad plumbing (pure): accuracy proxies on the raw YOLOX output and their gradients ("seeds") for a
  * vector–Jacobian-product gradient model, reduction of the input gradient to per-macroblock saliency in
- * ORIGINAL-frame coordinates, AccMPEG's pixel-difference weighting, and a compact wire format for MB maps.
+ * ORIGINAL-frame coordinates, and AccMPEG's pixel-difference weighting
+ * (the MB-map wire format is in wire/mbmap.ts).
  *
  * Shapes: raw / seed = [1, 3549, 85] (row = x,y,w,h,obj,cls0…cls79; obj/cls are post-sigmoid
  * probabilities, so the seed is the derivative w.r.t. those output values); gradInput = [1,3,416,416]
  * (BGR CHW, the gradient of the proxy w.r.t. the letterboxed detector input).
  */
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
-import { MB, mbGrid, type MbMap, type YuvFrame } from '../encoder/frame.ts';
-import type { Letterbox } from './detector/preprocess.ts';
-import { NUM_CLASSES, ROW, decodeCellBox, makeGrid, type Detection } from './detector/postprocess.ts';
+import { mbGrid, type MbMap, type YuvFrame } from '../encoder/frame.ts';
+import { divideByMbArea, frameDiffPerMb, type MbReduce } from '../media/mb.ts';
+import type { Letterbox } from '../detector/preprocess.ts';
+import { NUM_CLASSES, ROW, decodeCellBox, makeGrid, type Detection } from '../detector/postprocess.ts';
 
 export interface ProxyResult {
   /** proxy value (computed in float64) */
@@ -94,8 +95,6 @@ export function accmpegProxy(raw: Float32Array, detections: readonly Pick<Detect
   return { value, seed };
 }
 
-export type MbReduce = 'mean' | 'sum';
-
 function checkGrad(gradInput: Float32Array, lb: Letterbox, frameW: number, frameH: number): void {
   const S = lb.inputSize;
   if (gradInput.length !== 3 * S * S) throw new RangeError(`gradInput must be [1,3,${S},${S}] (${3 * S * S} floats), got ${gradInput.length}`);
@@ -136,13 +135,8 @@ export function reduceToMacroblocks(gradInput: Float32Array, lb: Letterbox, fram
       out[rowOut + colMb[x]] += Math.abs(gradInput[i]) + Math.abs(gradInput[i + plane]) + Math.abs(gradInput[i + 2 * plane]);
     }
   }
-  if ((opts.reduce ?? 'mean') === 'mean') {
-    for (let r = 0; r < rows; r++) {
-      const h = Math.min(MB, frameH - r * MB);
-      for (let c = 0; c < cols; c++) out[r * cols + c] /= h * Math.min(MB, frameW - c * MB);
-    }
-  }
-  return { rows, cols, data: out };
+  const map = { rows, cols, data: out };
+  return (opts.reduce ?? 'mean') === 'mean' ? divideByMbArea(map, frameW, frameH) : map;
 }
 
 /**
@@ -178,144 +172,5 @@ export function saliencyToFrame(gradInput: Float32Array, lb: Letterbox, frameW: 
  * reduce: 'sum' (default, the paper's definition) or 'mean' (divided by the MB's pixel area).
  */
 export function weightByPixelDiff(saliency: Float32Array | undefined, hq: YuvFrame, lq: YuvFrame, opts: { reduce?: MbReduce } = {}): MbMap {
-  const w = hq.width;
-  const h = hq.height;
-  if (lq.width !== w || lq.height !== h) throw new RangeError(`HQ ${w}x${h} and LQ ${lq.width}x${lq.height} differ`);
-  if (saliency && saliency.length !== w * h) throw new RangeError(`saliency must have ${w * h} values (original-frame pixels)`);
-  const { rows, cols } = mbGrid(w, h);
-  const out = new Float32Array(rows * cols);
-  const cw = w >> 1;
-  const uOff = w * h;
-  const vOff = uOff + cw * (h >> 1);
-  const a = hq.data;
-  const b = lq.data;
-  for (let y = 0; y < h; y++) {
-    const rowOut = (y >> 4) * cols;
-    const cRow = (y >> 1) * cw;
-    for (let x = 0; x < w; x++) {
-      const p = y * w + x;
-      const ci = cRow + (x >> 1);
-      const d = Math.abs(a[p] - b[p]) + Math.abs(a[uOff + ci] - b[uOff + ci]) + Math.abs(a[vOff + ci] - b[vOff + ci]);
-      out[rowOut + (x >> 4)] += saliency ? saliency[p] * d : d;
-    }
-  }
-  if (opts.reduce === 'mean') {
-    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[r * cols + c] /= Math.min(MB, h - r * MB) * Math.min(MB, w - c * MB);
-  }
-  return { rows, cols, data: out };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Wire format for MB maps
-//
-//   offset size
-//   0      2   magic "MB"
-//   2      1   version (1)
-//   3      1   flags: bit0 = signed
-//   4      2   rows (uint16 LE)
-//   6      2   cols (uint16 LE)
-//   8      4   max |v| (float32 LE)
-//   12     4   floor ratio ρ (float32 LE): |v| < ρ·max decodes as 0
-//   16     …   raw-deflate of rows·cols uint8 codes
-//
-// Unsigned codes: 0 → 0; 1…255 → ρ·max·exp((code−1)·Δ), Δ = ln(1/ρ)/254.
-// Signed codes: 0 → 0; 1…127 → +ρ·max·exp((code−1)·Δ), 129…255 → −(same with code−128), Δ = ln(1/ρ)/126.
-// Error bound (mbMapErrorBound): |v̂ − v| ≤ max(ρ·max, |v|·(e^{Δ/2} − 1)).
-// ---------------------------------------------------------------------------------------------
-
-const MAGIC0 = 0x4d; // 'M'
-const MAGIC1 = 0x42; // 'B'
-const VERSION = 1;
-const HEADER = 16;
-
-export interface MbWireOptions {
-  /** dynamic range: values below floorRatio·max are sent as 0 (default 1e-4, i.e. 80 dB) */
-  floorRatio?: number;
-  /** deflate level (default 9) */
-  level?: number;
-}
-
-export function mbMapErrorBound(max: number, floorRatio = 1e-4, signed = false): { absFloor: number; relative: number } {
-  const levels = signed ? 127 : 255;
-  const delta = Math.log(1 / floorRatio) / (levels - 1);
-  return { absFloor: floorRatio * max, relative: Math.expm1(delta / 2) };
-}
-
-export function encodeMbMap(map: MbMap, opts: MbWireOptions = {}): Buffer {
-  const { rows, cols, data } = map;
-  if (rows < 0 || cols < 0 || rows > 0xffff || cols > 0xffff || data.length !== rows * cols) throw new RangeError(`bad MbMap ${rows}x${cols} with ${data.length} values`);
-  const rho = opts.floorRatio ?? 1e-4;
-  if (!(rho > 0 && rho < 1)) throw new RangeError('floorRatio must be in (0,1)');
-  let max = 0;
-  let signed = false;
-  for (let i = 0; i < data.length; i++) {
-    const v = data[i];
-    if (!Number.isFinite(v)) throw new RangeError(`MbMap value ${v} at ${i} is not finite`);
-    if (v < 0) signed = true;
-    const a = Math.abs(v);
-    if (a > max) max = a;
-  }
-  max = Math.fround(max);
-  const rho32 = Math.fround(rho);
-  const levels = signed ? 127 : 255;
-  const delta = Math.log(1 / rho32) / (levels - 1);
-  const lo = rho32 * max;
-  const lnLo = Math.log(lo);
-  const codes = new Uint8Array(data.length);
-  if (max > 0) {
-    for (let i = 0; i < data.length; i++) {
-      const v = data[i];
-      const a = Math.abs(v);
-      if (a < lo) continue;
-      let q = Math.round((Math.log(a) - lnLo) / delta);
-      if (q > levels - 1) q = levels - 1;
-      codes[i] = 1 + q + (v < 0 ? 128 : 0);
-    }
-  }
-  const body = deflateRawSync(codes, { level: opts.level ?? 9 });
-  const out = Buffer.allocUnsafe(HEADER + body.length);
-  out[0] = MAGIC0;
-  out[1] = MAGIC1;
-  out[2] = VERSION;
-  out[3] = signed ? 1 : 0;
-  out.writeUInt16LE(rows, 4);
-  out.writeUInt16LE(cols, 6);
-  out.writeFloatLE(max, 8);
-  out.writeFloatLE(rho32, 12);
-  body.copy(out, HEADER);
-  return out;
-}
-
-export function decodeMbMap(buf: Uint8Array): MbMap {
-  const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-  if (b.length < HEADER || b[0] !== MAGIC0 || b[1] !== MAGIC1) throw new Error('not an MB map (bad magic)');
-  if (b[2] !== VERSION) throw new Error(`unsupported MB map version ${b[2]}`);
-  const signed = (b[3] & 1) === 1;
-  const rows = b.readUInt16LE(4);
-  const cols = b.readUInt16LE(6);
-  const max = b.readFloatLE(8);
-  const rho = b.readFloatLE(12);
-  const codes = inflateRawSync(b.subarray(HEADER));
-  if (codes.length !== rows * cols) throw new Error(`MB map body has ${codes.length} codes, header says ${rows}x${cols}`);
-  const levels = signed ? 127 : 255;
-  const delta = Math.log(1 / rho) / (levels - 1);
-  const lo = rho * max;
-  const table = new Float32Array(256);
-  for (let c = 1; c < 256; c++) {
-    if (signed) {
-      if (c === 128) continue;
-      const m = c > 128 ? c - 128 : c;
-      table[c] = (c > 128 ? -1 : 1) * lo * Math.exp((m - 1) * delta);
-    } else {
-      table[c] = lo * Math.exp((c - 1) * delta);
-    }
-  }
-  const data = new Float32Array(rows * cols);
-  for (let i = 0; i < data.length; i++) data[i] = table[codes[i]];
-  return { rows, cols, data };
-}
-
-/** Bytes one frame's MB map costs on the wire (for benchmarks). */
-export function mbMapWireBytes(map: MbMap, opts?: MbWireOptions): number {
-  return encodeMbMap(map, opts).length;
+  return frameDiffPerMb(hq, lq, { metric: 'yuv', weight: saliency, reduce: opts.reduce ?? 'sum' });
 }

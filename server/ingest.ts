@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { parseHello, ProtocolError, unpackSegment, type Reply, type SegmentHeader } from './protocol.ts';
+import { parseHello, ProtocolError, unpackSegment, type Reply, type SegmentHeader } from '../wire/protocol.ts';
 
 export interface SegmentProcessor {
   process(header: SegmentHeader, video: Buffer, ref: Buffer | null): Promise<Omit<Reply, 'type' | 'duplicate'>>;

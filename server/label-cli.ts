@@ -15,11 +15,12 @@
 import { createWriteStream, mkdirSync, writeFileSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { FfmpegSource } from '../agent/capture.ts';
+import { FfmpegSource } from '../media/capture.ts';
 import { decodeSegment, encodeSegment } from '../encoder/index.ts';
 import { mbGrid, type MbMap } from '../encoder/frame.ts';
-import { postprocess } from './detector/postprocess.ts';
-import { preprocess, INPUT_SIZE } from './detector/preprocess.ts';
+import { planePerMb } from '../media/mb.ts';
+import { postprocess } from '../detector/postprocess.ts';
+import { preprocess, INPUT_SIZE } from '../detector/preprocess.ts';
 import { accmpegProxy, saliencyToFrame, weightByPixelDiff } from './dnngrad.ts';
 import { GradientModel } from './onnxgrad/index.ts';
 
@@ -33,13 +34,6 @@ export interface LabelOptions {
   lqQp?: number;
   scoreThreshold?: number;
   onFrame?: (i: number, ms: number) => void;
-}
-
-function sumPerMb(sal: Float32Array, w: number, h: number): MbMap {
-  const { rows, cols } = mbGrid(w, h);
-  const data = new Float32Array(rows * cols);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) data[((y >> 4) * cols) + (x >> 4)] += sal[y * w + x];
-  return { rows, cols, data };
 }
 
 const write = (s: WriteStream, buf: Uint8Array): Promise<void> => new Promise((res, rej) => s.write(buf, (e) => (e ? rej(e) : res())));
@@ -64,7 +58,7 @@ export async function labelVideo(o: LabelOptions): Promise<{ frames: number; row
     const { gradInput } = await grad.vjp(input, [1, 3, INPUT_SIZE, INPUT_SIZE], seed);
     const s = saliencyToFrame(gradInput, letterbox, f.width, f.height);
     const lq = (await decodeSegment((await encodeSegment([f], [null], { baseQp: o.lqQp ?? 40, gop: 1 })).data)).frames[0];
-    const a = sumPerMb(s, f.width, f.height);
+    const a = planePerMb(s, f.width, f.height);
     const b = weightByPixelDiff(s, f, lq, { reduce: 'sum' });
     await write(sal, new Uint8Array(a.data.buffer));
     await write(saldiff, new Uint8Array(b.data.buffer));

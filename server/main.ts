@@ -7,7 +7,7 @@
  */
 import http from 'node:http';
 import path from 'node:path';
-import { pino } from 'pino';
+import { rootLogger } from '../proc/log.ts';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { configPathFromArgv, loadServerConfig } from '../config/load.ts';
 import type { ServerSettings } from '../config/schema.ts';
@@ -15,7 +15,7 @@ import { SegmentAnalyzer } from './analyzer.ts';
 import { f1FromCounts } from './accuracy.ts';
 import { IngestServer } from './ingest.ts';
 import { ServerStore } from './store.ts';
-import { SdNotify } from '../agent/sdnotify.ts';
+import { SdNotify } from '../proc/sdnotify.ts';
 
 export interface RunningServer {
   port: number;
@@ -24,7 +24,7 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-export async function startServer(settings: ServerSettings, log = pino({ base: { app: 'camstream-server' } })): Promise<RunningServer> {
+export async function startServer(settings: ServerSettings, log = rootLogger('camstream-server')): Promise<RunningServer> {
   log.level = settings.log.level;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });

@@ -5,7 +5,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import type { Reply, SegmentHeader } from './protocol.ts';
+import type { Reply, SegmentHeader } from '../wire/protocol.ts';
 import type { ReplyStore } from './ingest.ts';
 
 export interface StoredResult {

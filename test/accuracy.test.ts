@@ -6,10 +6,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { frameF1, segmentF1, f1FromCounts, type ScoredBox } from '../server/accuracy.ts';
-import { Detector } from '../server/detector/detector.ts';
-import { ROAD_CLASSES } from '../server/detector/postprocess.ts';
+import { Detector } from '../detector/detector.ts';
+import { ROAD_CLASSES } from '../detector/postprocess.ts';
 import type { YuvFrame } from '../encoder/frame.ts';
-import { loadFrames, VIDEOS, DETECTOR_MODEL, requireFile } from './fixtures.ts';
+import { loadFrames, VIDEOS, DETECTOR_MODEL, requireFile } from '../testdata/fixtures.ts';
 
 const b = (x1: number, y1: number, x2: number, y2: number, classId = 0, score = 0.9): ScoredBox => ({ x1, y1, x2, y2, classId, score });
 

@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { AgentStore } from '../agent/store.ts';
-import { VIDEOS } from './fixtures.ts';
+import { VIDEOS } from '../testdata/fixtures.ts';
 
 test('SIGTERM mid-stream: exits 0 and every queued segment is in the outbox', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'daemon-'));

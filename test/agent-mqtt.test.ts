@@ -12,7 +12,7 @@ import { Agent, openAgentStore } from '../agent/agent.ts';
 import { AgentSettingsSchema, type AgentSettings } from '../config/schema.ts';
 import { ConfigManager } from '../config/watch.ts';
 import { Mosquitto } from './helpers/mosquitto.ts';
-import { VIDEOS } from './fixtures.ts';
+import { VIDEOS } from '../testdata/fixtures.ts';
 
 let broker: Mosquitto;
 beforeAll(async () => { broker = await Mosquitto.start(); });

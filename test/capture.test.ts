@@ -1,8 +1,8 @@
 import { mkdtempSync, openSync, readSync, writeFileSync, closeSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CaptureError, FfmpegSource, TruncatedStreamError, segments } from '../agent/capture.ts';
-import { VIDEOS } from './fixtures.ts';
+import { CaptureError, FfmpegSource, TruncatedStreamError, segments } from '../media/capture.ts';
+import { VIDEOS } from '../testdata/fixtures.ts';
 
 async function collect(src: FfmpegSource, max = Infinity) {
   const out = [];

@@ -16,7 +16,7 @@ import { CheapModel, CheapModelLoadError, DEFAULT_CHEAP_MODEL, halfResRgb } from
 import { readLabelDir, rocAuc } from '../cheapmodel/labels.ts';
 import { scaleFrame } from '../encoder/index.ts';
 import { labelVideo } from '../server/label-cli.ts';
-import { DETECTOR_MODEL, VIDEOS, requireFile } from './fixtures.ts';
+import { DETECTOR_MODEL, VIDEOS, requireFile } from '../testdata/fixtures.ts';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'cheapmodel-test-'));

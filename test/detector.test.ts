@@ -4,11 +4,11 @@
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Detector, ModelLoadError, ExecutionProviderError } from '../server/detector/detector.ts';
-import { preprocess, letterboxFor, PAD_VALUE } from '../server/detector/preprocess.ts';
-import { nms, iou, postprocess, makeGrid, ROW, COCO_CLASSES, type Detection, type Box } from '../server/detector/postprocess.ts';
+import { Detector, ModelLoadError, ExecutionProviderError } from '../detector/detector.ts';
+import { preprocess, letterboxFor, PAD_VALUE } from '../detector/preprocess.ts';
+import { nms, iou, postprocess, makeGrid, ROW, COCO_CLASSES, type Detection, type Box } from '../detector/postprocess.ts';
 import type { YuvFrame } from '../encoder/frame.ts';
-import { loadFrames, IMAGES, DETECTOR_MODEL, requireFile } from './fixtures.ts';
+import { loadFrames, IMAGES, DETECTOR_MODEL, requireFile } from '../testdata/fixtures.ts';
 
 /** Solid-colour YUV420p frame (BT.601 limited) with an optional rectangle (even coordinates). */
 function synthFrame(w: number, h: number, bg: [number, number, number], rect?: { x: number; y: number; w: number; h: number; yuv: [number, number, number] }): YuvFrame {

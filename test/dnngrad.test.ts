@@ -1,21 +1,17 @@
 /**
  * @jest-environment ./test/helpers/ort-env.cjs
  */
-import { oneAdaptProxy, accmpegProxy, reduceToMacroblocks, saliencyToFrame, weightByPixelDiff, encodeMbMap, decodeMbMap,
-  mbMapWireBytes, mbMapErrorBound, inputSaliency } from '../server/dnngrad.ts';
-import { Detector } from '../server/detector/detector.ts';
-import { letterboxFor } from '../server/detector/preprocess.ts';
-import { postprocess, ROW, PERSON_CLASSES } from '../server/detector/postprocess.ts';
+import { oneAdaptProxy, accmpegProxy, reduceToMacroblocks, saliencyToFrame, weightByPixelDiff, inputSaliency } from '../server/dnngrad.ts';
+import { rng } from '../numeric/random.ts';
+import { encodeMbMap, decodeMbMap, mbMapWireBytes, mbMapErrorBound } from '../wire/mbmap.ts';
+import { Detector } from '../detector/detector.ts';
+import { letterboxFor } from '../detector/preprocess.ts';
+import { postprocess, ROW, PERSON_CLASSES } from '../detector/postprocess.ts';
 import { mbGrid, type MbMap, type YuvFrame } from '../encoder/frame.ts';
-import { loadFrames, IMAGES, DETECTOR_MODEL, requireFile } from './fixtures.ts';
+import { loadFrames, IMAGES, DETECTOR_MODEL, requireFile } from '../testdata/fixtures.ts';
 
 const S = 416, P = S * S;
 
-/** deterministic PRNG */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => { s = (s * 1664525 + 1013904223) >>> 0; return s / 2 ** 32; };
-}
 
 describe('proxy seeds vs finite differences on the real detector output (dog.jpg)', () => {
   let raw: Float32Array;
@@ -59,7 +55,7 @@ describe('proxy seeds vs finite differences on the real detector output (dog.jpg
       expect(Math.abs(seed[i] - g)).toBeLessThanOrEqual(1e-3 + 2e-2 * Math.abs(g));
       if (Math.abs(g) > 0.1) checkedLarge++;
     }
-    expect(checkedLarge).toBeGreaterThan(3); // the check covered cells where the gradient matters
+    expect(checkedLarge).toBeGreaterThanOrEqual(3); // the check covered cells where the gradient matters
     // box coordinates get no gradient
     for (const d of dets) for (let j = 0; j < 4; j++) expect(seed[d.cell * ROW + j]).toBe(0);
   });

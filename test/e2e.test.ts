@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { Agent } from '../agent/agent.ts';
 import { AgentSettingsSchema, ServerSettingsSchema } from '../config/schema.ts';
 import { startServer } from '../server/main.ts';
-import { DETECTOR_MODEL, VIDEOS } from './fixtures.ts';
+import { DETECTOR_MODEL, VIDEOS } from '../testdata/fixtures.ts';
 
 test('agent streams real segments; server stores F1 and returns DNNGrad; OneAdapt steps', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'e2e-'));

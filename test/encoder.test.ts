@@ -15,7 +15,8 @@ import {
   scaleFrame,
 } from '../encoder/index.ts';
 import { type MbMap, type YuvFrame, makeMbMap, mbGrid } from '../encoder/frame.ts';
-import { VIDEOS, loadFrames } from './fixtures.ts';
+import { median } from '../numeric/stats.ts';
+import { VIDEOS, loadFrames } from '../testdata/fixtures.ts';
 
 const BASE = 30;
 let hw: YuvFrame[]; // highway 1280x720, busy traffic
@@ -85,7 +86,6 @@ describe('per-macroblock QP maps', () => {
       const { rows, cols } = qp;
       const top = Array.from(qp.data.subarray(0, Math.ceil(rows / 2) * cols));
       const bottom = Array.from(qp.data.subarray(Math.ceil(rows / 2) * cols));
-      const median = (xs: number[]): number => xs.sort((a, b) => a - b)[xs.length >> 1];
       expect([i, median(top)]).toEqual([i, BASE - 10]);
       expect([i, median(bottom)]).toEqual([i, BASE + 10]);
       const f = follow(qp, want);

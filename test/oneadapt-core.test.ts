@@ -32,10 +32,10 @@ describe('knobs', () => {
 });
 
 describe('InputGrad / AccGrad', () => {
-  test('RGB error of a uniform luma shift is 3·1.164·Δ in every macroblock', () => {
+  test('RGB error of a uniform luma shift is 3·(255/219)·Δ in every macroblock (BT.601 limited range)', () => {
     const e = rgbErrorPerMb(flat(64, 32, 110), flat(64, 32, 100));
     expect([e.rows, e.cols]).toEqual([2, 4]);
-    for (const v of e.data) expect(v).toBeCloseTo(3 * 1.164 * 10, 3);
+    for (const v of e.data) expect(v).toBeCloseTo(3 * (255 / 219) * 10, 3);
   });
   test('AccGrad is the inner product of the maps (×256 px per MB)', () => {
     const g = { rows: 1, cols: 3, data: new Float32Array([1, 0, 2]) };

@@ -5,23 +5,18 @@
  * gradient sign, Adam convergence on a synthetic world) are in oneadapt-core.test.ts.
  */
 import type { MbMap, YuvFrame } from '../encoder/frame.ts';
-import { renderSegment, type RenderKnobs, type RenderOptions } from '../agent/render.ts';
+import { renderSegment, type RenderKnobs, type RenderOptions } from '../oneadapt/render.ts';
 import { OneAdaptController } from '../oneadapt/adapt.ts';
 import { DEFAULT_KNOBS, S_MIN, type KnobName } from '../oneadapt/knobs.ts';
 import { probeKnobs } from '../oneadapt/probe.ts';
 import { SegmentAnalyzer } from '../server/analyzer.ts';
-import { ROAD_CLASSES } from '../server/detector/postprocess.ts';
-import { DETECTOR_MODEL, loadFrames, VIDEOS } from './fixtures.ts';
+import { ROAD_CLASSES } from '../detector/postprocess.ts';
+import { rng } from '../numeric/random.ts';
+import { DETECTOR_MODEL, loadFrames, VIDEOS } from '../testdata/fixtures.ts';
 
 const W = 128, H = 96; // 8 × 6 macroblocks
 const OPTS: RenderOptions = { srcFps: 10, lowQpDelta: 10 };
 const BASE: RenderKnobs = { resolution: 1, fps: 10, qp: 30, threshold: 0.2 };
-
-/** deterministic pseudo-random generator (LCG) so the textures are the same on every run */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 
 /** a frame from a luma function; chroma neutral */
 function frame(luma: (x: number, y: number) => number, ptsMs = 0): YuvFrame {

@@ -8,9 +8,10 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import {
-  GradientModel, buildVjpModel, gradCheck, makeModel, makeNode as node, rng, UnsupportedOperatorError, SUPPORTED_OPS,
+  GradientModel, buildVjpModel, gradCheck, makeModel, makeNode as node, UnsupportedOperatorError, SUPPORTED_OPS,
 } from '../server/onnxgrad/index.ts';
-import { DETECTOR_MODEL, IMAGES, requireFile } from './fixtures.ts';
+import { rng } from '../numeric/random.ts';
+import { DETECTOR_MODEL, IMAGES, requireFile } from '../testdata/fixtures.ts';
 
 type Init = { name: string; dims: number[]; values: number[]; dataType?: number };
 const I64 = 7;

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SdNotify } from '../agent/sdnotify.ts';
+import { SdNotify } from '../proc/sdnotify.ts';
 
 interface FakeSocket {
   bind(path: string): void;

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Uplink, type Outbox, type OutboxItem } from '../agent/uplink.ts';
 import { IngestServer, type SegmentProcessor } from '../server/ingest.ts';
-import { packSegment, unpackSegment, ProtocolError, type SegmentHeader, type Reply } from '../server/protocol.ts';
+import { packSegment, unpackSegment, ProtocolError, type SegmentHeader, type Reply } from '../wire/protocol.ts';
 import { ServerStore } from '../server/store.ts';
 
 class MemOutbox implements Outbox {

@@ -47,10 +47,12 @@ def half_rgb(buf, w, h, rows, cols):
     u = buf[w * h: w * h + cw * ch].reshape(ch, cw).astype(np.float32)
     v = buf[w * h + cw * ch:].reshape(ch, cw).astype(np.float32)
     yh = (y[0::2, 0::2] + y[1::2, 0::2] + y[0::2, 1::2] + y[1::2, 1::2]) * 0.25
-    c = 1.164 * (yh - 16.0)
-    r = c + 1.596 * (v - 128.0)
-    g = c - 0.392 * (u - 128.0) - 0.813 * (v - 128.0)
-    b = c + 2.017 * (u - 128.0)
+    # BT.601 limited range, the constants of media/colour.ts (the committed model was trained with the same
+    # matrix rounded to 3 decimals: < 0.1 grey level apart).
+    c = 1.164383 * (yh - 16.0)
+    r = c + 1.596027 * (v - 128.0)
+    g = c - 0.391762 * (u - 128.0) - 0.812968 * (v - 128.0)
+    b = c + 2.017232 * (u - 128.0)
     img = np.clip(np.stack([r, g, b]), 0, 255) / 255.0
     img = (img - 0.5) / 0.25
     ph, pw = rows * 8 - ch, cols * 8 - cw

@@ -2,6 +2,7 @@
  * Runtime wrapper: loads a forward model, builds (or loads a cached) VJP model and runs both
  * with onnxruntime-node. Also a finite-difference gradient check for tests and the benchmark.
  */
+import { rng } from '../../numeric/random.ts';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import ort from 'onnxruntime-node';
@@ -88,18 +89,6 @@ export class GradientModel {
   async release(): Promise<void> {
     await Promise.all([this.fwd.release(), this.vjpSession.release()]);
   }
-}
-
-/** Small deterministic PRNG (mulberry32) so checks are reproducible. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export interface GradCheckOptions {

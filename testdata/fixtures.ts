@@ -25,7 +25,7 @@ export function requireFile(p: string): string {
 /**
  * Decode `count` frames of a video (or one still image) to YUV420p with the ffmpeg CLI,
  * starting at `startS` seconds, optionally scaled. Test/bench helper only; the product
- * captures through agent/capture.ts.
+ * captures through media/capture.ts.
  */
 export function loadFrames(file: string, count: number, opts: { startS?: number; width?: number; height?: number; fps?: number } = {}): YuvFrame[] {
   requireFile(file);

@@ -6,7 +6,8 @@
 import { decodeSegment, encodeSegment, scaleFrame, type EncodedSegment, type EncoderSettings } from '../encoder/index.ts';
 import { mbGrid, type MbMap, type YuvFrame } from '../encoder/frame.ts';
 import { qpMapFromImportance } from '../cheapmodel/qpmap.ts';
-import { accGrad, keptFrames, rgbErrorPerMb, sampledIndices } from '../oneadapt/inputgrad.ts';
+import { resampleMap, scaledSize } from '../media/scale.ts';
+import { accGrad, keptFrames, rgbErrorPerMb, sampledIndices } from './inputgrad.ts';
 
 export interface RenderKnobs {
   /** scale of the source size, (0, 1] */
@@ -32,23 +33,6 @@ export interface Rendered {
   sent: number[];
   /** absolute QP map used for the sent frames (null = uniform) */
   qpMap: MbMap | null;
-}
-
-const even = (v: number): number => Math.max(16, Math.round(v / 2) * 2);
-
-/** Nearest-neighbour resampling of a macroblock map to another grid. */
-export function resampleMap(m: MbMap, rows: number, cols: number): MbMap {
-  if (m.rows === rows && m.cols === cols) return m;
-  const data = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) {
-    const sr = Math.min(m.rows - 1, Math.floor(((r + 0.5) * m.rows) / rows));
-    for (let c = 0; c < cols; c++) data[r * cols + c] = m.data[sr * m.cols + Math.min(m.cols - 1, Math.floor(((c + 0.5) * m.cols) / cols))];
-  }
-  return { rows, cols, data };
-}
-
-export function scaledSize(w: number, h: number, scale: number): { width: number; height: number } {
-  return scale >= 1 ? { width: w, height: h } : { width: even(w * scale), height: even(h * scale) };
 }
 
 /**

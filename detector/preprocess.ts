@@ -1,8 +1,7 @@
 /**
  * YOLOX input preprocessing: YUV420p frame → letterboxed BGR float32 CHW [1,3,S,S], values 0–255.
  *
- * - Colour: BT.601 limited range ("TV" range: Y 16–235, C 16–240), what ffmpeg/x264 produce for yuv420p
- *   by default. RGB is clamped to 0–255.
+ * - Colour: media/colour.ts (BT.601 limited range), RGB clamped to 0–255.
  * - Resize: keep aspect ratio, r = min(S/w, S/h), new size = floor(w·r) × floor(h·r) (as YOLOX's
  *   `preproc`), bilinear with half-pixel centres (cv2.INTER_LINEAR mapping: src = (dst+0.5)·w/newW − 0.5,
  *   edges clamped). Interpolation is done on the Y, U, V planes, then converted to RGB.
@@ -11,7 +10,8 @@
  * - Pad: bottom/right with 114 in all three channels.
  * Pure and allocation-light: one Float32Array output (optionally reused) and small per-row/column tables.
  */
-import type { YuvFrame } from '../../encoder/frame.ts';
+import type { YuvFrame } from '../encoder/frame.ts';
+import { yuvToRgb } from '../media/colour.ts';
 
 export const INPUT_SIZE = 416;
 export const PAD_VALUE = 114;
@@ -88,6 +88,7 @@ export function preprocess(frame: YuvFrame, out?: Float32Array, inputSize = INPU
   const bOff = 0;
   const gOff = plane;
   const rOff = 2 * plane;
+  const rgb = new Float64Array(3);
   for (let y = 0; y < lb.newH; y++) {
     const yr0 = ly.i0[y] * w;
     const yr1 = ly.i1[y] * w;
@@ -108,21 +109,15 @@ export function preprocess(frame: YuvFrame, out?: Float32Array, inputSize = INPU
       const wcx = cx.w[x];
       let t = data[uOff + cr0 + c0] + (data[uOff + cr0 + c1] - data[uOff + cr0 + c0]) * wcx;
       let b = data[uOff + cr1 + c0] + (data[uOff + cr1 + c1] - data[uOff + cr1 + c0]) * wcx;
-      const U = t + (b - t) * wcy - 128;
+      const U = t + (b - t) * wcy;
       t = data[vOff + cr0 + c0] + (data[vOff + cr0 + c1] - data[vOff + cr0 + c0]) * wcx;
       b = data[vOff + cr1 + c0] + (data[vOff + cr1 + c1] - data[vOff + cr1 + c0]) * wcx;
-      const V = t + (b - t) * wcy - 128;
-      const yy = 1.164383 * (Y - 16);
-      let R = yy + 1.596027 * V;
-      let G = yy - 0.391762 * U - 0.812968 * V;
-      let B = yy + 2.017232 * U;
-      R = R < 0 ? 0 : R > 255 ? 255 : R;
-      G = G < 0 ? 0 : G > 255 ? 255 : G;
-      B = B < 0 ? 0 : B > 255 ? 255 : B;
+      const V = t + (b - t) * wcy;
+      yuvToRgb(Y, U, V, rgb);
       const o = rowBase + x;
-      input[bOff + o] = B;
-      input[gOff + o] = G;
-      input[rOff + o] = R;
+      input[bOff + o] = rgb[2];
+      input[gOff + o] = rgb[1];
+      input[rOff + o] = rgb[0];
     }
   }
   return { input, letterbox: lb };

@@ -4,7 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import type { YuvFrame } from '../../encoder/frame.ts';
+import type { YuvFrame } from '../encoder/frame.ts';
 import { INPUT_SIZE, preprocess, type Letterbox } from './preprocess.ts';
 import { postprocess, ROW, type Detection, type PostprocessOptions } from './postprocess.ts';
 
