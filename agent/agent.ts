@@ -14,15 +14,16 @@ import { AgentMetrics } from './metrics.ts';
 import { MqttControl, type AgentState, type CommandHandlers, type SnapshotResult } from './mqtt.ts';
 import { renderFramePng, StatusHistory, StatusPage, type LatestFrame } from './status-page.ts';
 import { SdNotify } from '../proc/sdnotify.ts';
-import { renderSegment, type Rendered, type RenderKnobs } from '../oneadapt/render.ts';
+import { gradToSourceGrid, renderSegment, type Rendered, type RenderKnobs } from '../oneadapt/render.ts';
 import { encodeSegment, type Codec } from '../encoder/index.ts';
 import type { MbMap, YuvFrame } from '../encoder/frame.ts';
 import { meanMap } from '../cheapmodel/qpmap.ts';
 import { CheapModel, DEFAULT_CHEAP_MODEL } from '../cheapmodel/model.ts';
-import { OneAdaptController, type Decision } from '../oneadapt/adapt.ts';
+import { OneAdaptController, type AdaptOptions, type Decision } from '../oneadapt/adapt.ts';
+import { contentSignature } from '../oneadapt/scene.ts';
 import { DEFAULT_KNOBS } from '../oneadapt/knobs.ts';
 import { probeKnobs } from '../oneadapt/probe.ts';
-import { packSegment, PROTOCOL_VERSION, type Reply, type SegmentHeader } from '../wire/protocol.ts';
+import { packSegment, PROTOCOL_VERSION, segmentWireBytes, type Reply, type SegmentHeader } from '../wire/protocol.ts';
 import { decodeMbMap } from '../wire/mbmap.ts';
 import type { AgentSettings } from '../config/schema.ts';
 import type { ConfigManager } from '../config/watch.ts';
@@ -37,8 +38,6 @@ export interface AgentDeps {
   config?: ConfigManager<any>;
   /** loads the AccMPEG cheap model; injected so tests can run without it */
   loadCheapModel?: (file: string) => Promise<ImportanceModel>;
-  /** reference-frame QP (the HQ frame the server measures accuracy and DNNGrad on) */
-  refQp?: number;
   /** an already open store (shared with the config manager's versions); the agent opens its own otherwise */
   store?: AgentStore;
   /** first capture retry delay (doubles up to 60 s); default 1000 ms */
@@ -46,8 +45,6 @@ export interface AgentDeps {
   /** stop after this many segments (demo/tests); default: run until stopped */
   maxSegments?: number;
 }
-
-const REF_QP = 18;
 
 export function openAgentStore(s: AgentSettings, log: Logger): AgentStore {
   return new AgentStore(path.join(s.storage.dir, `${s.deviceId}.db`), {
@@ -78,9 +75,16 @@ export class Agent {
   /** capture failures so far (open errors and broken streams) */
   captureFailures = 0;
   private latest: LatestFrame | null = null;
-  /** latest DNNGrad from the server; `fresh` until one OneAdapt step has used it (no reply → knobs hold) */
-  private lastGrad: { map: MbMap; proxy: number; fresh: boolean } | null = null;
+  /** latest DNNGrad from the server (on the streamed frame's MB grid, of that size); `fresh` until one OneAdapt
+   * step has used it (no reply → knobs hold) */
+  private lastGrad: { map: MbMap; width: number | null; height: number | null; proxy: number; fresh: boolean } | null = null;
   private lastF1: number | null = null;
+  /** an F1 from the accuracy monitor not yet given to the controller */
+  private freshF1: number | null = null;
+  /** what the last segment cost besides its video (headers) and the monitor's mean reference size */
+  private lastHeaderBytes = 0;
+  private refBytesMean: number | null = null;
+  private uplinkKbps: Record<string, number> = {};
   private lastBitrate: number | null = null;
   private seq = 0;
   private readonly bootMs = Date.now();
@@ -158,7 +162,7 @@ export class Agent {
 
   private makeUplink(s: AgentSettings): Uplink {
     const up = new Uplink(this.store!, { url: s.server.url, cameraId: s.deviceId });
-    up.on('reply', (r) => this.onReply(r));
+    up.on('reply', (r, bytes) => this.onReply(r, bytes));
     up.on('connected', () => this.log.info({ component: 'uplink', url: s.server.url }, 'connected to server'));
     up.on('disconnected', (why) => this.log.warn({ component: 'uplink', why }, 'server connection lost; segments stay in the outbox'));
     up.on('serverError', (error, segment) => this.log.error({ component: 'uplink', segment, error }, 'server rejected segment'));
@@ -175,16 +179,15 @@ export class Agent {
     return model;
   }
 
-  private setupOneAdapt(): void {
+  /** The controller's settings from the config (the same controller bench:oneadapt runs). */
+  private adaptOptions(): AdaptOptions {
     const o = this.settings.oneadapt;
-    if (!o.enabled) {
-      this.oneadapt = null;
-      return;
-    }
-    this.oneadapt = new OneAdaptController({
+    return {
       enabled: this.cheap ? ['resolution', 'fps', 'qp', 'threshold'] : ['resolution', 'fps', 'qp'],
       lambda: o.lambdaBw,
       lr: o.lr,
+      deadband: o.deadband,
+      onSceneChange: o.onSceneChange,
       targetKbps: o.targetKbps,
       targetF1: o.targetF1,
       // start from the configured values where they are on the knobs' lists (else the expensive end)
@@ -192,7 +195,17 @@ export class Agent {
         qp: DEFAULT_KNOBS.qp.values.includes(this.fixedKnobs.qp) ? this.fixedKnobs.qp : undefined,
         threshold: DEFAULT_KNOBS.threshold.values.includes(this.fixedKnobs.threshold) ? this.fixedKnobs.threshold : undefined,
       },
-    });
+    };
+  }
+
+  /** Build the controller, or reconfigure the running one: a config reload keeps its knob positions and state. */
+  private setupOneAdapt(): void {
+    if (!this.settings.oneadapt.enabled) {
+      this.oneadapt = null;
+      return;
+    }
+    if (this.oneadapt) this.oneadapt.reconfigure(this.adaptOptions());
+    else this.oneadapt = new OneAdaptController(this.adaptOptions());
   }
 
   /** Apply a new config: what can change live does; source/server changes restart those parts. */
@@ -326,21 +339,34 @@ export class Agent {
     const t0 = performance.now();
     let rendered: Rendered;
     let decision: Decision | null = null;
+    const every = s.monitor.referenceEvery;
+    // the resource term counts what every segment uploads besides its video: headers, the amortised reference frame
+    const overheadBytes = this.lastHeaderBytes + (every > 0 && this.refBytesMean !== null ? this.refBytesMean / every : 0);
     if (this.oneadapt && this.lastGrad?.fresh) {
       this.lastGrad.fresh = false;
-      const p = await probeKnobs(this.oneadapt, frames, importance, this.lastGrad.map, knobs, opts);
+      const { width: w, height: h } = frames[0];
+      const g = gradToSourceGrid(this.lastGrad.map, this.lastGrad.width ?? w, this.lastGrad.height ?? h, w, h);
+      const p = await probeKnobs(this.oneadapt, frames, importance, g, knobs, opts);
       rendered = p.current;
-      decision = this.oneadapt.step(p.probes, { bytes: rendered.encoded.data.length, durationS: frames.length / srcFps, proxy: this.lastGrad.proxy, f1: this.lastF1 });
+      decision = this.oneadapt.step(p.probes, {
+        bytes: rendered.encoded.data.length + overheadBytes,
+        durationS: frames.length / srcFps,
+        proxy: this.lastGrad.proxy,
+        f1: this.freshF1,
+        overheadBytes,
+        signature: contentSignature(frames[0]),
+      });
+      this.freshF1 = null;
       this.decisions.push(decision);
       this.log.info({ component: 'oneadapt', segment: this.seq, ...decision, probeMs: Math.round(p.probeMs) }, 'knob update');
     } else {
       rendered = await renderSegment(frames, knobs, importance, opts);
     }
     const encodeS = (performance.now() - t0) / 1000;
-    // the HQ reference: the last sent frame at source size, one I-frame
+    // the accuracy monitor: on every N-th segment, the last sent frame at source size as one high-quality I-frame
     const refIdx = rendered.sent[rendered.sent.length - 1];
-    const ref = await encodeSegment([frames[refIdx]], [null], { baseQp: this.deps.refQp ?? REF_QP, gop: 1, codec: 'h264' });
     const seq = this.seq++;
+    const ref = every > 0 && seq % every === 0 ? await encodeSegment([frames[refIdx]], [null], { baseQp: s.monitor.referenceQp, gop: 1, codec: 'h264' }) : null;
     const segmentId = `${s.deviceId}-${this.bootMs}-${seq}`;
     const header: SegmentHeader = {
       type: 'segment',
@@ -357,15 +383,22 @@ export class Agent {
       capturedAt: Date.now(),
       knobs: { ...knobs },
       videoBytes: rendered.encoded.data.length,
-      ref: { frameIndex: rendered.sent.length - 1, codec: 'h264', width: frames[refIdx].width, height: frames[refIdx].height, bytes: ref.data.length },
+      ...(ref ? { ref: { frameIndex: rendered.sent.length - 1, codec: 'h264' as const, width: frames[refIdx].width, height: frames[refIdx].height, bytes: ref.data.length } } : {}),
     };
-    this.store!.enqueue({ segmentId, cameraId: s.deviceId, meta: header, data: packSegment(header, rendered.encoded.data, ref.data) });
+    this.store!.enqueue({ segmentId, cameraId: s.deviceId, meta: header, data: packSegment(header, rendered.encoded.data, ref?.data) });
+    const wire = segmentWireBytes(header);
+    this.lastHeaderBytes = wire.headers;
+    if (ref) this.refBytesMean = this.refBytesMean === null ? ref.data.length : 0.8 * this.refBytesMean + 0.2 * ref.data.length;
     this.sentAt.set(segmentId, Date.now());
     this.uplink?.kick();
     this.segmentsEncoded++;
     const durationS = frames.length / srcFps;
-    this.lastBitrate = (rendered.encoded.data.length * 8) / 1000 / durationS;
+    // every uploaded byte: video, reference frame, headers
+    this.lastBitrate = (wire.total * 8) / 1000 / durationS;
+    const kbps = (b: number): number => Math.round(((b * 8) / 1000 / durationS) * 10) / 10;
+    this.uplinkKbps = { video: kbps(wire.video), reference: kbps(wire.reference), headers: kbps(wire.headers) };
     this.metrics.segmentEncoded(rendered.encoded.data.length);
+    this.metrics.uplink(wire);
     this.metrics.observeEncode(encodeS);
     this.metrics.setBitrateKbps(this.lastBitrate);
     this.metrics.setKnobs(this.currentKnobs() as unknown as Record<string, number>);
@@ -375,11 +408,12 @@ export class Agent {
     this.latest = { frame: frames[refIdx], qpMap: offsets && offsets.rows === Math.ceil(frames[refIdx].height / 16) ? offsets : null };
     this.history.push({ t: Date.now(), bitrateKbps: this.lastBitrate, f1: this.lastF1, knobs: this.currentKnobs() as unknown as Record<string, number> });
     this.mqtt?.publishState(this.state());
-    this.log.info({ component: 'agent', segment: seq, bytes: rendered.encoded.data.length, refBytes: ref.data.length, kbps: Math.round(this.lastBitrate), knobs, sent: rendered.sent.length, queue: this.store!.depth() }, 'segment queued');
+    this.log.info({ component: 'agent', segment: seq, bytes: rendered.encoded.data.length, refBytes: ref?.data.length ?? 0, headerBytes: wire.headers, wireBytes: wire.total, kbps: Math.round(this.lastBitrate), knobs, sent: rendered.sent.length, queue: this.store!.depth() }, 'segment queued');
   }
 
-  private onReply(r: Reply): void {
+  private onReply(r: Reply, replyBytes = 0): void {
     this.replies.push(r);
+    this.metrics.downlink(replyBytes);
     const t = this.sentAt.get(r.segmentId);
     if (t) {
       this.metrics.observeServerReply((Date.now() - t) / 1000);
@@ -387,11 +421,13 @@ export class Agent {
     }
     if (r.f1) {
       this.lastF1 = r.f1.f1;
+      this.freshF1 = r.f1.f1;
       this.metrics.setF1(r.f1.f1);
       this.store?.recordMetric('f1', r.f1.f1);
     }
     if (r.dnngrad) {
-      this.lastGrad = { map: decodeMbMap(Buffer.from(r.dnngrad.data, 'base64')), proxy: r.dnngrad.proxy, fresh: true };
+      const d = r.dnngrad;
+      this.lastGrad = { map: decodeMbMap(Buffer.from(d.data, 'base64')), width: d.width ?? null, height: d.height ?? null, proxy: d.proxy, fresh: true };
       this.metrics.observeDnnGrad(r.timings.gradMs / 1000);
     }
     this.metrics.setQueueDepth(this.store?.depth() ?? 0);
@@ -403,7 +439,7 @@ export class Agent {
       deviceId: this.settings.deviceId,
       t: Date.now(),
       sourceRunning: this.source !== null,
-      extra: { captureFailures: this.captureFailures, retrying: this.retryTimer !== null, adapting: this.oneadapt ? [...this.oneadapt.knobs.keys()] : [], accmpeg: this.cheap !== null },
+      extra: { captureFailures: this.captureFailures, retrying: this.retryTimer !== null, adapting: this.oneadapt ? [...this.oneadapt.knobs.keys()] : [], accmpeg: this.cheap !== null, uplinkKbps: this.uplinkKbps },
       pipelineRunning: this.loop !== null,
       knobs: this.currentKnobs() as unknown as Record<string, number>,
       bitrateKbps: this.lastBitrate,

@@ -24,6 +24,8 @@ export const METRIC_NAMES = {
   framesCaptured: 'camstream_frames_captured_total',
   segmentsEncoded: 'camstream_segments_encoded_total',
   segmentBytes: 'camstream_segment_bytes_total',
+  uplinkBytes: 'camstream_uplink_bytes_total',
+  downlinkBytes: 'camstream_downlink_bytes_total',
   bitrate: 'camstream_bitrate_bits_per_second',
   knob: 'camstream_knob_value',
   queueDepth: 'camstream_queue_depth_segments',
@@ -44,6 +46,8 @@ export class AgentMetrics {
   private readonly framesCaptured: Counter;
   private readonly segmentsEncoded: Counter;
   private readonly segmentBytes: Counter;
+  private readonly uplinkBytes: Counter<'part'>;
+  private readonly downlinkBytes: Counter;
   private readonly bitrate: Gauge;
   private readonly knob: Gauge<'knob'>;
   private readonly queueDepth: Gauge;
@@ -68,7 +72,9 @@ export class AgentMetrics {
     this.framesCaptured = new Counter({ name: METRIC_NAMES.framesCaptured, help: 'Frames read from the video source', registers });
     this.segmentsEncoded = new Counter({ name: METRIC_NAMES.segmentsEncoded, help: 'Segments encoded', registers });
     this.segmentBytes = new Counter({ name: METRIC_NAMES.segmentBytes, help: 'Bytes of encoded segments', registers });
-    this.bitrate = new Gauge({ name: METRIC_NAMES.bitrate, help: 'Bitrate of the last encoded segment in bits per second', registers });
+    this.uplinkBytes = new Counter({ name: METRIC_NAMES.uplinkBytes, help: 'Bytes uploaded per segment, by part: video, reference (accuracy monitor frames), headers (segment header, framing)', labelNames: ['part'] as const, registers });
+    this.downlinkBytes = new Counter({ name: METRIC_NAMES.downlinkBytes, help: 'Reply bytes received from the server (detections, F1, DNNGrad)', registers });
+    this.bitrate = new Gauge({ name: METRIC_NAMES.bitrate, help: 'Uplink bitrate of the last segment in bits per second, every byte counted (video, reference, headers)', registers });
     this.knob = new Gauge({ name: METRIC_NAMES.knob, help: 'Current value of each adaptation knob', labelNames: ['knob'] as const, registers });
     this.queueDepth = new Gauge({ name: METRIC_NAMES.queueDepth, help: 'Segments in the outbox waiting for the server', registers });
     this.f1 = new Gauge({ name: METRIC_NAMES.f1, help: 'F1 of the last segment reported by the server (0..1)', registers });
@@ -90,6 +96,17 @@ export class AgentMetrics {
     this.segmentsEncoded.inc();
     this.segmentBytes.inc(bytes);
     if (durationS !== undefined && durationS > 0) this.bitrate.set((bytes * 8) / durationS);
+  }
+
+  /** Every byte one segment costs on the uplink, by part. */
+  uplink(parts: { video: number; reference: number; headers: number }): void {
+    this.uplinkBytes.inc({ part: 'video' }, parts.video);
+    this.uplinkBytes.inc({ part: 'reference' }, parts.reference);
+    this.uplinkBytes.inc({ part: 'headers' }, parts.headers);
+  }
+
+  downlink(bytes: number): void {
+    this.downlinkBytes.inc(bytes);
   }
 
   setBitrateKbps(kbps: number): void {

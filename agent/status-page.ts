@@ -317,7 +317,9 @@ async function refresh() {
     fillTable("knobs", Object.entries(state.knobs ?? {}).sort().map(([k, v]) => [k, fmt(v)]));
     fillTable("state", [
       ["source", state.sourceRunning ? "running" : "stopped"], ["pipeline", state.pipelineRunning ? "running" : "stopped"],
-      ["bitrate (kbit/s)", fmt(state.bitrateKbps, 1)], ["F1", fmt(state.f1)], ["queue depth", fmt(state.queueDepth)],
+      ["uplink, every byte (kbit/s)", fmt(state.bitrateKbps, 1)],
+      ...Object.entries((state.extra && state.extra.uplinkKbps) || {}).map(([k, v]) => ["  " + k + " (kbit/s)", fmt(v, 1)]),
+      ["F1", fmt(state.f1)], ["queue depth", fmt(state.queueDepth)],
       ["fps", fmt(state.fps, 1)], ["segments", fmt(state.segmentsEncoded)],
     ]);
     $("summary").className = state.sourceRunning ? "good" : "bad";

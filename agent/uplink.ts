@@ -10,7 +10,7 @@
  */
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
-import { PROTOCOL_VERSION, parseServerMessage, type Reply } from '../wire/protocol.ts';
+import { PROTOCOL_VERSION, parseServerMessage, wsFrameOverhead, type Reply } from '../wire/protocol.ts';
 
 export interface OutboxItem {
   segmentId: string;
@@ -34,7 +34,8 @@ export interface UplinkOptions {
 }
 
 export interface UplinkEvents {
-  reply: [Reply];
+  /** the reply and what it cost on the downlink (message + WebSocket frame header) */
+  reply: [Reply, number];
   connected: [];
   disconnected: [string];
   serverError: [string, string | undefined];
@@ -106,7 +107,8 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       if (msg.type === 'reply') {
         this.outbox.ack(msg.segmentId);
         this.inflight.delete(msg.segmentId);
-        this.emit('reply', msg);
+        const n = typeof data === 'string' ? Buffer.byteLength(data) : Buffer.isBuffer(data) ? data.length : Array.isArray(data) ? data.reduce((a, b) => a + b.length, 0) : data.byteLength;
+        this.emit('reply', msg, n + wsFrameOverhead(n, false));
         this.pump();
       } else if (msg.type === 'error') {
         // A segment the server cannot process (e.g. corrupt) is reported, not retried forever:

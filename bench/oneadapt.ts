@@ -1,451 +1,526 @@
 /**
- * OneAdapt benchmark (npm run bench:oneadapt): gradient-ascent knob adaptation vs the best fixed
- * configuration in hindsight and vs a periodic-profiling baseline, on real video with scene changes.
+ * OneAdapt benchmark (npm run bench:oneadapt): the product's controller against the best fixed configuration in
+ * hindsight, a per-scene oracle, AWStream-style periodic profiling and Chameleon-style greedy one-knob profiling,
+ * every byte on the wire counted, tuned on a development set and reported on a disjoint evaluation set.
  *
- *   npm run bench:oneadapt [-- --clip 10 --eval-every 2 --lambdas 3,10,30,100 --main-lambda 10 --window 5]
+ *   npm run bench:oneadapt [-- --videos a.mp4:0-6,b.mp4:20-26,… --dev-videos … --target-f1 0.9 --tune]
  *
- * Video: four held-out clips, each decoded at 10 fps and SCALED (not cropped) to 640×360, concatenated:
- *   campus-576p.avi from 55 s (4:3, so stretched), highway-720p.mp4 from 20 s, people-indoor-432p.mp4
- *   from 100 s, parking-topdown-432p.mp4 from 0 s; `--clip` seconds each (default 10 → 40 segments).
- * Segments: 1 s = 10 frames, each a closed GOP (renderSegment: x264 veryfast, no B-frames).
+ * Clips: `file:start-end` (seconds; a bare name is looked up in ../shared/videos), each decoded at 10 fps and
+ * SCALED (not cropped) to 640×360, concatenated in the order given; 1-s segments of 10 frames, each a closed
+ * GOP (renderSegment: x264 veryfast, no B-frames). Every change of clip is a scene change.
+ * Development set (`--dev-videos`): where λ, lr, the deadband and the scene-change handling are chosen (`--tune`
+ * sweeps them there; without it the pre-registered values below are used). Evaluation set (`--videos`): other time
+ * spans of the same nine cameras, in another order; nothing is chosen on it. Both are named in the result file.
  *
- * Accuracy: YOLOX-Nano on the ORIGINAL 640×360 frames is the reference. Detections with score ≥ 0.3,
- * road classes (person, bicycle, car, motorcycle, bus, train, truck), IoU ≥ 0.5, same class.
- * Evaluated on every `--eval-every`-th frame of each segment (positions 1, 3, 5, 7, 9 by default), identically
- * for every method. The server detects on the decoded frame at its streamed size and the boxes are
- * scaled to 640×360 (as server/analyzer.ts does); a frame dropped by the fps knob is answered with the
- * detections of the last sent frame. "f1" = mean per-frame F1 over the evaluated frames; the aggregate
- * F1 (summed TP/FP/FN) is reported beside it. Bytes = real encoded bytes of the streamed segments.
+ * Accuracy (server/accuracy.ts ACCURACY, the product's definition): YOLOX-Nano on the ORIGINAL 640×360 frames is
+ * the reference; road classes, score ≥ 0.3, IoU ≥ 0.5, same class; frames 1, 5, 9 of every segment (`--eval-every
+ * 4`), identically for every method; a frame dropped by the fps knob is answered with the last sent frame's
+ * detections; the server detects on the decoded frame at its streamed size, boxes scaled to 640×360.
+ * "f1" = mean per-frame F1 (empty vs empty = 1); the aggregate F1 (summed TP/FP/FN) beside it.
  *
- * Methods, all in one run on the same frames:
- *   oneadapt  — the real loop: per segment render at the current knobs (resolution, fps, qp; no cheap model
- *               → importance = null, so the AccMPEG threshold knob is off), the server's DNNGrad of the
- *               segment's last original frame (analyzer.dnnGrad, proxy over road classes), and on the NEXT
- *               segment probeKnobs with that g + OneAdaptController.step. Knob lists = DEFAULT_KNOBS; start
- *               at resolution 1, fps 10, QP 30; w_rec = 1, lr 0.1, Adam betas 0.5/0.5; bandwidth weight λ
- *               swept over `--lambdas` (fixed λ, no target); `--main-lambda` is the headline; the main λ is also
- *               run with the learning rates in `--lr-variants` (default 0.3) to show the effect of step size.
- *   best_fixed — a static grid resolution {1, 0.67, 0.5} × fps {10, 5, 2} × QP {24, 30, 36, 42} over the
- *               whole video. Rule: the highest-F1 config whose total bytes ≤ OneAdapt's; also the cheapest
- *               config whose F1 ≥ OneAdapt's ("cheapest_fixed_at_oneadapt_f1").
- *   profiling — AWStream/Chameleon style: every `--window` segments, profile the whole grid on the window's
- *               first segment (encode + decode + detect on the evaluated frames vs that segment's original-
- *               frame detections), pick the cheapest config (by profiled bytes) whose profiled F1 ≥ target
- *               (else the most accurate), use it for the window. Targets: OneAdapt's F1 (headline) and 0.9.
- *               The chosen config is applied from the profiled segment itself, i.e. profiling is charged as
- *               compute but not as delay (favours the baseline). profiling_cost_s = wall seconds of that
- *               profiling compute on this machine, plus the number of extra encodes.
- *   oneadapt_accmpeg — the product's full configuration (agent with a cheap model): the same loop with 4 knobs
- *               (resolution, fps, qp, threshold) and the AccMPEG cheap model's importance map per segment:
- *               cheapmodel/models/accmpeg_cheap.onnx on frames 0 and 9 of the segment (agent: every k-th and the
- *               last frame, k = 10), meanMap; important MBs at `qp`, the rest at qp + 10 (lowQpDelta). Start
- *               res 1 / fps 10 / QP 30 / threshold 0.5 (the agent's cheapModel.threshold default); λ swept over
- *               `--accmpeg-lambdas` (default: the same as `--lambdas`), headline = `--main-lambda`.
- *   accmpeg_fixed — AccMPEG alone, no adaptation: the same per-segment cheap-model map, res 1, fps 10, fixed
- *               (qp, α) pairs from `--accmpeg-fixed` (default QP {24, 30, 36} × α {0.2, 0.5}). These configs are
- *               also the "AccMPEG slice": for the 4-knob run the best fixed config is reported both over the
- *               uniform grid alone and over grid ∪ slice (the 3-knob rows keep the uniform grid only).
- * OneAdapt's own overhead: probe ms per segment (InputGrad: 3 extra encode+decode + RGB error per knob,
- * measured inside probeKnobs; 4 with the threshold knob) and server DNNGrad ms per segment; with AccMPEG
- * also the cheap model's ms per segment (two frames, CPU, onnxruntime).
+ * Bytes = bytes on the wire (server/protocol.ts segmentWireBytes): the video, the segment's JSON header with its
+ * length prefix and WebSocket frame header, and any reference frame (OneAdapt's accuracy monitor, the profiling
+ * baselines' high-quality uploads). Downlink (replies: detections, F1, DNNGrad map) is reported separately.
+ *
+ * Methods (one run, same frames, same accuracy):
+ *  oneadapt    the product's loop (the agent's code path): segment t is sent at the current knobs; the server's
+ *              DNNGrad is taken on segment t's last DECODED streamed frame (analyzer.dnnGrad, ONEADAPT_PROXY) and
+ *              carried to the source MB grid (gradToSourceGrid); segment t+1 is probed with it (probeKnobs: both
+ *              neighbours of every knob) and OneAdaptController.step sets the knobs of t+2 (the probe's current
+ *              rendering is what is sent for t+1). Optional monitor: every N-th segment also uploads its last sent
+ *              frame as a QP-`--reference-qp` I-frame and the server's F1 on it reaches the controller one segment
+ *              later (targetF1 constraint). Knob lists DEFAULT_KNOBS (resolution, fps, qp), start res 1 / fps 10 / QP 30.
+ *  best_fixed  static grid resolution {1, .67, .5} × fps {10, 5, 2} × QP {24, 30, 36, 42} over the whole set;
+ *              the cheapest configuration (bytes on the wire) whose F1 ≥ the pre-registered target `--target-f1`.
+ *  per_scene_oracle  the cheapest choice of one grid configuration per scene (in hindsight) whose overall mean F1
+ *              ≥ the target (Lagrangian sweep over the per-scene bytes/F1 tables; an upper bound of adaptation).
+ *  profiling   AWStream-style: every `--window` segments the camera uploads one segment at high quality (res 1,
+ *              fps 10, QP `--reference-qp`; those bytes are counted) and the server profiles the whole grid on it
+ *              (encode + decode + detect, compute measured), then picks the cheapest config with profiled F1 ≥ target
+ *              for the rest of the window.
+ *  chameleon   Chameleon-style greedy: the same high-quality upload every `--window` segments, then one knob at a
+ *              time (qp, resolution, fps), the others held at the current choice, the cheapest value meeting the
+ *              target is kept; fewer configs profiled, cost measured the same way.
  */
 import path from 'node:path';
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { renderSegment, type Rendered, type RenderKnobs, type RenderOptions } from '../oneadapt/render.ts';
-import { decodeSegment } from '../encoder/index.ts';
+import { gradToSourceGrid, renderSegment, type Rendered, type RenderKnobs, type RenderOptions } from '../oneadapt/render.ts';
+import { decodeSegment, encodeSegment } from '../encoder/index.ts';
 import type { MbMap, YuvFrame } from '../encoder/frame.ts';
-import { CheapModel } from '../cheapmodel/model.ts';
-import { fractionImportant, importanceMask, meanMap } from '../cheapmodel/qpmap.ts';
-import { OneAdaptController, type Decision } from '../oneadapt/adapt.ts';
+import { OneAdaptController, type AdaptOptions, type Decision } from '../oneadapt/adapt.ts';
 import { DEFAULT_KNOBS } from '../oneadapt/knobs.ts';
 import { sampledIndices } from '../oneadapt/inputgrad.ts';
 import { probeKnobs } from '../oneadapt/probe.ts';
+import { contentSignature } from '../oneadapt/scene.ts';
 import { SegmentAnalyzer } from '../server/analyzer.ts';
-import { f1FromCounts, frameF1, type F1Options, type FrameF1 } from '../server/accuracy.ts';
-import { ROAD_CLASSES, type Detection } from '../detector/postprocess.ts';
-import { DETECTOR_MODEL, loadFrames, VIDEOS } from '../testdata/fixtures.ts';
+import { ACCURACY, f1FromCounts, frameF1, type FrameF1 } from '../server/accuracy.ts';
+import { encodeMbMap } from '../wire/mbmap.ts';
+import { segmentWireBytes, wsFrameOverhead, PROTOCOL_VERSION, type SegmentHeader } from '../wire/protocol.ts';
+import type { Detection } from '../detector/postprocess.ts';
+import { ONEADAPT_TUNED } from '../config/schema.ts';
+import { DETECTOR_MODEL, loadFrames, SHARED } from '../testdata/fixtures.ts';
 import { printTable, writeResult } from './report.ts';
 import { panelPlot, type PanelSeries, type Rgb } from './panelplot.ts';
 
+/** Pre-registered before the evaluation run (see `preregistered` in the result file). */
+const DEV_DEFAULT = 'campus-576p.avi:0-5,highway-720p.mp4:0-5,people-indoor-432p.mp4:0-5,parking-topdown-432p.mp4:0-5,parking-person-bicycle-432p.mp4:0-5,towncentre-pedestrians-480p.mp4:0-5,residential-street-cars-352p.mp4:0-5,overhead-road-dusk-360p.mp4:0-5,office-lobby-fisheye-360p.mp4:0-5';
+const EVAL_DEFAULT = 'highway-720p.mp4:20-26,office-lobby-fisheye-360p.mp4:12-18,campus-576p.avi:55-61,overhead-road-dusk-360p.mp4:12-18,people-indoor-432p.mp4:100-106,residential-street-cars-352p.mp4:25-31,towncentre-pedestrians-480p.mp4:8-14,parking-topdown-432p.mp4:20-26,parking-person-bicycle-432p.mp4:25-31';
+
 const { values: args } = parseArgs({
   options: {
-    clip: { type: 'string', default: '10' },
-    'eval-every': { type: 'string', default: '2' },
-    lambdas: { type: 'string', default: '3,10,30,100' },
-    'main-lambda': { type: 'string', default: '10' },
+    videos: { type: 'string', default: EVAL_DEFAULT },
+    'dev-videos': { type: 'string', default: DEV_DEFAULT },
+    'eval-every': { type: 'string', default: '4' },
+    'target-f1': { type: 'string', default: '0.9' },
     window: { type: 'string', default: '5' },
-    lr: { type: 'string', default: '0.1' },
-    'lr-variants': { type: 'string', default: '0.3' },
-    'accmpeg-lambdas': { type: 'string' },
-    'accmpeg-fixed': { type: 'string', default: '24:0.2,24:0.5,30:0.2,30:0.5,36:0.2,36:0.5' },
-    'accmpeg-start-variants': { type: 'string', default: '0.05' },
+    'reference-qp': { type: 'string', default: '20' },
+    /** OneAdapt settings (pre-registered = the product defaults, config/schema.ts ONEADAPT_TUNED) */
+    lambda: { type: 'string', default: String(ONEADAPT_TUNED.lambda) },
+    lr: { type: 'string', default: String(ONEADAPT_TUNED.lr) },
+    deadband: { type: 'string', default: String(ONEADAPT_TUNED.deadband) },
+    'on-scene-change': { type: 'string', default: ONEADAPT_TUNED.onSceneChange },
+    'reference-every': { type: 'string', default: '0' },
+    /** sweep these on the development set (comma lists) and report the pick; the eval run still uses the flags above */
+    tune: { type: 'boolean', default: false },
+    'tune-lambdas': { type: 'string', default: '0.3,1,3,10' },
+    'tune-lrs': { type: 'string', default: '1,3' },
+    'tune-scene': { type: 'string', default: 'burst,restart' },
+    'tune-monitor': { type: 'string', default: '0,10' },
+    'eval-variants': { type: 'string', default: '' },
+    bootstrap: { type: 'string', default: '2000' },
   },
 });
-const CLIP_S = Number(args.clip);
-const EVAL_EVERY = Number(args['eval-every']);
-const LAMBDAS = args.lambdas!.split(',').map(Number);
-const MAIN_LAMBDA = Number(args['main-lambda']);
-if (!LAMBDAS.includes(MAIN_LAMBDA)) LAMBDAS.push(MAIN_LAMBDA);
-const WINDOW = Number(args.window);
-const LR = Number(args.lr);
-const LR_VARIANTS = args['lr-variants'] ? args['lr-variants'].split(',').map(Number) : [];
-const AM_LAMBDAS = args['accmpeg-lambdas'] ? args['accmpeg-lambdas'].split(',').map(Number) : [...LAMBDAS];
-if (!AM_LAMBDAS.includes(MAIN_LAMBDA)) AM_LAMBDAS.push(MAIN_LAMBDA);
-const AM_FIXED = args['accmpeg-fixed']!.split(',').map((p) => { const [qp, a] = p.split(':').map(Number); return { qp, threshold: a }; });
-/** AccMPEG as the agent runs it: cheap model on every k-th frame and the last (k = segment length → first and last) */
-const AM_EVERY_K = 10, AM_START_THRESHOLD = 0.5;
-/** extra main-λ runs from other threshold starts (0.05 = index 0: what agent.ts's controller starts at, as it passes no threshold start) */
-const AM_START_VARIANTS = args['accmpeg-start-variants'] ? args['accmpeg-start-variants'].split(',').map(Number) : [];
 const W = 640, H = 360, FPS = 10, SEG = 10;
-const SCORE = 0.3;
-const F1_OPTS: F1Options = { iouThreshold: 0.5, classes: ROAD_CLASSES, scoreThreshold: SCORE };
+const EVAL_EVERY = Number(args['eval-every']);
+const POS = [...Array(SEG).keys()].filter((i) => i % EVAL_EVERY === 1 % EVAL_EVERY);
+const TARGET = Number(args['target-f1']);
+const WINDOW = Number(args.window);
+const REF_QP = Number(args['reference-qp']);
 const RENDER: RenderOptions = { srcFps: FPS, lowQpDelta: 10 };
 const BASE: RenderKnobs = { resolution: 1, fps: 10, qp: 30, threshold: 0.2 };
+const HQ: RenderKnobs = { resolution: 1, fps: 10, qp: REF_QP, threshold: 0.2 };
 const GRID = { resolution: [1, 0.67, 0.5], fps: [10, 5, 2], qp: [24, 30, 36, 42] };
-const SCENES = [
-  { name: 'campus', file: VIDEOS.campus, startS: 55 },
-  { name: 'highway', file: VIDEOS.highway, startS: 20 },
-  { name: 'people', file: VIDEOS.people, startS: 100 },
-  { name: 'parking', file: VIDEOS.parking, startS: 0 },
-];
-// evaluated positions inside a segment: 1, 1+k, … (k = --eval-every)
-const POS = [...Array(SEG).keys()].filter((i) => i % EVAL_EVERY === 1 % EVAL_EVERY);
+interface OaParams { lambda: number; lr: number; deadband: number; onSceneChange: 'burst' | 'restart'; referenceEvery: number }
+const PRE: OaParams = { lambda: Number(args.lambda), lr: Number(args.lr), deadband: Number(args.deadband), onSceneChange: args['on-scene-change'] as 'burst' | 'restart', referenceEvery: Number(args['reference-every']) };
 
 const log = (...a: unknown[]): void => console.error(`[${(performance.now() / 1000).toFixed(0)}s]`, ...a);
 const tStart = performance.now();
+const mean = (a: number[]): number => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : 0);
 
-// ---------------------------------------------------------------- data
-const segments: YuvFrame[][] = [];
-const sceneOf: number[] = [];
-SCENES.forEach((s, k) => {
-  const frames = loadFrames(s.file, CLIP_S * FPS, { startS: s.startS, width: W, height: H, fps: FPS });
-  for (let i = 0; i + SEG <= frames.length; i += SEG) { segments.push(frames.slice(i, i + SEG)); sceneOf.push(k); }
-  log(`${s.name}: ${frames.length} frames from ${s.startS} s`);
-});
-const N = segments.length;
-const boundaries = sceneOf.map((s, i) => (i === 0 || s !== sceneOf[i - 1] ? i : -1)).filter((i) => i >= 0);
+// ---------------------------------------------------------------- inputs
+interface Clip { file: string; name: string; startS: number; endS: number }
+function parseClips(list: string): Clip[] {
+  return list.split(',').filter(Boolean).map((item) => {
+    const m = /^(.+):(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)$/.exec(item.trim());
+    if (!m) throw new Error(`bad clip "${item}": expected file:start-end (seconds), e.g. highway-720p.mp4:20-26`);
+    const file = existsSync(m[1]) ? path.resolve(m[1]) : path.join(SHARED, 'videos', m[1]);
+    if (!existsSync(file)) throw new Error(`clip ${m[1]}: no such file (looked in . and ${path.join(SHARED, 'videos')})`);
+    const startS = Number(m[2]), endS = Number(m[3]);
+    if (!(endS - startS >= 1)) throw new Error(`clip ${item}: needs at least 1 s`);
+    return { file, name: path.basename(file).replace(/\.[^.]+$/, ''), startS, endS };
+  });
+}
 
-const analyzer = await SegmentAnalyzer.create({ modelPath: DETECTOR_MODEL, proxyClasses: ROAD_CLASSES });
-const detect = async (f: YuvFrame): Promise<Detection[]> => {
-  const d = (await analyzer.detector.detect(f)).detections;
-  if (f.width === W && f.height === H) return d;
+const analyzer = await SegmentAnalyzer.create({ modelPath: DETECTOR_MODEL });
+let detections = 0;
+const detect = async (f: YuvFrame): Promise<{ dets: Detection[]; raw: Float32Array }> => {
+  detections++;
+  const r = await analyzer.detector.detect(f);
+  if (f.width === W && f.height === H) return { dets: r.detections, raw: r.raw };
   const sx = W / f.width, sy = H / f.height;
-  return d.map((b) => ({ ...b, x1: b.x1 * sx, x2: b.x2 * sx, y1: b.y1 * sy, y2: b.y2 * sy }));
+  return { dets: r.detections.map((b) => ({ ...b, x1: b.x1 * sx, x2: b.x2 * sx, y1: b.y1 * sy, y2: b.y2 * sy })), raw: r.raw };
 };
 
-// reference detections on the original frames (evaluated positions), with their cost
-const refDets: Detection[][][] = [];
-const refS: number[] = [];
-for (const frames of segments) {
-  const t = performance.now();
-  const d: Detection[][] = [];
-  for (const p of POS) d.push(await detect(frames[p]));
-  refDets.push(d);
-  refS.push((performance.now() - t) / 1000);
+/** A realistic header for a rendering, to count its bytes exactly as the agent sends them. */
+function header(seq: number, r: Rendered, k: RenderKnobs, ref: number): SegmentHeader {
+  return {
+    type: 'segment', v: PROTOCOL_VERSION, segmentId: `bench-cam-1764640000000-${seq}`, cameraId: 'bench-cam', seq, codec: r.encoded.codec,
+    width: r.encoded.width, height: r.encoded.height, fps: k.fps, frameCount: r.sent.length, ptsMs: r.sent.map((i) => seq * 1000 + i * 100),
+    capturedAt: 1764640000000 + seq * 1000, knobs: { ...k }, videoBytes: r.encoded.data.length,
+    ...(ref > 0 ? { ref: { frameIndex: r.sent.length - 1, codec: 'h264' as const, width: W, height: H, bytes: ref } } : {}),
+  };
 }
-log(`reference detections: ${N} segments × ${POS.length} frames`);
 
-// AccMPEG importance per segment, as agent.handleSegment computes it (computed once, shared by every AccMPEG method)
-const cheap = await CheapModel.load();
-const impMaps: MbMap[] = [];
-const cheapMs: number[] = [];
-for (const frames of segments) {
-  const t = performance.now();
-  const picked = frames.filter((_, i) => i % AM_EVERY_K === 0 || i === frames.length - 1);
-  const maps: MbMap[] = [];
-  for (const f of picked) maps.push(await cheap.importance(f));
-  impMaps.push(meanMap(maps));
-  cheapMs.push(performance.now() - t);
-}
-const AM_FRAMES_PER_SEG = segments[0].filter((_, i) => i % AM_EVERY_K === 0 || i === SEG - 1).length;
-log(`cheap model: ${N} segments × ${AM_FRAMES_PER_SEG} frames, mean ${(cheapMs.reduce((a, b) => a + b, 0) / N).toFixed(0)} ms/segment`);
+interface Outcome { video: number; wire: number; headers: number; frames: FrameF1[]; computeS: number }
+class DataSet {
+  segments: YuvFrame[][] = [];
+  sceneOf: number[] = [];
+  refDets: Detection[][][] = [];
+  refS: number[] = [];
+  signatures: Float32Array[] = [];
+  private cache = new Map<string, Outcome>();
+  private grads = new Map<string, { proxy: number; map: MbMap; ms: number; downlink: number }>();
+  private refs = new Map<number, { bytes: number; dets: Detection[] }>();
+  constructor(readonly label: string, readonly clips: Clip[]) {}
 
-// ---------------------------------------------------------------- evaluating a rendering (cached by segment+config)
-interface Outcome { bytes: number; frames: FrameF1[]; computeS: number }
-const cache = new Map<string, Outcome>();
-// AccMPEG renderings depend on the threshold too (uniform ones ignore it)
-const keyOf = (seg: number, k: RenderKnobs, am = false): string => `${seg}|${k.resolution}|${k.fps}|${k.qp}${am ? `|am${k.threshold}` : ''}`;
-let detections = 0;
-
-async function evaluate(seg: number, k: RenderKnobs, rendered?: Rendered, am = false): Promise<Outcome> {
-  const key = keyOf(seg, k, am);
-  const hit = cache.get(key);
-  if (hit) {
-    if (rendered && rendered.encoded.data.length !== hit.bytes) log(`note: re-encode of ${key} gave ${rendered.encoded.data.length} B, cached ${hit.bytes} B`);
-    return hit;
-  }
-  const t = performance.now();
-  const frames = segments[seg];
-  const r = rendered ?? (await renderSegment(frames, k, am ? impMaps[seg] : null, RENDER));
-  const decoded = (await decodeSegment(r.encoded.data, r.encoded.codec)).frames;
-  const src = sampledIndices(SEG, FPS, k.fps);
-  const bySent = new Map<number, Detection[]>();
-  const out: FrameF1[] = [];
-  for (let j = 0; j < POS.length; j++) {
-    const s = src[POS[j]];
-    let d = bySent.get(s);
-    if (!d) {
-      d = await detect(decoded[r.sent.indexOf(s)]);
-      detections++;
-      bySent.set(s, d);
+  async load(): Promise<void> {
+    this.clips.forEach((c, k) => {
+      const frames = loadFrames(c.file, Math.round((c.endS - c.startS) * FPS), { startS: c.startS, width: W, height: H, fps: FPS });
+      for (let i = 0; i + SEG <= frames.length; i += SEG) { this.segments.push(frames.slice(i, i + SEG)); this.sceneOf.push(k); }
+    });
+    for (const frames of this.segments) {
+      const t = performance.now();
+      const d: Detection[][] = [];
+      for (const p of POS) d.push((await detect(frames[p])).dets);
+      this.refDets.push(d);
+      this.refS.push((performance.now() - t) / 1000);
+      this.signatures.push(contentSignature(frames[0]));
     }
-    out.push(frameF1(d, refDets[seg][j], F1_OPTS));
+    log(`${this.label}: ${this.segments.length} segments from ${this.clips.length} clips`);
   }
-  const o = { bytes: r.encoded.data.length, frames: out, computeS: (performance.now() - t) / 1000 };
-  cache.set(key, o);
-  return o;
+  get n(): number { return this.segments.length; }
+  get boundaries(): number[] { return this.sceneOf.map((s, i) => (i === 0 || s !== this.sceneOf[i - 1] ? i : -1)).filter((i) => i >= 0); }
+  key(seg: number, k: RenderKnobs): string { return `${seg}|${k.resolution}|${k.fps}|${k.qp}`; }
+
+  /** Encode (or take the given rendering), decode, detect at the evaluated positions; cached by segment+config. */
+  async evaluate(seg: number, k: RenderKnobs, rendered?: Rendered): Promise<Outcome> {
+    const key = this.key(seg, k);
+    const hit = this.cache.get(key);
+    if (hit) return hit;
+    const t = performance.now();
+    const frames = this.segments[seg];
+    const r = rendered ?? (await renderSegment(frames, k, null, RENDER));
+    const decoded = (await decodeSegment(r.encoded.data, r.encoded.codec)).frames;
+    const src = sampledIndices(SEG, FPS, k.fps);
+    const bySent = new Map<number, Detection[]>();
+    const out: FrameF1[] = [];
+    for (let j = 0; j < POS.length; j++) {
+      const s = src[POS[j]];
+      let d = bySent.get(s);
+      if (!d) { d = (await detect(decoded[r.sent.indexOf(s)])).dets; bySent.set(s, d); }
+      out.push(frameF1(d, this.refDets[seg][j], ACCURACY));
+    }
+    const wire = segmentWireBytes(header(seg, r, k, 0));
+    const o = { video: wire.video, wire: wire.total, headers: wire.headers, frames: out, computeS: (performance.now() - t) / 1000 };
+    this.cache.set(key, o);
+    return o;
+  }
+
+  /** The server's DNNGrad on the rendering's last decoded frame, on the source MB grid; cached by segment+config. */
+  async dnnGrad(seg: number, k: RenderKnobs, r: Rendered): Promise<{ proxy: number; map: MbMap; ms: number; downlink: number }> {
+    const key = this.key(seg, k);
+    const hit = this.grads.get(key);
+    if (hit) return hit;
+    const t = performance.now();
+    const decoded = (await decodeSegment(r.encoded.data, r.encoded.codec)).frames;
+    const last = decoded[decoded.length - 1];
+    const g = await analyzer.dnnGrad(last);
+    const mapBytes = Buffer.from(encodeMbMap(g.map).toString('base64')).length;
+    const out = { proxy: g.proxy, map: gradToSourceGrid(g.map, last.width, last.height, W, H), ms: performance.now() - t, downlink: mapBytes };
+    this.grads.set(key, out);
+    return out;
+  }
+
+  /** The accuracy monitor's reference: the segment's last sent frame at QP REF_QP (one I-frame), its bytes and detections. */
+  async reference(seg: number, frameIdx: number): Promise<{ bytes: number; dets: Detection[] }> {
+    const key = seg * SEG + frameIdx;
+    const hit = this.refs.get(key);
+    if (hit) return hit;
+    const enc = await encodeSegment([this.segments[seg][frameIdx]], [null], { baseQp: REF_QP, gop: 1, codec: 'h264' });
+    const dec = (await decodeSegment(enc.data, enc.codec)).frames[0];
+    const out = { bytes: enc.data.length, dets: (await detect(dec)).dets };
+    this.refs.set(key, out);
+    return out;
+  }
 }
 
-interface Totals { bytes: number; f1: number; aggF1: number; kbps: number }
-function totals(outs: Outcome[]): Totals {
-  let tp = 0, fp = 0, fn = 0, sum = 0, n = 0, bytes = 0;
+interface Totals { bytes: number; video: number; f1: number; aggF1: number; kbps: number }
+function totals(outs: { wire: number; video: number; frames: FrameF1[] }[]): Totals {
+  let tp = 0, fp = 0, fn = 0, sum = 0, n = 0, bytes = 0, video = 0;
   for (const o of outs) {
-    bytes += o.bytes;
+    bytes += o.wire; video += o.video;
     for (const f of o.frames) { tp += f.tp; fp += f.fp; fn += f.fn; sum += f.f1; n++; }
   }
-  return { bytes, f1: sum / n, aggF1: f1FromCounts(tp, fp, fn), kbps: (bytes * 8) / 1000 / outs.length };
+  return { bytes, video, f1: n ? sum / n : 1, aggF1: f1FromCounts(tp, fp, fn), kbps: outs.length ? (bytes * 8) / 1000 / outs.length : 0 };
 }
+const segF1 = (o: { frames: FrameF1[] }): number => mean(o.frames.map((f) => f.f1));
 const cfgName = (k: Pick<RenderKnobs, 'resolution' | 'fps' | 'qp'>): string => `res ${k.resolution} fps ${k.fps} qp ${k.qp}`;
-const amName = (k: RenderKnobs): string => `accmpeg ${cfgName(k)}/${Math.min(51, k.qp + RENDER.lowQpDelta)} a ${k.threshold}`;
 
-// ---------------------------------------------------------------- best fixed: the grid over the whole video
-const grid: RenderKnobs[] = [];
-for (const resolution of GRID.resolution) for (const fps of GRID.fps) for (const qp of GRID.qp) grid.push({ ...BASE, resolution, fps, qp });
-interface FixedTotals { cfg: RenderKnobs; name: string; t: Totals; perScene: Totals[]; outs: Outcome[] }
-const gridTotals: FixedTotals[] = [];
-for (const cfg of grid) {
-  const outs: Outcome[] = [];
-  for (let s = 0; s < N; s++) outs.push(await evaluate(s, cfg));
-  gridTotals.push({ cfg, name: cfgName(cfg), t: totals(outs), perScene: SCENES.map((_, k) => totals(outs.filter((_, i) => sceneOf[i] === k))), outs });
-}
-log(`grid: ${grid.length} configs × ${N} segments, ${detections} detector runs so far`);
-
-// ---------------------------------------------------------------- AccMPEG alone (fixed qp, α; res 1, fps 10)
-const amFixed: (FixedTotals & { fracImportant: number })[] = [];
-for (const p of AM_FIXED) {
-  const cfg: RenderKnobs = { ...BASE, qp: p.qp, threshold: p.threshold };
-  const outs: Outcome[] = [];
-  for (let s = 0; s < N; s++) outs.push(await evaluate(s, cfg, undefined, true));
-  const fracImportant = impMaps.reduce((a, m) => a + fractionImportant(importanceMask(m, { threshold: p.threshold })), 0) / N;
-  amFixed.push({ cfg, name: amName(cfg), t: totals(outs), perScene: SCENES.map((_, k) => totals(outs.filter((_, i) => sceneOf[i] === k))), outs, fracImportant });
-}
-log(`AccMPEG fixed: ${amFixed.length} configs × ${N} segments, ${detections} detector runs so far`);
-
-// ---------------------------------------------------------------- OneAdapt
-// server side: DNNGrad of each segment's last original frame (computed once, shared by every λ run)
-const grads: { proxy: number; map: MbMap }[] = [];
-const gradMs: number[] = [];
-for (const frames of segments) {
-  const t = performance.now();
-  const g = await analyzer.dnnGrad(frames[SEG - 1]);
-  gradMs.push(performance.now() - t);
-  grads.push({ proxy: g.proxy, map: g.map });
-}
-log(`DNNGrad: ${N} frames, mean ${(gradMs.reduce((a, b) => a + b, 0) / N).toFixed(0)} ms`);
-
-interface OaRun { lambda: number; lr: number; am: boolean; amStart: number; knobs: RenderKnobs[]; outs: Outcome[]; probeMs: number[]; decisions: Decision[]; t: Totals; perScene: Totals[] }
-/** am: the product's full configuration (cheap-model importance + the threshold knob) */
-async function runOneAdapt(lambda: number, lr = LR, am = false, amStart = AM_START_THRESHOLD): Promise<OaRun> {
-  const ctrl = am
-    ? new OneAdaptController({ enabled: ['resolution', 'fps', 'qp', 'threshold'], lambda, wRec: 1, lr, start: { qp: BASE.qp, threshold: amStart } })
-    : new OneAdaptController({ enabled: ['resolution', 'fps', 'qp'], lambda, wRec: 1, lr, start: { qp: BASE.qp } });
-  const knobs: RenderKnobs[] = [];
-  const outs: Outcome[] = [];
-  const probeMs: number[] = [];
-  const decisions: Decision[] = [];
-  for (let s = 0; s < N; s++) {
+// ---------------------------------------------------------------- OneAdapt (the agent's loop)
+interface SegOut { wire: number; video: number; reference: number; headers: number; frames: FrameF1[]; downlink: number }
+interface OaRun { params: OaParams; knobs: RenderKnobs[]; outs: SegOut[]; probeMs: number[]; gradMs: number[]; decisions: Decision[]; t: Totals; perScene: Totals[]; encodes: number; proxies: number[]; monitorF1: (number | null)[] }
+async function runOneAdapt(ds: DataSet, p: OaParams): Promise<OaRun> {
+  const opts: AdaptOptions = { enabled: ['resolution', 'fps', 'qp'], start: { qp: BASE.qp }, lambda: p.lambda, lr: p.lr, deadband: p.deadband, onSceneChange: p.onSceneChange, targetF1: p.referenceEvery > 0 ? TARGET : undefined };
+  const ctrl = new OneAdaptController(opts);
+  const knobs: RenderKnobs[] = [], outs: SegOut[] = [], probeMs: number[] = [], gradMs: number[] = [], decisions: Decision[] = [], proxies: number[] = [], monitorF1: (number | null)[] = [];
+  let encodes = 0, lastHeaders = 0, refMean: number | null = null;
+  let grad: { proxy: number; map: MbMap } | null = null;
+  let pendingF1: number | null = null;
+  for (let s = 0; s < ds.n; s++) {
     const k: RenderKnobs = { ...BASE, ...ctrl.values() };
     let rendered: Rendered;
-    if (s > 0) {
-      // the camera has the server's DNNGrad of the previous segment: probe this segment with it and step
-      const g = grads[s - 1];
-      const p = await probeKnobs(ctrl, segments[s], am ? impMaps[s] : null, g.map, BASE, RENDER);
-      rendered = p.current;
-      probeMs.push(p.probeMs);
-      decisions.push(ctrl.step(p.probes, { bytes: rendered.encoded.data.length, durationS: SEG / FPS, proxy: g.proxy }));
+    const overheadBytes = lastHeaders + (p.referenceEvery > 0 && refMean !== null ? refMean / p.referenceEvery : 0);
+    if (grad) {
+      const pr = await probeKnobs(ctrl, ds.segments[s], null, grad.map, BASE, RENDER);
+      rendered = pr.current;
+      probeMs.push(pr.probeMs);
+      encodes += pr.encodes;
+      decisions.push(ctrl.step(pr.probes, { bytes: rendered.encoded.data.length + overheadBytes, durationS: SEG / FPS, proxy: grad.proxy, f1: pendingF1, overheadBytes, signature: ds.signatures[s] }));
+      pendingF1 = null;
     } else {
-      rendered = await renderSegment(segments[s], k, am ? impMaps[s] : null, RENDER);
+      rendered = await renderSegment(ds.segments[s], k, null, RENDER);
     }
     knobs.push(k);
-    outs.push(await evaluate(s, k, rendered, am));
+    const o = await ds.evaluate(s, k, rendered);
+    // server side: DNNGrad on the decoded streamed frame; the monitor's reference and F1 on sampled segments
+    const g = await ds.dnnGrad(s, k, rendered);
+    gradMs.push(g.ms);
+    grad = g;
+    proxies.push(g.proxy);
+    let refBytes = 0;
+    let mf1: number | null = null;
+    if (p.referenceEvery > 0 && s % p.referenceEvery === 0) {
+      const lastSent = rendered.sent[rendered.sent.length - 1];
+      const ref = await ds.reference(s, lastSent);
+      refBytes = ref.bytes;
+      refMean = refMean === null ? ref.bytes : 0.8 * refMean + 0.2 * ref.bytes;
+      const decoded = (await decodeSegment(rendered.encoded.data, rendered.encoded.codec)).frames;
+      mf1 = frameF1((await detect(decoded[decoded.length - 1])).dets, ref.dets, ACCURACY).f1;
+      pendingF1 = mf1;
+    }
+    monitorF1.push(mf1);
+    const wire = segmentWireBytes(header(s, rendered, k, refBytes));
+    lastHeaders = wire.headers;
+    // downlink: the reply's JSON (detections ≈ the evaluated frames' count is not known here: DNNGrad map + envelope)
+    const downlink = g.downlink + 200 + wsFrameOverhead(g.downlink + 200, false);
+    outs.push({ wire: wire.total, video: wire.video, reference: wire.reference, headers: wire.headers, frames: o.frames, downlink });
   }
   const t = totals(outs);
-  log(`OneAdapt${am ? `+AccMPEG (α0 ${amStart})` : ''} λ=${lambda} lr=${lr}: ${t.bytes} B, F1 ${t.f1.toFixed(3)}`);
-  return { lambda, lr, am, amStart, knobs, outs, probeMs, decisions, t, perScene: SCENES.map((_, k) => totals(outs.filter((_, i) => sceneOf[i] === k))) };
-}
-const runs: OaRun[] = [];
-for (const l of LAMBDAS) runs.push(await runOneAdapt(l));
-const main = runs.find((r) => r.lambda === MAIN_LAMBDA)!;
-const lrRuns: OaRun[] = [];
-for (const lr of LR_VARIANTS) if (lr !== LR) lrRuns.push(await runOneAdapt(MAIN_LAMBDA, lr));
-const amRuns: OaRun[] = [];
-for (const l of AM_LAMBDAS) amRuns.push(await runOneAdapt(l, LR, true));
-const amMain = amRuns.find((r) => r.lambda === MAIN_LAMBDA)!;
-const amStartRuns: OaRun[] = [];
-for (const a of AM_START_VARIANTS) if (a !== AM_START_THRESHOLD) amStartRuns.push(await runOneAdapt(MAIN_LAMBDA, LR, true, a));
-
-// ---------------------------------------------------------------- baselines relative to a OneAdapt run
-function bestFixed(ref: Totals, pool: FixedTotals[] = gridTotals): { underBytes: FixedTotals | null; atF1: FixedTotals | null } {
-  const under = pool.filter((g) => g.t.bytes <= ref.bytes).sort((a, b) => b.t.f1 - a.t.f1 || a.t.bytes - b.t.bytes)[0] ?? null;
-  const at = pool.filter((g) => g.t.f1 >= ref.f1).sort((a, b) => a.t.bytes - b.t.bytes)[0] ?? null;
-  return { underBytes: under, atF1: at };
+  log(`${ds.label} OneAdapt λ=${p.lambda} lr=${p.lr} db=${p.deadband} ${p.onSceneChange} ref/${p.referenceEvery}: ${t.bytes} B, F1 ${t.f1.toFixed(3)}`);
+  return { params: p, knobs, outs, probeMs, gradMs, decisions, t, perScene: ds.clips.map((_, c) => totals(outs.filter((_, i) => ds.sceneOf[i] === c))), encodes, proxies, monitorF1 };
 }
 
-interface ProfRun { target: number; t: Totals; configs: RenderKnobs[]; costS: number; extraEncodes: number; windows: number }
-async function profiling(target: number): Promise<ProfRun> {
-  const configs: RenderKnobs[] = [];
-  const outs: Outcome[] = [];
-  let costS = 0, extra = 0, windows = 0;
-  for (let w = 0; w < N; w += WINDOW) {
-    windows++;
-    costS += refS[w]; // detector on the original frames of the profiled segment
-    const prof: { cfg: RenderKnobs; o: Outcome; f1: number }[] = [];
-    for (const cfg of grid) {
-      const o = await evaluate(w, cfg);
-      costS += o.computeS; // measured when this (segment, config) was first encoded+decoded+detected
-      prof.push({ cfg, o, f1: o.frames.reduce((a, f) => a + f.f1, 0) / o.frames.length });
-    }
-    extra += grid.length - 1; // the chosen config's encoding of the profiled segment is what gets sent
-    const ok = prof.filter((p) => p.f1 >= target).sort((a, b) => a.o.bytes - b.o.bytes);
-    const pick = ok[0] ?? [...prof].sort((a, b) => b.f1 - a.f1 || a.o.bytes - b.o.bytes)[0];
-    for (let s = w; s < Math.min(N, w + WINDOW); s++) {
-      configs.push(pick.cfg);
-      outs.push(await evaluate(s, pick.cfg));
-    }
+// ---------------------------------------------------------------- development set: tuning
+const dev = new DataSet('dev', parseClips(args['dev-videos']!));
+const evalSet = new DataSet('eval', parseClips(args.videos!));
+await dev.load();
+let tuning: { params: OaParams; bytes: number; f1: number; agg_f1: number }[] = [];
+let chosen = PRE;
+if (args.tune) {
+  const list = (s: string): number[] => s.split(',').filter(Boolean).map(Number);
+  const cands: OaParams[] = [];
+  for (const lambda of list(args['tune-lambdas']!)) cands.push({ ...PRE, lambda });
+  for (const lr of list(args['tune-lrs']!)) if (lr !== PRE.lr) cands.push({ ...PRE, lr });
+  for (const sc of args['tune-scene']!.split(',')) if (sc !== PRE.onSceneChange) cands.push({ ...PRE, onSceneChange: sc as 'burst' | 'restart' });
+  for (const m of list(args['tune-monitor']!)) if (m !== PRE.referenceEvery) cands.push({ ...PRE, referenceEvery: m });
+  for (const c of cands) {
+    const r = await runOneAdapt(dev, c);
+    tuning.push({ params: c, bytes: r.t.bytes, f1: r.t.f1, agg_f1: r.t.aggF1 });
   }
-  return { target, t: totals(outs), configs, costS, extraEncodes: extra, windows };
+  // rule: the cheapest setting whose development F1 reaches the target
+  const ok = tuning.filter((t) => t.f1 >= TARGET).sort((a, b) => a.bytes - b.bytes);
+  chosen = (ok[0] ?? [...tuning].sort((a, b) => b.f1 - a.f1)[0]).params;
+  printTable(`Development set: OneAdapt settings (target F1 ${TARGET}; pick = cheapest reaching it)`, tuning.map((t) => ({ ...t.params, kB: Math.round(t.bytes / 100) / 10, f1: t.f1, agg_f1: t.agg_f1 })) as never);
+  console.log(`dev pick: ${JSON.stringify(chosen)} (pre-registered flags: ${JSON.stringify(PRE)}); the evaluation below uses the flags`);
 }
-const profMain = await profiling(main.t.f1);
-const prof09 = await profiling(0.9);
-const bf = bestFixed(main.t);
-const amPool = [...gridTotals, ...amFixed];
-const bfAm = bestFixed(amMain.t); // uniform grid only, vs OneAdapt+AccMPEG
-const bfAmSlice = bestFixed(amMain.t, amPool); // grid ∪ AccMPEG slice
+const devMain = await runOneAdapt(dev, PRE);
+
+// ---------------------------------------------------------------- evaluation set
+await evalSet.load();
+const ds = evalSet;
+const N = ds.n;
+const main = await runOneAdapt(ds, PRE);
+const variants: OaRun[] = [];
+for (const v of (args['eval-variants'] ?? '').split(';').filter(Boolean)) variants.push(await runOneAdapt(ds, { ...PRE, ...JSON.parse(v) }));
+
+// static grid over the evaluation set
+const grid: RenderKnobs[] = [];
+for (const resolution of GRID.resolution) for (const fps of GRID.fps) for (const qp of GRID.qp) grid.push({ ...BASE, resolution, fps, qp });
+interface Fixed { cfg: RenderKnobs; name: string; outs: Outcome[]; t: Totals; perScene: Totals[] }
+const fixed: Fixed[] = [];
+for (const cfg of grid) {
+  const outs: Outcome[] = [];
+  for (let s = 0; s < N; s++) outs.push(await ds.evaluate(s, cfg));
+  fixed.push({ cfg, name: cfgName(cfg), outs, t: totals(outs), perScene: ds.clips.map((_, c) => totals(outs.filter((_, i) => ds.sceneOf[i] === c))) });
+}
+log(`grid: ${grid.length} configs × ${N} segments, ${detections} detector runs so far`);
+const bestFixed = [...fixed].filter((f) => f.t.f1 >= TARGET).sort((a, b) => a.t.bytes - b.t.bytes)[0] ?? [...fixed].sort((a, b) => b.t.f1 - a.t.f1)[0];
+const cheapestAtOaF1 = [...fixed].filter((f) => f.t.f1 >= main.t.f1).sort((a, b) => a.t.bytes - b.t.bytes)[0] ?? null;
+
+// per-scene oracle: one grid config per scene, cheapest overall with mean F1 ≥ target (Lagrangian sweep)
+const scenes = ds.clips.map((_, c) => [...Array(N).keys()].filter((i) => ds.sceneOf[i] === c));
+const nFrames = N * POS.length;
+function oracleFor(target: number): { bytes: number; f1: number; configs: string[]; outs: Outcome[] } {
+  let best: { bytes: number; f1: number; configs: string[]; outs: Outcome[] } | null = null;
+  for (let e = -4; e <= 8; e += 0.02) {
+    const mu = 10 ** e; // bytes per unit of summed per-frame F1
+    const pick = scenes.map((idx) => {
+      let b: Fixed | null = null, bv = Infinity;
+      for (const f of fixed) {
+        const bytes = idx.reduce((a, i) => a + f.outs[i].wire, 0);
+        const f1s = idx.reduce((a, i) => a + f.outs[i].frames.reduce((x, y) => x + y.f1, 0), 0);
+        const v = bytes - mu * f1s;
+        if (v < bv) { bv = v; b = f; }
+      }
+      return b!;
+    });
+    const outs = [...Array(N).keys()].map((i) => pick[ds.sceneOf[i]].outs[i]);
+    const t = totals(outs);
+    if (t.f1 >= target && (!best || t.bytes < best.bytes)) best = { bytes: t.bytes, f1: t.f1, configs: pick.map((f) => f.name), outs };
+  }
+  return best ?? { bytes: NaN, f1: NaN, configs: [], outs: [] };
+}
+const oracle = oracleFor(TARGET);
+void nFrames;
+
+// profiling baselines (HQ upload of the profiled segment counted; config applies from the next segment)
+interface ProfRun { name: string; t: Totals; configs: string[]; costS: number; profiled: number; hqBytes: number; outs: { wire: number; video: number; frames: FrameF1[] }[] }
+async function profilingRun(kind: 'awstream' | 'chameleon'): Promise<ProfRun> {
+  const outs: { wire: number; video: number; frames: FrameF1[] }[] = [];
+  const configs: string[] = [];
+  let costS = 0, profiled = 0, hqBytes = 0;
+  let cur: RenderKnobs = { ...BASE };
+  for (let s = 0; s < N; s++) {
+    if (s % WINDOW === 0) {
+      const hq = await ds.evaluate(s, HQ); // the segment goes up at high quality: the server profiles on it
+      outs.push(hq);
+      hqBytes += hq.wire;
+      configs.push(`profile (${cfgName(HQ)})`);
+      costS += ds.refS[s];
+      const f1Of = async (k: RenderKnobs): Promise<{ o: Outcome; f1: number }> => {
+        const o = await ds.evaluate(s, k);
+        costS += o.computeS; profiled++;
+        return { o, f1: segF1(o) };
+      };
+      if (kind === 'awstream') {
+        const prof: { k: RenderKnobs; o: Outcome; f1: number }[] = [];
+        for (const k of grid) prof.push({ k, ...(await f1Of(k)) });
+        const ok = prof.filter((p) => p.f1 >= TARGET).sort((a, b) => a.o.wire - b.o.wire);
+        cur = (ok[0] ?? [...prof].sort((a, b) => b.f1 - a.f1 || a.o.wire - b.o.wire)[0]).k;
+      } else {
+        for (const knob of ['qp', 'resolution', 'fps'] as const) {
+          const prof: { k: RenderKnobs; o: Outcome; f1: number }[] = [];
+          for (const v of GRID[knob]) { const k = { ...cur, [knob]: v }; prof.push({ k, ...(await f1Of(k)) }); }
+          const ok = prof.filter((p) => p.f1 >= TARGET).sort((a, b) => a.o.wire - b.o.wire);
+          cur = (ok[0] ?? [...prof].sort((a, b) => b.f1 - a.f1 || a.o.wire - b.o.wire)[0]).k;
+        }
+      }
+      continue;
+    }
+    outs.push(await ds.evaluate(s, cur));
+    configs.push(cfgName(cur));
+  }
+  const t = totals(outs);
+  log(`${kind}: ${t.bytes} B, F1 ${t.f1.toFixed(3)}, profiling ${costS.toFixed(1)} s`);
+  return { name: kind, t, configs, costS, profiled, hqBytes, outs };
+}
+const awstream = await profilingRun('awstream');
+const chameleon = await profilingRun('chameleon');
+
+// ---------------------------------------------------------------- bootstrap over segments (paired)
+function rng(seed: number): () => number { let s = seed >>> 0; return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32); }
+function bootstrap(a: { wire: number; frames: FrameF1[] }[], b: { wire: number; frames: FrameF1[] }[], B = Number(args.bootstrap)): { saving: { value: number; ci_low: number; ci_high: number }; f1_diff: { value: number; ci_low: number; ci_high: number } } {
+  const r = rng(12345);
+  const stat = (idx: number[]): [number, number] => {
+    let ba = 0, bb = 0, fa = 0, fb = 0;
+    for (const i of idx) { ba += a[i].wire; bb += b[i].wire; fa += segF1(a[i]); fb += segF1(b[i]); }
+    return [1 - ba / bb, (fa - fb) / idx.length];
+  };
+  const all = [...a.keys()];
+  const [s0, d0] = stat(all);
+  const ss: number[] = [], dd: number[] = [];
+  for (let k = 0; k < B; k++) { const idx = all.map(() => Math.floor(r() * all.length)); const [s, d] = stat(idx); ss.push(s); dd.push(d); }
+  ss.sort((x, y) => x - y); dd.sort((x, y) => x - y);
+  const q = (v: number[], p: number): number => v[Math.min(v.length - 1, Math.floor(p * v.length))];
+  return { saving: { value: s0, ci_low: q(ss, 0.025), ci_high: q(ss, 0.975) }, f1_diff: { value: d0, ci_low: q(dd, 0.025), ci_high: q(dd, 0.975) } };
+}
+const vsBest = bootstrap(main.outs, bestFixed.outs);
+const vsOracle = bootstrap(main.outs, oracle.outs);
+const vsAw = bootstrap(main.outs, awstream.outs);
+const vsCh = bootstrap(main.outs, chameleon.outs);
 
 // ---------------------------------------------------------------- report
-const mean = (a: number[]): number => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : 0);
-const row = (method: string, t: Totals, extra: Record<string, string | number> = {}): Record<string, string | number> => ({
-  method, kbytes: Math.round(t.bytes / 100) / 10, kbps: Math.round(t.kbps), f1: t.f1, agg_f1: t.aggF1, ...extra,
-});
-const rows: Record<string, string | number>[] = [];
-for (const r of runs) rows.push(row(`oneadapt λ=${r.lambda}${r === main ? ' (main)' : ''}`, r.t, { note: `probe ${mean(r.probeMs).toFixed(0)} ms/seg` }));
-for (const r of lrRuns) rows.push(row(`oneadapt λ=${r.lambda} lr=${r.lr}`, r.t, { note: `probe ${mean(r.probeMs).toFixed(0)} ms/seg` }));
-if (bf.underBytes) rows.push(row('best fixed, bytes ≤ OA', bf.underBytes.t, { note: cfgName(bf.underBytes.cfg) }));
-if (bf.atF1) rows.push(row('cheapest fixed, F1 ≥ OA', bf.atF1.t, { note: cfgName(bf.atF1.cfg) }));
-rows.push(row(`profiling, target OA F1`, profMain.t, { note: `cost ${profMain.costS.toFixed(1)} s, ${profMain.extraEncodes} extra enc` }));
-rows.push(row(`profiling, target 0.9`, prof09.t, { note: `cost ${prof09.costS.toFixed(1)} s, ${prof09.extraEncodes} extra enc` }));
-for (const r of amRuns) rows.push(row(`oneadapt+accmpeg λ=${r.lambda}${r === amMain ? ' (main)' : ''}`, r.t, { note: `probe ${mean(r.probeMs).toFixed(0)} + cheap ${mean(cheapMs).toFixed(0)} ms/seg` }));
-for (const r of amStartRuns) rows.push(row(`oneadapt+accmpeg λ=${r.lambda} α start ${r.amStart}`, r.t, { note: `probe ${mean(r.probeMs).toFixed(0)} + cheap ${mean(cheapMs).toFixed(0)} ms/seg` }));
-for (const a of amFixed) rows.push(row(a.name, a.t, { note: `${(a.fracImportant * 100).toFixed(0)}% MBs important, cheap ${mean(cheapMs).toFixed(0)} ms/seg` }));
-if (bfAm.underBytes) rows.push(row('best fixed, bytes ≤ OA+AM', bfAm.underBytes.t, { note: bfAm.underBytes.name }));
-if (bfAmSlice.underBytes) rows.push(row('best fixed+AM slice, bytes ≤ OA+AM', bfAmSlice.underBytes.t, { note: bfAmSlice.underBytes.name }));
-if (bfAmSlice.atF1) rows.push(row('cheapest fixed+AM slice, F1 ≥ OA+AM', bfAmSlice.atF1.t, { note: bfAmSlice.atF1.name }));
-printTable(`OneAdapt vs baselines — ${N} × 1-s segments, 640×360, F1 vs original-frame detections (road classes, score ≥ ${SCORE}, IoU 0.5), frames ${POS.join(',')} of each segment`, rows);
+const kB = (b: number): number => Math.round(b / 100) / 10;
+const row = (method: string, t: Totals, note = ''): Record<string, string | number> => ({ method, kB_wire: kB(t.bytes), kB_video: kB(t.video), kbps: Math.round(t.kbps), f1: t.f1, agg_f1: t.aggF1, note });
+const sumOf = (k: keyof SegOut, r: OaRun): number => r.outs.reduce((a, o) => a + (o[k] as number), 0);
+printTable(`OneAdapt vs baselines — evaluation set, ${N} × 1-s segments, ${ds.boundaries.length - 1} scene changes, 640×360; bytes on the wire (video + headers + reference frames); F1 per ACCURACY, frames ${POS.join(',')}; target F1 ${TARGET}`, [
+  row('OneAdapt (pre-registered)', main.t, `λ ${PRE.lambda} lr ${PRE.lr} deadband ${PRE.deadband} ${PRE.onSceneChange} monitor ${PRE.referenceEvery ? `1/${PRE.referenceEvery}` : 'off'}`),
+  ...variants.map((v) => row(`OneAdapt variant`, v.t, JSON.stringify(v.params))),
+  row('best fixed (hindsight)', bestFixed.t, `${bestFixed.name}: cheapest with F1 ≥ ${TARGET}`),
+  row('per-scene oracle', totals(oracle.outs), oracle.configs.join(' | ')),
+  row('AWStream profiling', awstream.t, `every ${WINDOW} s, ${awstream.costS.toFixed(1)} s compute, HQ uploads ${kB(awstream.hqBytes)} kB`),
+  row('Chameleon greedy', chameleon.t, `every ${WINDOW} s, ${chameleon.costS.toFixed(1)} s compute, HQ uploads ${kB(chameleon.hqBytes)} kB`),
+  ...(cheapestAtOaF1 ? [row('cheapest fixed, F1 ≥ OneAdapt', cheapestAtOaF1.t, cheapestAtOaF1.name)] : []),
+]);
+console.log(`\nOneAdapt vs best fixed: saving ${(vsBest.saving.value * 100).toFixed(1)}% [${(vsBest.saving.ci_low * 100).toFixed(1)}, ${(vsBest.saving.ci_high * 100).toFixed(1)}], ΔF1 ${vsBest.f1_diff.value.toFixed(4)} [${vsBest.f1_diff.ci_low.toFixed(4)}, ${vsBest.f1_diff.ci_high.toFixed(4)}] (95% bootstrap over segments)`);
+console.log(`oracle vs best fixed: saving ${((1 - oracle.bytes / bestFixed.t.bytes) * 100).toFixed(1)}%; OneAdapt bytes / oracle bytes = ${(main.t.bytes / oracle.bytes).toFixed(3)}`);
+printTable('Per scene (F1 / kB on the wire)', ds.clips.map((c, k) => ({
+  scene: `${c.name} ${c.startS}-${c.endS}`,
+  oneadapt: `${main.perScene[k].f1.toFixed(3)} / ${kB(main.perScene[k].bytes)}`,
+  best_fixed: `${bestFixed.perScene[k].f1.toFixed(3)} / ${kB(bestFixed.perScene[k].bytes)}`,
+  oracle: `${totals(scenes[k].map((i) => oracle.outs[i])).f1.toFixed(3)} / ${kB(totals(scenes[k].map((i) => oracle.outs[i])).bytes)} (${oracle.configs[k]})`,
+})));
+printTable('OneAdapt per segment (knobs used; O = DNNGrad proxy of its last decoded frame)', main.knobs.map((k, i) => ({
+  seg: i, scene: ds.clips[ds.sceneOf[i]].name.slice(0, 14), res: k.resolution, fps: k.fps, qp: k.qp, kB: kB(main.outs[i].wire), f1: segF1(main.outs[i]), O: main.proxies[i],
+  scene_change: (main.decisions[i - 1]?.sceneChange ?? []).join('+'),
+})));
+printTable('Static grid (evaluation set)', [...fixed].sort((a, b) => a.t.bytes - b.t.bytes).map((f) => row(f.name, f.t)));
 
-printTable('Per scene (F1 / kB)', SCENES.map((sc, k) => {
-  const r: Record<string, string | number> = { scene: sc.name };
-  for (const o of runs) r[`OA λ=${o.lambda}`] = `${o.perScene[k].f1.toFixed(3)} / ${(o.perScene[k].bytes / 1000).toFixed(0)}`;
-  if (bf.underBytes) r['best fixed'] = `${bf.underBytes.perScene[k].f1.toFixed(3)} / ${(bf.underBytes.perScene[k].bytes / 1000).toFixed(0)}`;
-  const pm = totals(profMain.configs.map((c, i) => cache.get(keyOf(i, c))!).filter((_, i) => sceneOf[i] === k));
-  r['profiling'] = `${pm.f1.toFixed(3)} / ${(pm.bytes / 1000).toFixed(0)}`;
-  r[`OA+AM λ=${amMain.lambda}`] = `${amMain.perScene[k].f1.toFixed(3)} / ${(amMain.perScene[k].bytes / 1000).toFixed(0)}`;
-  for (const a of amFixed) if (a.cfg.qp === 30) r[`AM qp30 a${a.cfg.threshold}`] = `${a.perScene[k].f1.toFixed(3)} / ${(a.perScene[k].bytes / 1000).toFixed(0)}`;
-  return r;
-}));
-
-printTable('Static grid (whole video)', [...gridTotals].sort((a, b) => a.t.bytes - b.t.bytes).map((g) => row(cfgName(g.cfg), g.t)));
-
-const knobRows = main.knobs.map((k, i) => ({ seg: i, scene: SCENES[sceneOf[i]].name, res: k.resolution, fps: k.fps, qp: k.qp, kB: Math.round(main.outs[i].bytes / 100) / 10, f1: main.outs[i].frames.reduce((a, f) => a + f.f1, 0) / POS.length, O: grads[i].proxy }));
-printTable(`OneAdapt λ=${MAIN_LAMBDA} per segment (knobs used for the segment; O = DNNGrad proxy of its last frame)`, knobRows);
-const amKnobRows = amMain.knobs.map((k, i) => ({ seg: i, scene: SCENES[sceneOf[i]].name, res: k.resolution, fps: k.fps, qp: k.qp, alpha: k.threshold, imp: fractionImportant(importanceMask(impMaps[i], { threshold: k.threshold })), kB: Math.round(amMain.outs[i].bytes / 100) / 10, f1: amMain.outs[i].frames.reduce((a, f) => a + f.f1, 0) / POS.length }));
-printTable(`OneAdapt+AccMPEG λ=${MAIN_LAMBDA} per segment (imp = fraction of MBs marked important at res 1)`, amKnobRows);
-
-const oaOverhead = { probe_ms_per_segment: mean(main.probeMs), probe_extra_encodes_per_segment: 3, dnngrad_ms_per_segment: mean(gradMs), probe_ms_all_lambdas: mean(runs.flatMap((r) => r.probeMs)) };
-console.log(`\nOneAdapt overhead: probe ${oaOverhead.probe_ms_per_segment.toFixed(0)} ms/segment (3 extra encode+decode + InputGrad), server DNNGrad ${oaOverhead.dnngrad_ms_per_segment.toFixed(0)} ms/segment (one frame)`);
-console.log(`OneAdapt+AccMPEG overhead: probe ${mean(amMain.probeMs).toFixed(0)} ms/segment (4 extra encode+decode + InputGrad), cheap model ${mean(cheapMs).toFixed(0)} ms/segment (${AM_FRAMES_PER_SEG} frames at ${W}x${H})`);
-console.log(`Profiling overhead (target OA F1): ${profMain.costS.toFixed(1)} s over ${profMain.windows} windows = ${(profMain.costS / N * 1000).toFixed(0)} ms/segment amortised, ${profMain.extraEncodes} extra encodes`);
-
-const res = (t: Totals): Record<string, number> => ({ bytes: t.bytes, f1: t.f1, agg_f1: t.aggF1, kbps: t.kbps });
-const elapsedS = (performance.now() - tStart) / 1000;
+const res = (t: Totals): Record<string, number> => ({ bytes: t.bytes, video_bytes: t.video, f1: t.f1, agg_f1: t.aggF1, kbps: t.kbps });
+const clipName = (c: Clip): string => `${path.basename(c.file)}:${c.startS}-${c.endS}`;
+const overhead = {
+  probe_ms_per_segment: mean(main.probeMs), probe_extra_encodes_per_segment: main.encodes / Math.max(1, main.probeMs.length),
+  dnngrad_ms_per_segment: mean(main.gradMs.filter((m) => m > 0)),
+  downlink_bytes: sumOf('downlink', main), downlink_note: 'replies: DNNGrad map (base64 in JSON) + ~200 B envelope per segment, detections not included',
+};
+const doneMet = vsBest.saving.value >= 0.15 && main.t.f1 >= bestFixed.t.f1 - 0.01 && main.t.bytes < awstream.t.bytes && main.t.bytes < chameleon.t.bytes;
 writeResult('oneadapt', {
-  video: `${SCENES.map((s) => `${path.basename(s.file)} ${s.startS}–${s.startS + CLIP_S} s`).join(' + ')}; each at 10 fps scaled to ${W}x${H}; ${N} segments of ${SEG} frames`,
-  accuracy: `mean per-frame F1 vs YOLOX-Nano on the original frames; road classes, score >= ${SCORE}, IoU 0.5, same class; frames ${POS.join(',')} of every segment; dropped frames answered with the last sent frame`,
-  oneadapt: { ...res(main.t), lambda: MAIN_LAMBDA, w_rec: 1, lr: LR, knobs: ['resolution', 'fps', 'qp'], threshold_knob: 'off (no cheap model: importance=null)', ...oaOverhead },
-  best_fixed: bf.underBytes ? { config: cfgName(bf.underBytes.cfg), ...res(bf.underBytes.t), rule: 'highest F1 among static grid configs with total bytes <= OneAdapt bytes' } : null,
-  profiling: { ...res(profMain.t), profiling_cost_s: profMain.costS, target_f1: profMain.target, extra_encodes: profMain.extraEncodes, window_segments: WINDOW, configs: profMain.configs.map(cfgName) },
-  cheapest_fixed_at_oneadapt_f1: bf.atF1 ? { config: cfgName(bf.atF1.cfg), ...res(bf.atF1.t), byte_saving_of_oneadapt: 1 - main.t.bytes / bf.atF1.t.bytes } : null,
-  profiling_target_0_9: { ...res(prof09.t), profiling_cost_s: prof09.costS, extra_encodes: prof09.extraEncodes },
-  lambda_sweep: runs.map((r) => {
-    const b = bestFixed(r.t);
-    return { lambda: r.lambda, ...res(r.t), probe_ms_per_segment: mean(r.probeMs), best_fixed_under_bytes: b.underBytes ? { config: cfgName(b.underBytes.cfg), ...res(b.underBytes.t) } : null, cheapest_fixed_at_f1: b.atF1 ? { config: cfgName(b.atF1.cfg), ...res(b.atF1.t) } : null };
-  }),
-  lr_variants: lrRuns.map((r) => ({ lambda: r.lambda, lr: r.lr, ...res(r.t), per_scene: r.perScene.map(res) })),
-  per_scene: SCENES.map((sc, k) => ({ scene: sc.name, oneadapt: res(main.perScene[k]), best_fixed: bf.underBytes ? res(bf.underBytes.perScene[k]) : null })),
-  grid: gridTotals.map((g) => ({ config: cfgName(g.cfg), ...res(g.t) })),
+  video: `evaluation set: ${ds.clips.map(clipName).join(' + ')}; each at 10 fps scaled to ${W}x${H}; ${N} segments of ${SEG} frames; ${ds.boundaries.length - 1} scene changes`,
+  accuracy: `mean per-frame F1 vs YOLOX-Nano on the original frames (server/accuracy.ts ACCURACY): road classes, score >= ${ACCURACY.scoreThreshold}, IoU ${ACCURACY.iouThreshold}, same class; frames ${POS.join(',')} of every segment; dropped frames answered with the last sent frame`,
+  bytes_counted: ['video', 'headers', 'reference'],
+  dev_set: dev.clips.map(clipName),
+  eval_set: ds.clips.map(clipName),
+  preregistered: { target_f1: TARGET, oneadapt: PRE, window_segments: WINDOW, reference_qp: REF_QP, grid: GRID, start: { resolution: 1, fps: 10, qp: BASE.qp }, knobs: ['resolution', 'fps', 'qp'], rule_best_fixed: `cheapest grid config (bytes on the wire) with eval F1 >= ${TARGET}` },
+  dev_tuning: { rule: 'cheapest setting whose development F1 >= target', runs: tuning, pick: args.tune ? chosen : null, dev_run_of_preregistered: res(devMain.t) },
+  oneadapt: { ...res(main.t), reference_bytes: sumOf('reference', main), header_bytes: sumOf('headers', main), ...PRE, ...overhead },
+  best_fixed: { config: bestFixed.name, ...res(bestFixed.t), rule: `cheapest static grid config with F1 >= ${TARGET} (hindsight, evaluation set)` },
+  per_scene_oracle: { bytes: oracle.bytes, f1: oracle.f1, configs: oracle.configs, rule: `cheapest choice of one grid config per scene with overall mean F1 >= ${TARGET}` },
+  saving_vs_best_fixed: vsBest.saving,
+  f1_diff_vs_best_fixed: vsBest.f1_diff,
+  saving_vs_oracle: vsOracle.saving,
+  oneadapt_over_oracle_bytes: main.t.bytes / oracle.bytes,
+  oracle_saving_vs_best_fixed: 1 - oracle.bytes / bestFixed.t.bytes,
+  profiling: { ...res(awstream.t), profiling_cost_s: awstream.costS, profiled_configs: awstream.profiled, hq_upload_bytes: awstream.hqBytes, window_segments: WINDOW, configs: awstream.configs, saving_of_oneadapt: vsAw.saving },
+  chameleon: { bytes: chameleon.t.bytes, f1: chameleon.t.f1, profiling_cost_s: chameleon.costS, agg_f1: chameleon.t.aggF1, profiled_configs: chameleon.profiled, hq_upload_bytes: chameleon.hqBytes, configs: chameleon.configs, saving_of_oneadapt: vsCh.saving },
+  cheapest_fixed_at_oneadapt_f1: cheapestAtOaF1 ? { config: cheapestAtOaF1.name, ...res(cheapestAtOaF1.t), byte_saving_of_oneadapt: 1 - main.t.bytes / cheapestAtOaF1.t.bytes } : null,
+  done_when: { met: doneMet, rule: 'saving_vs_best_fixed >= 0.15 with F1 >= best_fixed F1 - 0.01, and fewer bytes than both profiling baselines (their HQ uploads counted)' },
+  lambda_sweep: tuning.map((t) => ({ set: 'dev', ...t.params, bytes: t.bytes, f1: t.f1, agg_f1: t.agg_f1 })),
+  eval_variants: variants.map((v) => ({ ...v.params, ...res(v.t) })),
+  per_scene: ds.clips.map((c, k) => ({ scene: clipName(c), oneadapt: res(main.perScene[k]), best_fixed: res(bestFixed.perScene[k]), oracle: { config: oracle.configs[k], ...res(totals(scenes[k].map((i) => oracle.outs[i]))) } })),
+  grid: fixed.map((f) => ({ config: f.name, ...res(f.t) })),
   oneadapt_knobs: main.knobs.map((k) => ({ resolution: k.resolution, fps: k.fps, qp: k.qp })),
-  oneadapt_segment_bytes: main.outs.map((o) => o.bytes),
-  dnngrad_proxy: grads.map((g) => g.proxy),
-  scene_boundaries: boundaries,
-  oneadapt_accmpeg: {
-    ...res(amMain.t), lambda: MAIN_LAMBDA, w_rec: 1, lr: LR, knobs: ['resolution', 'fps', 'qp', 'threshold'],
-    importance: `cheap model ${path.basename(cheap.modelPath)} on frames ${segments[0].map((_, i) => i).filter((i) => i % AM_EVERY_K === 0 || i === SEG - 1).join(',')} of each segment, meanMap; important MBs at qp, the rest at qp+${RENDER.lowQpDelta}`,
-    start: { resolution: 1, fps: 10, qp: BASE.qp, threshold: AM_START_THRESHOLD },
-    probe_ms_per_segment: mean(amMain.probeMs), probe_extra_encodes_per_segment: 4, dnngrad_ms_per_segment: mean(gradMs),
-    cheap_model_ms_per_segment: mean(cheapMs), cheap_model_frames_per_segment: AM_FRAMES_PER_SEG,
-    best_fixed_under_bytes: bfAm.underBytes ? { config: bfAm.underBytes.name, ...res(bfAm.underBytes.t), rule: 'highest F1 among the uniform static grid with total bytes <= OneAdapt+AccMPEG bytes' } : null,
-    best_fixed_incl_accmpeg_under_bytes: bfAmSlice.underBytes ? { config: bfAmSlice.underBytes.name, ...res(bfAmSlice.underBytes.t), rule: 'same over the uniform grid plus the accmpeg_fixed configs' } : null,
-    cheapest_fixed_incl_accmpeg_at_f1: bfAmSlice.atF1 ? { config: bfAmSlice.atF1.name, ...res(bfAmSlice.atF1.t) } : null,
-    per_scene: SCENES.map((sc, k) => ({ scene: sc.name, ...res(amMain.perScene[k]) })),
-    lambda_sweep: amRuns.map((r) => {
-      const b = bestFixed(r.t, amPool);
-      return { lambda: r.lambda, ...res(r.t), probe_ms_per_segment: mean(r.probeMs), best_fixed_incl_accmpeg_under_bytes: b.underBytes ? { config: b.underBytes.name, ...res(b.underBytes.t) } : null, cheapest_fixed_incl_accmpeg_at_f1: b.atF1 ? { config: b.atF1.name, ...res(b.atF1.t) } : null };
-    }),
-    knobs_per_segment: amMain.knobs.map((k) => ({ resolution: k.resolution, fps: k.fps, qp: k.qp, threshold: k.threshold })),
-    segment_bytes: amMain.outs.map((o) => o.bytes),
-    mean_fraction_important: mean(amMain.knobs.map((k, i) => fractionImportant(importanceMask(impMaps[i], { threshold: k.threshold })))),
-    fraction_important_per_segment: amMain.knobs.map((k, i) => fractionImportant(importanceMask(impMaps[i], { threshold: k.threshold }))),
-    threshold_start_variants: amStartRuns.map((r) => ({
-      lambda: r.lambda, threshold_start: r.amStart, ...res(r.t), probe_ms_per_segment: mean(r.probeMs),
-      mean_fraction_important: mean(r.knobs.map((k, i) => fractionImportant(importanceMask(impMaps[i], { threshold: k.threshold })))),
-      per_scene: SCENES.map((sc, k) => ({ scene: sc.name, ...res(r.perScene[k]) })),
-      knobs_per_segment: r.knobs.map((k) => ({ resolution: k.resolution, fps: k.fps, qp: k.qp, threshold: k.threshold })),
-    })),
-  },
-  accmpeg_fixed: amFixed.map((a) => ({
-    config: a.name, resolution: a.cfg.resolution, fps: a.cfg.fps, qp: a.cfg.qp, low_qp: Math.min(51, a.cfg.qp + RENDER.lowQpDelta), threshold: a.cfg.threshold,
-    ...res(a.t), fraction_important: a.fracImportant, cheap_model_ms_per_segment: mean(cheapMs),
-    per_scene: SCENES.map((sc, k) => ({ scene: sc.name, ...res(a.perScene[k]) })),
-  })),
-  cheap_model_ms_per_segment: mean(cheapMs),
+  oneadapt_segment_bytes: main.outs.map((o) => o.wire),
+  oneadapt_scene_changes_detected: main.decisions.map((d, i) => (d.sceneChange.length ? { segment: i + 1, signals: d.sceneChange } : null)).filter(Boolean),
+  dnngrad_proxy: main.proxies,
+  scene_boundaries: ds.boundaries,
   detector_runs: detections,
-  runtime_s: elapsedS,
+  load_avg: (await import('node:os')).loadavg(),
+  runtime_s: (performance.now() - tStart) / 1000,
 });
 
-// ---------------------------------------------------------------- plot
+// ---------------------------------------------------------------- knob-trajectory plot
 const colors: Rgb[] = [[31, 119, 180], [214, 39, 40], [44, 160, 44], [148, 103, 189], [255, 127, 14]];
-const series: SeriesFn = (f) => runs.map((r, j) => ({ name: `L=${r.lambda}${r === main ? ' MAIN' : ''}`, color: colors[j % colors.length], values: r.knobs.map((k, i) => f(k, i, r)), width: r === main ? 3 : 1 }));
-type SeriesFn = (f: (k: RenderKnobs, i: number, r: OaRun) => number) => PanelSeries[];
-/** The knob-trajectory figure: resolution, fps, QP (and the AccMPEG threshold), kbps and F1 per segment. */
-function plotKnobs(file: string, title: string, series: SeriesFn, opts: { qpTitle: string; threshold: boolean }): void {
-  panelPlot(file, {
-    title,
-    xLabel: 'SEGMENT',
-    n: N,
-    markers: boundaries.map((b) => ({ x: b, label: SCENES[sceneOf[b]].name })),
-    panels: [
-      { title: 'RESOLUTION (SCALE)', levels: DEFAULT_KNOBS.resolution.values, series: series((k) => k.resolution) },
-      { title: 'FPS', levels: DEFAULT_KNOBS.fps.values, series: series((k) => k.fps) },
-      { title: opts.qpTitle, levels: DEFAULT_KNOBS.qp.values, series: series((k) => k.qp) },
-      ...(opts.threshold ? [{ title: 'ACCMPEG THRESHOLD', levels: DEFAULT_KNOBS.threshold.values, series: series((k) => k.threshold) }] : []),
-      { title: 'KBPS SENT', series: series((_, i, r) => (r.outs[i].bytes * 8) / 1000) },
-      { title: 'F1 (EVALUATED FRAMES)', range: [0, 1], series: series((_, i, r) => r.outs[i].frames.reduce((a, f) => a + f.f1, 0) / r.outs[i].frames.length) },
-    ],
-  });
-  console.log(`wrote ${file}`);
-}
-plotKnobs(path.resolve('bench', 'results', 'oneadapt-knobs.png'), 'ONEADAPT KNOBS PER 1-S SEGMENT (L = BANDWIDTH WEIGHT LAMBDA)', series, { qpTitle: 'QP', threshold: false });
-const amSeries: SeriesFn = (f) => [...amRuns, ...amStartRuns].map((r, j) => ({ name: `L=${r.lambda}${r === amMain ? ' MAIN' : ''}${r.amStart !== AM_START_THRESHOLD ? ` A0=${r.amStart}` : ''}`, color: colors[j % colors.length], values: r.knobs.map((k, i) => f(k, i, r)), width: r === amMain ? 3 : r.amStart !== AM_START_THRESHOLD ? 2 : 1 }));
-plotKnobs(path.resolve('bench', 'results', 'oneadapt-accmpeg-knobs.png'), 'ONEADAPT WITH ACCMPEG, 4 KNOBS, PER 1-S SEGMENT (L = LAMBDA, A0 = THRESHOLD START, ELSE 0.5)', amSeries, { qpTitle: 'QP OF IMPORTANT MBS (REST AT QP PLUS 10)', threshold: true });
-log(`done in ${elapsedS.toFixed(0)} s, ${detections} detector runs`);
-await cheap.release();
+const runs = [main, ...variants];
+const series = (f: (k: RenderKnobs, i: number, r: OaRun) => number): PanelSeries[] => runs.map((r, j) => ({ name: j === 0 ? 'ONEADAPT' : `VARIANT ${j}`, color: colors[j % colors.length], values: r.knobs.map((k, i) => f(k, i, r)), width: j === 0 ? 3 : 1 }));
+const oracleCfg = (i: number): RenderKnobs => fixed.find((f) => f.name === oracle.configs[ds.sceneOf[i]])?.cfg ?? BASE;
+const withRefs = (s: PanelSeries[], f: (i: number) => [number, number]): PanelSeries[] => [
+  ...s,
+  { name: 'BEST FIXED', color: [120, 120, 120], values: [...Array(N).keys()].map((i) => f(i)[0]), width: 1 },
+  { name: 'ORACLE', color: [255, 127, 14], values: [...Array(N).keys()].map((i) => f(i)[1]), width: 1 },
+];
+panelPlot(path.resolve('bench', 'results', 'oneadapt-knobs.png'), {
+  title: `ONEADAPT KNOBS PER 1-S SEGMENT, EVALUATION SET (TARGET F1 ${TARGET})`,
+  xLabel: 'SEGMENT',
+  n: N,
+  markers: ds.boundaries.map((b) => ({ x: b, label: ds.clips[ds.sceneOf[b]].name.split('-')[0].toUpperCase() })),
+  panels: [
+    { title: 'RESOLUTION (SCALE)', levels: DEFAULT_KNOBS.resolution.values, series: withRefs(series((k) => k.resolution), (i) => [bestFixed.cfg.resolution, oracleCfg(i).resolution]) },
+    { title: 'FPS', levels: DEFAULT_KNOBS.fps.values, series: withRefs(series((k) => k.fps), (i) => [bestFixed.cfg.fps, oracleCfg(i).fps]) },
+    { title: 'QP', levels: DEFAULT_KNOBS.qp.values, series: withRefs(series((k) => k.qp), (i) => [bestFixed.cfg.qp, oracleCfg(i).qp]) },
+    { title: 'KBPS ON THE WIRE', series: withRefs(series((_, i, r) => (r.outs[i].wire * 8) / 1000), (i) => [(bestFixed.outs[i].wire * 8) / 1000, (oracle.outs[i].wire * 8) / 1000]) },
+    { title: 'F1 (EVALUATED FRAMES)', range: [0, 1], series: withRefs(series((_, i, r) => segF1(r.outs[i])), (i) => [segF1(bestFixed.outs[i]), segF1(oracle.outs[i])]) },
+  ],
+});
+log(`done in ${((performance.now() - tStart) / 1000).toFixed(0)} s, ${detections} detector runs`);
 await analyzer.close();

@@ -82,16 +82,33 @@ export const CheapModelSchema = z
     }
   });
 
+/** OneAdapt's settings as tuned on bench:oneadapt's development set (bench/results/oneadapt.json: preregistered). */
+export const ONEADAPT_TUNED = { lambda: 1, lr: 2, deadband: 0.01, onSceneChange: 'burst' } as const;
+
 export const OneAdaptSchema = z
   .strictObject({
     enabled: z.boolean().default(false),
     targetKbps: z.number().positive().optional(),
     targetF1: z.number().min(0).max(1).optional(),
-    /** weight λ of bytes (relative to a segment's bytes) against the relative accuracy drop; useful range ≈ 3–30
-     * (bench:oneadapt). With targetKbps/targetF1 it is only the starting value of the dual update. */
-    lambdaBw: z.number().min(0).default(10),
-    /** Adam learning rate for the knob step */
-    lr: z.number().positive().max(10).default(0.1),
+    /** price λ of a relative byte change (ln bytes) against the relative accuracy drop R/O (bench:oneadapt tunes
+     * it on its development set). With targetKbps/targetF1 it is only the starting value of the dual update. */
+    lambdaBw: z.number().min(0).default(ONEADAPT_TUNED.lambda),
+    /** knob intervals moved per unit of loss gain per interval (at most one interval per segment) */
+    lr: z.number().positive().max(100).default(ONEADAPT_TUNED.lr),
+    /** a knob holds unless a neighbouring value lowers the loss by more than this per interval */
+    deadband: z.number().min(0).default(ONEADAPT_TUNED.deadband),
+    /** after a detected scene change: keep the knobs and allow multi-value moves ('burst') or restart from the configured values */
+    onSceneChange: z.enum(['burst', 'restart']).default(ONEADAPT_TUNED.onSceneChange),
+  })
+  .prefault({});
+
+/** The sampled accuracy monitor: every N-th segment carries one high-quality frame the server scores the stream against. */
+export const MonitorSchema = z
+  .strictObject({
+    /** send a reference frame with every N-th segment (0 = never; no measured F1 then) */
+    referenceEvery: z.number().int().min(0).default(10),
+    /** QP of the reference frame (one I-frame at source size) */
+    referenceQp: z.number().int().min(0).max(51).default(20),
   })
   .prefault({});
 
@@ -139,6 +156,7 @@ export const AgentSettingsSchema = z.strictObject({
   encoder: EncoderSchema,
   cheapModel: CheapModelSchema,
   oneadapt: OneAdaptSchema,
+  monitor: MonitorSchema,
   server: UplinkSchema,
   mqtt: MqttSchema,
   storage: StorageSchema,

@@ -1,24 +1,42 @@
 /**
- * OneAdapt's update (pure). Per segment, for every knob we have two measurements taken on the
- * camera by re-encoding the segment at the knob's current value (HQ) and at its next cheaper
- * value (LQ), all other knobs held:
- *   R = Σ_mb g_mb · e_mb   — AccGrad: DNNGrad g (server) · InputGrad e (|x − x_ref|, camera)
- *   B = bytes on the wire
- * The loss L = w_rec·R/O + λ·B/B_ref (O: the server's accuracy proxy, so R/O is a relative accuracy
- * drop) has, per unit of the knob's state s,
- *   ∂L/∂s = [w_rec·(R_HQ − R_LQ)/O + λ·(B_HQ − B_LQ)/B_ref] / interval width
- * and s takes one Adam step down that gradient (betas 0.5/0.5 as in OneAdapt's code), clipped to
- * (0, 1]. λ follows a bandwidth target (or an F1 target) by a multiplicative dual update.
+ * OneAdapt's controller (pure). Once per segment, for every knob, the camera has measured the segment at the
+ * knob's current value and at both neighbours (the next dearer and the next cheaper value, all other knobs
+ * held; probe.ts):
+ *   R = Σ_mb g_mb · e_mb   — AccGrad: DNNGrad g (server) · InputGrad e (|x − x_orig|, camera)
+ *   B = bytes on the wire  — the video plus everything else the camera uploads (headers, sampled reference)
+ * Each measured value v gets a loss
+ *   L(v) = w_rec · R(v) / max(O, 1) + λ · ln B(v)
+ * (O: the server's proxy, so R/O is a relative accuracy drop; ln B makes λ a price per relative byte change,
+ * the same on a 20 kB and a 200 kB scene). Per knob, the loss change per list interval towards each neighbour
+ * decides: if neither neighbour is better by more than the deadband the knob holds (at a minimum: no cycling
+ * between the best value and its dearer neighbour); else it moves towards the better one by
+ * lr × (loss gain per interval) intervals, at most `maxStep` (more for a few segments after a scene change).
+ * Steps are in units of the knob's own interval width, so a 5-value resolution list moves as readily as an
+ * 11-value QP list. The continuous state s accumulates fractional steps; the value follows with hysteresis.
+ *
+ * Targets are constraints: over `targetKbps` no knob moves towards expensive (λ also follows a dual update);
+ * under `targetF1` (measured by the sampled accuracy monitor) no knob moves towards cheap, and the knob with the
+ * best accuracy gain per byte moves one value dearer. A scene change (scene.ts) forgets the measured F1 and
+ * either allows multi-interval moves for a few segments ('burst') or restarts from the start values ('restart').
+ * `reconfigure` changes settings without losing knob positions.
  */
-import { applyState, initialKnob, intervalWidth, knobValue, DEFAULT_KNOBS, type KnobName, type KnobSpec, type KnobState } from './knobs.ts';
+import { applyState, initialKnob, intervalWidth, knobValue, stateForIndex, DEFAULT_KNOBS, S_MIN, type KnobName, type KnobSpec, type KnobState } from './knobs.ts';
+import { SceneDetector, type SceneOptions, type SceneSignal } from './scene.ts';
+
+export interface ProbePoint {
+  /** AccGrad R of the rendering */
+  r: number;
+  /** video bytes of the rendering */
+  bytes: number;
+}
 
 export interface KnobProbe {
   knob: KnobName;
-  /** saliency-weighted input error at the current (HQ) and next cheaper (LQ) value */
-  r: { hq: number; lq: number };
-  bytes: { hq: number; lq: number };
-  /** how many list intervals separate the two measured values (default 1: adjacent) */
-  span?: number;
+  current: ProbePoint;
+  /** the nearest dearer value that renders differently, `span` list intervals away (absent at the dear end) */
+  dearer?: ProbePoint & { span: number };
+  /** the nearest cheaper value that renders differently (absent at the cheap end) */
+  cheaper?: ProbePoint & { span: number };
 }
 
 export interface AdaptOptions {
@@ -26,62 +44,110 @@ export interface AdaptOptions {
   enabled?: KnobName[];
   start?: Partial<Record<KnobName, number>>;
   wRec?: number;
-  /** bandwidth weight λ (initial value when a target is set) */
+  /** price λ of a relative byte change (ln B) against the relative accuracy drop R/O; initial value with a target */
   lambda?: number;
+  /** intervals moved per unit of loss gain per interval */
   lr?: number;
-  betas?: [number, number];
+  /** a neighbour must lower the loss by more than this per interval for the knob to move */
+  deadband?: number;
+  /** most intervals one step may move (normal operation) */
+  maxStep?: number;
+  /** most intervals per step during the first `sceneSteps` steps after a scene change */
+  sceneMaxStep?: number;
+  sceneSteps?: number;
+  /** 'burst': keep the knobs, allow sceneMaxStep; 'restart': also go back to the start values */
+  onSceneChange?: 'burst' | 'restart';
+  scene?: SceneOptions;
   hysteresis?: number;
-  /** bandwidth target: λ adapts so the measured rate approaches it */
+  /** bandwidth target (kbps of every uploaded byte): λ follows it, and over it no knob moves dearer */
   targetKbps?: number;
-  /** accuracy target: λ grows while F1 is above it, shrinks below */
+  /** accuracy target on the monitor's measured F1: λ follows it, and under it no knob moves cheaper */
   targetF1?: number;
   /** dual step size for λ */
   lambdaLr?: number;
-  /** bytes normaliser; defaults to the target's bytes per segment, else the first HQ measurement */
-  bytesRef?: number;
+  /** weight of a new F1 measurement in the running estimate (per scene) */
+  f1Smoothing?: number;
 }
 
 export interface Observation {
-  /** bytes actually sent for the segment and its duration */
+  /** every byte uploaded for the segment just sent (video, headers, reference frame) and its duration */
   bytes: number;
   durationS: number;
-  /** the server's proxy O for normalising R (≥ small epsilon) */
+  /** the server's proxy O of the latest DNNGrad */
   proxy: number;
-  /** F1 reported by the server for this segment, if any */
+  /** F1 newly measured by the accuracy monitor since the last step, if any */
   f1?: number | null;
+  /** bytes added to every probe's video bytes in the resource term (headers, the amortised reference frame) */
+  overheadBytes?: number;
+  /** content signature of the segment being probed (scene.ts), for scene-change detection */
+  signature?: Float32Array;
 }
 
 export interface Decision {
   before: Record<string, number>;
   after: Record<string, number>;
+  /** per knob: loss gain per interval of the chosen direction, + towards cheap, − towards dear, 0 hold */
   grads: Record<string, number>;
   lambda: number;
   rateKbps: number;
+  /** signals that flagged a scene change at this step (empty: none) */
+  sceneChange: SceneSignal[];
+  /** running F1 estimate from the monitor in this scene (null: none yet) */
+  f1Estimate: number | null;
 }
 
-interface Moments {
-  m: number;
-  v: number;
-  t: number;
-}
+const PROXY_FLOOR = 1;
+
+type Opts = Required<Omit<AdaptOptions, 'knobs' | 'enabled' | 'start' | 'scene' | 'targetKbps' | 'targetF1'>> & AdaptOptions;
+
+export const ADAPT_DEFAULTS = {
+  wRec: 1,
+  lambda: 1,
+  lr: 2,
+  deadband: 0.01,
+  maxStep: 1,
+  sceneMaxStep: 3,
+  sceneSteps: 3,
+  onSceneChange: 'burst',
+  hysteresis: 0.25,
+  lambdaLr: 0.2,
+  f1Smoothing: 0.5,
+} as const satisfies AdaptOptions;
 
 export class OneAdaptController {
   readonly knobs: Map<KnobName, KnobState> = new Map();
-  private moments = new Map<KnobName, Moments>();
   lambda: number;
-  private bytesRef: number | undefined;
-  private readonly o: Required<Pick<AdaptOptions, 'wRec' | 'lr' | 'betas' | 'hysteresis' | 'lambdaLr'>> & AdaptOptions;
+  private o: Opts;
+  private scene: SceneDetector;
+  private burst = 0;
+  private f1Est: number | null = null;
 
   constructor(opts: AdaptOptions = {}) {
-    this.o = { wRec: 1, lr: 0.1, betas: [0.5, 0.5], hysteresis: 0.25, lambdaLr: 0.2, ...opts };
-    this.lambda = opts.lambda ?? 1;
+    this.o = { ...ADAPT_DEFAULTS, ...opts };
+    this.lambda = this.o.lambda;
+    this.scene = new SceneDetector(opts.scene);
+    this.setKnobs(opts);
+  }
+
+  private setKnobs(opts: AdaptOptions): void {
     const enabled = opts.enabled ?? (['resolution', 'fps', 'qp', 'threshold'] as KnobName[]);
+    for (const name of [...this.knobs.keys()]) if (!enabled.includes(name)) this.knobs.delete(name);
     for (const name of enabled) {
       const spec = opts.knobs?.[name] ?? DEFAULT_KNOBS[name];
+      const had = this.knobs.get(name);
+      // keep a knob's position across reconfiguration when its value list is unchanged
+      if (had && had.spec.values.join() === spec.values.join()) continue;
       this.knobs.set(name, initialKnob(spec, opts.start?.[name]));
-      this.moments.set(name, { m: 0, v: 0, t: 0 });
     }
-    this.bytesRef = opts.bytesRef;
+  }
+
+  /** New settings (a config reload): knob positions, scene state and the F1 estimate are kept. */
+  reconfigure(opts: AdaptOptions): void {
+    const prevLambda = this.o.lambda;
+    this.o = { ...ADAPT_DEFAULTS, ...opts };
+    if (this.o.lambda !== prevLambda) this.lambda = this.o.lambda;
+    if (opts.scene) this.scene = new SceneDetector(opts.scene);
+    this.setKnobs(opts);
   }
 
   values(): Record<string, number> {
@@ -90,56 +156,95 @@ export class OneAdaptController {
     return out;
   }
 
-  /** ∂L/∂s for one knob from its probe (positive: making it more expensive costs more than it gains). */
-  gradient(p: KnobProbe, proxy: number): number {
-    const k = this.knobs.get(p.knob);
-    if (!k) throw new Error(`unknown knob ${p.knob}`);
-    const bRef = this.bytesRef ?? Math.max(1, p.bytes.hq);
-    const acc = (this.o.wRec * (p.r.hq - p.r.lq)) / Math.max(proxy, 1e-6);
-    const bw = (this.lambda * (p.bytes.hq - p.bytes.lq)) / bRef;
-    return (acc + bw) / (intervalWidth(k.spec) * (p.span ?? 1));
+  /** The loss of one measured value. */
+  loss(p: ProbePoint, proxy: number, overheadBytes = 0): number {
+    return (this.o.wRec * p.r) / Math.max(proxy, PROXY_FLOOR) + this.lambda * Math.log(Math.max(1, p.bytes + overheadBytes));
   }
 
   /**
-   * One OneAdapt step. `probes` holds a probe for each knob that has a cheaper value (knobs at
-   * the cheap end get none; their gradient is then taken as the pull back towards HQ only if
-   * their accuracy term says so, which requires a probe: without one they hold).
+   * Loss gain per interval of the better direction: > 0 towards cheap, < 0 towards dear, 0 when neither
+   * neighbour improves on the current value by more than the deadband.
    */
+  gradient(p: KnobProbe, proxy: number, overheadBytes = 0): number {
+    const l0 = this.loss(p.current, proxy, overheadBytes);
+    const towardsDear = p.dearer ? (l0 - this.loss(p.dearer, proxy, overheadBytes)) / p.dearer.span : -Infinity;
+    const towardsCheap = p.cheaper ? (l0 - this.loss(p.cheaper, proxy, overheadBytes)) / p.cheaper.span : -Infinity;
+    const best = Math.max(towardsDear, towardsCheap);
+    if (!(best > this.o.deadband)) return 0;
+    return towardsCheap >= towardsDear ? towardsCheap : -towardsDear;
+  }
+
+  private knobsKey(): string {
+    return JSON.stringify(this.values());
+  }
+
+  /** One OneAdapt step on the probes of the current segment. */
   step(probes: KnobProbe[], obs: Observation): Decision {
     const before = this.values();
     const rateKbps = (obs.bytes * 8) / 1000 / Math.max(obs.durationS, 1e-3);
-    if (this.bytesRef === undefined) {
-      if (this.o.targetKbps) this.bytesRef = (this.o.targetKbps * 1000 * obs.durationS) / 8;
-      else if (probes.length) this.bytesRef = Math.max(1, Math.max(...probes.map((p) => p.bytes.hq)));
+    const overhead = obs.overheadBytes ?? 0;
+
+    // scene change: the bytes signal compares the current rendering at unchanged knobs
+    const cur = probes[0]?.current;
+    const key = this.knobsKey();
+    const sceneChange = this.scene.update({ signature: obs.signature, proxy: obs.proxy, bytes: cur ? cur.bytes : 0, knobsKey: key });
+    if (sceneChange.length) {
+      this.f1Est = null;
+      this.burst = this.o.sceneSteps;
+      if (this.o.onSceneChange === 'restart') {
+        for (const [n, k] of this.knobs) this.knobs.set(n, initialKnob(k.spec, this.o.start?.[n]));
+      }
     }
+    if (obs.f1 != null) this.f1Est = this.f1Est === null ? obs.f1 : (1 - this.o.f1Smoothing) * this.f1Est + this.o.f1Smoothing * obs.f1;
+
     // dual update of λ towards the target (multiplicative keeps it positive)
     if (this.o.targetKbps) this.lambda *= Math.exp(this.o.lambdaLr * (rateKbps / this.o.targetKbps - 1));
     else if (this.o.targetF1 !== undefined && obs.f1 != null) this.lambda *= Math.exp(this.o.lambdaLr * (obs.f1 - this.o.targetF1) * 5);
     this.lambda = Math.min(1e3, Math.max(1e-3, this.lambda));
 
-    const grads: Record<string, number> = {};
-    const [b1, b2] = this.o.betas;
     const overBudget = this.o.targetKbps !== undefined && rateKbps > this.o.targetKbps;
-    const underAccuracy = this.o.targetF1 !== undefined && obs.f1 != null && obs.f1 < this.o.targetF1;
+    const underAccuracy = this.o.targetF1 !== undefined && this.f1Est !== null && this.f1Est < this.o.targetF1;
+    const maxStep = this.burst > 0 ? this.o.sceneMaxStep : this.o.maxStep;
+    if (this.burst > 0) this.burst--;
+
+    const grads: Record<string, number> = {};
+    const restarted = sceneChange.length > 0 && this.o.onSceneChange === 'restart';
     for (const p of probes) {
       const k = this.knobs.get(p.knob);
       if (!k) continue;
-      const g = this.gradient(p, obs.proxy);
+      let g = this.gradient(p, obs.proxy, overhead);
+      // constraints: never towards cheap under the F1 target, never towards dear over the bandwidth target
+      if (underAccuracy && g > 0) g = 0;
+      if (overBudget && g < 0) g = 0;
       grads[p.knob] = g;
-      const mo = this.moments.get(p.knob)!;
-      mo.t += 1;
-      mo.m = b1 * mo.m + (1 - b1) * g;
-      mo.v = b2 * mo.v + (1 - b2) * g * g;
-      const mHat = mo.m / (1 - b1 ** mo.t);
-      const vHat = mo.v / (1 - b2 ** mo.t);
-      let s = k.s - (this.o.lr * mHat) / (Math.sqrt(vHat) + 1e-8);
-      // Targets as constraints (our addition to the paper's soft penalty): while over the bandwidth
-      // target no knob moves towards expensive, while under the F1 target none moves towards cheap.
-      // λ's dual update alone converges, but slowly enough that an operator sees the target ignored.
-      if (overBudget && s > k.s) s = k.s;
-      if (underAccuracy && s < k.s) s = k.s;
-      this.knobs.set(p.knob, applyState(k, s, this.o.hysteresis));
+      if (restarted || g === 0) continue;
+      const intervals = Math.sign(g) * Math.min(maxStep, this.o.lr * Math.abs(g));
+      this.moveBy(p.knob, -intervals); // cheaper = lower s
     }
-    return { before, after: this.values(), grads, lambda: this.lambda, rateKbps };
+    // under the F1 target: one value dearer on the knob with the best accuracy gain per relative byte
+    if (underAccuracy && !restarted && !overBudget) {
+      let pick: { knob: KnobName; gain: number } | null = null;
+      for (const p of probes) {
+        if (!p.dearer || !this.knobs.has(p.knob)) continue;
+        const dr = p.current.r - p.dearer.r;
+        const db = Math.log((p.dearer.bytes + overhead) / Math.max(1, p.current.bytes + overhead));
+        const gain = dr / Math.max(db, 1e-3);
+        if (!pick || gain > pick.gain) pick = { knob: p.knob, gain };
+      }
+      if (pick && !(grads[pick.knob] < 0)) {
+        const k = this.knobs.get(pick.knob)!;
+        this.knobs.set(pick.knob, { ...k, s: stateForIndex(k.spec, Math.max(0, k.index - 1)), index: Math.max(0, k.index - 1) });
+        grads[pick.knob] = grads[pick.knob] || -Number.EPSILON;
+      }
+    }
+    return { before, after: this.values(), grads, lambda: this.lambda, rateKbps, sceneChange, f1Estimate: this.f1Est };
+  }
+
+  /** Move a knob's state by `intervals` list intervals (+ dearer, − cheaper). */
+  private moveBy(name: KnobName, intervals: number): void {
+    const k = this.knobs.get(name)!;
+    const s = Math.min(1, Math.max(S_MIN, k.s + intervals * intervalWidth(k.spec)));
+    // a move of a whole interval or more is a decision, not noise: no hysteresis then
+    this.knobs.set(name, applyState(k, s, Math.abs(intervals) >= 1 ? 0 : this.o.hysteresis));
   }
 }

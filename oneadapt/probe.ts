@@ -1,11 +1,12 @@
 /**
- * OneAdapt's camera-side measurement (I/O shell around the pure controller): for every knob,
- * re-encode the segment at the knob's neighbouring value with the others held, decode, and measure
- * AccGrad R (against the server's DNNGrad) and bytes. One extra encode+decode per knob per segment.
+ * OneAdapt's camera-side measurement (I/O shell around the pure controller): for every knob, re-encode the
+ * segment at the knob's dearer and cheaper neighbours with the others held, decode, and measure AccGrad R
+ * (against the server's DNNGrad) and bytes. Two extra encode+decodes per knob per segment (one at either end
+ * of a list).
  */
 import type { MbMap, YuvFrame } from '../encoder/frame.ts';
 import { renderAccGrad, renderSegment, type Rendered, type RenderKnobs, type RenderOptions } from './render.ts';
-import type { KnobProbe, OneAdaptController } from './adapt.ts';
+import type { KnobProbe, OneAdaptController, ProbePoint } from './adapt.ts';
 import type { KnobName } from './knobs.ts';
 
 export interface ProbeResult {
@@ -15,7 +16,12 @@ export interface ProbeResult {
   currentR: number;
   /** encoder CPU time spent on probing (ms) */
   probeMs: number;
+  /** extra encodes done for the probes */
+  encodes: number;
 }
+
+/** How far a flat stretch is searched: identical renderings (e.g. an AccMPEG threshold above every P(important)) give no gradient. */
+const MAX_FLAT = 3;
 
 export async function probeKnobs(
   ctrl: OneAdaptController,
@@ -30,29 +36,26 @@ export async function probeKnobs(
   const cur = current ?? (await renderSegment(frames, knobsNow, importance, opts));
   const t0 = performance.now();
   const currentR = await renderAccGrad(cur, frames, g, opts.srcFps, knobsNow.fps);
+  const here: ProbePoint = { r: currentR, bytes: cur.encoded.data.length };
   const probes: KnobProbe[] = [];
+  let encodes = 0;
   for (const [name, k] of ctrl.knobs) {
     if (name === 'threshold' && !importance) continue;
-    const i = k.index;
-    const n = k.spec.values.length;
-    // adjacent pair (HQ, LQ) around the current value: the cheaper neighbour, or at the cheap end the dearer one
-    let otherIdx = i + 1 < n ? i + 1 : i - 1;
-    if (otherIdx < 0) continue;
-    let other: RenderKnobs = { ...knobsNow, [name as KnobName]: k.spec.values[otherIdx] };
-    let r2 = await renderSegment(frames, other, importance, opts);
-    // A flat stretch (e.g. an AccMPEG threshold above every P(important): neighbouring values mark no
-    // MB and render identically) gives no gradient, and the knob would stay stuck there. Look towards
-    // the dearer values instead until the rendering differs (at most 3 extra encodes).
-    for (let j = Math.min(otherIdx, i) - 1; j >= Math.max(0, i - 3) && r2.encoded.data.equals(cur.encoded.data); j--) {
-      otherIdx = j;
-      other = { ...knobsNow, [name as KnobName]: k.spec.values[j] };
-      r2 = await renderSegment(frames, other, importance, opts);
+    const probe: KnobProbe = { knob: name, current: here };
+    for (const dir of [-1, 1] as const) {
+      // the nearest value in this direction that renders differently from the current one (flat stretches skipped)
+      for (let j = k.index + dir, tries = 0; j >= 0 && j < k.spec.values.length && tries < MAX_FLAT; j += dir, tries++) {
+        const other: RenderKnobs = { ...knobsNow, [name as KnobName]: k.spec.values[j] };
+        const r = await renderSegment(frames, other, importance, opts);
+        encodes++;
+        if (r.encoded.data.equals(cur.encoded.data)) continue;
+        const point = { r: await renderAccGrad(r, frames, g, opts.srcFps, other.fps), bytes: r.encoded.data.length, span: Math.abs(j - k.index) };
+        if (dir < 0) probe.dearer = point;
+        else probe.cheaper = point;
+        break;
+      }
     }
-    const R2 = await renderAccGrad(r2, frames, g, opts.srcFps, other.fps);
-    const b1 = cur.encoded.data.length;
-    const b2 = r2.encoded.data.length;
-    const span = Math.abs(otherIdx - i);
-    probes.push(otherIdx > i ? { knob: name, r: { hq: currentR, lq: R2 }, bytes: { hq: b1, lq: b2 }, span } : { knob: name, r: { hq: R2, lq: currentR }, bytes: { hq: b2, lq: b1 }, span });
+    if (probe.dearer || probe.cheaper) probes.push(probe);
   }
-  return { probes, current: cur, currentR, probeMs: performance.now() - t0 };
+  return { probes, current: cur, currentR, probeMs: performance.now() - t0, encodes };
 }

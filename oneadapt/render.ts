@@ -36,6 +36,19 @@ export interface Rendered {
 }
 
 /**
+ * DNNGrad computed on a streamed frame of streamW×streamH, carried to the source frame's macroblock grid:
+ * nearest resampling, and ×(streamed pixels / source pixels) since a streamed pixel averages that many source
+ * pixels (∂O/∂x_src = ∂O/∂x_stream · ∂x_stream/∂x_src). Identity when the sizes match.
+ */
+export function gradToSourceGrid(g: MbMap, streamW: number, streamH: number, srcW: number, srcH: number): MbMap {
+  const { rows, cols } = mbGrid(srcW, srcH);
+  if (streamW === srcW && streamH === srcH && g.rows === rows && g.cols === cols) return g;
+  const m = resampleMap(g, rows, cols);
+  const k = (streamW * streamH) / (srcW * srcH);
+  return { rows, cols, data: m.data.map((v) => v * k) };
+}
+
+/**
  * Encode a segment under knobs. `importance` is the cheap model's P(important) per macroblock of
  * the source frame (null: uniform QP).
  */

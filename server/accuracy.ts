@@ -3,7 +3,7 @@
  * as in AccMPEG/OneAdapt: greedy matching, highest-scoring test detection first, to the unmatched
  * reference box of the same class with the largest IoU ≥ iouThreshold.
  */
-import { iou, type Box } from '../detector/postprocess.ts';
+import { iou, ROAD_CLASSES, type Box } from '../detector/postprocess.ts';
 
 export interface ScoredBox extends Box {
   score: number;
@@ -20,6 +20,12 @@ export interface F1Options {
   /** separate threshold for the reference (defaults to scoreThreshold) */
   refScoreThreshold?: number;
 }
+
+/**
+ * The one accuracy definition used everywhere (the server's F1, every benchmark, OneAdapt's proxy):
+ * road classes (person, bicycle, car, motorcycle, bus, train, truck), score ≥ 0.3, IoU ≥ 0.5, same class.
+ */
+export const ACCURACY = { scoreThreshold: 0.3, iouThreshold: 0.5, classes: ROAD_CLASSES } as const satisfies F1Options;
 
 export interface FrameF1 {
   tp: number;

@@ -1,17 +1,19 @@
 /**
- * The server's work on one segment: decode, detect on every frame, and on the segment's
- * high-quality reference frame compute (a) the accuracy of the streamed frame against the detector's
- * output on the reference and (b) DNNGrad: the gradient of OneAdapt's accuracy proxy with respect to
- * the reference frame's pixels, by backpropagation through the detector (a VJP model derived from the
- * detector's ONNX graph), reduced to one value per 16×16 macroblock.
+ * The server's work on one segment: decode, detect on every frame, then
+ *  (a) DNNGrad, as in OneAdapt: the gradient of the accuracy proxy with respect to the pixels of the
+ *      segment's last DECODED frame (what the server really receives), by backpropagation through the
+ *      detector (a VJP model derived from the detector's ONNX graph), reduced to one value per 16×16
+ *      macroblock of that frame;
+ *  (b) when the segment carries a high-quality reference frame (the agent's sampled accuracy monitor,
+ *      `monitor.referenceEvery`), the F1 of the streamed frame against the detector's output on it.
  */
 import { decodeSegment } from '../encoder/index.ts';
 import type { YuvFrame } from '../encoder/frame.ts';
-import { frameF1, type F1Options } from './accuracy.ts';
+import { ACCURACY, frameF1, type F1Options } from './accuracy.ts';
 import { Detector, type DetectorDevice } from '../detector/detector.ts';
 import type { Detection } from '../detector/postprocess.ts';
 import { preprocess, INPUT_SIZE } from '../detector/preprocess.ts';
-import { oneAdaptProxy, reduceToMacroblocks } from './dnngrad.ts';
+import { oneAdaptProxy, ONEADAPT_PROXY, reduceToMacroblocks, type OneAdaptProxyOptions } from './dnngrad.ts';
 import { encodeMbMap } from '../wire/mbmap.ts';
 import type { SegmentProcessor } from './ingest.ts';
 import { GradientModel } from './onnxgrad/index.ts';
@@ -20,11 +22,12 @@ import type { Reply, SegmentHeader } from '../wire/protocol.ts';
 export interface AnalyzerOptions {
   modelPath: string;
   device?: DetectorDevice;
-  /** compute DNNGrad on the reference frame (default true) */
+  /** compute DNNGrad on the last decoded frame of each segment (default true) */
   dnngrad?: boolean;
+  /** accuracy definition (default ACCURACY: the one every benchmark uses) */
   f1?: F1Options;
-  /** proxy classes for DNNGrad (default: all) */
-  proxyClasses?: readonly number[];
+  /** DNNGrad's proxy (default ONEADAPT_PROXY: the same classes and score threshold as the F1) */
+  proxy?: OneAdaptProxyOptions;
   threads?: number;
 }
 
@@ -63,7 +66,7 @@ export class SegmentAnalyzer implements SegmentProcessor {
     if (!this.grad) throw new Error('DNNGrad disabled');
     const { input, letterbox } = preprocess(frame);
     const raw = knownRaw ?? (await this.grad.forward(input, [1, 3, INPUT_SIZE, INPUT_SIZE]));
-    const { value, seed } = oneAdaptProxy(raw, { classes: this.opts.proxyClasses });
+    const { value, seed } = oneAdaptProxy(raw, this.opts.proxy ?? ONEADAPT_PROXY);
     const { gradInput } = await this.grad.vjp(input, [1, 3, INPUT_SIZE, INPUT_SIZE], seed);
     return { proxy: value, map: reduceToMacroblocks(gradInput, letterbox, frame.width, frame.height, { reduce: 'mean' }), raw };
   }
@@ -83,27 +86,33 @@ export class SegmentAnalyzer implements SegmentProcessor {
 
     t = now();
     const perFrame: Detection[][] = [];
-    for (const f of frames) perFrame.push((await this.detector.detect(f)).detections);
+    let rawOfLast: Float32Array | undefined;
+    for (const f of frames) {
+      const d = await this.detector.detect(f);
+      perFrame.push(d.detections);
+      rawOfLast = d.raw; // the last frame's raw output feeds DNNGrad's forward pass
+    }
     const detectMs = now() - t;
 
     let f1: Reply['f1'] = null;
     let dnngrad: Reply['dnngrad'] = null;
     t = now();
+    const last = frames.length - 1;
+    if (this.grad) {
+      const g = await this.dnnGrad(frames[last], rawOfLast);
+      dnngrad = { frameIndex: last, rows: g.map.rows, cols: g.map.cols, width: frames[last].width, height: frames[last].height, proxy: g.proxy, data: encodeMbMap(g.map).toString('base64') };
+    }
+    const gradMs = now() - t;
     if (refFrame && header.ref) {
-      const idx = Math.min(header.ref.frameIndex, frames.length - 1);
+      const idx = Math.min(header.ref.frameIndex, last);
       const refDet = await this.detector.detect(refFrame);
       // streamed frames may be downscaled (resolution knob): compare in reference coordinates
       const sx = refFrame.width / frames[idx].width;
       const sy = refFrame.height / frames[idx].height;
       const test = perFrame[idx].map((d) => ({ ...d, x1: d.x1 * sx, x2: d.x2 * sx, y1: d.y1 * sy, y2: d.y2 * sy }));
-      const r = frameF1(test, refDet.detections, this.opts.f1);
+      const r = frameF1(test, refDet.detections, this.opts.f1 ?? ACCURACY);
       f1 = { frameIndex: idx, f1: r.f1, tp: r.tp, fp: r.fp, fn: r.fn };
-      if (this.grad) {
-        const g = await this.dnnGrad(refFrame, refDet.raw);
-        dnngrad = { frameIndex: idx, rows: g.map.rows, cols: g.map.cols, proxy: g.proxy, data: encodeMbMap(g.map).toString('base64') };
-      }
     }
-    const gradMs = now() - t;
     return {
       segmentId: header.segmentId,
       seq: header.seq,

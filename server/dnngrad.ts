@@ -11,7 +11,8 @@
 import { mbGrid, type MbMap, type YuvFrame } from '../encoder/frame.ts';
 import { divideByMbArea, frameDiffPerMb, type MbReduce } from '../media/mb.ts';
 import type { Letterbox } from '../detector/preprocess.ts';
-import { NUM_CLASSES, ROW, decodeCellBox, makeGrid, type Detection } from '../detector/postprocess.ts';
+import { ROW, decodeCellBox, makeGrid, type Detection } from '../detector/postprocess.ts';
+import { ACCURACY } from './accuracy.ts';
 
 export interface ProxyResult {
   /** proxy value (computed in float64) */
@@ -21,28 +22,42 @@ export interface ProxyResult {
 }
 
 export interface OneAdaptProxyOptions {
-  /** classes counted (default all 80) */
+  /** classes counted (default: the F1 measurement's classes, ACCURACY.classes) */
   classes?: readonly number[];
   /** sigmoid sharpness k in sigmoid(k·(score − centre)) (default 20) */
   sharpness?: number;
-  /** default 0.5 */
+  /** sigmoid centre (default: the F1 measurement's score threshold, ACCURACY.scoreThreshold) */
   centre?: number;
+  /** only candidate cells count: a (cell, class) pair whose score obj·cls is below this is skipped, so an
+   * empty scene's proxy and gradient are 0 rather than the tail of thousands of near-zero cells
+   * (default ONEADAPT_PROXY.candidateScore) */
+  candidateScore?: number;
   /** size filter: cells whose decoded box (network-input pixels) is smaller than this area are not counted.
    * It is a hard gate: no gradient flows into the box coordinates. Default 0 (no filter). */
   minBoxArea?: number;
   inputSize?: number;
 }
 
+/** OneAdapt's proxy as the product and the benchmark use it: the F1 measurement's classes and score threshold
+ * (centre), candidate cells from a third of that score up (the sigmoid there is ≈ 0.02: a cell that could cross). */
+export const ONEADAPT_PROXY = {
+  classes: ACCURACY.classes,
+  centre: ACCURACY.scoreThreshold,
+  sharpness: 20,
+  candidateScore: ACCURACY.scoreThreshold / 3,
+} as const satisfies OneAdaptProxyOptions;
+
 /**
- * OneAdapt's proxy: O = Σ_cells Σ_classes sigmoid(k·(obj·cls_c − 0.5)), a soft count of confident detections.
- * dO/dobj = Σ_c k·σ(1−σ)·cls_c ; dO/dcls_c = k·σ(1−σ)·obj.
+ * OneAdapt's proxy: O = Σ_candidate (cell, class) sigmoid(k·(obj·cls_c − centre)), a soft count of detections
+ * above the F1 measurement's score threshold. dO/dobj = Σ_c k·σ(1−σ)·cls_c ; dO/dcls_c = k·σ(1−σ)·obj.
  */
 export function oneAdaptProxy(raw: Float32Array, opts: OneAdaptProxyOptions = {}): ProxyResult {
-  const k = opts.sharpness ?? 20;
-  const centre = opts.centre ?? 0.5;
+  const k = opts.sharpness ?? ONEADAPT_PROXY.sharpness;
+  const centre = opts.centre ?? ONEADAPT_PROXY.centre;
+  const floor = opts.candidateScore ?? ONEADAPT_PROXY.candidateScore;
   const grid = makeGrid(opts.inputSize ?? 416);
   if (raw.length < grid.count * ROW) throw new RangeError(`raw has ${raw.length} values, expected ${grid.count * ROW}`);
-  const classes = opts.classes ? Int32Array.from(opts.classes) : Int32Array.from({ length: NUM_CLASSES }, (_, i) => i);
+  const classes = Int32Array.from(opts.classes ?? ONEADAPT_PROXY.classes);
   const minArea = opts.minBoxArea ?? 0;
   const seed = new Float32Array(raw.length);
   let value = 0;
@@ -57,6 +72,7 @@ export function oneAdaptProxy(raw: Float32Array, opts: OneAdaptProxyOptions = {}
     for (let i = 0; i < classes.length; i++) {
       const c = classes[i];
       const cls = raw[o + 5 + c];
+      if (obj * cls < floor) continue;
       const sg = 1 / (1 + Math.exp(-k * (obj * cls - centre)));
       value += sg;
       const d = k * sg * (1 - sg);

@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { parseHello, ProtocolError, unpackSegment, type Reply, type SegmentHeader } from '../wire/protocol.ts';
+import { parseHello, ProtocolError, unpackSegment, wsFrameOverhead, type Reply, type SegmentHeader } from '../wire/protocol.ts';
 
 export interface SegmentProcessor {
   process(header: SegmentHeader, video: Buffer, ref: Buffer | null): Promise<Omit<Reply, 'type' | 'duplicate'>>;
@@ -16,7 +16,7 @@ export interface SegmentProcessor {
 
 export interface ReplyStore {
   getReply(segmentId: string): Reply | null;
-  saveReply(header: SegmentHeader, reply: Reply): void;
+  saveReply(header: SegmentHeader, reply: Reply, wireBytes?: number): void;
   /** keep a segment the server could not process (raw message bytes), so rejecting it loses no data */
   saveFailure?(segmentId: string | undefined, cameraId: string | null, error: string, raw: Buffer): void;
 }
@@ -31,8 +31,14 @@ export interface IngestOptions {
   httpHandler?: http.RequestListener;
 }
 
+/** What one segment cost on the wire, as received (uplink) and answered (downlink), WebSocket frame headers included. */
+export interface WireCount {
+  uplinkBytes: number;
+  downlinkBytes: number;
+}
+
 export interface IngestEvents {
-  segment: [SegmentHeader, Reply];
+  segment: [SegmentHeader, Reply, WireCount];
   failed: [string, string | undefined];
   connection: [string];
 }
@@ -108,9 +114,12 @@ export class IngestServer extends EventEmitter<IngestEvents> {
         } finally {
           ws.resume();
         }
-        this.opts.store.saveReply(header, reply);
+        const text = JSON.stringify(reply);
+        const uplinkBytes = buf.length + wsFrameOverhead(buf.length, true);
+        this.opts.store.saveReply(header, reply, uplinkBytes);
         this.processed++;
-        this.emit('segment', header, reply);
+        const downlink = Buffer.byteLength(text, 'utf8');
+        this.emit('segment', header, reply, { uplinkBytes, downlinkBytes: downlink + wsFrameOverhead(downlink, false) });
       }
       if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(reply));
     } catch (e) {

@@ -30,6 +30,9 @@ export async function startServer(settings: ServerSettings, log = rootLogger('ca
   collectDefaultMetrics({ register: registry });
   const segs = new Counter({ name: 'camstream_server_segments_total', help: 'Segments processed', registers: [registry] });
   const bytes = new Counter({ name: 'camstream_server_segment_bytes_total', help: 'Video bytes received', registers: [registry] });
+  // every uplink byte, by part (video, reference frames, headers incl. WebSocket framing); replies separately
+  const uplink = new Counter({ name: 'camstream_server_uplink_bytes_total', help: 'Bytes received from agents, by part', labelNames: ['part'], registers: [registry] });
+  const downlink = new Counter({ name: 'camstream_server_downlink_bytes_total', help: 'Reply bytes sent to agents (detections, F1, DNNGrad)', registers: [registry] });
   const f1 = new Gauge({ name: 'camstream_server_f1_ratio', help: 'F1 of the last segment vs its reference frame', labelNames: ['camera'], registers: [registry] });
   const stage = new Histogram({ name: 'camstream_server_stage_seconds', help: 'Processing time per segment by stage', labelNames: ['stage'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] });
   const failed = new Counter({ name: 'camstream_server_segments_failed_total', help: 'Segments rejected (corrupt, undecodable)', registers: [registry] });
@@ -57,7 +60,7 @@ export async function startServer(settings: ServerSettings, log = rootLogger('ca
   });
   // running detection counts per camera: the overall F1 next to each segment's
   const totals = new Map<string, { tp: number; fp: number; fn: number }>();
-  ingest.on('segment', (h, r) => {
+  ingest.on('segment', (h, r, wire) => {
     segs.inc();
     const tot = totals.get(h.cameraId) ?? { tp: 0, fp: 0, fn: 0 };
     if (r.f1) {
@@ -68,12 +71,17 @@ export async function startServer(settings: ServerSettings, log = rootLogger('ca
     }
     const overallF1 = f1FromCounts(tot.tp, tot.fp, tot.fn);
     bytes.inc(h.videoBytes);
+    const refBytes = h.ref?.bytes ?? 0;
+    uplink.inc({ part: 'video' }, h.videoBytes);
+    uplink.inc({ part: 'reference' }, refBytes);
+    uplink.inc({ part: 'headers' }, wire.uplinkBytes - h.videoBytes - refBytes);
+    downlink.inc(wire.downlinkBytes);
     if (r.f1) f1.set({ camera: h.cameraId }, r.f1.f1);
     stage.observe({ stage: 'decode' }, r.timings.decodeMs / 1000);
     stage.observe({ stage: 'detect' }, r.timings.detectMs / 1000);
     stage.observe({ stage: 'dnngrad' }, r.timings.gradMs / 1000);
     log.info(
-      { component: 'ingest', camera: h.cameraId, segment: h.seq, bytes: h.videoBytes, frames: h.frameCount, knobs: h.knobs, f1: r.f1?.f1 ?? null, overallF1: Number(overallF1.toFixed(4)), tp: r.f1?.tp, fp: r.f1?.fp, fn: r.f1?.fn, dnngradBytes: r.dnngrad ? Buffer.from(r.dnngrad.data, 'base64').length : 0, ms: Math.round(r.timings.decodeMs + r.timings.detectMs + r.timings.gradMs) },
+      { component: 'ingest', camera: h.cameraId, segment: h.seq, bytes: h.videoBytes, wireBytes: wire.uplinkBytes, refBytes, replyBytes: wire.downlinkBytes, frames: h.frameCount, knobs: h.knobs, f1: r.f1?.f1 ?? null, overallF1: Number(overallF1.toFixed(4)), tp: r.f1?.tp, fp: r.f1?.fp, fn: r.f1?.fn, dnngradBytes: r.dnngrad ? Buffer.from(r.dnngrad.data, 'base64').length : 0, ms: Math.round(r.timings.decodeMs + r.timings.detectMs + r.timings.gradMs) },
       'segment processed',
     );
   });

@@ -5,7 +5,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import type { Reply, SegmentHeader } from '../wire/protocol.ts';
+import { segmentWireBytes, type Reply, type SegmentHeader } from '../wire/protocol.ts';
 import type { ReplyStore } from './ingest.ts';
 
 export interface StoredResult {
@@ -51,10 +51,11 @@ export class ServerStore implements ReplyStore {
     return row ? (JSON.parse(row.reply) as Reply) : null;
   }
 
-  saveReply(header: SegmentHeader, reply: Reply): void {
+  /** `wireBytes`: what the segment cost on the uplink (video, reference frame, headers); default: the header's account */
+  saveReply(header: SegmentHeader, reply: Reply, wireBytes?: number): void {
     this.db
       .prepare('INSERT OR IGNORE INTO results (segment_id, camera_id, seq, bytes, f1, header, reply, created_at) VALUES (?,?,?,?,?,?,?,?)')
-      .run(header.segmentId, header.cameraId, header.seq, header.videoBytes, reply.f1?.f1 ?? null, JSON.stringify(header), JSON.stringify(reply), Date.now());
+      .run(header.segmentId, header.cameraId, header.seq, wireBytes ?? segmentWireBytes(header).total, reply.f1?.f1 ?? null, JSON.stringify(header), JSON.stringify(reply), Date.now());
   }
 
   saveFailure(segmentId: string | undefined, cameraId: string | null, error: string, raw: Buffer): void {

@@ -6,7 +6,7 @@ import { rng } from '../numeric/random.ts';
 import { encodeMbMap, decodeMbMap, mbMapWireBytes, mbMapErrorBound } from '../wire/mbmap.ts';
 import { Detector } from '../detector/detector.ts';
 import { letterboxFor } from '../detector/preprocess.ts';
-import { postprocess, ROW, PERSON_CLASSES } from '../detector/postprocess.ts';
+import { postprocess, ROW, PERSON_CLASSES, ROAD_CLASSES } from '../detector/postprocess.ts';
 import { mbGrid, type MbMap, type YuvFrame } from '../encoder/frame.ts';
 import { loadFrames, IMAGES, DETECTOR_MODEL, requireFile } from '../testdata/fixtures.ts';
 
@@ -41,28 +41,49 @@ describe('proxy seeds vs finite differences on the real detector output (dog.jpg
     return idx;
   }
 
-  test('OneAdapt proxy O = Σ sigmoid(20(obj·cls − 0.5))', () => {
+  test('OneAdapt proxy O = Σ over candidate cells of sigmoid(20(obj·cls − 0.3)), road classes (the F1 definition)', () => {
     const dets = postprocess(raw, letterbox, { confThreshold: 0.25 });
     const { value, seed } = oneAdaptProxy(raw);
-    // independent direct evaluation of the value
+    // independent direct evaluation of the value: road classes, candidates with score ≥ 0.1
     let direct = 0;
-    for (let c = 0; c < 3549; c++) for (let k = 0; k < 80; k++) direct += 1 / (1 + Math.exp(-20 * (raw[c * ROW + 4] * raw[c * ROW + 5 + k] - 0.5)));
+    let candidates = 0;
+    for (let c = 0; c < 3549; c++) for (const k of ROAD_CLASSES) {
+      const score = raw[c * ROW + 4] * raw[c * ROW + 5 + k];
+      if (score < 0.1) continue;
+      candidates++;
+      direct += 1 / (1 + Math.exp(-20 * (score - 0.3)));
+    }
+    expect(candidates).toBeGreaterThan(0);
+    expect(candidates).toBeLessThan(500); // a few hundred candidate pairs out of 3549 × 7
     expect(value).toBeCloseTo(direct, 6);
     const f = (x: Float32Array) => oneAdaptProxy(x).value;
     let checkedLarge = 0;
-    for (const i of indicesToCheck(dets, 8)) {
-      const g = fd(f, raw, i, 1e-3);
-      expect(Math.abs(seed[i] - g)).toBeLessThanOrEqual(1e-3 + 2e-2 * Math.abs(g));
-      if (Math.abs(g) > 0.1) checkedLarge++;
+    for (const d of dets.filter((d) => ROAD_CLASSES.includes(d.classId))) {
+      for (const i of [d.cell * ROW + 4, d.cell * ROW + 5 + d.classId]) {
+        const g = fd(f, raw, i, 1e-3);
+        expect(Math.abs(seed[i] - g)).toBeLessThanOrEqual(1e-3 + 2e-2 * Math.abs(g));
+        if (Math.abs(g) > 0.1) checkedLarge++;
+      }
     }
-    expect(checkedLarge).toBeGreaterThanOrEqual(3); // the check covered cells where the gradient matters
-    // box coordinates get no gradient
+    expect(checkedLarge).toBeGreaterThan(1); // the check covered cells where the gradient matters
+    // non-road classes and box coordinates get no gradient
+    for (let c = 0; c < 3549; c++) for (let k = 0; k < 80; k++) if (!ROAD_CLASSES.includes(k) && seed[c * ROW + 5 + k] !== 0) throw new Error(`class ${k} got gradient`);
     for (const d of dets) for (let j = 0; j < 4; j++) expect(seed[d.cell * ROW + j]).toBe(0);
+  });
+
+  test('OneAdapt proxy of an empty scene is exactly 0 with no gradient (no tail of near-zero cells)', () => {
+    const empty = Float32Array.from(raw);
+    for (let c = 0; c < 3549; c++) empty[c * ROW + 4] = Math.min(empty[c * ROW + 4], 0.05); // every score < 0.05
+    const { value, seed } = oneAdaptProxy(empty);
+    expect(value).toBe(0);
+    expect(seed.every((v) => v === 0)).toBe(true);
+    // without the candidate gate the same frame sums a tail (what the old proxy did)
+    expect(oneAdaptProxy(empty, { candidateScore: 0, classes: Array.from({ length: 80 }, (_, i) => i) }).value).toBeGreaterThan(0.1);
   });
 
   test('OneAdapt proxy with a class filter only touches those classes', () => {
     const { value, seed } = oneAdaptProxy(raw, { classes: PERSON_CLASSES });
-    const all = oneAdaptProxy(raw).value;
+    const all = oneAdaptProxy(raw).value; // road classes ⊃ person
     expect(value).toBeLessThan(all);
     for (let c = 0; c < 3549; c++) for (let k = 1; k < 80; k++) if (seed[c * ROW + 5 + k] !== 0) throw new Error(`class ${k} got gradient`);
     const f = (x: Float32Array) => oneAdaptProxy(x, { classes: PERSON_CLASSES }).value;

@@ -19,7 +19,8 @@ test('agent streams real segments; server stores F1 and returns DNNGrad; OneAdap
   const settings = AgentSettingsSchema.parse({
     deviceId: 'e2e-cam',
     source: { kind: 'file', uri: VIDEOS.people, fps: 10 },
-    oneadapt: { enabled: true, lambdaBw: 1, lr: 0.1 },
+    oneadapt: { enabled: true },
+    monitor: { referenceEvery: 2 },
     server: { url: `ws://127.0.0.1:${server.port}/ingest` },
     storage: { dir: path.join(dir, 'agent') },
     http: { host: '127.0.0.1', port: 0 },
@@ -31,14 +32,28 @@ test('agent streams real segments; server stores F1 and returns DNNGrad; OneAdap
   expect(await agent.drained(60_000)).toBe(true);
   await agent.stop();
   const rows = server.store.results('e2e-cam');
+  const serverMetrics = await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text();
   await server.stop();
 
   expect(rows.map((r) => r.seq)).toEqual([0, 1, 2, 3]);
-  expect(rows.every((r) => r.bytes > 1000 && r.f1 !== null && r.f1 >= 0 && r.f1 <= 1)).toBe(true);
+  // the accuracy monitor: a reference frame (and so an F1) on every 2nd segment only
+  expect(rows.map((r) => r.f1 !== null)).toEqual([true, false, true, false]);
+  expect(rows.every((r) => r.f1 === null || (r.f1 >= 0 && r.f1 <= 1))).toBe(true);
+  // every uploaded byte counted, the same on both sides: the agent's video + reference + headers = the server's per-segment bytes
+  const agentMetrics = await agent.metrics.registry.getSingleMetric('camstream_uplink_bytes_total')!.get();
+  const part = (p: string): number => agentMetrics.values.find((v) => v.labels.part === p)!.value;
+  expect(part('reference')).toBeGreaterThan(0);
+  expect(part('headers')).toBeGreaterThan(4 * 200); // JSON header + length prefix + WebSocket frame, per segment
+  expect(part('video') + part('reference') + part('headers')).toBe(rows.reduce((a, r) => a + r.bytes, 0));
+  expect(serverMetrics).toMatch(/camstream_server_uplink_bytes_total\{part="reference"\} [1-9]/);
+  expect(serverMetrics).toMatch(/camstream_server_downlink_bytes_total [1-9]/);
   expect(agent.replies).toHaveLength(4);
   for (const r of agent.replies) {
-    expect(r.dnngrad).not.toBeNull();
-    expect([r.dnngrad!.rows, r.dnngrad!.cols]).toEqual([27, 48]); // 768×432 in 16-px macroblocks
+    // DNNGrad on the decoded streamed frame: its size and MB grid come back with it
+    const d = r.dnngrad!;
+    expect(d).not.toBeNull();
+    expect([d.rows, d.cols]).toEqual([Math.ceil(d.height! / 16), Math.ceil(d.width! / 16)]);
+    expect(d.width! <= 768 && d.height! <= 432).toBe(true);
     expect(r.detections.length).toBeGreaterThan(0);
   }
   // DNNGrad of segment k drives the knob update on a later segment

@@ -5,12 +5,12 @@
  * gradient sign, Adam convergence on a synthetic world) are in oneadapt-core.test.ts.
  */
 import type { MbMap, YuvFrame } from '../encoder/frame.ts';
-import { renderSegment, type RenderKnobs, type RenderOptions } from '../oneadapt/render.ts';
+import { gradToSourceGrid, renderSegment, type RenderKnobs, type RenderOptions } from '../oneadapt/render.ts';
 import { OneAdaptController } from '../oneadapt/adapt.ts';
 import { DEFAULT_KNOBS, S_MIN, type KnobName } from '../oneadapt/knobs.ts';
 import { probeKnobs } from '../oneadapt/probe.ts';
+import { contentSignature, signatureDistance, DEFAULT_SCENE } from '../oneadapt/scene.ts';
 import { SegmentAnalyzer } from '../server/analyzer.ts';
-import { ROAD_CLASSES } from '../detector/postprocess.ts';
 import { rng } from '../numeric/random.ts';
 import { DETECTOR_MODEL, loadFrames, VIDEOS } from '../testdata/fixtures.ts';
 
@@ -46,8 +46,11 @@ async function probeGap(knob: KnobName, start: number, frames: YuvFrame[], g: Mb
   const ctrl = new OneAdaptController({ enabled: [knob], start: { [knob]: start } });
   const p = await probeKnobs(ctrl, frames, null, g, { ...base, [knob]: start }, OPTS);
   expect(p.probes).toHaveLength(1);
-  const { r, bytes } = p.probes[0];
-  return { hq: r.hq, lq: r.lq, gap: r.lq - r.hq, bytes };
+  const { current, cheaper, dearer } = p.probes[0];
+  // both neighbours are probed where they exist
+  expect(dearer === undefined).toBe(ctrl.knobs.get(knob)!.index === 0);
+  expect(cheaper).toBeDefined();
+  return { hq: current.r, lq: cheaper!.r, gap: cheaper!.r - current.r, bytes: { hq: current.bytes, lq: cheaper!.bytes } };
 }
 
 describe('InputGrad/AccGrad through the real render path', () => {
@@ -99,7 +102,7 @@ describe('OneAdapt updates on a real clip segment, repeated', () => {
   const frames = loadFrames(VIDEOS.campus, 10, { startS: 60, width: 192, height: 112, fps: 10 });
   let g: { proxy: number; map: MbMap };
   beforeAll(async () => {
-    const an = await SegmentAnalyzer.create({ modelPath: DETECTOR_MODEL, proxyClasses: ROAD_CLASSES, threads: 1 });
+    const an = await SegmentAnalyzer.create({ modelPath: DETECTOR_MODEL, threads: 1 });
     const d = await an.dnnGrad(frames[frames.length - 1]);
     g = { proxy: d.proxy, map: d.map };
     await an.close();
@@ -126,7 +129,7 @@ describe('OneAdapt updates on a real clip segment, repeated', () => {
     const rate = async (k: RenderKnobs): Promise<number> => ((await renderSegment(frames, k, null, OPTS)).encoded.data.length * 8) / 1000;
     const start = { resolution: 1, fps: 10, qp: 20 };
     const target = await rate({ ...BASE, qp: 38 }); // reachable: a config on the knob lists
-    const ctrl = new OneAdaptController({ enabled: ['resolution', 'fps', 'qp'], start, targetKbps: target, lambda: 1, lr: 0.1 });
+    const ctrl = new OneAdaptController({ enabled: ['resolution', 'fps', 'qp'], start, targetKbps: target, lambda: 1 });
     const rates = await run(ctrl, 25);
     const err = (r: number): number => Math.abs(Math.log(r / target));
     expect(rates[0]).toBeGreaterThan(3 * target);
@@ -146,11 +149,36 @@ describe('threshold knob on a flat stretch', () => {
     const p = await probeKnobs(ctrl, frames, importance, gMap('all'), { ...BASE, threshold: 0.5 }, OPTS);
     expect(p.probes).toHaveLength(1);
     const pr = p.probes[0];
-    // index 5 (0.5) → cheaper 0.7 identical, dearer 0.4 identical, then 0.3 differs: 2 intervals away
-    expect(pr.span).toBe(2);
-    expect(pr.bytes.hq).toBeGreaterThan(pr.bytes.lq); // 0.3 marks everything important: more bytes
-    expect(pr.r.hq).toBeLessThan(pr.r.lq); // and less error
-    expect(ctrl.gradient(pr, 1)).not.toBe(0);
+    // index 5 (0.5) → cheaper 0.7 and 0.9 identical (no cheaper probe); dearer 0.4 identical, then 0.3 differs: 2 intervals away
+    expect(pr.cheaper).toBeUndefined();
+    expect(pr.dearer!.span).toBe(2);
+    expect(pr.dearer!.bytes).toBeGreaterThan(pr.current.bytes); // 0.3 marks everything important: more bytes
+    expect(pr.dearer!.r).toBeLessThan(pr.current.r); // and less error
+    expect(p.encodes).toBe(4); // 0.4, 0.3 dearer; 0.7, 0.9 cheaper
+    expect(new OneAdaptController({ enabled: ['threshold'], start: { threshold: 0.5 }, lambda: 0, deadband: 0 }).gradient(pr, 1)).toBeLessThan(0);
   });
 });
 
+
+describe('scene changes and DNNGrad geometry on real clips', () => {
+  test('content signature: consecutive seconds of one camera stay close, another camera is far', () => {
+    const a = loadFrames(VIDEOS.campus, 20, { startS: 60, width: 160, height: 90, fps: 10 });
+    const b = loadFrames(VIDEOS.highway, 10, { startS: 20, width: 160, height: 90, fps: 10 });
+    const same = signatureDistance(contentSignature(a[0]), contentSignature(a[10]));
+    const other = signatureDistance(contentSignature(a[10]), contentSignature(b[0]));
+    expect(same).toBeLessThan(DEFAULT_SCENE.contentThreshold / 2);
+    expect(other).toBeGreaterThan(DEFAULT_SCENE.contentThreshold);
+  });
+
+  test('a gradient map of a half-size streamed frame lands on the source grid with the pixel-area factor', () => {
+    // streamed 320×176 (20×11 MBs) from a 640×352 source (40×22 MBs): one hot MB covers 2×2 source MBs at ¼ density
+    const g = { rows: 11, cols: 20, data: new Float32Array(220) };
+    g.data[3 * 20 + 5] = 8;
+    const m = gradToSourceGrid(g, 320, 176, 640, 352);
+    expect([m.rows, m.cols]).toEqual([22, 40]);
+    const hot = [...m.data.keys()].filter((i) => m.data[i] > 0).map((i) => [Math.floor(i / 40), i % 40]);
+    expect(hot).toEqual([[6, 10], [6, 11], [7, 10], [7, 11]]);
+    expect(m.data[6 * 40 + 10]).toBeCloseTo(2, 6);
+    expect(gradToSourceGrid(m, 640, 352, 640, 352)).toBe(m);
+  });
+});

@@ -28,7 +28,8 @@ export const SegmentHeaderSchema = z.object({
   capturedAt: z.number(),
   knobs: KnobsSchema,
   videoBytes: z.number().int().positive(),
-  /** one frame of the segment encoded at high quality: the accuracy reference and the DNNGrad input */
+  /** one frame of the segment encoded at high quality, sent on sampled segments only (the agent's accuracy
+   * monitor, `monitor.referenceEvery`): the server measures the streamed frame's F1 against it */
   ref: z
     .object({
       frameIndex: z.number().int().nonnegative(),
@@ -54,8 +55,11 @@ export const ReplySchema = z.object({
   detections: z.array(z.array(WireDetectionSchema)),
   /** F1 of the segment's frame at ref.frameIndex against the detector's output on the reference */
   f1: z.object({ frameIndex: z.number().int(), f1: z.number(), tp: z.number().int(), fp: z.number().int(), fn: z.number().int() }).nullable(),
-  /** per-macroblock DNNGrad of the reference frame (encodeMbMap, base64) */
-  dnngrad: z.object({ frameIndex: z.number().int(), rows: z.number().int(), cols: z.number().int(), proxy: z.number(), data: z.string() }).nullable(),
+  /** per-macroblock DNNGrad of the decoded streamed frame at frameIndex (encodeMbMap, base64), on that frame's
+   * macroblock grid; width/height: that frame's size (the streamed size, possibly scaled by the resolution knob) */
+  dnngrad: z
+    .object({ frameIndex: z.number().int(), rows: z.number().int(), cols: z.number().int(), width: z.number().int().positive().optional(), height: z.number().int().positive().optional(), proxy: z.number(), data: z.string() })
+    .nullable(),
   timings: z.object({ decodeMs: z.number(), detectMs: z.number(), gradMs: z.number() }),
   /** true when this reply was served from the server's store (a resent segment) */
   duplicate: z.boolean().default(false),
@@ -84,6 +88,24 @@ export function packSegment(header: SegmentHeader, video: Uint8Array, ref?: Uint
   const len = Buffer.alloc(4);
   len.writeUInt32BE(h.length);
   return Buffer.concat([len, h, video, ...(ref ? [ref] : [])]);
+}
+
+/** WebSocket frame header bytes for a payload (RFC 6455: 2 bytes, +2 or +8 for the length, +4 for the mask a client adds). */
+export function wsFrameOverhead(payloadBytes: number, masked: boolean): number {
+  return 2 + (payloadBytes < 126 ? 0 : payloadBytes <= 0xffff ? 2 : 8) + (masked ? 4 : 0);
+}
+
+/**
+ * Every byte one segment costs on the uplink: the WebSocket frame header (masked, client → server), the length
+ * prefix, the JSON header, the video and the reference frame, split by what they are for the metrics.
+ */
+export function segmentWireBytes(header: SegmentHeader): { video: number; reference: number; headers: number; total: number } {
+  const json = Buffer.byteLength(JSON.stringify(header), 'utf8');
+  const video = header.videoBytes;
+  const reference = header.ref?.bytes ?? 0;
+  const message = 4 + json + video + reference;
+  const headers = message - video - reference + wsFrameOverhead(message, true);
+  return { video, reference, headers, total: video + reference + headers };
 }
 
 export function unpackSegment(buf: Buffer): { header: SegmentHeader; video: Buffer; ref: Buffer | null } {
