@@ -26,6 +26,9 @@ extern "C" {
 #include <string>
 #include <vector>
 
+// kernels_napi.cc: the hot-loop kernels (kernels.h) as exports.kernels
+void RegisterKernels(Napi::Env env, Napi::Object exports);
+
 namespace {
 
 constexpr int kMb = 16;
@@ -615,6 +618,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("decode", Napi::Function::New(env, Decode, "decode"));
   exports.Set("scale", Napi::Function::New(env, Scale, "scale"));
   exports.Set("versions", Napi::Function::New(env, Versions, "versions"));
+  RegisterKernels(env, exports);
   return exports;
 }
 

@@ -1,0 +1,57 @@
+/**
+ * The per-pixel hot loops in C++ (encoder/native/kernels.cc, exported by the encoder addon as `kernels`).
+ *
+ * Each function here is the native twin of a TypeScript reference and returns bit-identical results
+ * (same operations, order and precision; see kernels.h): letterbox ↔ server/detector/preprocess.ts
+ * preprocess, halfResRgb ↔ cheapmodel/model.ts, reduceToMacroblocks / saliencyToFrame / weightByPixelDiff
+ * ↔ server/dnngrad.ts, rgbErrorPerMb ↔ oneadapt/inputgrad.ts, importanceMask ↔ cheapmodel/qpmap.ts.
+ *
+ * nativeKernels() is null when the addon is not built, is an older build without `kernels`, or
+ * CAMSTREAM_NATIVE_KERNELS=0 — callers then use their TypeScript version (a clean fallback).
+ * Inputs are validated by the callers (as before) and checked again in C++.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface NativeKernels {
+  letterbox(yuv: Uint8Array, w: number, h: number, inputSize: number, bgr: boolean, out: Float32Array): void;
+  halfResRgb(yuv: Uint8Array, w: number, h: number, out: Float32Array): void;
+  reduceToMacroblocks(grad: Float32Array, inputSize: number, frameW: number, frameH: number, mean: boolean, out: Float32Array): void;
+  saliencyToFrame(grad: Float32Array, inputSize: number, frameW: number, frameH: number, out: Float32Array): void;
+  weightByPixelDiff(saliency: Float32Array | null, hq: Uint8Array, lq: Uint8Array, w: number, h: number, mean: boolean, out: Float32Array): void;
+  rgbErrorPerMb(x: Uint8Array, ref: Uint8Array, w: number, h: number, out: Float32Array): void;
+  importanceMask(p: Float32Array, rows: number, cols: number, threshold: number, smooth: boolean, out: Uint8Array): void;
+}
+
+const KERNEL_NAMES: readonly (keyof NativeKernels)[] = ['letterbox', 'halfResRgb', 'reduceToMacroblocks', 'saliencyToFrame', 'weightByPixelDiff', 'rgbErrorPerMb', 'importanceMask'];
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const addonPath = (): string => process.env.CAMSTREAM_ENCODER_ADDON ?? path.resolve(here, '../build/encoder/Release/camstream_encoder.node');
+
+let loaded: { kernels: NativeKernels | null; reason: string } | undefined;
+
+/** Why nativeKernels() is null ('' when it is not). */
+export function nativeKernelsStatus(): string {
+  nativeKernels();
+  return loaded!.reason;
+}
+
+/** The C++ kernels, or null (TypeScript fallback). Loaded once per process. */
+export function nativeKernels(): NativeKernels | null {
+  if (loaded) return loaded.kernels;
+  const file = addonPath();
+  if (process.env.CAMSTREAM_NATIVE_KERNELS === '0') loaded = { kernels: null, reason: 'disabled by CAMSTREAM_NATIVE_KERNELS=0' };
+  else if (!existsSync(file)) loaded = { kernels: null, reason: `addon not built (${file}): run npm run build:native` };
+  else {
+    try {
+      const k = (createRequire(import.meta.url)(file) as { kernels?: Partial<NativeKernels> }).kernels;
+      const missing = KERNEL_NAMES.filter((n) => typeof k?.[n] !== 'function');
+      loaded = missing.length ? { kernels: null, reason: `addon ${file} lacks ${missing.join(', ')} (rebuild: npm run build:native)` } : { kernels: k as NativeKernels, reason: '' };
+    } catch (err) {
+      loaded = { kernels: null, reason: `addon ${file} failed to load: ${err instanceof Error ? err.message : String(err)}` };
+    }
+  }
+  return loaded.kernels;
+}

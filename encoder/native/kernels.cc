@@ -1,0 +1,314 @@
+// Native twins of the TypeScript hot loops; see kernels.h for the exactness contract.
+// Written as plain loops over contiguous rows so that GCC/Clang -O3 vectorises the per-pixel arithmetic
+// (SSE2 on x86-64, NEON on aarch64); the per-MB accumulations keep the references' sequential float
+// rounding, so they stay scalar but run as independent chains per macroblock column.
+#include "kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+namespace cskern {
+
+namespace {
+inline double clamp255(double v) { return v < 0 ? 0 : v > 255 ? 255 : v; }
+inline double absd(float v) { return std::fabs(static_cast<double>(v)); }
+
+// Adds one row of per-pixel terms t[0..w) into per-macroblock-column accumulators o[0..ceil(w/16)),
+// each column in x order as the reference does (float accumulators round after every add, as a
+// Float32Array store does). Iterating x-within-MB outside and columns inside keeps each column's order
+// but makes neighbouring columns independent, so the adds overlap instead of forming one long chain.
+template <typename Acc>
+inline void accumulateRow(const double* __restrict t, int w, Acc* __restrict o) {
+  const int full = w / 16;
+  for (int k = 0; k < 16; k++)
+    for (int c = 0; c < full; c++) o[c] = static_cast<Acc>(static_cast<double>(o[c]) + t[c * 16 + k]);
+  for (int x = full * 16; x < w; x++) o[full] = static_cast<Acc>(static_cast<double>(o[full]) + t[x]);
+}
+}  // namespace
+
+Letterbox letterboxFor(int srcW, int srcH, int S) {
+  Letterbox lb{};
+  lb.inputSize = S;
+  lb.srcW = srcW;
+  lb.srcH = srcH;
+  lb.scale = std::min(static_cast<double>(S) / srcW, static_cast<double>(S) / srcH);
+  lb.newW = std::max(1, std::min(S, static_cast<int>(std::floor(srcW * lb.scale + 1e-9))));
+  lb.newH = std::max(1, std::min(S, static_cast<int>(std::floor(srcH * lb.scale + 1e-9))));
+  lb.invScaleX = static_cast<double>(srcW) / lb.newW;
+  lb.invScaleY = static_cast<double>(srcH) / lb.newH;
+  return lb;
+}
+
+void bilinearTaps(int dstN, int srcN, double ratio, double offset, int32_t* i0, int32_t* i1, float* w) {
+  for (int d = 0; d < dstN; d++) {
+    double s = (d + 0.5) * ratio - 0.5 + offset;
+    if (s < 0) s = 0;
+    if (s > srcN - 1) s = srcN - 1;
+    const double f = std::floor(s);
+    i0[d] = static_cast<int32_t>(f);
+    i1[d] = std::min(static_cast<int32_t>(f) + 1, srcN - 1);
+    w[d] = static_cast<float>(s - f);
+  }
+}
+
+void letterbox(const uint8_t* yuv, int w, int h, int S, bool bgr, float* out) {
+  const Letterbox lb = letterboxFor(w, h, S);
+  const int plane = S * S;
+  const int cw = w >> 1, ch = h >> 1;
+  const uint8_t* Yp = yuv;
+  const uint8_t* Up = yuv + static_cast<size_t>(w) * h;
+  const uint8_t* Vp = Up + static_cast<size_t>(cw) * ch;
+  const double rx = static_cast<double>(w) / lb.newW, ry = static_cast<double>(h) / lb.newH;
+  const int nW = lb.newW, nH = lb.newH;
+  std::vector<int32_t> li0(nW), li1(nW), ci0(nW), ci1(nW), ly0(nH), ly1(nH), cy0(nH), cy1(nH);
+  std::vector<float> lw(nW), cwx(nW), lwy(nH), cwy(nH);
+  bilinearTaps(nW, w, rx, 0, li0.data(), li1.data(), lw.data());
+  bilinearTaps(nH, h, ry, 0, ly0.data(), ly1.data(), lwy.data());
+  bilinearTaps(nW, cw, rx / 2, 0.25, ci0.data(), ci1.data(), cwx.data());
+  bilinearTaps(nH, ch, ry / 2, 0, cy0.data(), cy1.data(), cwy.data());
+  float* P0 = out;              // B (bgr) or R
+  float* P1 = out + plane;      // G
+  float* P2 = out + 2 * plane;  // R (bgr) or B
+  // Horizontal interpolation of one source row at every output column, kept in doubles: exactly the
+  // reference's `top`/`bot` terms, computed once per (output row, source row) instead of per pixel.
+  std::vector<double> yT(nW), yB(nW), uT(nW), uB(nW), vT(nW), vB(nW);
+  auto hlerp = [nW](const uint8_t* row, const int32_t* a0, const int32_t* a1, const float* wx, double* dst) {
+    for (int x = 0; x < nW; x++) {
+      const double p0 = row[a0[x]], p1 = row[a1[x]];
+      dst[x] = p0 + (p1 - p0) * static_cast<double>(wx[x]);
+    }
+  };
+  for (int y = 0; y < nH; y++) {
+    hlerp(Yp + static_cast<size_t>(ly0[y]) * w, li0.data(), li1.data(), lw.data(), yT.data());
+    hlerp(Yp + static_cast<size_t>(ly1[y]) * w, li0.data(), li1.data(), lw.data(), yB.data());
+    hlerp(Up + static_cast<size_t>(cy0[y]) * cw, ci0.data(), ci1.data(), cwx.data(), uT.data());
+    hlerp(Up + static_cast<size_t>(cy1[y]) * cw, ci0.data(), ci1.data(), cwx.data(), uB.data());
+    hlerp(Vp + static_cast<size_t>(cy0[y]) * cw, ci0.data(), ci1.data(), cwx.data(), vT.data());
+    hlerp(Vp + static_cast<size_t>(cy1[y]) * cw, ci0.data(), ci1.data(), cwx.data(), vB.data());
+    const double wy = lwy[y], wcy = cwy[y];
+    float* __restrict o0 = P0 + static_cast<size_t>(y) * S;
+    float* __restrict o1 = P1 + static_cast<size_t>(y) * S;
+    float* __restrict o2 = P2 + static_cast<size_t>(y) * S;
+    const double* __restrict yt = yT.data();
+    const double* __restrict yb = yB.data();
+    const double* __restrict ut = uT.data();
+    const double* __restrict ub = uB.data();
+    const double* __restrict vt = vT.data();
+    const double* __restrict vb = vB.data();
+    for (int x = 0; x < nW; x++) {  // vectorised: straight-line double arithmetic
+      const double Y = yt[x] + (yb[x] - yt[x]) * wy;
+      const double U = ut[x] + (ub[x] - ut[x]) * wcy - 128;
+      const double V = vt[x] + (vb[x] - vt[x]) * wcy - 128;
+      const double yy = 1.164383 * (Y - 16);
+      const double R = clamp255(yy + 1.596027 * V);
+      const double G = clamp255(yy - 0.391762 * U - 0.812968 * V);
+      const double B = clamp255(yy + 2.017232 * U);
+      o0[x] = static_cast<float>(bgr ? B : R);
+      o1[x] = static_cast<float>(G);
+      o2[x] = static_cast<float>(bgr ? R : B);
+    }
+    for (int x = nW; x < S; x++) o0[x] = o1[x] = o2[x] = 114.0f;
+  }
+  for (int c = 0; c < 3; c++) std::fill(out + c * plane + static_cast<size_t>(nH) * S, out + (c + 1) * plane, 114.0f);
+}
+
+void halfResRgb(const uint8_t* src, int w, int h, float* out) {
+  const int rows = mbRows(h), cols = mbCols(w);
+  const int cw = w >> 1, ch = h >> 1;
+  const int W = cols * 8, H = rows * 8;
+  const size_t plane = static_cast<size_t>(W) * H;
+  const uint8_t* Up = src + static_cast<size_t>(w) * h;
+  const uint8_t* Vp = Up + static_cast<size_t>(cw) * ch;
+  // (v/255 − 0.5)/0.25: the division by 0.25 is written as ×4, which is exact (a power of two)
+  auto norm = [](double v) { return (clamp255(v) / 255 - 0.5) * 4; };
+  const int inner = std::min(W, cw);
+  std::vector<int32_t> ysum(inner);
+  for (int y = 0; y < H; y++) {
+    const int sy = y < ch ? y : ch - 1;
+    const uint8_t* __restrict l0 = src + static_cast<size_t>(2 * sy) * w;
+    const uint8_t* __restrict l1 = l0 + w;
+    const uint8_t* __restrict u = Up + static_cast<size_t>(sy) * cw;
+    const uint8_t* __restrict v = Vp + static_cast<size_t>(sy) * cw;
+    float* __restrict oR = out + static_cast<size_t>(y) * W;
+    float* __restrict oG = oR + plane;
+    float* __restrict oB = oG + plane;
+    int32_t* __restrict ys = ysum.data();
+    // the reference sums the 2×2 block in this order, exactly (small integers)
+    for (int x = 0; x < inner; x++) ys[x] = l0[2 * x] + l1[2 * x] + l0[2 * x + 1] + l1[2 * x + 1];
+    for (int x = 0; x < inner; x++) {  // vectorised
+      const double Y = static_cast<double>(ys[x]) * 0.25;
+      const double U = static_cast<double>(u[x]) - 128;
+      const double V = static_cast<double>(v[x]) - 128;
+      const double c = 1.164 * (Y - 16);
+      oR[x] = static_cast<float>(norm(c + 1.596 * V));
+      oG[x] = static_cast<float>(norm(c - 0.392 * U - 0.813 * V));
+      oB[x] = static_cast<float>(norm(c + 2.017 * U));
+    }
+    for (int x = inner; x < W; x++) {  // right edge replication
+      oR[x] = oR[inner - 1];
+      oG[x] = oG[inner - 1];
+      oB[x] = oB[inner - 1];
+    }
+  }
+}
+
+void reduceToMacroblocks(const float* grad, const Letterbox& lb, int frameW, int frameH, bool mean, float* out) {
+  const int S = lb.inputSize;
+  const size_t plane = static_cast<size_t>(S) * S;
+  const int rows = mbRows(frameH), cols = mbCols(frameW);
+  std::fill(out, out + static_cast<size_t>(rows) * cols, 0.0f);
+  // input columns → MB column; the columns of one MB are a contiguous run (monotone mapping)
+  std::vector<int32_t> colStart(cols + 1, lb.newW);
+  for (int x = lb.newW - 1; x >= 0; x--) {
+    const int c = std::min(frameW - 1, static_cast<int>(std::floor((x + 0.5) * lb.invScaleX))) >> 4;
+    colStart[c] = x;
+  }
+  for (int c = cols - 1; c >= 0; c--) colStart[c] = std::min(colStart[c], colStart[c + 1]);
+  std::vector<double> s(lb.newW);
+  for (int y = 0; y < lb.newH; y++) {
+    const int r = std::min(frameH - 1, static_cast<int>(std::floor((y + 0.5) * lb.invScaleY))) >> 4;
+    const float* __restrict g0 = grad + static_cast<size_t>(y) * S;
+    const float* __restrict g1 = g0 + plane;
+    const float* __restrict g2 = g1 + plane;
+    double* __restrict sp = s.data();
+    for (int x = 0; x < lb.newW; x++) sp[x] = absd(g0[x]) + absd(g1[x]) + absd(g2[x]);  // vectorised
+    float* o = out + static_cast<size_t>(r) * cols;
+    for (int c = 0; c < cols; c++) {  // one float-rounded chain per MB column, as the reference's +=
+      float acc = o[c];
+      for (int x = colStart[c]; x < colStart[c + 1]; x++) acc = static_cast<float>(static_cast<double>(acc) + sp[x]);
+      o[c] = acc;
+    }
+  }
+  if (mean) {
+    for (int r = 0; r < rows; r++) {
+      const int hh = std::min(16, frameH - r * 16);
+      for (int c = 0; c < cols; c++) {
+        float& v = out[static_cast<size_t>(r) * cols + c];
+        v = static_cast<float>(static_cast<double>(v) / (hh * std::min(16, frameW - c * 16)));
+      }
+    }
+  }
+}
+
+void saliencyToFrame(const float* grad, const Letterbox& lb, int frameW, int frameH, float* out) {
+  const int S = lb.inputSize;
+  const size_t plane = static_cast<size_t>(S) * S;
+  const double k = 1 / (lb.invScaleX * lb.invScaleY);
+  std::vector<int32_t> xs(frameW);
+  for (int x = 0; x < frameW; x++) xs[x] = std::min(lb.newW - 1, static_cast<int>(std::floor((x + 0.5) / lb.invScaleX)));
+  std::vector<double> s(lb.newW);
+  int lastYi = -1;
+  for (int y = 0; y < frameH; y++) {
+    const int yi = std::min(lb.newH - 1, static_cast<int>(std::floor((y + 0.5) / lb.invScaleY)));
+    if (yi != lastYi) {  // the input row's saliency, k·Σ|g|, shared by every frame row that pulls from it
+      const float* __restrict g0 = grad + static_cast<size_t>(yi) * S;
+      const float* __restrict g1 = g0 + plane;
+      const float* __restrict g2 = g1 + plane;
+      for (int x = 0; x < lb.newW; x++) s[x] = k * (absd(g0[x]) + absd(g1[x]) + absd(g2[x]));
+      lastYi = yi;
+    }
+    float* __restrict o = out + static_cast<size_t>(y) * frameW;
+    for (int x = 0; x < frameW; x++) o[x] = static_cast<float>(s[xs[x]]);
+  }
+}
+
+void weightByPixelDiff(const float* sal, const uint8_t* a, const uint8_t* b, int w, int h, bool mean, float* out) {
+  const int rows = mbRows(h), cols = mbCols(w);
+  const int cw = w >> 1;
+  const size_t uOff = static_cast<size_t>(w) * h;
+  const size_t vOff = uOff + static_cast<size_t>(cw) * (h >> 1);
+  std::fill(out, out + static_cast<size_t>(rows) * cols, 0.0f);
+  std::vector<double> t(w);
+  for (int y = 0; y < h; y++) {
+    const size_t p0 = static_cast<size_t>(y) * w;
+    const size_t c0 = static_cast<size_t>(y >> 1) * cw;
+    double* __restrict tp = t.data();
+    for (int cx = 0; cx < cw; cx++) {  // two luma pixels share one chroma sample; |Δ| sums are exact integers
+      const size_t ci = c0 + cx;
+      const int dc = std::abs(a[uOff + ci] - b[uOff + ci]) + std::abs(a[vOff + ci] - b[vOff + ci]);
+      const size_t p = p0 + 2 * cx;
+      const int d0 = std::abs(a[p] - b[p]) + dc, d1 = std::abs(a[p + 1] - b[p + 1]) + dc;
+      tp[2 * cx] = sal ? static_cast<double>(sal[p]) * d0 : static_cast<double>(d0);
+      tp[2 * cx + 1] = sal ? static_cast<double>(sal[p + 1]) * d1 : static_cast<double>(d1);
+    }
+    accumulateRow(tp, w, out + static_cast<size_t>(y >> 4) * cols);
+  }
+  if (mean) {
+    for (int r = 0; r < rows; r++)
+      for (int c = 0; c < cols; c++) {
+        float& v = out[static_cast<size_t>(r) * cols + c];
+        v = static_cast<float>(static_cast<double>(v) / (std::min(16, h - r * 16) * std::min(16, w - c * 16)));
+      }
+  }
+}
+
+void rgbErrorPerMb(const uint8_t* a, const uint8_t* b, int w, int h, float* out) {
+  constexpr double KY = 1.164, RV = 1.596, GU = 0.392, GV = 0.813, BU = 2.017;
+  const int rows = mbRows(h), cols = mbCols(w);
+  const int cw = w >> 1;
+  const size_t uOff = static_cast<size_t>(w) * h;
+  const size_t vOff = uOff + static_cast<size_t>(cw) * (h >> 1);
+  std::vector<double> sum(static_cast<size_t>(rows) * cols, 0.0), e(w);
+  for (int y = 0; y < h; y++) {
+    const size_t p0 = static_cast<size_t>(y) * w;
+    const size_t c0 = static_cast<size_t>(y >> 1) * cw;
+    double* __restrict ep = e.data();
+    for (int cx = 0; cx < cw; cx++) {  // two luma pixels per chroma sample
+      const size_t ci = c0 + cx;
+      const double du = static_cast<int>(a[uOff + ci]) - b[uOff + ci];
+      const double dv = static_cast<int>(a[vOff + ci]) - b[vOff + ci];
+      for (int j = 0; j < 2; j++) {
+        const size_t p = p0 + 2 * cx + j;
+        const double dy = KY * (static_cast<int>(a[p]) - b[p]);
+        ep[2 * cx + j] = std::fabs(dy + RV * dv) + std::fabs(dy - GU * du - GV * dv) + std::fabs(dy + BU * du);
+      }
+    }
+    accumulateRow(ep, w, sum.data() + static_cast<size_t>(y >> 4) * cols);
+  }
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < cols; c++) {
+      const double n = static_cast<double>(std::min(16, h - r * 16)) * std::min(16, w - c * 16);
+      out[static_cast<size_t>(r) * cols + c] = static_cast<float>(sum[static_cast<size_t>(r) * cols + c] / n);
+    }
+}
+
+namespace {
+// 3×3 min (erode) or max (dilate), cells outside the grid ignored: a 1×3 pass along rows, then 3×1
+// along columns (min/max are exact, so the separable form equals the 3×3 window). tmp: rows·cols.
+template <bool IsMin>
+void morph(const uint8_t* __restrict m, int rows, int cols, uint8_t* __restrict tmp, uint8_t* __restrict out) {
+  auto op = [](uint8_t a, uint8_t b) -> uint8_t { return IsMin ? (a < b ? a : b) : (a > b ? a : b); };
+  for (int r = 0; r < rows; r++) {
+    const uint8_t* s = m + static_cast<size_t>(r) * cols;
+    uint8_t* t = tmp + static_cast<size_t>(r) * cols;
+    if (cols == 1) { t[0] = s[0]; continue; }
+    t[0] = op(s[0], s[1]);
+    for (int c = 1; c < cols - 1; c++) t[c] = op(op(s[c - 1], s[c]), s[c + 1]);
+    t[cols - 1] = op(s[cols - 2], s[cols - 1]);
+  }
+  for (int r = 0; r < rows; r++) {
+    const uint8_t* up = tmp + static_cast<size_t>(r > 0 ? r - 1 : r) * cols;
+    const uint8_t* mid = tmp + static_cast<size_t>(r) * cols;
+    const uint8_t* dn = tmp + static_cast<size_t>(r < rows - 1 ? r + 1 : r) * cols;
+    uint8_t* o = out + static_cast<size_t>(r) * cols;
+    for (int c = 0; c < cols; c++) o[c] = op(op(up[c], mid[c]), dn[c]);
+  }
+}
+}  // namespace
+
+void importanceMask(const float* p, int rows, int cols, double threshold, bool smooth, uint8_t* out, uint8_t* scratch) {
+  const size_t n = static_cast<size_t>(rows) * cols;
+  uint8_t* a = smooth ? scratch : out;
+  for (size_t i = 0; i < n; i++) a[i] = static_cast<double>(p[i]) > threshold ? 1 : 0;
+  if (!smooth || n == 0) return;
+  uint8_t* b = scratch + n;
+  uint8_t* t = scratch + 2 * n;
+  morph<true>(a, rows, cols, t, b);    // opening: erode,
+  morph<false>(b, rows, cols, t, a);   //          dilate
+  morph<false>(a, rows, cols, t, b);   // closing: dilate,
+  morph<true>(b, rows, cols, t, out);  //          erode
+}
+
+}  // namespace cskern

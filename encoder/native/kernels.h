@@ -1,0 +1,53 @@
+// camstream per-pixel hot loops (pure C++, no Node-API): the native twins of the TypeScript
+// references in server/detector/preprocess.ts, cheapmodel/model.ts, server/dnngrad.ts,
+// oneadapt/inputgrad.ts and cheapmodel/qpmap.ts.
+//
+// Exactness contract: every function performs the same floating-point operations, in the same order
+// and precision, as its TypeScript reference (JS numbers are IEEE doubles; Float32Array stores round to
+// float), so the outputs are bit-identical. Hence doubles inside, floats at the stores, and the build
+// uses -ffp-contract=off (no fused multiply-add, which would change rounding on aarch64/AVX2 targets).
+// Used by the encoder addon (encoder/native) and as the CPU twins of native-cuda/.
+#pragma once
+#include <cstdint>
+
+namespace cskern {
+
+// ---- geometry shared with the TS Letterbox ------------------------------------------------------
+struct Letterbox {
+  int inputSize, srcW, srcH, newW, newH;
+  double scale, invScaleX, invScaleY;
+};
+// As letterboxFor(): r = min(S/w, S/h), new size = floor(w·r) clamped to [1, S].
+Letterbox letterboxFor(int srcW, int srcH, int inputSize);
+
+// Bilinear tap table of one axis (taps() in preprocess.ts): i0/i1 source indices, w weight of i1.
+void bilinearTaps(int dstN, int srcN, double ratio, double offset, int32_t* i0, int32_t* i1, float* w);
+
+// YUV420p (w×h, even) → letterboxed CHW float [3,S,S], values 0–255, BT.601 limited range, bilinear with
+// half-pixel centres on the Y/U/V planes (chroma "left" siting), pad 114. bgr: plane 0 is B (YOLOX) else R.
+void letterbox(const uint8_t* yuv, int w, int h, int S, bool bgr, float* out);
+
+// YUV420p → half-resolution normalised RGB CHW, (rows·8)×(cols·8), edge-replicated (halfResRgb()).
+void halfResRgb(const uint8_t* yuv, int w, int h, float* out);
+
+// Input gradient [3,S,S] → per-MB saliency of the original frame (reduceToMacroblocks()); mean divides by
+// the MB's clipped pixel area. out: ceil(frameH/16)·ceil(frameW/16) floats (overwritten).
+void reduceToMacroblocks(const float* grad, const Letterbox& lb, int frameW, int frameH, bool mean, float* out);
+
+// Input gradient → per-pixel saliency density in original-frame coordinates (saliencyToFrame()).
+void saliencyToFrame(const float* grad, const Letterbox& lb, int frameW, int frameH, float* out);
+
+// Per-MB Σ saliency·(|ΔY|+|ΔU|+|ΔV|) between two YUV420p frames (weightByPixelDiff()); saliency may be null.
+void weightByPixelDiff(const float* saliency, const uint8_t* hq, const uint8_t* lq, int w, int h, bool mean, float* out);
+
+// Per-MB mean of Σ_RGB |x − ref| (rgbErrorPerMb(), OneAdapt's InputGrad for AccGrad).
+void rgbErrorPerMb(const uint8_t* x, const uint8_t* ref, int w, int h, float* out);
+
+// AccMPEG's mask: p > threshold, then (if smooth) 3×3 opening then closing, outside = neutral
+// (importanceMask()). out: rows·cols bytes of 0/1. scratch: 3·rows·cols bytes.
+void importanceMask(const float* p, int rows, int cols, double threshold, bool smooth, uint8_t* out, uint8_t* scratch);
+
+inline int mbRows(int h) { return (h + 15) / 16; }
+inline int mbCols(int w) { return (w + 15) / 16; }
+
+}  // namespace cskern
