@@ -22,6 +22,13 @@ fi
 if [ ! -f build/encoder/Release/camstream_encoder.node ] || [ -n "$(find encoder/native -newer build/encoder/Release/camstream_encoder.node -type f 2>/dev/null | head -1)" ]; then
   npm run build:native --silent
 fi
+# The CUDA kernels addon (native-cuda/): compiled with nvcc where it exists (JetPack keeps it in
+# /usr/local/cuda/bin, off PATH), otherwise with its CPU twins only. CAMSTREAM_CUDA_ARCHS="87" limits the
+# GPU targets to one board (faster build); the default covers Jetson Nano/Xavier/Orin and T4/A100/H100.
+if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDACXX=/usr/local/cuda/bin/nvcc; fi
+if [ ! -f build/cuda/Release/camstream_cuda.node ] || [ -n "$(find native-cuda encoder/native -newer build/cuda/Release/camstream_cuda.node -type f 2>/dev/null | head -1)" ]; then
+  npm run build:cuda --silent
+fi
 if [ ! -d ../shared/videos ] && [ -z "${CAMSTREAM_SHARED:-}" ]; then
   echo "setup: warning: ../shared (sample videos, detector model) not found beside the repo; set CAMSTREAM_SHARED" >&2
 fi

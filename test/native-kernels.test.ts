@@ -10,6 +10,7 @@ import { reduceToMacroblocks, saliencyToFrame, weightByPixelDiff } from '../serv
 import { rgbErrorPerMb } from '../oneadapt/inputgrad.ts';
 import { importanceMask } from '../cheapmodel/qpmap.ts';
 import { loadFrames, VIDEOS } from './fixtures.ts';
+import { maxAbsDiff, rng } from './helpers/arrays.ts';
 
 const k: NativeKernels = (() => {
   const n = nativeKernels();
@@ -17,20 +18,10 @@ const k: NativeKernels = (() => {
   return n;
 })();
 
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
-    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
-  }
-  return m;
-}
 
 /** Deterministic gradient-like input: signed values spanning six decades, as a detector's input gradient does. */
 function fakeGradient(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const rnd = (): number => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const rnd = rng(seed);
   return Float32Array.from({ length: n }, () => (rnd() - 0.5) * Math.exp(rnd() * 14 - 16));
 }
 
