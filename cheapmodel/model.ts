@@ -15,15 +15,13 @@
  * cheapmodel/qpmap.ts meanMap) is the caller's choice; this class scores whatever frame it is given.
  */
 import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { mbGrid, type MbMap, type YuvFrame } from '../encoder/frame.ts';
 import { yuvToRgb } from '../media/colour.ts';
+import { fromRoot } from '../encoder/root.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-/** The committed model, resolved relative to this file (works in any checkout). */
-export const DEFAULT_CHEAP_MODEL = path.resolve(here, 'models', 'accmpeg_cheap.onnx');
+/** The committed model, resolved from the package root (works in any checkout, from sources or dist/). */
+export const DEFAULT_CHEAP_MODEL = fromRoot('cheapmodel', 'models', 'accmpeg_cheap.onnx');
 
 /** The cheap-model file is missing, unreadable, not an ONNX model, or has the wrong interface. */
 export class CheapModelLoadError extends Error {

@@ -11,9 +11,8 @@
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { type MbMap, type YuvFrame, mbGrid, yuvFrameSize } from './frame.ts';
+import { fromRoot } from './root.ts';
 
 export type Codec = 'h264' | 'h265';
 export type FrameType = 'I' | 'P' | 'B';
@@ -99,8 +98,7 @@ interface NativeAddon {
   versions(): { avcodec: string; avutil: string; swscale: string; h264: boolean; h265: boolean };
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-export const ADDON_PATH = process.env.CAMSTREAM_ENCODER_ADDON ?? path.resolve(here, '../build/encoder/Release/camstream_encoder.node');
+export const ADDON_PATH = process.env.CAMSTREAM_ENCODER_ADDON ?? fromRoot('build', 'encoder', 'Release', 'camstream_encoder.node');
 
 let addon: NativeAddon | undefined;
 

@@ -12,8 +12,7 @@
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fromRoot } from './root.ts';
 
 export interface NativeKernels {
   letterbox(yuv: Uint8Array, w: number, h: number, inputSize: number, bgr: boolean, out: Float32Array): void;
@@ -27,8 +26,7 @@ export interface NativeKernels {
 
 const KERNEL_NAMES: readonly (keyof NativeKernels)[] = ['letterbox', 'halfResRgb', 'reduceToMacroblocks', 'saliencyToFrame', 'weightByPixelDiff', 'rgbErrorPerMb', 'importanceMask'];
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const addonPath = (): string => process.env.CAMSTREAM_ENCODER_ADDON ?? path.resolve(here, '../build/encoder/Release/camstream_encoder.node');
+const addonPath = (): string => process.env.CAMSTREAM_ENCODER_ADDON ?? fromRoot('build', 'encoder', 'Release', 'camstream_encoder.node');
 
 let loaded: { kernels: NativeKernels | null; reason: string } | undefined;
 

@@ -6,8 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fromRoot } from '../encoder/root.ts';
 import type { NativeKernels } from '../encoder/kernels.ts';
 
 export interface CudaInfo {
@@ -46,8 +45,7 @@ export interface CudaAddon {
   gpu: CudaKernels;
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-export const CUDA_ADDON_PATH = process.env.CAMSTREAM_CUDA_ADDON ?? path.resolve(here, '../build/cuda/Release/camstream_cuda.node');
+export const CUDA_ADDON_PATH = process.env.CAMSTREAM_CUDA_ADDON ?? fromRoot('build', 'cuda', 'Release', 'camstream_cuda.node');
 
 let cached: CudaAddon | null | undefined;
 let why = '';

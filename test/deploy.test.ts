@@ -54,7 +54,9 @@ describe('unit files', () => {
 
   test('agent ExecStart and device access', () => {
     const text = readFileSync(join(DEPLOY, 'camstream-agent.service'), 'utf8');
-    expect(text).toContain('ExecStart=/usr/bin/node --import tsx /opt/camstream/agent/main.ts --config /etc/camstream/agent.yaml');
+    expect(text).toContain('ExecStart=/usr/bin/node /opt/camstream/dist/agent/main.js --config /etc/camstream/agent.yaml');
+    expect(readFileSync(join(DEPLOY, 'camstream-server.service'), 'utf8')).toContain('ExecStart=/usr/bin/node /opt/camstream/dist/server/main.js --config /etc/camstream/server.yaml');
+    expect(text).not.toMatch(/tsx/);
     expect(text).toMatch(/^DeviceAllow=char-video4linux rw$/m);
     expect(text).toMatch(/^DeviceAllow=\/dev\/nvhost-ctrl-gpu rw$/m);
     expect(text).toMatch(/^DeviceAllow=\/dev\/nvmap rw$/m);
@@ -109,6 +111,10 @@ describe('install.sh --dry-run', () => {
       expect(r.stdout).toMatch(/profile=edge-jetson role=agent/);
       expect(r.stdout).toMatch(/useradd --system .* camstream|user camstream exists/);
       expect(r.stdout).toContain(`npm --prefix ${prefix} ci`);
+      // compiled services with production dependencies only: build, then prune, in that order
+      const steps = ['run build:native', 'run build:cuda', 'run build', 'prune --omit=dev --no-audit --no-fund'].map((s) => r.stdout.indexOf(`npm --prefix ${prefix} ${s}\n`));
+      expect(steps.every((i, k) => i > 0 && (k === 0 || i > steps[k - 1]))).toBe(true);
+      expect(r.stdout).toContain('ONNXRUNTIME_NODE_INSTALL=skip');
       expect(r.stdout).toContain(`[dry-run] install -m 0660 -o root -g camstream ${ROOT}/config/examples/agent.yaml ${cfgDir}/agent.yaml`);
       expect(r.stdout).toMatch(/profile: edge-jetson/);
       expect(r.stdout).toContain(`${unitDir}/camstream-agent.service`);

@@ -11,7 +11,7 @@
 #   x86_64 with nvidia-smi                                                         → server-gpu  (server)
 #   x86_64 without                                                                 → edge-cpu    (agent)
 # --role/--profile override it. Steps: create the "camstream" system user, copy the app to the
-# prefix, npm ci + native addon build, install the config (never overwriting an existing one),
+# prefix, npm ci + native addons + tsc build to dist/ + prune dev dependencies, install the config (never overwriting an existing one),
 # install and enable the unit. --dry-run prints every step and changes nothing (no root needed).
 # For tests, CAMSTREAM_UNAME_M, CAMSTREAM_JETSON (1/0) and CAMSTREAM_NVIDIA_SMI (1/0) override detection.
 set -euo pipefail
@@ -97,11 +97,11 @@ echo "camstream install: arch=$ARCH profile=$PROFILE role=$ROLE prefix=$PREFIX c
 # ---- preconditions -----------------------------------------------------------------------
 if [ "$DRY_RUN" = 0 ] && [ "$(id -u)" -ne 0 ]; then die "run as root (or with --dry-run)"; fi
 if [ -z "$NODE_BIN" ]; then
-  [ "$DRY_RUN" = 1 ] || die "node not found: install Node.js >= 20 (JetPack: NodeSource arm64 packages)"
+  [ "$DRY_RUN" = 1 ] || die "node not found: install Node.js >= 20 (JetPack 5/6: NodeSource arm64 packages; JetPack 4: see deploy/jetson/README.md, container)"
   echo "warning: node not found (Node.js >= 20 is required)"; NODE_BIN=/usr/bin/node
 else
   NODE_MAJOR="$("$NODE_BIN" -p 'process.versions.node.split(".")[0]')"
-  [ "$NODE_MAJOR" -ge 20 ] || die "node $NODE_MAJOR found at $NODE_BIN; camstream needs >= 20"
+  [ "$NODE_MAJOR" -ge 20 ] || die "node $NODE_MAJOR found at $NODE_BIN; camstream needs >= 20 (JetPack 4 / glibc 2.27 cannot run official Node 20: use deploy/jetson/Dockerfile.l4t)"
 fi
 [ -f "$SRC/package.json" ] || die "no package.json in $SRC"
 
@@ -118,15 +118,22 @@ done
 # ---- application -------------------------------------------------------------------------
 run mkdir -p "$PREFIX"
 if command -v rsync >/dev/null 2>&1; then
-  run rsync -a --delete --exclude .git --exclude node_modules --exclude build --exclude shared "$SRC/" "$PREFIX/"
+  run rsync -a --delete --exclude .git --exclude node_modules --exclude build --exclude dist --exclude shared "$SRC/" "$PREFIX/"
 else
-  run sh -c "tar -C '$SRC' --exclude=./.git --exclude=./node_modules --exclude=./build --exclude=./shared -cf - . | tar -C '$PREFIX' -xf -"
+  run sh -c "tar -C '$SRC' --exclude=./.git --exclude=./node_modules --exclude=./build --exclude=./dist --exclude=./shared -cf - . | tar -C '$PREFIX' -xf -"
 fi
-# dev dependencies are kept on purpose: the services run TypeScript through tsx
-run npm --prefix "$PREFIX" ci --no-audit --no-fund
-if [ -d "$SRC/encoder/native" ]; then
-  run npm --prefix "$PREFIX" run build:native
-fi
+# build with the dev dependencies (tsc, cmake-js), then keep only the production ones: the services run
+# the compiled JavaScript in dist/ with plain node. onnxruntime-node's CUDA provider libraries are fetched
+# only when CAMSTREAM_ORT_CUDA=1 (server-gpu with network; see deploy/jetson/README.md).
+ORT_INSTALL=skip
+[ "${CAMSTREAM_ORT_CUDA:-0}" = 1 ] && ORT_INSTALL=cuda12
+run env ONNXRUNTIME_NODE_INSTALL="$ORT_INSTALL" npm --prefix "$PREFIX" ci --no-audit --no-fund
+run npm --prefix "$PREFIX" run build:native
+# CUDA kernels: compiled with nvcc where it exists (JetPack: /usr/local/cuda/bin), CPU twins otherwise
+if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDACXX=/usr/local/cuda/bin/nvcc; fi
+run npm --prefix "$PREFIX" run build:cuda
+run npm --prefix "$PREFIX" run build
+run npm --prefix "$PREFIX" prune --omit=dev --no-audit --no-fund
 run chown -R root:root "$PREFIX"
 
 # ---- config --------------------------------------------------------------------------------
