@@ -10,7 +10,7 @@
 import { decodeSegment } from '../encoder/index.ts';
 import type { YuvFrame } from '../encoder/frame.ts';
 import { ACCURACY, frameF1, type F1Options } from './accuracy.ts';
-import { Detector, type DetectorDevice } from '../detector/detector.ts';
+import { Detector, ExecutionProviderError, type DetectorDevice } from '../detector/detector.ts';
 import type { Detection } from '../detector/postprocess.ts';
 import { preprocess, INPUT_SIZE } from '../detector/preprocess.ts';
 import { oneAdaptProxy, ONEADAPT_PROXY, reduceToMacroblocks, type OneAdaptProxyOptions } from './dnngrad.ts';
@@ -29,6 +29,30 @@ export interface AnalyzerOptions {
   /** DNNGrad's proxy (default ONEADAPT_PROXY: the same classes and score threshold as the F1) */
   proxy?: OneAdaptProxyOptions;
   threads?: number;
+  /** device 'cuda' without a usable CUDA execution provider: run on CPU (default true) or throw ExecutionProviderError */
+  fallbackToCpu?: boolean;
+  /** called once per model (detector, DNNGrad) that fell back from CUDA to CPU, with onnxruntime's reason */
+  onFallback?: (model: 'detector' | 'dnngrad', reason: string) => void;
+}
+
+/**
+ * The GPU profile's DNNGrad: the gradient model on onnxruntime's CUDA provider, or on CPU when the provider
+ * libraries are absent (the npm package ships CPU only; see deploy/jetson/README.md) — with the reason
+ * reported, or ExecutionProviderError when fallbackToCpu is false.
+ */
+async function loadGradientModel(opts: AnalyzerOptions): Promise<{ model: GradientModel; device: DetectorDevice }> {
+  const base = { intraOpNumThreads: opts.threads };
+  if ((opts.device ?? 'cpu') === 'cuda') {
+    try {
+      return { model: await GradientModel.load(opts.modelPath, { ...base, executionProviders: ['cuda'] }), device: 'cuda' };
+    } catch (err) {
+      const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
+      if (!/provider|cuda|shared library/i.test(reason)) throw err;
+      if (opts.fallbackToCpu === false) throw new ExecutionProviderError('cuda', `DNNGrad: ${reason}`, { cause: err });
+      opts.onFallback?.('dnngrad', reason);
+    }
+  }
+  return { model: await GradientModel.load(opts.modelPath, { ...base, executionProviders: ['cpu'] }), device: 'cpu' };
 }
 
 export class SegmentDecodeError extends Error {
@@ -49,13 +73,17 @@ export class SegmentAnalyzer implements SegmentProcessor {
   private constructor(
     readonly detector: Detector,
     private readonly grad: GradientModel | null,
+    /** where DNNGrad runs (null when disabled); may be 'cpu' after a CUDA fallback */
+    readonly gradDevice: DetectorDevice | null,
     private readonly opts: AnalyzerOptions,
   ) {}
 
   static async create(opts: AnalyzerOptions): Promise<SegmentAnalyzer> {
-    const detector = await Detector.load(opts.modelPath, { device: opts.device ?? 'cpu', threads: opts.threads });
-    const grad = opts.dnngrad === false ? null : await GradientModel.load(opts.modelPath, { intraOpNumThreads: opts.threads });
-    return new SegmentAnalyzer(detector, grad, opts);
+    const detector = await Detector.load(opts.modelPath, {
+      device: opts.device ?? 'cpu', threads: opts.threads, fallbackToCpu: opts.fallbackToCpu, onFallback: (r) => opts.onFallback?.('detector', r),
+    });
+    const grad = opts.dnngrad === false ? null : await loadGradientModel(opts);
+    return new SegmentAnalyzer(detector, grad?.model ?? null, grad?.device ?? null, opts);
   }
 
   /**

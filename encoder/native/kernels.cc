@@ -166,20 +166,24 @@ void reduceToMacroblocks(const float* grad, const Letterbox& lb, int frameW, int
     colStart[c] = x;
   }
   for (int c = cols - 1; c >= 0; c--) colStart[c] = std::min(colStart[c], colStart[c + 1]);
-  std::vector<double> s(lb.newW);
+  // Per input row: the saliency of each input pixel, laid out column-of-MB-major with zero padding to the
+  // widest MB (t[k·cols + c] = k-th pixel of MB column c, or 0), so that one pass over k adds the k-th term
+  // of every MB column at once (vectorised; adding 0.0 to a non-negative float leaves it unchanged).
+  int maxW = 0;
+  for (int c = 0; c < cols; c++) maxW = std::max(maxW, colStart[c + 1] - colStart[c]);
+  std::vector<double> t(static_cast<size_t>(maxW) * cols, 0.0);
   for (int y = 0; y < lb.newH; y++) {
     const int r = std::min(frameH - 1, static_cast<int>(std::floor((y + 0.5) * lb.invScaleY))) >> 4;
     const float* __restrict g0 = grad + static_cast<size_t>(y) * S;
     const float* __restrict g1 = g0 + plane;
     const float* __restrict g2 = g1 + plane;
-    double* __restrict sp = s.data();
-    for (int x = 0; x < lb.newW; x++) sp[x] = absd(g0[x]) + absd(g1[x]) + absd(g2[x]);  // vectorised
-    float* o = out + static_cast<size_t>(r) * cols;
-    for (int c = 0; c < cols; c++) {  // one float-rounded chain per MB column, as the reference's +=
-      float acc = o[c];
-      for (int x = colStart[c]; x < colStart[c + 1]; x++) acc = static_cast<float>(static_cast<double>(acc) + sp[x]);
-      o[c] = acc;
-    }
+    for (int c = 0; c < cols; c++)
+      for (int k = 0, x = colStart[c]; k < maxW; k++, x++)
+        t[static_cast<size_t>(k) * cols + c] = x < colStart[c + 1] ? absd(g0[x]) + absd(g1[x]) + absd(g2[x]) : 0.0;
+    float* __restrict o = out + static_cast<size_t>(r) * cols;
+    const double* __restrict tp = t.data();
+    for (int k = 0; k < maxW; k++)  // each column in x order, as the reference's += (vectorised over c)
+      for (int c = 0; c < cols; c++) o[c] = static_cast<float>(static_cast<double>(o[c]) + tp[static_cast<size_t>(k) * cols + c]);
   }
   if (mean) {
     for (int r = 0; r < rows; r++) {

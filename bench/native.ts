@@ -1,0 +1,192 @@
+/**
+ * bench:native — the per-pixel hot loops: TypeScript reference vs C++ (encoder addon) vs CUDA (native-cuda),
+ * per call, on real frames, with the largest output difference from the reference.
+ *
+ *   npm run bench:native -- [--video campus] [--frames 16] [--reps 5]
+ *
+ * Frame kernels: ts = the product's TypeScript function, cpu = the C++ kernel, gpu = the CUDA kernel
+ * (host→device copies included). GPU-server-only kernels (batched letterbox, CacheBlend, Grace):
+ * ts = native-cuda/reference.ts, cpu = the C++ twin, gpu = CUDA. Times are medians over frames × reps.
+ * gpu_ms is null where no CUDA device is usable (the reason is in the file).
+ * The gradient input is synthetic (a detector gradient's shape and value range; its values do not
+ * change the work done). Run it alone: `flock /work/bench.lock npm run bench:native`.
+ */
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { nativeKernels, nativeKernelsStatus } from '../encoder/kernels.ts';
+import { yuvFrameSize, mbGrid, type YuvFrame } from '../encoder/frame.ts';
+import { preprocess, letterboxFor } from '../server/detector/preprocess.ts';
+import { halfResRgb } from '../cheapmodel/model.ts';
+import { reduceToMacroblocks, saliencyToFrame, weightByPixelDiff } from '../server/dnngrad.ts';
+import { rgbErrorPerMb } from '../oneadapt/inputgrad.ts';
+import { importanceMask } from '../cheapmodel/qpmap.ts';
+import { cudaAddon, cudaAddonStatus, gpuUnavailableReason, type CudaKernels } from '../native-cuda/index.ts';
+import { ropeDeltaRef, tokenDeviationRef, topKRef, quantiseGatherRef, scatterDequantiseRef, seededPermutation } from '../native-cuda/reference.ts';
+import { VIDEOS, loadFrames } from '../test/fixtures.ts';
+import { maxAbsDiff, rng } from '../test/helpers/arrays.ts';
+import { printTable, writeResult } from './report.ts';
+
+const { values: args } = parseArgs({ options: { video: { type: 'string', default: 'campus' }, frames: { type: 'string', default: '16' }, reps: { type: 'string', default: '5' } } });
+const video = VIDEOS[args.video as keyof typeof VIDEOS];
+if (!video) throw new Error(`--video must be one of ${Object.keys(VIDEOS).join(', ')}`);
+const FRAMES = Number(args.frames);
+const REPS = Number(args.reps);
+
+const k = nativeKernels();
+if (!k) throw new Error(`C++ kernels unavailable: ${nativeKernelsStatus()}`);
+const cuda = cudaAddon();
+if (!cuda) throw new Error(`CUDA addon unavailable: ${cudaAddonStatus()}`);
+const gpuReason = gpuUnavailableReason();
+const gpu: CudaKernels | null = gpuReason ? null : cuda.gpu;
+const info = cuda.info();
+const cpuName = `${os.cpus()[0]?.model ?? 'cpu'} (1 thread)`;
+const gpuName = gpu ? `${info.name} (sm ${info.computeCapability})` : null;
+
+const frames = loadFrames(video, FRAMES + 1, { startS: 10, fps: 2 });
+const S = 416;
+const r = rng(11);
+const grad = Float32Array.from({ length: 3 * S * S }, () => (r() - 0.5) * Math.exp(r() * 14 - 16));
+
+const median = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+function time(fn: () => void): number {
+  const t = performance.now();
+  fn();
+  return performance.now() - t;
+}
+
+interface Row {
+  name: string;
+  ts_ms: number;
+  cpu_ms: number;
+  gpu_ms: number | null;
+  device: string;
+  max_abs_diff: number;
+  gpu_max_abs_diff: number | null;
+  speedup_cpu: number;
+}
+const rows: Row[] = [];
+
+/**
+ * Time one kernel: for each case (frame) and rep, the TS reference, the C++ kernel and (if any) the CUDA
+ * kernel, interleaved so that load on the machine hits all three alike. Each function returns its output.
+ */
+function measure(name: string, cases: number, ts: (i: number) => ArrayLike<number>, cpu: (i: number) => ArrayLike<number>, cu: ((i: number) => ArrayLike<number>) | null): void {
+  ts(0); cpu(0); cu?.(0); // warm-up (JIT, first-touch, CUDA context)
+  const t: number[] = [], c: number[] = [], g: number[] = [];
+  let diff = 0, gdiff = 0;
+  for (let rep = 0; rep < REPS; rep++) {
+    for (let i = 0; i < cases; i++) {
+      let a: ArrayLike<number> = [], b: ArrayLike<number> = [], d: ArrayLike<number> = [];
+      t.push(time(() => (a = ts(i))));
+      c.push(time(() => (b = cpu(i))));
+      if (cu) g.push(time(() => (d = cu(i))));
+      if (rep === 0) {
+        diff = Math.max(diff, maxAbsDiff(a, b));
+        if (cu) gdiff = Math.max(gdiff, maxAbsDiff(d, b));
+      }
+    }
+  }
+  const row: Row = {
+    name, ts_ms: median(t), cpu_ms: median(c), gpu_ms: cu ? median(g) : null,
+    device: gpuName ? `${cpuName}; ${gpuName}` : cpuName, max_abs_diff: diff, gpu_max_abs_diff: cu ? gdiff : null, speedup_cpu: median(t) / median(c),
+  };
+  rows.push(row);
+  console.log(`${name}: ts ${row.ts_ms.toFixed(3)} ms, C++ ${row.cpu_ms.toFixed(3)} ms (×${row.speedup_cpu.toFixed(1)}), max |Δ| ${diff}`);
+}
+
+const F = (i: number): YuvFrame => frames[i];
+const G = (i: number): YuvFrame => frames[i + 1];
+const { width: W, height: H } = frames[0];
+const { rows: R, cols: C } = mbGrid(W, H);
+const lb = letterboxFor(W, H, S);
+const detIn = new Float32Array(3 * S * S);
+const cppIn = new Float32Array(3 * S * S);
+const gpuIn = new Float32Array(3 * S * S);
+
+// ---- frame kernels: the product's TypeScript vs C++ vs CUDA ------------------------------------------
+measure('letterbox (detector input, BGR)', FRAMES, (i) => preprocess(F(i), detIn).input,
+  (i) => { k.letterbox(F(i).data, W, H, S, true, cppIn); return cppIn; }, // all three reuse their output buffer, as the detector does
+  gpu && ((i) => { gpu.letterboxBatch(F(i).data, Int32Array.of(W, H), S, true, gpuIn); return gpuIn; }));
+measure('halfResRgb (cheap-model input)', FRAMES, (i) => halfResRgb(F(i)).data,
+  (i) => { const o = new Float32Array(3 * R * 8 * C * 8); k.halfResRgb(F(i).data, W, H, o); return o; },
+  gpu && ((i) => { const o = new Float32Array(3 * R * 8 * C * 8); gpu.halfResRgb(F(i).data, W, H, o); return o; }));
+measure('reduceToMacroblocks (DNNGrad map)', FRAMES, () => reduceToMacroblocks(grad, lb, W, H, { reduce: 'mean' }).data,
+  () => { const o = new Float32Array(R * C); k.reduceToMacroblocks(grad, S, W, H, true, o); return o; },
+  gpu && (() => { const o = new Float32Array(R * C); gpu.reduceToMacroblocks(grad, S, W, H, true, o); return o; }));
+const sal = saliencyToFrame(grad, lb, W, H);
+measure('saliencyToFrame (labels)', FRAMES, () => saliencyToFrame(grad, lb, W, H),
+  () => { const o = new Float32Array(W * H); k.saliencyToFrame(grad, S, W, H, o); return o; },
+  gpu && (() => { const o = new Float32Array(W * H); gpu.saliencyToFrame(grad, S, W, H, o); return o; }));
+measure('weightByPixelDiff (labels: Σ saliency·|HQ−LQ|)', FRAMES, (i) => weightByPixelDiff(sal, F(i), G(i)).data,
+  (i) => { const o = new Float32Array(R * C); k.weightByPixelDiff(sal, F(i).data, G(i).data, W, H, false, o); return o; },
+  gpu && ((i) => { const o = new Float32Array(R * C); gpu.weightByPixelDiff(sal, F(i).data, G(i).data, W, H, false, o); return o; }));
+measure('rgbErrorPerMb (AccGrad InputGrad)', FRAMES, (i) => rgbErrorPerMb(F(i), G(i)).data,
+  (i) => { const o = new Float32Array(R * C); k.rgbErrorPerMb(F(i).data, G(i).data, W, H, o); return o; },
+  gpu && ((i) => { const o = new Float32Array(R * C); gpu.rgbErrorPerMb(F(i).data, G(i).data, W, H, o); return o; }));
+const impMaps = frames.slice(0, FRAMES).map((f, i) => {
+  const e = rgbErrorPerMb(f, frames[i + 1]);
+  const max = e.data.reduce((a, v) => Math.max(a, v), 1e-9);
+  return { ...e, data: e.data.map((v) => v / max) };
+});
+measure('importanceMask (QP-map morphology)', FRAMES, (i) => importanceMask(impMaps[i], { threshold: 0.1 }),
+  (i) => { const o = new Uint8Array(R * C); k.importanceMask(impMaps[i].data, R, C, 0.1, true, o); return o; },
+  gpu && ((i) => { const o = new Uint8Array(R * C); gpu.importanceMask(impMaps[i].data, R, C, 0.1, true, o); return o; }));
+
+// ---- GPU-server kernels: reference TS vs C++ twin vs CUDA ---------------------------------------------
+const BATCH = 4;
+const packed = new Uint8Array(BATCH * yuvFrameSize(W, H));
+frames.slice(0, BATCH).forEach((f, i) => packed.set(f.data.subarray(0, yuvFrameSize(W, H)), i * yuvFrameSize(W, H)));
+const dims = Int32Array.from({ length: 2 * BATCH }, (_, i) => (i % 2 ? H : W));
+const batchOut = (): Float32Array => new Float32Array(BATCH * 3 * S * S);
+measure(`letterboxBatch (${BATCH} streams)`, 1, () => { const o = batchOut(); frames.slice(0, BATCH).forEach((f, i) => o.set(preprocess(f).input, i * 3 * S * S)); return o; },
+  () => { const o = batchOut(); cuda.cpu.letterboxBatch(packed, dims, S, true, o); return o; },
+  gpu && (() => { const o = batchOut(); gpu.letterboxBatch(packed, dims, S, true, o); return o; }));
+
+const T = 2048, HEADS = 8, HD = 128;
+const keys = Float32Array.from({ length: T * HEADS * HD }, () => r() * 2 - 1);
+const delta = Int32Array.from({ length: T }, (_, t) => 512 + (t >> 9) * 700);
+measure(`ropeDelta (CacheBlend, ${T} tokens × ${HEADS}×${HD})`, 1, () => { const x = keys.slice(); ropeDeltaRef(x, delta, HEADS, HD, 10000); return x; },
+  () => { const x = keys.slice(); cuda.cpu.ropeDelta(x, delta, HEADS, HD, 10000); return x; },
+  gpu && (() => { const x = keys.slice(); gpu.ropeDelta(x, delta, HEADS, HD, 10000); return x; }));
+const fresh = keys.map((v) => v + (r() - 0.5) * 0.1);
+const TOPK = Math.round(T * 0.15);
+const devTopK = (kk: CudaKernels) => (): Float32Array => {
+  const dev = new Float32Array(T), idx = new Int32Array(TOPK);
+  kk.tokenDeviationTopK(fresh, keys, T, TOPK, dev, idx);
+  return Float32Array.from([...dev, ...idx]);
+};
+measure(`tokenDeviationTopK (CacheBlend, top 15% of ${T})`, 1, () => { const dev = tokenDeviationRef(fresh, keys, T); return Float32Array.from([...dev, ...topKRef(dev, TOPK)]); },
+  devTopK(cuda.cpu), gpu && devTopK(gpu));
+
+const N = 4 * 96 * 60 * 34; // a Grace-sized latent: 96 channels at 1/16 of 960×544, ×4 (MV + residual, two frames)
+const latent = Float32Array.from({ length: N }, () => (r() - 0.5) * 20 * r());
+const perm = seededPermutation(N, 3);
+const PS = 1400;
+const received = Uint8Array.from({ length: Math.ceil(N / PS) }, (_, i) => (i % 5 === 2 ? 0 : 1));
+measure(`quantiseGather (Grace, ${N} elements)`, 1, () => quantiseGatherRef(latent, perm, 0.1),
+  () => { const o = new Int16Array(N); cuda.cpu.quantiseGather(latent, perm, 0.1, o); return o; },
+  gpu && (() => { const o = new Int16Array(N); gpu.quantiseGather(latent, perm, 0.1, o); return o; }));
+const sym = quantiseGatherRef(latent, perm, 0.1);
+measure(`scatterDequantise (Grace, 20% packets lost)`, 1, () => scatterDequantiseRef(sym, perm, PS, received, 0.1),
+  () => { const o = new Float32Array(N); cuda.cpu.scatterDequantise(sym, perm, PS, received, 0.1, o); return o; },
+  gpu && (() => { const o = new Float32Array(N); gpu.scatterDequantise(sym, perm, PS, received, 0.1, o); return o; }));
+
+printTable(`bench:native — ${W}x${H} ${args.video}, ${FRAMES} frames × ${REPS} reps, median ms per call`, rows.map((x) => ({
+  kernel: x.name, ts_ms: x.ts_ms, cpp_ms: x.cpu_ms, 'C++ speed-up': `×${x.speedup_cpu.toFixed(1)}`, gpu_ms: x.gpu_ms ?? 'n/a', max_abs_diff: x.max_abs_diff,
+})));
+const frameRows = rows.slice(0, 7);
+const minSpeedup = Math.min(...frameRows.map((x) => x.speedup_cpu));
+console.log(`\nframe kernels: smallest C++ speed-up ×${minSpeedup.toFixed(1)}; largest |Δ| vs TS ${Math.max(...frameRows.map((x) => x.max_abs_diff))}`);
+if (!gpu) console.log(`GPU: none (${gpuReason})`);
+
+writeResult('native', {
+  loadavg: readFileSync('/proc/loadavg', 'utf8').trim(),
+  input: { video: args.video, width: W, height: H, frames: FRAMES, reps: REPS },
+  gpu: gpu ? { name: info.name, computeCapability: info.computeCapability, runtimeVersion: info.runtimeVersion, driverVersion: info.driverVersion } : null,
+  note: gpu
+    ? 'gpu_ms includes host↔device copies (one synchronous call per frame)'
+    : `no GPU was available: gpu_ms is null (${gpuReason}); the CUDA addon was ${info.cuda ? `compiled (nvcc, archs ${info.archs}) but not run` : 'built without CUDA'}`,
+  min_frame_kernel_speedup: minSpeedup,
+  kernels: rows,
+});
