@@ -16,15 +16,16 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { nativeKernels, nativeKernelsStatus } from '../encoder/kernels.ts';
 import { yuvFrameSize, mbGrid, type YuvFrame } from '../encoder/frame.ts';
-import { preprocess, letterboxFor } from '../server/detector/preprocess.ts';
-import { halfResRgb } from '../cheapmodel/model.ts';
-import { reduceToMacroblocks, saliencyToFrame, weightByPixelDiff } from '../server/dnngrad.ts';
-import { rgbErrorPerMb } from '../oneadapt/inputgrad.ts';
-import { importanceMask } from '../cheapmodel/qpmap.ts';
+import { preprocessTs, letterboxFor } from '../detector/preprocess.ts';
+import { halfResRgbTs } from '../cheapmodel/model.ts';
+import { reduceToMacroblocksTs, saliencyToFrameTs } from '../server/dnngrad.ts';
+import { frameDiffPerMbTs, planePerMbTs } from '../media/mb.ts';
+import { importanceMaskTs } from '../cheapmodel/qpmap.ts';
 import { cudaAddon, cudaAddonStatus, gpuUnavailableReason, type CudaKernels } from '../native-cuda/index.ts';
 import { ropeDeltaRef, tokenDeviationRef, topKRef, quantiseGatherRef, scatterDequantiseRef, seededPermutation } from '../native-cuda/reference.ts';
-import { VIDEOS, loadFrames } from '../test/fixtures.ts';
-import { maxAbsDiff, rng } from '../test/helpers/arrays.ts';
+import { VIDEOS, loadFrames } from '../testdata/fixtures.ts';
+import { maxAbsDiff, median } from '../numeric/stats.ts';
+import { rng } from '../numeric/random.ts';
 import { printTable, writeResult } from './report.ts';
 
 const { values: args } = parseArgs({ options: { video: { type: 'string', default: 'campus' }, frames: { type: 'string', default: '16' }, reps: { type: 'string', default: '5' } } });
@@ -48,7 +49,6 @@ const S = 416;
 const r = rng(11);
 const grad = Float32Array.from({ length: 3 * S * S }, () => (r() - 0.5) * Math.exp(r() * 14 - 16));
 
-const median = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 function time(fn: () => void): number {
   const t = performance.now();
   fn();
@@ -105,31 +105,34 @@ const cppIn = new Float32Array(3 * S * S);
 const gpuIn = new Float32Array(3 * S * S);
 
 // ---- frame kernels: the product's TypeScript vs C++ vs CUDA ------------------------------------------
-measure('letterbox (detector input, BGR)', FRAMES, (i) => preprocess(F(i), detIn).input,
+measure('letterbox (detector input, BGR)', FRAMES, (i) => preprocessTs(F(i), detIn).input,
   (i) => { k.letterbox(F(i).data, W, H, S, true, cppIn); return cppIn; }, // all three reuse their output buffer, as the detector does
   gpu && ((i) => { gpu.letterboxBatch(F(i).data, Int32Array.of(W, H), S, true, gpuIn); return gpuIn; }));
-measure('halfResRgb (cheap-model input)', FRAMES, (i) => halfResRgb(F(i)).data,
+measure('halfResRgb (cheap-model input)', FRAMES, (i) => halfResRgbTs(F(i)).data,
   (i) => { const o = new Float32Array(3 * R * 8 * C * 8); k.halfResRgb(F(i).data, W, H, o); return o; },
   gpu && ((i) => { const o = new Float32Array(3 * R * 8 * C * 8); gpu.halfResRgb(F(i).data, W, H, o); return o; }));
-measure('reduceToMacroblocks (DNNGrad map)', FRAMES, () => reduceToMacroblocks(grad, lb, W, H, { reduce: 'mean' }).data,
+measure('reduceToMacroblocks (DNNGrad map)', FRAMES, () => reduceToMacroblocksTs(grad, lb, W, H, { reduce: 'mean' }).data,
   () => { const o = new Float32Array(R * C); k.reduceToMacroblocks(grad, S, W, H, true, o); return o; },
   gpu && (() => { const o = new Float32Array(R * C); gpu.reduceToMacroblocks(grad, S, W, H, true, o); return o; }));
-const sal = saliencyToFrame(grad, lb, W, H);
-measure('saliencyToFrame (labels)', FRAMES, () => saliencyToFrame(grad, lb, W, H),
+const sal = saliencyToFrameTs(grad, lb, W, H);
+measure('saliencyToFrame (labels)', FRAMES, () => saliencyToFrameTs(grad, lb, W, H),
   () => { const o = new Float32Array(W * H); k.saliencyToFrame(grad, S, W, H, o); return o; },
   gpu && (() => { const o = new Float32Array(W * H); gpu.saliencyToFrame(grad, S, W, H, o); return o; }));
-measure('weightByPixelDiff (labels: Σ saliency·|HQ−LQ|)', FRAMES, (i) => weightByPixelDiff(sal, F(i), G(i)).data,
-  (i) => { const o = new Float32Array(R * C); k.weightByPixelDiff(sal, F(i).data, G(i).data, W, H, false, o); return o; },
-  gpu && ((i) => { const o = new Float32Array(R * C); gpu.weightByPixelDiff(sal, F(i).data, G(i).data, W, H, false, o); return o; }));
-measure('rgbErrorPerMb (AccGrad InputGrad)', FRAMES, (i) => rgbErrorPerMb(F(i), G(i)).data,
-  (i) => { const o = new Float32Array(R * C); k.rgbErrorPerMb(F(i).data, G(i).data, W, H, o); return o; },
-  gpu && ((i) => { const o = new Float32Array(R * C); gpu.rgbErrorPerMb(F(i).data, G(i).data, W, H, o); return o; }));
+measure('planePerMb (labels: saliency per MB)', FRAMES, () => planePerMbTs(sal, W, H).data,
+  () => { const o = new Float32Array(R * C); k.planePerMb(sal, W, H, false, o); return o; },
+  gpu && (() => { const o = new Float32Array(R * C); gpu.planePerMb(sal, W, H, false, o); return o; }));
+measure('frameDiffPerMb yuv (labels: Σ saliency·|HQ−LQ|)', FRAMES, (i) => frameDiffPerMbTs(F(i), G(i), { metric: 'yuv', weight: sal, reduce: 'sum' }).data,
+  (i) => { const o = new Float32Array(R * C); k.frameDiffPerMb(F(i).data, G(i).data, W, H, false, sal, false, o); return o; },
+  gpu && ((i) => { const o = new Float32Array(R * C); gpu.frameDiffPerMb(F(i).data, G(i).data, W, H, false, sal, false, o); return o; }));
+measure('frameDiffPerMb rgb (AccGrad InputGrad)', FRAMES, (i) => frameDiffPerMbTs(F(i), G(i), { metric: 'rgb', reduce: 'mean' }).data,
+  (i) => { const o = new Float32Array(R * C); k.frameDiffPerMb(F(i).data, G(i).data, W, H, true, null, true, o); return o; },
+  gpu && ((i) => { const o = new Float32Array(R * C); gpu.frameDiffPerMb(F(i).data, G(i).data, W, H, true, null, true, o); return o; }));
 const impMaps = frames.slice(0, FRAMES).map((f, i) => {
-  const e = rgbErrorPerMb(f, frames[i + 1]);
+  const e = frameDiffPerMbTs(f, frames[i + 1], { metric: 'rgb', reduce: 'mean' });
   const max = e.data.reduce((a, v) => Math.max(a, v), 1e-9);
   return { ...e, data: e.data.map((v) => v / max) };
 });
-measure('importanceMask (QP-map morphology)', FRAMES, (i) => importanceMask(impMaps[i], { threshold: 0.1 }),
+measure('importanceMask (QP-map morphology)', FRAMES, (i) => importanceMaskTs(impMaps[i], { threshold: 0.1 }),
   (i) => { const o = new Uint8Array(R * C); k.importanceMask(impMaps[i].data, R, C, 0.1, true, o); return o; },
   gpu && ((i) => { const o = new Uint8Array(R * C); gpu.importanceMask(impMaps[i].data, R, C, 0.1, true, o); return o; }));
 
@@ -139,7 +142,7 @@ const packed = new Uint8Array(BATCH * yuvFrameSize(W, H));
 frames.slice(0, BATCH).forEach((f, i) => packed.set(f.data.subarray(0, yuvFrameSize(W, H)), i * yuvFrameSize(W, H)));
 const dims = Int32Array.from({ length: 2 * BATCH }, (_, i) => (i % 2 ? H : W));
 const batchOut = (): Float32Array => new Float32Array(BATCH * 3 * S * S);
-measure(`letterboxBatch (${BATCH} streams)`, 1, () => { const o = batchOut(); frames.slice(0, BATCH).forEach((f, i) => o.set(preprocess(f).input, i * 3 * S * S)); return o; },
+measure(`letterboxBatch (${BATCH} streams)`, 1, () => { const o = batchOut(); frames.slice(0, BATCH).forEach((f, i) => o.set(preprocessTs(f).input, i * 3 * S * S)); return o; },
   () => { const o = batchOut(); cuda.cpu.letterboxBatch(packed, dims, S, true, o); return o; },
   gpu && (() => { const o = batchOut(); gpu.letterboxBatch(packed, dims, S, true, o); return o; }));
 
@@ -175,7 +178,7 @@ measure(`scatterDequantise (Grace, 20% packets lost)`, 1, () => scatterDequantis
 printTable(`bench:native — ${W}x${H} ${args.video}, ${FRAMES} frames × ${REPS} reps, median ms per call`, rows.map((x) => ({
   kernel: x.name, ts_ms: x.ts_ms, cpp_ms: x.cpu_ms, 'C++ speed-up': `×${x.speedup_cpu.toFixed(1)}`, gpu_ms: x.gpu_ms ?? 'n/a', max_abs_diff: x.max_abs_diff,
 })));
-const frameRows = rows.slice(0, 7);
+const frameRows = rows.slice(0, 8);
 const minSpeedup = Math.min(...frameRows.map((x) => x.speedup_cpu));
 console.log(`\nframe kernels: smallest C++ speed-up ×${minSpeedup.toFixed(1)}; largest |Δ| vs TS ${Math.max(...frameRows.map((x) => x.max_abs_diff))}`);
 if (!gpu) console.log(`GPU: none (${gpuReason})`);

@@ -19,6 +19,7 @@ import * as ort from 'onnxruntime-node';
 import { mbGrid, type MbMap, type YuvFrame } from '../encoder/frame.ts';
 import { yuvToRgb } from '../media/colour.ts';
 import { fromRoot } from '../encoder/root.ts';
+import { nativeKernels } from '../encoder/kernels.ts';
 
 /** The committed model, resolved from the package root (works in any checkout, from sources or dist/). */
 export const DEFAULT_CHEAP_MODEL = fromRoot('cheapmodel', 'models', 'accmpeg_cheap.onnx');
@@ -38,6 +39,19 @@ export class CheapModelLoadError extends Error {
  * Exported for tests; mirrors half_rgb() in training/train_cheap.py.
  */
 export function halfResRgb(frame: YuvFrame): { data: Float32Array; width: number; height: number; rows: number; cols: number } {
+  const k = nativeKernels();
+  if (!k) return halfResRgbTs(frame);
+  const { width: w, height: h, data: src } = frame;
+  if (w % 2 || h % 2) throw new RangeError(`frame size must be even, got ${w}x${h}`);
+  if (src.length < w * h + 2 * ((w >> 1) * (h >> 1))) throw new RangeError(`frame data too short for ${w}x${h} yuv420p`);
+  const { rows, cols } = mbGrid(w, h);
+  const data = new Float32Array(3 * rows * 8 * cols * 8);
+  k.halfResRgb(src, w, h, data);
+  return { data, width: cols * 8, height: rows * 8, rows, cols };
+}
+
+/** The TypeScript reference of halfResRgb() (the C++ kernel is bit-identical). */
+export function halfResRgbTs(frame: YuvFrame): { data: Float32Array; width: number; height: number; rows: number; cols: number } {
   const { width: w, height: h, data: src } = frame;
   if (w % 2 || h % 2) throw new RangeError(`frame size must be even, got ${w}x${h}`);
   if (src.length < w * h + 2 * ((w >> 1) * (h >> 1))) throw new RangeError(`frame data too short for ${w}x${h} yuv420p`);

@@ -4,6 +4,7 @@
  * (fill holes), important macroblocks at the high-quality QP (30), the rest at the low one (40).
  */
 import { type MbMap } from '../encoder/frame.ts';
+import { nativeKernels } from '../encoder/kernels.ts';
 
 export interface QpAssignment {
   threshold: number; // α on P(important)
@@ -43,8 +44,17 @@ function morph(m: Uint8Array, rows: number, cols: number, op: 'min' | 'max'): Ui
 export const opening = (m: Uint8Array, rows: number, cols: number): Uint8Array => morph(morph(m, rows, cols, 'min'), rows, cols, 'max');
 export const closing = (m: Uint8Array, rows: number, cols: number): Uint8Array => morph(morph(m, rows, cols, 'max'), rows, cols, 'min');
 
-/** The binary importance mask after thresholding and smoothing. */
+/** The binary importance mask after thresholding and smoothing (C++ kernel when built; = importanceMaskTs). */
 export function importanceMask(p: MbMap, a: Pick<QpAssignment, 'threshold' | 'smooth'>): Uint8Array {
+  const k = nativeKernels();
+  if (!k || p.data.length !== p.rows * p.cols) return importanceMaskTs(p, a);
+  const m = new Uint8Array(p.data.length);
+  k.importanceMask(p.data, p.rows, p.cols, a.threshold, a.smooth !== false, m);
+  return m;
+}
+
+/** The TypeScript reference of importanceMask(). */
+export function importanceMaskTs(p: MbMap, a: Pick<QpAssignment, 'threshold' | 'smooth'>): Uint8Array {
   let m = binarize(p, a.threshold);
   if (a.smooth !== false) m = closing(opening(m, p.rows, p.cols), p.rows, p.cols);
   return m;

@@ -11,6 +11,7 @@
  * Pure and allocation-light: one Float32Array output (optionally reused) and small per-row/column tables.
  */
 import type { YuvFrame } from '../encoder/frame.ts';
+import { nativeKernels } from '../encoder/kernels.ts';
 import { yuvToRgb } from '../media/colour.ts';
 
 export const INPUT_SIZE = 416;
@@ -58,10 +59,23 @@ function taps(dstN: number, srcN: number, ratio: number, offset: number): { i0: 
 }
 
 /**
- * Letterbox a YUV420p frame into the detector input.
+ * Letterbox a YUV420p frame into the detector input (the C++ kernel when the addon has it, bit-identical
+ * to preprocessTs).
  * @param out optional reusable buffer of 3·S·S floats
  */
 export function preprocess(frame: YuvFrame, out?: Float32Array, inputSize = INPUT_SIZE): { input: Float32Array; letterbox: Letterbox } {
+  const k = nativeKernels();
+  const { width: w, height: h, data } = frame;
+  if (!k || (w | h) & 1) return preprocessTs(frame, out, inputSize);
+  if (data.length < w * h + 2 * ((w >> 1) * (h >> 1))) throw new RangeError(`frame data too short for ${w}x${h} yuv420p`);
+  const input = out ?? new Float32Array(3 * inputSize * inputSize);
+  if (input.length !== 3 * inputSize * inputSize) throw new RangeError(`output buffer must hold ${3 * inputSize * inputSize} floats`);
+  k.letterbox(data, w, h, inputSize, true, input);
+  return { input, letterbox: letterboxFor(w, h, inputSize) };
+}
+
+/** The TypeScript reference of preprocess(). */
+export function preprocessTs(frame: YuvFrame, out?: Float32Array, inputSize = INPUT_SIZE): { input: Float32Array; letterbox: Letterbox } {
   const { width: w, height: h, data } = frame;
   if (data.length < w * h + 2 * ((w >> 1) * (h >> 1))) throw new RangeError(`frame data too short for ${w}x${h} yuv420p`);
   const lb = letterboxFor(w, h, inputSize);

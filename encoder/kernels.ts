@@ -2,12 +2,14 @@
  * The per-pixel hot loops in C++ (encoder/native/kernels.cc, exported by the encoder addon as `kernels`).
  *
  * Each function here is the native twin of a TypeScript reference and returns bit-identical results
- * (same operations, order and precision; see kernels.h): letterbox ↔ server/detector/preprocess.ts
- * preprocess, halfResRgb ↔ cheapmodel/model.ts, reduceToMacroblocks / saliencyToFrame / weightByPixelDiff
- * ↔ server/dnngrad.ts, rgbErrorPerMb ↔ oneadapt/inputgrad.ts, importanceMask ↔ cheapmodel/qpmap.ts.
+ * (same operations, order and precision; see kernels.h). The product's functions call them and keep their
+ * TypeScript version, exported with a `Ts` suffix, as the reference the tests compare against:
+ * letterbox ↔ detector/preprocess.ts preprocessTs, halfResRgb ↔ cheapmodel/model.ts halfResRgbTs,
+ * reduceToMacroblocks / saliencyToFrame ↔ server/dnngrad.ts, frameDiffPerMb / planePerMb ↔ media/mb.ts
+ * (InputGrad for AccGrad, AccMPEG's label maps), importanceMask ↔ cheapmodel/qpmap.ts.
  *
  * nativeKernels() is null when the addon is not built, is an older build without `kernels`, or
- * CAMSTREAM_NATIVE_KERNELS=0 — callers then use their TypeScript version (a clean fallback).
+ * CAMSTREAM_NATIVE_KERNELS=0 — callers then run their TypeScript version (a clean fallback).
  * Inputs are validated by the callers (as before) and checked again in C++.
  */
 import { existsSync } from 'node:fs';
@@ -19,12 +21,12 @@ export interface NativeKernels {
   halfResRgb(yuv: Uint8Array, w: number, h: number, out: Float32Array): void;
   reduceToMacroblocks(grad: Float32Array, inputSize: number, frameW: number, frameH: number, mean: boolean, out: Float32Array): void;
   saliencyToFrame(grad: Float32Array, inputSize: number, frameW: number, frameH: number, out: Float32Array): void;
-  weightByPixelDiff(saliency: Float32Array | null, hq: Uint8Array, lq: Uint8Array, w: number, h: number, mean: boolean, out: Float32Array): void;
-  rgbErrorPerMb(x: Uint8Array, ref: Uint8Array, w: number, h: number, out: Float32Array): void;
+  frameDiffPerMb(a: Uint8Array, b: Uint8Array, w: number, h: number, rgb: boolean, weight: Float32Array | null, mean: boolean, out: Float32Array): void;
+  planePerMb(plane: Float32Array, w: number, h: number, mean: boolean, out: Float32Array): void;
   importanceMask(p: Float32Array, rows: number, cols: number, threshold: number, smooth: boolean, out: Uint8Array): void;
 }
 
-const KERNEL_NAMES: readonly (keyof NativeKernels)[] = ['letterbox', 'halfResRgb', 'reduceToMacroblocks', 'saliencyToFrame', 'weightByPixelDiff', 'rgbErrorPerMb', 'importanceMask'];
+const KERNEL_NAMES: readonly (keyof NativeKernels)[] = ['letterbox', 'halfResRgb', 'reduceToMacroblocks', 'saliencyToFrame', 'frameDiffPerMb', 'planePerMb', 'importanceMask'];
 
 const addonPath = (): string => process.env.CAMSTREAM_ENCODER_ADDON ?? fromRoot('build', 'encoder', 'Release', 'camstream_encoder.node');
 

@@ -4,6 +4,7 @@
  * the labelling CLI's saliency sums.
  */
 import { MB, mbGrid, type MbMap, type YuvFrame } from '../encoder/frame.ts';
+import { nativeKernels } from '../encoder/kernels.ts';
 import { rgbAbsDiff } from './colour.ts';
 
 export type MbReduce = 'mean' | 'sum';
@@ -18,8 +19,19 @@ export function divideByMbArea(map: MbMap, w: number, h: number): MbMap {
   return map;
 }
 
-/** Sum (or mean) of a row-major w×h per-pixel plane over each macroblock. */
+/** Sum (or mean) of a row-major w×h per-pixel plane over each macroblock (C++ kernel for Float32Array planes). */
 export function planePerMb(plane: ArrayLike<number>, w: number, h: number, reduce: MbReduce = 'sum'): MbMap {
+  const k = nativeKernels();
+  if (!k || !(plane instanceof Float32Array)) return planePerMbTs(plane, w, h, reduce);
+  if (plane.length !== w * h) throw new RangeError(`plane must have ${w * h} values, got ${plane.length}`);
+  const { rows, cols } = mbGrid(w, h);
+  const data = new Float32Array(rows * cols);
+  k.planePerMb(plane, w, h, reduce === 'mean', data);
+  return { rows, cols, data };
+}
+
+/** The TypeScript reference of planePerMb(). */
+export function planePerMbTs(plane: ArrayLike<number>, w: number, h: number, reduce: MbReduce = 'sum'): MbMap {
   if (plane.length !== w * h) throw new RangeError(`plane must have ${w * h} values, got ${plane.length}`);
   const { rows, cols } = mbGrid(w, h);
   const acc = new Float64Array(rows * cols);
@@ -46,8 +58,21 @@ export interface FrameDiffOptions {
   reduce: MbReduce;
 }
 
-/** Per-MB reduction of a per-pixel distance between two YUV420p frames of the same size. */
+/** Per-MB reduction of a per-pixel distance between two YUV420p frames of the same size (C++ kernel when built). */
 export function frameDiffPerMb(a: YuvFrame, b: YuvFrame, opts: FrameDiffOptions): MbMap {
+  const k = nativeKernels();
+  const { width: w, height: h } = a;
+  if (!k || (w | h) & 1) return frameDiffPerMbTs(a, b, opts);
+  if (b.width !== w || b.height !== h) throw new RangeError(`frame sizes differ: ${w}x${h} vs ${b.width}x${b.height}`);
+  if (opts.weight && opts.weight.length !== w * h) throw new RangeError(`weight must have ${w * h} values (one per pixel)`);
+  const { rows, cols } = mbGrid(w, h);
+  const data = new Float32Array(rows * cols);
+  k.frameDiffPerMb(a.data, b.data, w, h, opts.metric === 'rgb', opts.weight ?? null, opts.reduce === 'mean', data);
+  return { rows, cols, data };
+}
+
+/** The TypeScript reference of frameDiffPerMb(). */
+export function frameDiffPerMbTs(a: YuvFrame, b: YuvFrame, opts: FrameDiffOptions): MbMap {
   const { width: w, height: h } = a;
   if (b.width !== w || b.height !== h) throw new RangeError(`frame sizes differ: ${w}x${h} vs ${b.width}x${b.height}`);
   const wt = opts.weight;

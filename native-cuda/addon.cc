@@ -74,10 +74,10 @@ struct Gpu {
     GPU_CALL(env, "reduceToMacroblocks", reduceToMacroblocks(g, S, w, h, mean, out));
   }
   static void saliencyToFrame(Napi::Env env, const float* g, int S, int w, int h, float* out) { GPU_CALL(env, "saliencyToFrame", saliencyToFrame(g, S, w, h, out)); }
-  static void weightByPixelDiff(Napi::Env env, const float* sal, const uint8_t* a, const uint8_t* b, int w, int h, bool mean, float* out) {
-    GPU_CALL(env, "weightByPixelDiff", weightByPixelDiff(sal, a, b, w, h, mean, out));
+  static void frameDiffPerMb(Napi::Env env, const uint8_t* a, const uint8_t* b, int w, int h, bool rgb, const float* wt, bool mean, float* out) {
+    GPU_CALL(env, "frameDiffPerMb", frameDiffPerMb(a, b, w, h, rgb, wt, mean, out));
   }
-  static void rgbErrorPerMb(Napi::Env env, const uint8_t* a, const uint8_t* b, int w, int h, float* out) { GPU_CALL(env, "rgbErrorPerMb", rgbErrorPerMb(a, b, w, h, out)); }
+  static void planePerMb(Napi::Env env, const float* plane, int w, int h, bool mean, float* out) { GPU_CALL(env, "planePerMb", planePerMb(plane, w, h, mean, out)); }
   static void importanceMask(Napi::Env env, const float* p, int rows, int cols, double thr, bool smooth, uint8_t* out) {
     GPU_CALL(env, "importanceMask", importanceMask(p, rows, cols, thr, smooth, out));
   }

@@ -21,8 +21,8 @@ std::string letterboxBatch(const uint8_t* yuv, size_t yuvBytes, const int32_t* d
 std::string halfResRgb(const uint8_t* yuv, int w, int h, float* out);
 std::string reduceToMacroblocks(const float* grad, int S, int frameW, int frameH, bool mean, float* out);
 std::string saliencyToFrame(const float* grad, int S, int frameW, int frameH, float* out);
-std::string weightByPixelDiff(const float* sal, const uint8_t* hq, const uint8_t* lq, int w, int h, bool mean, float* out);
-std::string rgbErrorPerMb(const uint8_t* x, const uint8_t* ref, int w, int h, float* out);
+std::string frameDiffPerMb(const uint8_t* a, const uint8_t* b, int w, int h, bool rgb, const float* weight, bool mean, float* out);
+std::string planePerMb(const float* plane, int w, int h, bool mean, float* out);
 std::string importanceMask(const float* p, int rows, int cols, double threshold, bool smooth, uint8_t* out);
 std::string ropeDelta(float* k, const int32_t* delta, int T, int H, int D, double base);
 // deviation per token and the indices of the k largest (ties: lower index first), on the device

@@ -105,10 +105,10 @@ __global__ void kLetterbox(const uint8_t* __restrict__ yuv, const FrameGeom* __r
   const double Y = yt + (yb - yt) * wy;
   const double U = ut + (ub - ut) * wcy - 128;
   const double V = vt + (vb - vt) * wcy - 128;
-  const double yy = 1.164383 * (Y - 16);
-  const double R = clamp255(yy + 1.596027 * V);
-  const double G = clamp255(yy - 0.391762 * U - 0.812968 * V);
-  const double B = clamp255(yy + 2.017232 * U);
+  const double yy = cskern::KY * (Y - 16);
+  const double R = clamp255(yy + cskern::RV * V);
+  const double G = clamp255(yy - cskern::GU * U - cskern::GV * V);
+  const double B = clamp255(yy + cskern::BU * U);
   o[0] = static_cast<float>(bgr ? B : R);
   o[plane] = static_cast<float>(G);
   o[2 * plane] = static_cast<float>(bgr ? R : B);
@@ -126,11 +126,11 @@ __global__ void kHalfRes(const uint8_t* __restrict__ src, int w, int h, int W, i
   const double Y = static_cast<double>(l0[2 * sx] + l1[2 * sx] + l0[2 * sx + 1] + l1[2 * sx + 1]) * 0.25;
   const double U = static_cast<double>(Up[static_cast<size_t>(sy) * cw + sx]) - 128;
   const double V = static_cast<double>(Vp[static_cast<size_t>(sy) * cw + sx]) - 128;
-  const double c = 1.164 * (Y - 16);
+  const double c = cskern::KY * (Y - 16);
   const size_t plane = static_cast<size_t>(W) * H, i = static_cast<size_t>(y) * W + x;
-  out[i] = static_cast<float>((clamp255(c + 1.596 * V) / 255 - 0.5) * 4);
-  out[plane + i] = static_cast<float>((clamp255(c - 0.392 * U - 0.813 * V) / 255 - 0.5) * 4);
-  out[2 * plane + i] = static_cast<float>((clamp255(c + 2.017 * U) / 255 - 0.5) * 4);
+  out[i] = static_cast<float>((clamp255(c + cskern::RV * V) / 255 - 0.5) * 4);
+  out[plane + i] = static_cast<float>((clamp255(c - cskern::GU * U - cskern::GV * V) / 255 - 0.5) * 4);
+  out[2 * plane + i] = static_cast<float>((clamp255(c + cskern::BU * U) / 255 - 0.5) * 4);
 }
 
 __device__ inline double sal3(const float* g, size_t i, size_t plane) {
@@ -159,28 +159,18 @@ __global__ void kSalToFrame(const float* __restrict__ g, int S, int newW, int ne
   out[static_cast<size_t>(y) * frameW + x] = static_cast<float>(k * sal3(g, static_cast<size_t>(yi) * S + xi, static_cast<size_t>(S) * S));
 }
 
-__global__ void kWeightDiff(const float* __restrict__ sal, const uint8_t* __restrict__ a, const uint8_t* __restrict__ b, int w, int h, int rows, int cols,
-                            bool mean, float* __restrict__ out) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x, r = blockIdx.y * blockDim.y + threadIdx.y;
-  if (c >= cols || r >= rows) return;
-  const int cw = w >> 1;
-  const size_t uOff = static_cast<size_t>(w) * h, vOff = uOff + static_cast<size_t>(cw) * (h >> 1);
-  float acc = 0.0f;
-  const int ye = min(h, r * 16 + 16), xe = min(w, c * 16 + 16);
-  for (int y = r * 16; y < ye; y++)
-    for (int x = c * 16; x < xe; x++) {
-      const size_t p = static_cast<size_t>(y) * w + x, ci = static_cast<size_t>(y >> 1) * cw + (x >> 1);
-      const int d = abs(a[p] - b[p]) + abs(a[uOff + ci] - b[uOff + ci]) + abs(a[vOff + ci] - b[vOff + ci]);
-      acc = static_cast<float>(static_cast<double>(acc) + (sal ? static_cast<double>(sal[p]) * d : static_cast<double>(d)));
-    }
-  if (mean) acc = static_cast<float>(static_cast<double>(acc) / ((ye - r * 16) * (xe - c * 16)));
-  out[r * cols + c] = acc;
+// per-MB sums in double, in the twin's order (rows of the MB top to bottom, left to right), stored as
+// float, then (mean) divided by the MB's pixel area
+__device__ inline float mbStore(double acc, bool mean, int mbH, int mbW) {
+  float v = static_cast<float>(acc);
+  if (mean) v = static_cast<float>(static_cast<double>(v) / (mbH * mbW));
+  return v;
 }
 
-__global__ void kRgbErr(const uint8_t* __restrict__ a, const uint8_t* __restrict__ b, int w, int h, int rows, int cols, float* __restrict__ out) {
+__global__ void kFrameDiff(const uint8_t* __restrict__ a, const uint8_t* __restrict__ b, int w, int h, int rows, int cols, bool rgb,
+                           const float* __restrict__ wt, bool mean, float* __restrict__ out) {
   const int c = blockIdx.x * blockDim.x + threadIdx.x, r = blockIdx.y * blockDim.y + threadIdx.y;
   if (c >= cols || r >= rows) return;
-  const double KY = 1.164, RV = 1.596, GU = 0.392, GV = 0.813, BU = 2.017;
   const int cw = w >> 1;
   const size_t uOff = static_cast<size_t>(w) * h, vOff = uOff + static_cast<size_t>(cw) * (h >> 1);
   double acc = 0;
@@ -188,12 +178,29 @@ __global__ void kRgbErr(const uint8_t* __restrict__ a, const uint8_t* __restrict
   for (int y = r * 16; y < ye; y++)
     for (int x = c * 16; x < xe; x++) {
       const size_t p = static_cast<size_t>(y) * w + x, ci = static_cast<size_t>(y >> 1) * cw + (x >> 1);
-      const double dy = KY * (static_cast<int>(a[p]) - b[p]);
-      const double du = static_cast<int>(a[uOff + ci]) - b[uOff + ci];
-      const double dv = static_cast<int>(a[vOff + ci]) - b[vOff + ci];
-      acc += fabs(dy + RV * dv) + fabs(dy - GU * du - GV * dv) + fabs(dy + BU * du);
+      const int dY = static_cast<int>(a[p]) - b[p];
+      const int dU = static_cast<int>(a[uOff + ci]) - b[uOff + ci];
+      const int dV = static_cast<int>(a[vOff + ci]) - b[vOff + ci];
+      double d;
+      if (rgb) {
+        const double yy = cskern::KY * dY;
+        d = fabs(yy + cskern::RV * dV) + fabs(yy - cskern::GU * dU - cskern::GV * dV) + fabs(yy + cskern::BU * dU);
+      } else {
+        d = abs(dY) + abs(dU) + abs(dV);
+      }
+      acc += wt ? static_cast<double>(wt[p]) * d : d;
     }
-  out[r * cols + c] = static_cast<float>(acc / (static_cast<double>(ye - r * 16) * (xe - c * 16)));
+  out[r * cols + c] = mbStore(acc, mean, ye - r * 16, xe - c * 16);
+}
+
+__global__ void kPlanePerMb(const float* __restrict__ plane, int w, int h, int rows, int cols, bool mean, float* __restrict__ out) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x, r = blockIdx.y * blockDim.y + threadIdx.y;
+  if (c >= cols || r >= rows) return;
+  double acc = 0;
+  const int ye = min(h, r * 16 + 16), xe = min(w, c * 16 + 16);
+  for (int y = r * 16; y < ye; y++)
+    for (int x = c * 16; x < xe; x++) acc += plane[static_cast<size_t>(y) * w + x];
+  out[r * cols + c] = mbStore(acc, mean, ye - r * 16, xe - c * 16);
 }
 
 __global__ void kBinarize(const float* __restrict__ p, size_t n, double thr, uint8_t* __restrict__ m) {
@@ -365,26 +372,24 @@ std::string saliencyToFrame(const float* grad, int S, int frameW, int frameH, fl
   return collect(dout, out);
 }
 
-std::string weightByPixelDiff(const float* sal, const uint8_t* hq, const uint8_t* lq, int w, int h, bool mean, float* out) {
+std::string frameDiffPerMb(const uint8_t* a, const uint8_t* b, int w, int h, bool rgb, const float* wt, bool mean, float* out) {
   const int rows = cskern::mbRows(h), cols = cskern::mbCols(w);
-  Dev<float> ds, dout;
+  Dev<float> dw, dout;
   Dev<uint8_t> da, db;
-  if (sal) TRY(upload(ds, sal, static_cast<size_t>(w) * h));
-  TRY(upload(da, hq, yuvBytes(w, h)));
-  TRY(upload(db, lq, yuvBytes(w, h)));
+  if (wt) TRY(upload(dw, wt, static_cast<size_t>(w) * h));
+  TRY(upload(da, a, yuvBytes(w, h)));
+  TRY(upload(db, b, yuvBytes(w, h)));
   TRY(upload<float>(dout, nullptr, static_cast<size_t>(rows) * cols));
-  kWeightDiff<<<grid2d(cols, rows), k2d>>>(sal ? ds.p : nullptr, da.p, db.p, w, h, rows, cols, mean, dout.p);
+  kFrameDiff<<<grid2d(cols, rows), k2d>>>(da.p, db.p, w, h, rows, cols, rgb, wt ? dw.p : nullptr, mean, dout.p);
   return collect(dout, out);
 }
 
-std::string rgbErrorPerMb(const uint8_t* x, const uint8_t* ref, int w, int h, float* out) {
+std::string planePerMb(const float* plane, int w, int h, bool mean, float* out) {
   const int rows = cskern::mbRows(h), cols = cskern::mbCols(w);
-  Dev<uint8_t> da, db;
-  Dev<float> dout;
-  TRY(upload(da, x, yuvBytes(w, h)));
-  TRY(upload(db, ref, yuvBytes(w, h)));
+  Dev<float> dp, dout;
+  TRY(upload(dp, plane, static_cast<size_t>(w) * h));
   TRY(upload<float>(dout, nullptr, static_cast<size_t>(rows) * cols));
-  kRgbErr<<<grid2d(cols, rows), k2d>>>(da.p, db.p, w, h, rows, cols, dout.p);
+  kPlanePerMb<<<grid2d(cols, rows), k2d>>>(dp.p, w, h, rows, cols, mean, dout.p);
   return collect(dout, out);
 }
 

@@ -10,7 +10,8 @@
  */
 import { mbGrid, type MbMap, type YuvFrame } from '../encoder/frame.ts';
 import { divideByMbArea, frameDiffPerMb, type MbReduce } from '../media/mb.ts';
-import type { Letterbox } from '../detector/preprocess.ts';
+import { letterboxFor, type Letterbox } from '../detector/preprocess.ts';
+import { nativeKernels, type NativeKernels } from '../encoder/kernels.ts';
 import { ROW, decodeCellBox, makeGrid, type Detection } from '../detector/postprocess.ts';
 import { ACCURACY } from './accuracy.ts';
 
@@ -136,6 +137,25 @@ export function inputSaliency(gradInput: Float32Array, inputSize = 416): Float32
  */
 export function reduceToMacroblocks(gradInput: Float32Array, lb: Letterbox, frameW: number, frameH: number, opts: { reduce?: MbReduce } = {}): MbMap {
   checkGrad(gradInput, lb, frameW, frameH);
+  const k = kernelsFor(lb);
+  if (!k) return reduceToMacroblocksTs(gradInput, lb, frameW, frameH, opts);
+  const { rows, cols } = mbGrid(frameW, frameH);
+  const data = new Float32Array(rows * cols);
+  k.reduceToMacroblocks(gradInput, lb.inputSize, frameW, frameH, (opts.reduce ?? 'mean') === 'mean', data);
+  return { rows, cols, data };
+}
+
+/** The C++ kernels, when built and when `lb` is the letterbox preprocess() makes for its frame (they derive it). */
+function kernelsFor(lb: Letterbox): NativeKernels | null {
+  const k = nativeKernels();
+  if (!k) return null;
+  const std = letterboxFor(lb.srcW, lb.srcH, lb.inputSize);
+  return std.newW === lb.newW && std.newH === lb.newH && std.invScaleX === lb.invScaleX && std.invScaleY === lb.invScaleY ? k : null;
+}
+
+/** The TypeScript reference of reduceToMacroblocks() (the C++ kernel is bit-identical). */
+export function reduceToMacroblocksTs(gradInput: Float32Array, lb: Letterbox, frameW: number, frameH: number, opts: { reduce?: MbReduce } = {}): MbMap {
+  checkGrad(gradInput, lb, frameW, frameH);
   const S = lb.inputSize;
   const plane = S * S;
   const { rows, cols } = mbGrid(frameW, frameH);
@@ -162,6 +182,16 @@ export function reduceToMacroblocks(gradInput: Float32Array, lb: Letterbox, fram
  * (and whose per-MB sums ≈ reduceToMacroblocks(…, 'sum')).
  */
 export function saliencyToFrame(gradInput: Float32Array, lb: Letterbox, frameW: number, frameH: number): Float32Array {
+  checkGrad(gradInput, lb, frameW, frameH);
+  const k = kernelsFor(lb);
+  if (!k) return saliencyToFrameTs(gradInput, lb, frameW, frameH);
+  const out = new Float32Array(frameW * frameH);
+  k.saliencyToFrame(gradInput, lb.inputSize, frameW, frameH, out);
+  return out;
+}
+
+/** The TypeScript reference of saliencyToFrame(). */
+export function saliencyToFrameTs(gradInput: Float32Array, lb: Letterbox, frameW: number, frameH: number): Float32Array {
   checkGrad(gradInput, lb, frameW, frameH);
   const S = lb.inputSize;
   const plane = S * S;

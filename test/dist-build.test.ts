@@ -9,7 +9,7 @@ import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DETECTOR_MODEL, requireFile } from './fixtures.ts';
+import { DETECTOR_MODEL, requireFile } from '../testdata/fixtures.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 // inside the checkout (.tmp/ is git-ignored) so that the compiled code finds the package root and build/

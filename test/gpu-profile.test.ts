@@ -4,8 +4,8 @@
  * CI — a clean fallback to CPU that names the reason, or ExecutionProviderError when fallback is off.
  */
 import { SegmentAnalyzer } from '../server/analyzer.ts';
-import { ExecutionProviderError } from '../server/detector/detector.ts';
-import { DETECTOR_MODEL, VIDEOS, loadFrames, requireFile } from './fixtures.ts';
+import { ExecutionProviderError } from '../detector/detector.ts';
+import { DETECTOR_MODEL, VIDEOS, loadFrames, requireFile } from '../testdata/fixtures.ts';
 
 test('cuda requested: both models run on CUDA, or both fall back to CPU with the reason and still compute DNNGrad', async () => {
   requireFile(DETECTOR_MODEL);

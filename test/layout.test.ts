@@ -14,7 +14,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** Bottom first. Folders on the same floor do not import each other. */
 const FLOORS: readonly (readonly string[])[] = [
   ['encoder', 'numeric', 'config', 'proc'],
-  ['wire', 'media', 'testdata'],
+  ['wire', 'media', 'testdata', 'native-cuda'],
   ['detector'],
   ['cheapmodel'],
   ['oneadapt', 'grace', 'cacheblend'],

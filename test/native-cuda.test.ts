@@ -6,9 +6,10 @@
 import { cudaAddon, cudaAddonStatus, gpuUnavailableReason, type CudaAddon, type CudaKernels } from '../native-cuda/index.ts';
 import { ropeDeltaRef, tokenDeviationRef, topKRef, quantiseGatherRef, scatterDequantiseRef, seededPermutation } from '../native-cuda/reference.ts';
 import { yuvFrameSize, mbGrid, type YuvFrame } from '../encoder/frame.ts';
-import { preprocess } from '../server/detector/preprocess.ts';
-import { loadFrames, VIDEOS } from './fixtures.ts';
-import { maxAbsDiff, rng } from './helpers/arrays.ts';
+import { preprocessTs } from '../detector/preprocess.ts';
+import { loadFrames, VIDEOS } from '../testdata/fixtures.ts';
+import { maxAbsDiff } from '../numeric/stats.ts';
+import { rng } from '../numeric/random.ts';
 
 const addon: CudaAddon = (() => {
   const a = cudaAddon();
@@ -56,11 +57,13 @@ function runAll(k: CudaKernels): Record<string, ArrayLike<number>> {
   const sal = new Float32Array(f.width * f.height);
   k.saliencyToFrame(grad, S, f.width, f.height, sal);
   out.saliencyToFrame = sal;
-  out.weightByPixelDiff = new Float32Array(rows * cols);
-  k.weightByPixelDiff(sal, f.data, g.data, f.width, f.height, false, out.weightByPixelDiff as Float32Array);
-  out.rgbErrorPerMb = new Float32Array(rows * cols);
-  k.rgbErrorPerMb(f.data, g.data, f.width, f.height, out.rgbErrorPerMb as Float32Array);
-  const e = out.rgbErrorPerMb as Float32Array;
+  out.planePerMb = new Float32Array(rows * cols);
+  k.planePerMb(sal, f.width, f.height, false, out.planePerMb as Float32Array);
+  out.frameDiffPerMbYuv = new Float32Array(rows * cols);
+  k.frameDiffPerMb(f.data, g.data, f.width, f.height, false, sal, false, out.frameDiffPerMbYuv as Float32Array);
+  out.frameDiffPerMbRgb = new Float32Array(rows * cols);
+  k.frameDiffPerMb(f.data, g.data, f.width, f.height, true, null, true, out.frameDiffPerMbRgb as Float32Array);
+  const e = out.frameDiffPerMbRgb as Float32Array;
   const emax = e.reduce((a, v) => Math.max(a, v), 0);
   out.importanceMask = new Uint8Array(rows * cols);
   k.importanceMask(e.map((v) => v / emax), rows, cols, 0.1, true, out.importanceMask as Uint8Array);
@@ -114,7 +117,7 @@ describe('CPU twins = TypeScript references', () => {
 
   test('batched letterbox across streams of different sizes = per-frame preprocess', () => {
     const out = cpu.letterboxBatch as Float32Array;
-    frames.forEach((f, i) => expect(maxAbsDiff(out.subarray(i * 3 * S * S, (i + 1) * 3 * S * S), preprocess(f).input)).toBe(0));
+    frames.forEach((f, i) => expect(maxAbsDiff(out.subarray(i * 3 * S * S, (i + 1) * 3 * S * S), preprocessTs(f).input)).toBe(0));
   });
 
   test('RoPE delta = reference; zero delta is the identity; rotations compose and keep norms', () => {
@@ -188,7 +191,7 @@ describe('CUDA kernels = CPU twins', () => {
   // [−1,1]) and the deviation (a tree sum in double: one float ulp, relative 1e-6 of the largest value)
   const tolerance = (name: string, cpu: ArrayLike<number>): number =>
     name === 'ropeDelta' ? 1e-6 : name === 'tokenDeviation' ? 1e-6 * Array.from(cpu).reduce((a, v) => Math.max(a, Math.abs(v)), 0) : 0;
-  for (const name of ['letterboxBatch', 'halfResRgb', 'reduceToMacroblocks', 'saliencyToFrame', 'weightByPixelDiff', 'rgbErrorPerMb', 'importanceMask', 'ropeDelta', 'tokenDeviation', 'quantiseGather', 'scatterDequantise']) {
+  for (const name of ['letterboxBatch', 'halfResRgb', 'reduceToMacroblocks', 'saliencyToFrame', 'planePerMb', 'frameDiffPerMbYuv', 'frameDiffPerMbRgb', 'importanceMask', 'ropeDelta', 'tokenDeviation', 'quantiseGather', 'scatterDequantise']) {
     gpuTest(`${name}${skipNote}`, () => {
       const { cpu, gpu } = both();
       expect(maxAbsDiff(gpu[name], cpu[name])).toBeLessThanOrEqual(tolerance(name, cpu[name]));

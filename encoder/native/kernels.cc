@@ -101,10 +101,10 @@ void letterbox(const uint8_t* yuv, int w, int h, int S, bool bgr, float* out) {
       const double Y = yt[x] + (yb[x] - yt[x]) * wy;
       const double U = ut[x] + (ub[x] - ut[x]) * wcy - 128;
       const double V = vt[x] + (vb[x] - vt[x]) * wcy - 128;
-      const double yy = 1.164383 * (Y - 16);
-      const double R = clamp255(yy + 1.596027 * V);
-      const double G = clamp255(yy - 0.391762 * U - 0.812968 * V);
-      const double B = clamp255(yy + 2.017232 * U);
+      const double yy = KY * (Y - 16);
+      const double R = clamp255(yy + RV * V);
+      const double G = clamp255(yy - GU * U - GV * V);
+      const double B = clamp255(yy + BU * U);
       o0[x] = static_cast<float>(bgr ? B : R);
       o1[x] = static_cast<float>(G);
       o2[x] = static_cast<float>(bgr ? R : B);
@@ -141,10 +141,10 @@ void halfResRgb(const uint8_t* src, int w, int h, float* out) {
       const double Y = static_cast<double>(ys[x]) * 0.25;
       const double U = static_cast<double>(u[x]) - 128;
       const double V = static_cast<double>(v[x]) - 128;
-      const double c = 1.164 * (Y - 16);
-      oR[x] = static_cast<float>(norm(c + 1.596 * V));
-      oG[x] = static_cast<float>(norm(c - 0.392 * U - 0.813 * V));
-      oB[x] = static_cast<float>(norm(c + 2.017 * U));
+      const double c = KY * (Y - 16);
+      oR[x] = static_cast<float>(norm(c + RV * V));
+      oG[x] = static_cast<float>(norm(c - GU * U - GV * V));
+      oB[x] = static_cast<float>(norm(c + BU * U));
     }
     for (int x = inner; x < W; x++) {  // right edge replication
       oR[x] = oR[inner - 1];
@@ -218,64 +218,60 @@ void saliencyToFrame(const float* grad, const Letterbox& lb, int frameW, int fra
   }
 }
 
-void weightByPixelDiff(const float* sal, const uint8_t* a, const uint8_t* b, int w, int h, bool mean, float* out) {
+namespace {
+// out = (float) acc, then (mean) / the MB's clipped pixel area: divideByMbArea() on a Float32Array
+void storeMbSums(const double* acc, int w, int h, bool mean, float* out) {
   const int rows = mbRows(h), cols = mbCols(w);
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < cols; c++) {
+      const size_t i = static_cast<size_t>(r) * cols + c;
+      out[i] = static_cast<float>(acc[i]);
+      if (mean) out[i] = static_cast<float>(static_cast<double>(out[i]) / (std::min(16, h - r * 16) * std::min(16, w - c * 16)));
+    }
+}
+}  // namespace
+
+void frameDiffPerMb(const uint8_t* a, const uint8_t* b, int w, int h, bool rgb, const float* wt, bool mean, float* out) {
+  const int cols = mbCols(w);
   const int cw = w >> 1;
   const size_t uOff = static_cast<size_t>(w) * h;
   const size_t vOff = uOff + static_cast<size_t>(cw) * (h >> 1);
-  std::fill(out, out + static_cast<size_t>(rows) * cols, 0.0f);
-  std::vector<double> t(w);
+  std::vector<double> acc(static_cast<size_t>(mbRows(h)) * cols, 0.0), t(w);
   for (int y = 0; y < h; y++) {
     const size_t p0 = static_cast<size_t>(y) * w;
     const size_t c0 = static_cast<size_t>(y >> 1) * cw;
     double* __restrict tp = t.data();
-    for (int cx = 0; cx < cw; cx++) {  // two luma pixels share one chroma sample; |Δ| sums are exact integers
+    for (int cx = 0; cx < cw; cx++) {  // two luma pixels share one chroma sample
       const size_t ci = c0 + cx;
-      const int dc = std::abs(a[uOff + ci] - b[uOff + ci]) + std::abs(a[vOff + ci] - b[vOff + ci]);
-      const size_t p = p0 + 2 * cx;
-      const int d0 = std::abs(a[p] - b[p]) + dc, d1 = std::abs(a[p + 1] - b[p + 1]) + dc;
-      tp[2 * cx] = sal ? static_cast<double>(sal[p]) * d0 : static_cast<double>(d0);
-      tp[2 * cx + 1] = sal ? static_cast<double>(sal[p + 1]) * d1 : static_cast<double>(d1);
-    }
-    accumulateRow(tp, w, out + static_cast<size_t>(y >> 4) * cols);
-  }
-  if (mean) {
-    for (int r = 0; r < rows; r++)
-      for (int c = 0; c < cols; c++) {
-        float& v = out[static_cast<size_t>(r) * cols + c];
-        v = static_cast<float>(static_cast<double>(v) / (std::min(16, h - r * 16) * std::min(16, w - c * 16)));
-      }
-  }
-}
-
-void rgbErrorPerMb(const uint8_t* a, const uint8_t* b, int w, int h, float* out) {
-  constexpr double KY = 1.164, RV = 1.596, GU = 0.392, GV = 0.813, BU = 2.017;
-  const int rows = mbRows(h), cols = mbCols(w);
-  const int cw = w >> 1;
-  const size_t uOff = static_cast<size_t>(w) * h;
-  const size_t vOff = uOff + static_cast<size_t>(cw) * (h >> 1);
-  std::vector<double> sum(static_cast<size_t>(rows) * cols, 0.0), e(w);
-  for (int y = 0; y < h; y++) {
-    const size_t p0 = static_cast<size_t>(y) * w;
-    const size_t c0 = static_cast<size_t>(y >> 1) * cw;
-    double* __restrict ep = e.data();
-    for (int cx = 0; cx < cw; cx++) {  // two luma pixels per chroma sample
-      const size_t ci = c0 + cx;
-      const double du = static_cast<int>(a[uOff + ci]) - b[uOff + ci];
-      const double dv = static_cast<int>(a[vOff + ci]) - b[vOff + ci];
+      const int dU = static_cast<int>(a[uOff + ci]) - b[uOff + ci];
+      const int dV = static_cast<int>(a[vOff + ci]) - b[vOff + ci];
       for (int j = 0; j < 2; j++) {
         const size_t p = p0 + 2 * cx + j;
-        const double dy = KY * (static_cast<int>(a[p]) - b[p]);
-        ep[2 * cx + j] = std::fabs(dy + RV * dv) + std::fabs(dy - GU * du - GV * dv) + std::fabs(dy + BU * du);
+        const int dY = static_cast<int>(a[p]) - b[p];
+        double d;
+        if (rgb) {
+          const double yy = KY * dY;
+          d = std::fabs(yy + RV * dV) + std::fabs(yy - GU * dU - GV * dV) + std::fabs(yy + BU * dU);
+        } else {
+          d = std::abs(dY) + std::abs(dU) + std::abs(dV);
+        }
+        tp[2 * cx + j] = wt ? static_cast<double>(wt[p]) * d : d;
       }
     }
-    accumulateRow(ep, w, sum.data() + static_cast<size_t>(y >> 4) * cols);
+    accumulateRow(tp, w, acc.data() + static_cast<size_t>(y >> 4) * cols);
   }
-  for (int r = 0; r < rows; r++)
-    for (int c = 0; c < cols; c++) {
-      const double n = static_cast<double>(std::min(16, h - r * 16)) * std::min(16, w - c * 16);
-      out[static_cast<size_t>(r) * cols + c] = static_cast<float>(sum[static_cast<size_t>(r) * cols + c] / n);
-    }
+  storeMbSums(acc.data(), w, h, mean, out);
+}
+
+void planePerMb(const float* plane, int w, int h, bool mean, float* out) {
+  const int cols = mbCols(w);
+  std::vector<double> acc(static_cast<size_t>(mbRows(h)) * cols, 0.0), t(w);
+  for (int y = 0; y < h; y++) {
+    const float* __restrict row = plane + static_cast<size_t>(y) * w;
+    for (int x = 0; x < w; x++) t[x] = row[x];
+    accumulateRow(t.data(), w, acc.data() + static_cast<size_t>(y >> 4) * cols);
+  }
+  storeMbSums(acc.data(), w, h, mean, out);
 }
 
 namespace {

@@ -1,12 +1,11 @@
-// camstream per-pixel hot loops (pure C++, no Node-API): the native twins of the TypeScript
-// references in server/detector/preprocess.ts, cheapmodel/model.ts, server/dnngrad.ts,
-// oneadapt/inputgrad.ts and cheapmodel/qpmap.ts.
+// camstream per-pixel hot loops (pure C++, no Node-API): the native twins of the TypeScript references.
 //
 // Exactness contract: every function performs the same floating-point operations, in the same order
 // and precision, as its TypeScript reference (JS numbers are IEEE doubles; Float32Array stores round to
 // float), so the outputs are bit-identical. Hence doubles inside, floats at the stores, and the build
 // uses -ffp-contract=off (no fused multiply-add, which would change rounding on aarch64/AVX2 targets).
-// Used by the encoder addon (encoder/native) and as the CPU twins of native-cuda/.
+// Used by the encoder addon (encoder/native) and as the CPU twins of native-cuda/. The TypeScript
+// references: detector/preprocess.ts, cheapmodel/model.ts, server/dnngrad.ts, media/mb.ts, cheapmodel/qpmap.ts.
 #pragma once
 #include <cstdint>
 
@@ -37,11 +36,16 @@ void reduceToMacroblocks(const float* grad, const Letterbox& lb, int frameW, int
 // Input gradient → per-pixel saliency density in original-frame coordinates (saliencyToFrame()).
 void saliencyToFrame(const float* grad, const Letterbox& lb, int frameW, int frameH, float* out);
 
-// Per-MB Σ saliency·(|ΔY|+|ΔU|+|ΔV|) between two YUV420p frames (weightByPixelDiff()); saliency may be null.
-void weightByPixelDiff(const float* saliency, const uint8_t* hq, const uint8_t* lq, int w, int h, bool mean, float* out);
+// Per-MB Σ weight·d between two YUV420p frames (media/mb.ts frameDiffPerMb()), d = Σ_RGB |Δ| after BT.601
+// (rgb: OneAdapt's InputGrad for AccGrad) or |ΔY|+|ΔU|+|ΔV| (AccMPEG's labels); weight may be null; summed
+// in double, stored as float, then (mean) divided by the MB's pixel area.
+void frameDiffPerMb(const uint8_t* a, const uint8_t* b, int w, int h, bool rgb, const float* weight, bool mean, float* out);
 
-// Per-MB mean of Σ_RGB |x − ref| (rgbErrorPerMb(), OneAdapt's InputGrad for AccGrad).
-void rgbErrorPerMb(const uint8_t* x, const uint8_t* ref, int w, int h, float* out);
+// Per-MB sum (or mean) of a w×h float plane (planePerMb(): the labelling CLI's saliency sums).
+void planePerMb(const float* plane, int w, int h, bool mean, float* out);
+
+// BT.601 limited range (media/colour.ts): one set of constants for every kernel
+constexpr double KY = 1.164383, RV = 1.596027, GU = 0.391762, GV = 0.812968, BU = 2.017232;
 
 // AccMPEG's mask: p > threshold, then (if smooth) 3×3 opening then closing, outside = neutral
 // (importanceMask()). out: rows·cols bytes of 0/1. scratch: 3·rows·cols bytes.

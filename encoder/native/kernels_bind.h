@@ -21,10 +21,10 @@ struct CpuFrameKernels {
   static void saliencyToFrame(Napi::Env, const float* g, int S, int w, int h, float* out) {
     cskern::saliencyToFrame(g, cskern::letterboxFor(w, h, S), w, h, out);
   }
-  static void weightByPixelDiff(Napi::Env, const float* sal, const uint8_t* a, const uint8_t* b, int w, int h, bool mean, float* out) {
-    cskern::weightByPixelDiff(sal, a, b, w, h, mean, out);
+  static void frameDiffPerMb(Napi::Env, const uint8_t* a, const uint8_t* b, int w, int h, bool rgb, const float* wt, bool mean, float* out) {
+    cskern::frameDiffPerMb(a, b, w, h, rgb, wt, mean, out);
   }
-  static void rgbErrorPerMb(Napi::Env, const uint8_t* a, const uint8_t* b, int w, int h, float* out) { cskern::rgbErrorPerMb(a, b, w, h, out); }
+  static void planePerMb(Napi::Env, const float* plane, int w, int h, bool mean, float* out) { cskern::planePerMb(plane, w, h, mean, out); }
   static void importanceMask(Napi::Env, const float* p, int rows, int cols, double thr, bool smooth, uint8_t* out) {
     std::vector<uint8_t> scratch(3 * static_cast<size_t>(rows) * cols);
     cskern::importanceMask(p, rows, cols, thr, smooth, out, scratch.data());
@@ -67,30 +67,28 @@ Napi::Value SaliencyToFrame(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// weightByPixelDiff(saliency|null, hq, lq, w, h, mean, out[rows·cols])
+// frameDiffPerMb(a, b, w, h, rgb, weight|null, mean, out[rows·cols])
 template <class B>
-Napi::Value WeightByPixelDiff(const Napi::CallbackInfo& info) {
-  B::ready(info.Env());
-  const int w = Int(info, 3, 2, kMaxDim, "width"), h = Int(info, 4, 2, kMaxDim, "height");
-  EvenDims(info, w, h);
-  const float* sal = info[0].IsNull() || info[0].IsUndefined() ? nullptr : Arr<float>(info, 0, napi_float32_array, static_cast<size_t>(w) * h, "saliency");
-  const uint8_t* a = Arr<uint8_t>(info, 1, napi_uint8_array, YuvSize(w, h), "hq");
-  const uint8_t* b = Arr<uint8_t>(info, 2, napi_uint8_array, YuvSize(w, h), "lq");
-  float* out = Arr<float>(info, 6, napi_float32_array, MbCount(w, h), "out");
-  B::weightByPixelDiff(info.Env(), sal, a, b, w, h, Bool(info, 5), out);
-  return info.Env().Undefined();
-}
-
-// rgbErrorPerMb(x, ref, w, h, out[rows·cols])
-template <class B>
-Napi::Value RgbErrorPerMb(const Napi::CallbackInfo& info) {
+Napi::Value FrameDiffPerMb(const Napi::CallbackInfo& info) {
   B::ready(info.Env());
   const int w = Int(info, 2, 2, kMaxDim, "width"), h = Int(info, 3, 2, kMaxDim, "height");
   EvenDims(info, w, h);
-  const uint8_t* a = Arr<uint8_t>(info, 0, napi_uint8_array, YuvSize(w, h), "x");
-  const uint8_t* b = Arr<uint8_t>(info, 1, napi_uint8_array, YuvSize(w, h), "ref");
+  const uint8_t* a = Arr<uint8_t>(info, 0, napi_uint8_array, YuvSize(w, h), "a");
+  const uint8_t* b = Arr<uint8_t>(info, 1, napi_uint8_array, YuvSize(w, h), "b");
+  const float* wt = info[5].IsNull() || info[5].IsUndefined() ? nullptr : Arr<float>(info, 5, napi_float32_array, static_cast<size_t>(w) * h, "weight");
+  float* out = Arr<float>(info, 7, napi_float32_array, MbCount(w, h), "out");
+  B::frameDiffPerMb(info.Env(), a, b, w, h, Bool(info, 4), wt, Bool(info, 6), out);
+  return info.Env().Undefined();
+}
+
+// planePerMb(plane[w·h], w, h, mean, out[rows·cols])
+template <class B>
+Napi::Value PlanePerMb(const Napi::CallbackInfo& info) {
+  B::ready(info.Env());
+  const int w = Int(info, 1, 1, kMaxDim, "width"), h = Int(info, 2, 1, kMaxDim, "height");
+  const float* plane = Arr<float>(info, 0, napi_float32_array, static_cast<size_t>(w) * h, "plane");
   float* out = Arr<float>(info, 4, napi_float32_array, MbCount(w, h), "out");
-  B::rgbErrorPerMb(info.Env(), a, b, w, h, out);
+  B::planePerMb(info.Env(), plane, w, h, Bool(info, 3), out);
   return info.Env().Undefined();
 }
 
@@ -113,8 +111,8 @@ void SetFrameKernels(Napi::Env env, Napi::Object t) {
   t.Set("halfResRgb", Napi::Function::New(env, HalfResRgb<B>, "halfResRgb"));
   t.Set("reduceToMacroblocks", Napi::Function::New(env, ReduceToMacroblocks<B>, "reduceToMacroblocks"));
   t.Set("saliencyToFrame", Napi::Function::New(env, SaliencyToFrame<B>, "saliencyToFrame"));
-  t.Set("weightByPixelDiff", Napi::Function::New(env, WeightByPixelDiff<B>, "weightByPixelDiff"));
-  t.Set("rgbErrorPerMb", Napi::Function::New(env, RgbErrorPerMb<B>, "rgbErrorPerMb"));
+  t.Set("frameDiffPerMb", Napi::Function::New(env, FrameDiffPerMb<B>, "frameDiffPerMb"));
+  t.Set("planePerMb", Napi::Function::New(env, PlanePerMb<B>, "planePerMb"));
   t.Set("importanceMask", Napi::Function::New(env, ImportanceMask<B>, "importanceMask"));
 }
 
