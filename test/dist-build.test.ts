@@ -73,3 +73,15 @@ test('the compiled server runs under plain node: starts, answers /metrics, stops
     rmSync(dir, { recursive: true, force: true });
   }
 }, 120_000);
+
+test('the JetPack 4 container runs the compiled agent and only scripts that exist', () => {
+  const df = readFileSync(path.join(ROOT, 'deploy/jetson/Dockerfile.jetpack4'), 'utf8');
+  const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  const entry = /^ENTRYPOINT \["node", "\/opt\/camstream\/(dist\/[^"]+)"\]/m.exec(df);
+  expect(entry).not.toBeNull();
+  expect(jsFiles(OUT).map((f) => `dist/${path.relative(OUT, f)}`)).toContain(entry![1]);
+  const scripts = [...df.matchAll(/npm run ([\w:]+)/g)].map((m) => m[1]);
+  expect(scripts).toEqual(expect.arrayContaining(['build:native', 'build:cuda', 'build']));
+  for (const s of scripts) expect(pkg.scripts[s]).toBeDefined();
+  expect(df).toMatch(/npm prune --omit=dev/);
+});
