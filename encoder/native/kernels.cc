@@ -9,6 +9,15 @@
 #include <cstring>
 #include <vector>
 
+// x86-64: each hot function is also compiled for AVX2 and picked at load time (GCC function multi-versioning;
+// twice the SIMD width of the SSE2 baseline). No FMA either way (-ffp-contract=off), so both versions round
+// identically. Elsewhere (aarch64: NEON is the baseline) a single version.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define CS_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CS_SIMD_CLONES
+#endif
+
 namespace cskern {
 
 namespace {
@@ -53,6 +62,7 @@ void bilinearTaps(int dstN, int srcN, double ratio, double offset, int32_t* i0, 
   }
 }
 
+CS_SIMD_CLONES
 void letterbox(const uint8_t* yuv, int w, int h, int S, bool bgr, float* out) {
   const Letterbox lb = letterboxFor(w, h, S);
   const int plane = S * S;
@@ -114,6 +124,7 @@ void letterbox(const uint8_t* yuv, int w, int h, int S, bool bgr, float* out) {
   for (int c = 0; c < 3; c++) std::fill(out + c * plane + static_cast<size_t>(nH) * S, out + (c + 1) * plane, 114.0f);
 }
 
+CS_SIMD_CLONES
 void halfResRgb(const uint8_t* src, int w, int h, float* out) {
   const int rows = mbRows(h), cols = mbCols(w);
   const int cw = w >> 1, ch = h >> 1;
@@ -154,6 +165,7 @@ void halfResRgb(const uint8_t* src, int w, int h, float* out) {
   }
 }
 
+CS_SIMD_CLONES
 void reduceToMacroblocks(const float* grad, const Letterbox& lb, int frameW, int frameH, bool mean, float* out) {
   const int S = lb.inputSize;
   const size_t plane = static_cast<size_t>(S) * S;
@@ -171,15 +183,18 @@ void reduceToMacroblocks(const float* grad, const Letterbox& lb, int frameW, int
   // of every MB column at once (vectorised; adding 0.0 to a non-negative float leaves it unchanged).
   int maxW = 0;
   for (int c = 0; c < cols; c++) maxW = std::max(maxW, colStart[c + 1] - colStart[c]);
-  std::vector<double> t(static_cast<size_t>(maxW) * cols, 0.0);
+  std::vector<double> t(static_cast<size_t>(maxW) * cols, 0.0), s(lb.newW);
   for (int y = 0; y < lb.newH; y++) {
     const int r = std::min(frameH - 1, static_cast<int>(std::floor((y + 0.5) * lb.invScaleY))) >> 4;
     const float* __restrict g0 = grad + static_cast<size_t>(y) * S;
     const float* __restrict g1 = g0 + plane;
     const float* __restrict g2 = g1 + plane;
-    for (int c = 0; c < cols; c++)
-      for (int k = 0, x = colStart[c]; k < maxW; k++, x++)
-        t[static_cast<size_t>(k) * cols + c] = x < colStart[c + 1] ? absd(g0[x]) + absd(g1[x]) + absd(g2[x]) : 0.0;
+    double* __restrict sp = s.data();
+    for (int x = 0; x < lb.newW; x++) sp[x] = absd(g0[x]) + absd(g1[x]) + absd(g2[x]);  // vectorised
+    for (int c = 0; c < cols; c++) {
+      const int x0 = colStart[c], n = colStart[c + 1] - x0;
+      for (int k = 0; k < maxW; k++) t[static_cast<size_t>(k) * cols + c] = k < n ? sp[x0 + k] : 0.0;
+    }
     float* __restrict o = out + static_cast<size_t>(r) * cols;
     const double* __restrict tp = t.data();
     for (int k = 0; k < maxW; k++)  // each column in x order, as the reference's += (vectorised over c)
@@ -196,6 +211,7 @@ void reduceToMacroblocks(const float* grad, const Letterbox& lb, int frameW, int
   }
 }
 
+CS_SIMD_CLONES
 void saliencyToFrame(const float* grad, const Letterbox& lb, int frameW, int frameH, float* out) {
   const int S = lb.inputSize;
   const size_t plane = static_cast<size_t>(S) * S;
@@ -231,6 +247,7 @@ void storeMbSums(const double* acc, int w, int h, bool mean, float* out) {
 }
 }  // namespace
 
+CS_SIMD_CLONES
 void frameDiffPerMb(const uint8_t* a, const uint8_t* b, int w, int h, bool rgb, const float* wt, bool mean, float* out) {
   const int cols = mbCols(w);
   const int cw = w >> 1;
@@ -263,6 +280,7 @@ void frameDiffPerMb(const uint8_t* a, const uint8_t* b, int w, int h, bool rgb, 
   storeMbSums(acc.data(), w, h, mean, out);
 }
 
+CS_SIMD_CLONES
 void planePerMb(const float* plane, int w, int h, bool mean, float* out) {
   const int cols = mbCols(w);
   std::vector<double> acc(static_cast<size_t>(mbRows(h)) * cols, 0.0), t(w);
