@@ -36,22 +36,28 @@ export class CheapModelLoadError extends Error {
 
 /**
  * YUV420p → half-resolution normalised RGB, CHW, padded to (rows·8)×(cols·8) by edge replication.
- * Exported for tests; mirrors half_rgb() in training/train_cheap.py.
+ * Mirrors half_rgb() in training/train_cheap.py. `out` (3·rows·8·cols·8 floats) is reused when given
+ * (a fresh 1–3 MB buffer per frame costs page faults comparable to the conversion itself).
  */
-export function halfResRgb(frame: YuvFrame): { data: Float32Array; width: number; height: number; rows: number; cols: number } {
+export function halfResRgb(frame: YuvFrame, out?: Float32Array): { data: Float32Array; width: number; height: number; rows: number; cols: number } {
   const k = nativeKernels();
-  if (!k) return halfResRgbTs(frame);
+  if (!k) return halfResRgbTs(frame, out);
   const { width: w, height: h, data: src } = frame;
   if (w % 2 || h % 2) throw new RangeError(`frame size must be even, got ${w}x${h}`);
   if (src.length < w * h + 2 * ((w >> 1) * (h >> 1))) throw new RangeError(`frame data too short for ${w}x${h} yuv420p`);
   const { rows, cols } = mbGrid(w, h);
-  const data = new Float32Array(3 * rows * 8 * cols * 8);
+  const data = outBuffer(out, 3 * rows * 8 * cols * 8);
   k.halfResRgb(src, w, h, data);
   return { data, width: cols * 8, height: rows * 8, rows, cols };
 }
 
+function outBuffer(out: Float32Array | undefined, n: number): Float32Array {
+  if (out && out.length !== n) throw new RangeError(`output buffer must hold ${n} floats, has ${out.length}`);
+  return out ?? new Float32Array(n);
+}
+
 /** The TypeScript reference of halfResRgb() (the C++ kernel is bit-identical). */
-export function halfResRgbTs(frame: YuvFrame): { data: Float32Array; width: number; height: number; rows: number; cols: number } {
+export function halfResRgbTs(frame: YuvFrame, outBuf?: Float32Array): { data: Float32Array; width: number; height: number; rows: number; cols: number } {
   const { width: w, height: h, data: src } = frame;
   if (w % 2 || h % 2) throw new RangeError(`frame size must be even, got ${w}x${h}`);
   if (src.length < w * h + 2 * ((w >> 1) * (h >> 1))) throw new RangeError(`frame data too short for ${w}x${h} yuv420p`);
@@ -61,7 +67,7 @@ export function halfResRgbTs(frame: YuvFrame): { data: Float32Array; width: numb
   const W = cols * 8;
   const H = rows * 8;
   const plane = W * H;
-  const out = new Float32Array(3 * plane);
+  const out = outBuffer(outBuf, 3 * plane);
   const uOff = w * h;
   const vOff = uOff + cw * ch;
   const norm = (v: number): number => (v / 255 - 0.5) / 0.25;
@@ -88,6 +94,8 @@ export class CheapModel {
   private readonly session: ort.InferenceSession;
   private readonly inputName: string;
   private readonly outputName: string;
+  private inputBuf?: Float32Array;
+  private busy = false;
 
   private constructor(modelPath: string, session: ort.InferenceSession) {
     this.modelPath = modelPath;
@@ -118,8 +126,20 @@ export class CheapModel {
 
   /** P(important) per macroblock of the frame's MB grid (ceil(h/16)×ceil(w/16)). */
   async importance(frame: YuvFrame): Promise<MbMap> {
-    const x = halfResRgb(frame);
-    const out = await this.session.run({ [this.inputName]: new ort.Tensor('float32', x.data, [1, 3, x.height, x.width]) });
+    // one input buffer per frame size, reused unless a previous call is still running on it
+    const { rows, cols } = mbGrid(frame.width, frame.height);
+    const n = 3 * rows * 8 * cols * 8;
+    const reuse = !this.busy && this.inputBuf?.length === n;
+    const x = halfResRgb(frame, reuse ? this.inputBuf : undefined);
+    if (!this.busy) this.inputBuf = x.data;
+    const mine = !this.busy;
+    this.busy = true;
+    let out: ort.InferenceSession.ReturnType;
+    try {
+      out = await this.session.run({ [this.inputName]: new ort.Tensor('float32', x.data, [1, 3, x.height, x.width]) });
+    } finally {
+      if (mine) this.busy = false;
+    }
     const t = out[this.outputName];
     if (t.dims.length !== 4 || t.dims[2] !== x.rows || t.dims[3] !== x.cols) {
       throw new Error(`cheap model output [${t.dims.join(',')}] does not match the MB grid ${x.rows}x${x.cols}`);

@@ -65,6 +65,10 @@ describe.each(cases)('C++ kernels = TypeScript references (%s)', (_label, [f, g]
     const out = new Float32Array(ref.data.length).fill(NaN);
     k.halfResRgb(f.data, f.width, f.height, out);
     expect(maxAbsDiff(out, ref.data)).toBe(0);
+    const reused = new Float32Array(ref.data.length).fill(NaN);
+    expect(halfResRgb(f, reused).data).toBe(reused);
+    expect(maxAbsDiff(reused, ref.data)).toBe(0);
+    expect(() => halfResRgb(f, new Float32Array(10))).toThrow(/output buffer must hold/);
     const viaProduct = halfResRgb(f);
     expect({ ...viaProduct, data: null }).toEqual({ ...ref, data: null });
     expect(maxAbsDiff(viaProduct.data, ref.data)).toBe(0);
