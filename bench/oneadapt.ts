@@ -28,7 +28,7 @@
  *              carried to the source MB grid (gradToSourceGrid); segment t+1 is probed with it (probeKnobs: both
  *              neighbours of every knob) and OneAdaptController.step sets the knobs of t+2 (the probe's current
  *              rendering is what is sent for t+1). Optional monitor: every N-th segment also uploads its last sent
- *              frame as a QP-`--reference-qp` I-frame and the server's F1 on it reaches the controller one segment
+ *              frame as a QP-`--monitor-qp` I-frame and the server's F1 on it reaches the controller one segment
  *              later (targetF1 constraint). Knob lists DEFAULT_KNOBS (resolution, fps, qp), start res 1 / fps 10 / QP 30.
  *  best_fixed  static grid resolution {1, .67, .5} × fps {10, 5, 2} × QP {24, 30, 36, 42, 50} over the whole set;
  *              the cheapest configuration (bytes on the wire) whose F1 ≥ the pre-registered target `--target-f1`.
@@ -43,7 +43,8 @@
  *              target is kept; fewer configs profiled, cost measured the same way.
  */
 import path from 'node:path';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { gradToSourceGrid, renderSegment, type Rendered, type RenderKnobs, type RenderOptions } from '../oneadapt/render.ts';
 import { decodeSegment, encodeSegment } from '../encoder/index.ts';
@@ -74,7 +75,10 @@ const { values: args } = parseArgs({
     'eval-every': { type: 'string', default: '4' },
     'target-f1': { type: 'string', default: '0.95' },
     window: { type: 'string', default: '5' },
+    /** QP of the profiling baselines' high-quality upload (every frame at res 1, fps 10) */
     'reference-qp': { type: 'string', default: '20' },
+    /** QP of OneAdapt's accuracy-monitor reference frame (one I-frame) */
+    'monitor-qp': { type: 'string', default: '26' },
     /** OneAdapt settings (pre-registered = the product defaults, config/schema.ts ONEADAPT_TUNED) */
     lambda: { type: 'string', default: String(ONEADAPT_TUNED.lambda) },
     lr: { type: 'string', default: String(ONEADAPT_TUNED.lr) },
@@ -83,12 +87,17 @@ const { values: args } = parseArgs({
     'reference-every': { type: 'string', default: '0' },
     /** sweep these on the development set (comma lists) and report the pick; the eval run still uses the flags above */
     'no-tune': { type: 'boolean', default: false },
-    'tune-lambdas': { type: 'string', default: '1,3,10' },
+    'tune-lambdas': { type: 'string', default: '1,1.4,2,2.8' },
     'tune-lrs': { type: 'string', default: '' },
     'tune-scene': { type: 'string', default: 'burst,restart' },
     'tune-monitor': { type: 'string', default: '0' },
-    'eval-variants': { type: 'string', default: '' },
+    /** extra labelled OneAdapt runs on the evaluation set (JSON overrides of the pick, ';'-separated) */
+    'eval-variants': { type: 'string', default: '{"referenceEvery":5}' },
     bootstrap: { type: 'string', default: '2000' },
+    /** keep evaluated (segment, config) outcomes here between runs (deterministic encodes: a pure speed-up) */
+    'cache-dir': { type: 'string' },
+    /** result name: bench/results/<name>.json and <name>-knobs.png */
+    name: { type: 'string', default: 'oneadapt' },
   },
 });
 const W = 640, H = 360, FPS = 10, SEG = 10;
@@ -97,6 +106,7 @@ const POS = [...Array(SEG).keys()].filter((i) => i % EVAL_EVERY === 1 % EVAL_EVE
 const TARGET = Number(args['target-f1']);
 const WINDOW = Number(args.window);
 const REF_QP = Number(args['reference-qp']);
+const MONITOR_QP = Number(args['monitor-qp']);
 const RENDER: RenderOptions = { srcFps: FPS, lowQpDelta: 10 };
 const BASE: RenderKnobs = { resolution: 1, fps: 10, qp: 30, threshold: 0.2 };
 const HQ: RenderKnobs = { resolution: 1, fps: 10, qp: REF_QP, threshold: 0.2 };
@@ -150,6 +160,21 @@ class DataSet {
   refS: number[] = [];
   signatures: Float32Array[] = [];
   private cache = new Map<string, Outcome>();
+  private get cacheFile(): string | null {
+    if (!args['cache-dir']) return null;
+    const id = createHash('sha1').update(JSON.stringify([this.clips, POS, W, H, FPS, SEG])).digest('hex').slice(0, 12);
+    return path.join(args['cache-dir'], `oneadapt-${this.label}-${id}.json`);
+  }
+  loadCache(): void {
+    const f = this.cacheFile;
+    if (f && existsSync(f)) for (const [k, v] of JSON.parse(readFileSync(f, 'utf8')) as [string, Outcome][]) this.cache.set(k, v);
+  }
+  saveCache(): void {
+    const f = this.cacheFile;
+    if (!f) return;
+    mkdirSync(path.dirname(f), { recursive: true });
+    writeFileSync(f, JSON.stringify([...this.cache]));
+  }
   private grads = new Map<string, { proxy: number; map: MbMap; ms: number; downlink: number }>();
   private refs = new Map<number, { bytes: number; dets: Detection[] }>();
   constructor(readonly label: string, readonly clips: Clip[]) {}
@@ -167,7 +192,8 @@ class DataSet {
       this.refS.push((performance.now() - t) / 1000);
       this.signatures.push(contentSignature(frames[0]));
     }
-    log(`${this.label}: ${this.segments.length} segments from ${this.clips.length} clips`);
+    this.loadCache();
+    log(`${this.label}: ${this.segments.length} segments from ${this.clips.length} clips (${this.cache.size} cached outcomes)`);
   }
   get n(): number { return this.segments.length; }
   get boundaries(): number[] { return this.sceneOf.map((s, i) => (i === 0 || s !== this.sceneOf[i - 1] ? i : -1)).filter((i) => i >= 0); }
@@ -212,12 +238,12 @@ class DataSet {
     return out;
   }
 
-  /** The accuracy monitor's reference: the segment's last sent frame at QP REF_QP (one I-frame), its bytes and detections. */
+  /** The accuracy monitor's reference: the segment's last sent frame at QP MONITOR_QP (one I-frame), its bytes and detections. */
   async reference(seg: number, frameIdx: number): Promise<{ bytes: number; dets: Detection[] }> {
     const key = seg * SEG + frameIdx;
     const hit = this.refs.get(key);
     if (hit) return hit;
-    const enc = await encodeSegment([this.segments[seg][frameIdx]], [null], { baseQp: REF_QP, gop: 1, codec: 'h264' });
+    const enc = await encodeSegment([this.segments[seg][frameIdx]], [null], { baseQp: MONITOR_QP, gop: 1, codec: 'h264' });
     const dec = (await decodeSegment(enc.data, enc.codec)).frames[0];
     const out = { bytes: enc.data.length, dets: (await detect(dec)).dets };
     this.refs.set(key, out);
@@ -337,6 +363,8 @@ for (const cfg of grid) {
   fixed.push({ cfg, name: cfgName(cfg), outs, t: totals(outs), perScene: ds.clips.map((_, c) => totals(outs.filter((_, i) => ds.sceneOf[i] === c))) });
 }
 log(`grid: ${grid.length} configs × ${N} segments, ${detections} detector runs so far`);
+ds.saveCache();
+dev.saveCache();
 const bestFixed = [...fixed].filter((f) => f.t.f1 >= TARGET).sort((a, b) => a.t.bytes - b.t.bytes)[0] ?? [...fixed].sort((a, b) => b.t.f1 - a.t.f1)[0];
 const cheapestAtOaF1 = [...fixed].filter((f) => f.t.f1 >= main.t.f1).sort((a, b) => a.t.bytes - b.t.bytes)[0] ?? null;
 
@@ -467,13 +495,13 @@ const overhead = {
   downlink_bytes: sumOf('downlink', main), downlink_note: 'replies: DNNGrad map (base64 in JSON) + ~200 B envelope per segment, detections not included',
 };
 const doneMet = vsBest.saving.value >= 0.15 && main.t.f1 >= bestFixed.t.f1 - 0.01 && main.t.bytes < awstream.t.bytes && main.t.bytes < chameleon.t.bytes;
-writeResult('oneadapt', {
+writeResult(args.name!, {
   video: `evaluation set: ${ds.clips.map(clipName).join(' + ')}; each at 10 fps scaled to ${W}x${H}; ${N} segments of ${SEG} frames; ${ds.boundaries.length - 1} scene changes`,
   accuracy: `mean per-frame F1 vs YOLOX-Nano on the original frames (server/accuracy.ts ACCURACY): road classes, score >= ${ACCURACY.scoreThreshold}, IoU ${ACCURACY.iouThreshold}, same class; frames ${POS.join(',')} of every segment; dropped frames answered with the last sent frame`,
   bytes_counted: ['video', 'headers', 'reference'],
   dev_set: dev.clips.map(clipName),
   eval_set: ds.clips.map(clipName),
-  preregistered: { target_f1: TARGET, tuning_candidates: args['no-tune'] ? [PRE] : tuning.map((t) => t.params), tuning_rule: 'cheapest development-set setting with F1 >= target (else the most accurate); that pick alone is evaluated',  window_segments: WINDOW, reference_qp: REF_QP, grid: GRID, start: { resolution: 1, fps: 10, qp: BASE.qp }, knobs: ['resolution', 'fps', 'qp'], rule_best_fixed: `cheapest grid config (bytes on the wire) with eval F1 >= ${TARGET}` },
+  preregistered: { target_f1: TARGET, tuning_candidates: args['no-tune'] ? [PRE] : tuning.map((t) => t.params), tuning_rule: 'cheapest development-set setting with F1 >= target (else the most accurate); that pick alone is evaluated',  window_segments: WINDOW, reference_qp: REF_QP, monitor_qp: MONITOR_QP, grid: GRID, start: { resolution: 1, fps: 10, qp: BASE.qp }, knobs: ['resolution', 'fps', 'qp'], rule_best_fixed: `cheapest grid config (bytes on the wire) with eval F1 >= ${TARGET}` },
   dev_tuning: { rule: 'cheapest setting whose development F1 >= target', runs: tuning, pick: chosen, dev_result_of_pick: res(devMain.t) },
   oneadapt: { ...res(main.t), reference_bytes: sumOf('reference', main), header_bytes: sumOf('headers', main), ...chosen, ...overhead },
   best_fixed: { config: bestFixed.name, ...res(bestFixed.t), rule: `cheapest static grid config with F1 >= ${TARGET} (hindsight, evaluation set)` },
@@ -511,7 +539,7 @@ const withRefs = (s: PanelSeries[], f: (i: number) => [number, number]): PanelSe
   { name: 'BEST FIXED', color: [120, 120, 120], values: [...Array(N).keys()].map((i) => f(i)[0]), width: 1 },
   { name: 'ORACLE', color: [255, 127, 14], values: [...Array(N).keys()].map((i) => f(i)[1]), width: 1 },
 ];
-panelPlot(path.resolve('bench', 'results', 'oneadapt-knobs.png'), {
+panelPlot(path.resolve('bench', 'results', `${args.name}-knobs.png`), {
   title: `ONEADAPT KNOBS PER 1-S SEGMENT, EVALUATION SET (TARGET F1 ${TARGET})`,
   xLabel: 'SEGMENT',
   n: N,
