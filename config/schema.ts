@@ -83,7 +83,7 @@ export const CheapModelSchema = z
   });
 
 /** OneAdapt's settings as tuned on bench:oneadapt's development set (bench/results/oneadapt.json: preregistered). */
-export const ONEADAPT_TUNED = { lambda: 1.4, lr: 5, deadband: 0.01, onSceneChange: 'burst' } as const;
+export const ONEADAPT_TUNED = { lambda: 1, lr: 5, deadband: 0.01, onSceneChange: 'burst' } as const;
 
 export const OneAdaptSchema = z
   .strictObject({
