@@ -19,6 +19,8 @@ const Ladder = z.object({
   rungs: z.array(z.string().regex(/^[\w-]+$/)).min(1),
   /** the same codec trained without masking (benchmark ablation only) */
   ablation: z.string().regex(/^[\w-]+$/).optional(),
+  /** profiled bits per pixel of each rung (bench:grace, zero loss): the rate selector's prior */
+  bpp: z.array(z.number().positive()).optional(),
 });
 export type LadderSpec = z.infer<typeof Ladder>;
 

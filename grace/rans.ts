@@ -16,6 +16,7 @@ export class FreqTable {
   readonly freq: Uint32Array;
   readonly start: Uint32Array;
   private slots: Uint8Array | undefined; // cumulative slot → symbol, built on first decode
+  private readonly codeLen: Float64Array;
 
   constructor(freqs: ArrayLike<number>) {
     const n = freqs.length;
@@ -31,6 +32,7 @@ export class FreqTable {
       acc += f;
     }
     if (acc !== PROB_SCALE) throw new RangeError(`frequencies must sum to ${PROB_SCALE}, got ${acc}`);
+    this.codeLen = Float64Array.from(this.freq, (f) => PROB_BITS - Math.log2(f));
   }
 
   get size(): number {
@@ -47,7 +49,7 @@ export class FreqTable {
 
   /** Ideal code length of symbol s in bits (for table selection and packet sizing). */
   bits(s: number): number {
-    return PROB_BITS - Math.log2(this.freq[s]);
+    return this.codeLen[s];
   }
 }
 
