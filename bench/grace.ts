@@ -3,7 +3,7 @@
  * ablation and x264, on a clip HELD OUT of training, all in one run.
  *
  *   npm run bench:grace [-- --video ../shared/videos/parking-person-bicycle-432p.mp4 --frames 60 --fps 10
- *                          --rtt 200 --bandwidth 3000 --slack 50 --seeds 20]
+ *                          --rtt 200 --bandwidth 3000 --slack 30 --seeds 20]
  *
  * Pre-registered settings (fixed before the first run): 480×272, 10 fps, frames from 2 s on; Grace++
  * = the ladder's middle rung, minPackets 8, MTU 1200; the first frame is an x264 intra frame (QP 24)
@@ -51,7 +51,7 @@ const { values: args } = parseArgs({
     height: { type: 'string', default: '272' },
     rtt: { type: 'string', default: '200' },
     bandwidth: { type: 'string', default: '3000' },
-    slack: { type: 'string', default: '50' },
+    slack: { type: 'string', default: '30' },
     seeds: { type: 'string', default: '20' },
     losses: { type: 'string', default: '0,0.1,0.2,0.3,0.4,0.5' },
   },

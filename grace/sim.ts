@@ -47,8 +47,11 @@ function summarise(capture: number[], render: (number | null)[], intervalMs: num
   const n = capture.length;
   const delays: number[] = [];
   let notRendered = 0;
-  // display time of frame f = earliest render time of any frame ≥ f
-  let nextShown = Infinity;
+  // display time of frame f = earliest render time of any frame ≥ f; frames never superseded within
+  // the run count until the run's end (last render or capture + one interval): an under-estimate
+  const finite = render.filter((t): t is number => t !== null);
+  const end = Math.max(capture[n - 1], ...finite) + intervalMs;
+  let nextShown = end;
   const shown = new Array<number>(n);
   for (let f = n - 1; f >= 0; f--) {
     if (render[f] !== null) nextShown = Math.min(nextShown, render[f]!);
