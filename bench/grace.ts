@@ -33,11 +33,12 @@ import type { YuvFrame } from '../encoder/frame.ts';
 import { rgbPlanarToYuv, yuvToRgbPlanar } from '../grace/color.ts';
 import { GraceModel, loadLadder, loadTables } from '../grace/model.ts';
 import { NetEm, describeLoss, type LossModel } from '../grace/netem.ts';
-import { depacketise, quantise, packetise, prng } from '../grace/packet.ts';
+import { depacketise, quantise, packetise } from '../grace/packet.ts';
+import { rng } from '../numeric/random.ts';
 import { GraceReceiver, GraceSender } from '../grace/session.ts';
 import { percentile, simulateGrace, simulateH264, type FrameSpec, type H264Recovery } from '../grace/sim.ts';
 import { psnrY, ssimDb, ssimY } from '../grace/quality.ts';
-import { loadFrames, sharedPath } from '../test/fixtures.ts';
+import { loadFrames, sharedPath } from '../testdata/fixtures.ts';
 import { printTable, writeResult } from './report.ts';
 import { linePlot } from './plot.ts';
 
@@ -191,11 +192,11 @@ for (const loss of LOSSES) {
 
 // paired bootstrap over frames: Grace++ − ablation SSIM dB
 function bootstrap(a: number[], b: number[], iters = 2000): [number, number] {
-  const rnd = prng(77);
+  const rnd = rng(77);
   const d: number[] = [];
   for (let k = 0; k < iters; k++) {
     const ia: number[] = [], ib: number[] = [];
-    for (let j = 0; j < a.length; j++) { const i = rnd() % a.length; ia.push(a[i]); ib.push(b[i]); }
+    for (let j = 0; j < a.length; j++) { const i = Math.floor(rnd() * a.length); ia.push(a[i]); ib.push(b[i]); }
     d.push(dbOf(ia) - dbOf(ib));
   }
   return [percentile(d, 2.5), percentile(d, 97.5)];

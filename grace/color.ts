@@ -1,33 +1,30 @@
 /**
  * YUV420p (BT.601 limited range, as ffmpeg's default rgb24 conversion that made the training data)
- * ⇄ planar RGB float in [0,1], CHW — the codec's input and output.
+ * ⇄ planar RGB float in [0,1], CHW — the codec's input and output. YUV→RGB is the project's one
+ * conversion (media/colour.ts); RGB→YUV (its inverse, chroma averaged over 2×2) lives here, its only user.
  */
 import type { YuvFrame } from '../encoder/frame.ts';
+import { yuvToRgb } from '../media/colour.ts';
 
 export function yuvToRgbPlanar(f: YuvFrame): Float32Array {
   const { width: w, height: h, data } = f;
   const n = w * h;
   const cw = w >> 1;
   const out = new Float32Array(3 * n);
+  const px = new Float64Array(3);
   const uOff = n;
   const vOff = n + cw * (h >> 1);
   for (let y = 0; y < h; y++) {
     const crow = (y >> 1) * cw;
     for (let x = 0; x < w; x++) {
-      const Y = 1.164383 * (data[y * w + x] - 16);
-      const U = data[uOff + crow + (x >> 1)] - 128;
-      const V = data[vOff + crow + (x >> 1)] - 128;
       const i = y * w + x;
-      out[i] = clamp01((Y + 1.596027 * V) / 255);
-      out[n + i] = clamp01((Y - 0.391762 * U - 0.812968 * V) / 255);
-      out[2 * n + i] = clamp01((Y + 2.017232 * U) / 255);
+      yuvToRgb(data[i], data[uOff + crow + (x >> 1)], data[vOff + crow + (x >> 1)], px);
+      out[i] = px[0] / 255;
+      out[n + i] = px[1] / 255;
+      out[2 * n + i] = px[2] / 255;
     }
   }
   return out;
-}
-
-function clamp01(v: number): number {
-  return v < 0 ? 0 : v > 1 ? 1 : v;
 }
 
 function byte(v: number): number {

@@ -4,7 +4,7 @@
  * loopback (grace/transport.ts) and by the virtual-time benchmark (grace/sim.ts) alike.
  */
 import { z } from 'zod';
-import { prng } from './packet.ts';
+import { rng } from '../numeric/random.ts';
 
 export const LossModel = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('none') }),
@@ -40,11 +40,11 @@ export class NetEm {
 
   constructor(o: NetEmOptions) {
     this.o = NetEmOptions.parse(o);
-    this.rnd = prng(o.seed);
+    this.rnd = rng(o.seed);
   }
 
   private uniform(): number {
-    return this.rnd() / 4294967296;
+    return this.rnd();
   }
 
   private drop(): boolean {

@@ -11,6 +11,7 @@
  *   permuted order, rANS-coded. Losing k of n packets zeroes a uniform random ~k/n of the elements,
  *   which is exactly the corruption the codec was trained on (lost elements = 0, the prior's mode).
  */
+import { rng } from '../numeric/random.ts';
 import { FreqTable, ransDecode, ransEncode, RansError } from './rans.ts';
 
 export interface CdfTables {
@@ -75,25 +76,16 @@ export function chooseTables(q: QLatent, t: CdfTables): Uint8Array {
   return choice;
 }
 
-/** splitmix32-style PRNG: deterministic across machines (32-bit integer maths only). */
-export function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x9e3779b9) >>> 0;
-    let z = s;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-    return (z ^ (z >>> 16)) >>> 0;
-  };
-}
-
-/** The shared permutation of a frame's n latent elements (Fisher–Yates driven by prng(seed)). */
+/**
+ * The shared permutation of a frame's n latent elements (Fisher–Yates driven by the project's seeded
+ * PRNG; its floats are k/2^32, so floor(r·(i+1)) is exact and identical on every machine).
+ */
 export function framePermutation(n: number, frameId: number, streamSeed = 0x6ace): Uint32Array {
   const perm = new Uint32Array(n);
   for (let i = 0; i < n; i++) perm[i] = i;
-  const rnd = prng((Math.imul(frameId >>> 0, 0x9e3779b1) ^ streamSeed) >>> 0);
+  const rnd = rng((Math.imul(frameId >>> 0, 0x9e3779b1) ^ streamSeed) >>> 0);
   for (let i = n - 1; i > 0; i--) {
-    const j = rnd() % (i + 1);
+    const j = Math.floor(rnd() * (i + 1));
     const t = perm[i];
     perm[i] = perm[j];
     perm[j] = t;

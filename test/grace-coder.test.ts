@@ -1,5 +1,9 @@
 import { FreqTable, ransDecode, ransEncode, RansError } from '../grace/rans.ts';
-import { chooseTables, depacketise, maskLatent, packetise, parsePacket, prng, quantise, PacketError, type QLatent } from '../grace/packet.ts';
+import { chooseTables, depacketise, maskLatent, packetise, parsePacket, quantise, PacketError, type QLatent } from '../grace/packet.ts';
+import { rng } from '../numeric/random.ts';
+
+/** uint32 draws from the project's PRNG */
+const prng = (seed: number): (() => number) => { const r = rng(seed); return () => Math.floor(r() * 4294967296); };
 import { loadTables } from '../grace/model.ts';
 import { NetEm } from '../grace/netem.ts';
 

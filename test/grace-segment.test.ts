@@ -2,7 +2,7 @@
 import { RateSelector } from '../grace/ladder.ts';
 import { GraceSegmentCodec, GraceSegmentError } from '../grace/segment.ts';
 import { psnrY } from '../grace/quality.ts';
-import { loadFrames, sharedPath } from './fixtures.ts';
+import { loadFrames, sharedPath } from '../testdata/fixtures.ts';
 
 describe('ladder rate selection', () => {
   const sel = (): RateSelector => new RateSelector([0.05, 0.1, 0.2]);

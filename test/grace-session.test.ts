@@ -4,7 +4,7 @@ import { yuvToRgbPlanar } from '../grace/color.ts';
 import { NetEm } from '../grace/netem.ts';
 import { GraceReceiver, GraceSender, type ReceivedFrame } from '../grace/session.ts';
 import { GraceUdpReceiver, GraceUdpSender } from '../grace/transport.ts';
-import { loadFrames, sharedPath } from './fixtures.ts';
+import { loadFrames, sharedPath } from '../testdata/fixtures.ts';
 
 // the clip held out of Grace++ training
 const HELD_OUT = sharedPath('videos', 'parking-person-bicycle-432p.mp4');
