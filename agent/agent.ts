@@ -16,6 +16,7 @@ import { renderFramePng, StatusHistory, StatusPage, type LatestFrame } from './s
 import { SdNotify } from '../proc/sdnotify.ts';
 import { gradToSourceGrid, renderSegment, type Rendered, type RenderKnobs } from '../oneadapt/render.ts';
 import { encodeSegment, type Codec } from '../encoder/index.ts';
+import { GraceSegmentCodec, type GraceRendered } from '../grace/segment.ts';
 import type { MbMap, YuvFrame } from '../encoder/frame.ts';
 import { meanMap } from '../cheapmodel/qpmap.ts';
 import { CheapModel, DEFAULT_CHEAP_MODEL } from '../cheapmodel/model.ts';
@@ -66,6 +67,7 @@ export class Agent {
   private readonly history = new StatusHistory(600);
   private cheap: ImportanceModel | null = null;
   private oneadapt: OneAdaptController | null = null;
+  private grace: GraceSegmentCodec | null = null;
   private source: FfmpegSource | null = null;
   private loop: Promise<void> | null = null;
   private wantSource = false;
@@ -337,12 +339,16 @@ export class Agent {
     const knobs = this.currentKnobs();
     const opts = { srcFps, lowQpDelta: s.cheapModel.lowQp - s.cheapModel.highQp, encoder: { codec: this.codec, preset: s.encoder.preset as never } };
     const t0 = performance.now();
-    let rendered: Rendered;
+    let rendered: Rendered | GraceRendered;
     let decision: Decision | null = null;
     const every = s.monitor.referenceEvery;
     // the resource term counts what every segment uploads besides its video: headers, the amortised reference frame
     const overheadBytes = this.lastHeaderBytes + (every > 0 && this.refBytesMean !== null ? this.refBytesMean / every : 0);
-    if (this.oneadapt && this.lastGrad?.fresh) {
+    if (s.encoder.codec === 'grace') {
+      // Grace++ segments: every frame, ladder rung per frame by target bitrate (knobs other than fps unused)
+      this.grace ??= await GraceSegmentCodec.load();
+      rendered = await this.grace.render(frames, { targetKbps: s.encoder.graceKbps, fps: srcFps });
+    } else if (this.oneadapt && this.lastGrad?.fresh) {
       this.lastGrad.fresh = false;
       const { width: w, height: h } = frames[0];
       const g = gradToSourceGrid(this.lastGrad.map, this.lastGrad.width ?? w, this.lastGrad.height ?? h, w, h);

@@ -54,7 +54,10 @@ export const SourceSchema = z
 
 export const EncoderSchema = z
   .strictObject({
-    codec: z.enum(['h264', 'hevc']).default('h264'),
+    /** 'grace': stream Grace++ neural-codec segments instead of H.264 (grace/segment.ts) */
+    codec: z.enum(['h264', 'hevc', 'grace']).default('h264'),
+    /** Grace++ target bitrate; the ladder rung is picked per frame to fit it */
+    graceKbps: z.number().positive().max(100000).default(400),
     baseQp: qp.default(30),
     preset: z.string().min(1).default('veryfast'),
     /** frames per segment (one segment = one upload + one server reply) */

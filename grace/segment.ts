@@ -7,7 +7,7 @@
  * Container: "GRS1" | u16 width | u16 height | u32 intra bytes | intra (H.264 Annex B) |
  *            u16 P-frame count | per frame: u8 packet count, then per packet u16 length + bytes.
  */
-import { decodeSegment, encodeSegment } from '../encoder/index.ts';
+import { decodeSegment, encodeSegment, scaleFrame } from '../encoder/index.ts';
 import type { YuvFrame } from '../encoder/frame.ts';
 import { rgbPlanarToYuv, yuvToRgbPlanar } from './color.ts';
 import { RateSelector } from './ladder.ts';
@@ -16,6 +16,16 @@ import type { CdfTables } from './packet.ts';
 import { GraceReceiver, GraceSender } from './session.ts';
 
 const MAGIC = 0x47525331; // "GRS1"
+/** largest frame a segment may declare (4K UHD): bounds the memory a hostile segment can make us allocate */
+const MAX_PIXELS = 3840 * 2160;
+
+/** What the agent uploads for a Grace++ segment (the shape of oneadapt's Rendered, with codec 'grace'). */
+export interface GraceRendered {
+  encoded: { codec: 'grace'; width: number; height: number; data: Uint8Array };
+  sent: number[];
+  qpMap: null;
+  rungs: number[];
+}
 
 export class GraceSegmentError extends Error {
   constructor(message: string) {
@@ -96,6 +106,7 @@ export class GraceSegmentCodec {
     if (b.readUInt32BE(0) !== MAGIC) throw new GraceSegmentError('not a Grace++ segment');
     const width = b.readUInt16BE(4), height = b.readUInt16BE(6), intraLen = b.readUInt32BE(8);
     pos = 12;
+    if (width * height > MAX_PIXELS) throw new GraceSegmentError(`segment declares ${width}x${height}, more than ${MAX_PIXELS} pixels`);
     try {
       this.models[0].checkSize(width, height);
     } catch (e) {
@@ -130,6 +141,18 @@ export class GraceSegmentCodec {
     }
     if (pos !== b.length) throw new GraceSegmentError(`${b.length - pos} trailing bytes after the last frame`);
     return out;
+  }
+
+  /**
+   * Agent side: every frame of the segment, scaled down to sides that are multiples of 8 when needed
+   * (the codec's stride), coded at `targetKbps`.
+   */
+  async render(frames: YuvFrame[], o: GraceEncodeOptions): Promise<GraceRendered> {
+    const { width: w0, height: h0 } = frames[0];
+    const width = Math.floor(w0 / 8) * 8, height = Math.floor(h0 / 8) * 8;
+    const coded = width === w0 && height === h0 ? frames : frames.map((f) => scaleFrame(f, width, height, 'area'));
+    const { data, rungs } = await this.encode(coded, o);
+    return { encoded: { codec: 'grace', width, height, data }, sent: frames.map((_, i) => i), qpMap: null, rungs };
   }
 
   async release(): Promise<void> {

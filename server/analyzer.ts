@@ -8,6 +8,7 @@
  *      `monitor.referenceEvery`), the F1 of the streamed frame against the detector's output on it.
  */
 import { decodeSegment } from '../encoder/index.ts';
+import { GraceSegmentCodec } from '../grace/segment.ts';
 import type { YuvFrame } from '../encoder/frame.ts';
 import { ACCURACY, frameF1, type F1Options } from './accuracy.ts';
 import { Detector, ExecutionProviderError, type DetectorDevice } from '../detector/detector.ts';
@@ -99,12 +100,20 @@ export class SegmentAnalyzer implements SegmentProcessor {
     return { proxy: value, map: reduceToMacroblocks(gradInput, letterbox, frame.width, frame.height, { reduce: 'mean' }), raw };
   }
 
+  private grace: Promise<GraceSegmentCodec> | undefined;
+
+  /** The Grace++ decoder, loaded on the first Grace++ segment. */
+  private graceCodec(): Promise<GraceSegmentCodec> {
+    this.grace ??= GraceSegmentCodec.load();
+    return this.grace;
+  }
+
   async process(header: SegmentHeader, video: Buffer, ref: Buffer | null): Promise<Omit<Reply, 'type' | 'duplicate'>> {
     let t = now();
     let frames: YuvFrame[];
     let refFrame: YuvFrame | null = null;
     try {
-      frames = (await decodeSegment(video, header.codec)).frames;
+      frames = header.codec === 'grace' ? await (await this.graceCodec()).decode(video) : (await decodeSegment(video, header.codec)).frames;
       if (ref && header.ref) refFrame = (await decodeSegment(ref, header.ref.codec)).frames[0] ?? null;
     } catch (e) {
       throw new SegmentDecodeError(header.segmentId, (e as Error).message);
@@ -152,6 +161,7 @@ export class SegmentAnalyzer implements SegmentProcessor {
   }
 
   async close(): Promise<void> {
+    if (this.grace) await (await this.grace).release();
     await this.detector.release();
   }
 }

@@ -19,7 +19,8 @@ export const SegmentHeaderSchema = z.object({
   segmentId: z.string().min(1).max(200),
   cameraId: z.string().min(1).max(200),
   seq: z.number().int().nonnegative(),
-  codec: z.enum(['h264', 'h265']),
+  /** 'grace': a Grace++ segment (grace/segment.ts) */
+  codec: z.enum(['h264', 'h265', 'grace']),
   width: z.number().int().positive(),
   height: z.number().int().positive(),
   fps: z.number().positive(),
