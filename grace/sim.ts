@@ -75,7 +75,11 @@ export interface GraceSimOptions {
   slackMs: number;
 }
 
-/** Grace++: decode whatever arrived by the deadline; no retransmission; a frame with no packet is not rendered. */
+/**
+ * Grace++: decode whatever arrived by the deadline; no retransmission; a frame with no packet is not
+ * rendered. Intra-refresh frames (x264) need every packet: a lost one is NACKed and resent one RTT
+ * later, again until it arrives.
+ */
 export function simulateGrace(frames: FrameSpec[], o: GraceSimOptions): DelayResult {
   const net = new NetEm(o.net);
   const capture = frames.map((_, i) => i * o.intervalMs);
@@ -85,6 +89,20 @@ export function simulateGrace(frames: FrameSpec[], o: GraceSimOptions): DelayRes
   frames.forEach((f, i) => {
     const sendAt = capture[i] + f.encodeMs;
     const arrivals = f.packets.map((b) => { bytes += b; return net.send(sendAt, b); });
+    if (f.intra) {
+      const times = arrivals.map((a, k) => {
+        let t = sendAt;
+        while (a === null) {
+          t += o.net.rttMs;
+          bytes += f.packets[k];
+          a = net.send(t, f.packets[k]);
+        }
+        return a;
+      });
+      decoderFree = Math.max(Math.max(...times), decoderFree) + o.decodeMs;
+      render.push(decoderFree);
+      return;
+    }
     const got = arrivals.filter((a): a is number => a !== null);
     if (got.length === 0) {
       render.push(null);

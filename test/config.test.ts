@@ -53,7 +53,7 @@ describe('load', () => {
     const c = parseConfigText(MINIMAL, AgentSettingsSchema, 'x.yaml').value;
     expect(c.profile).toBe('edge-cpu');
     expect(c.source).toEqual({ kind: 'file', uri: '/tmp/clip.mp4', loop: true });
-    expect(c.encoder).toEqual({ codec: 'h264', baseQp: 30, preset: 'veryfast', segmentFrames: 10 });
+    expect(c.encoder).toEqual({ codec: 'h264', baseQp: 30, preset: 'veryfast', segmentFrames: 10, graceKbps: 400 });
     expect(c.cheapModel).toEqual({ everyK: 10, threshold: 0.5, highQp: 30, lowQp: 40, enabled: true });
     expect(c.oneadapt.enabled).toBe(false);
     expect(c.mqtt).toMatchObject({ enabled: false, baseTopic: 'camstream', discoveryPrefix: 'homeassistant' });
