@@ -22,6 +22,7 @@ test('agent streams Grace++ segments; the server decodes, detects and scores the
     source: { kind: 'file', uri: VIDEOS.campus, fps: 10, width: 480, height: 360 },
     encoder: { codec: 'grace', graceKbps: 300, segmentFrames: 4 },
     cheapModel: { enabled: false },
+    monitor: { referenceEvery: 1 }, // an HQ reference (and so an F1) with every segment
     server: { url: `ws://127.0.0.1:${server.port}/ingest` },
     storage: { dir: path.join(dir, 'agent') },
     http: { host: '127.0.0.1', port: 0 },
