@@ -82,31 +82,55 @@ void letterbox(const uint8_t* yuv, int w, int h, int S, bool bgr, float* out) {
   float* P1 = out + plane;      // G
   float* P2 = out + 2 * plane;  // R (bgr) or B
   // Horizontal interpolation of one source row at every output column, kept in doubles: exactly the
-  // reference's `top`/`bot` terms, computed once per (output row, source row) instead of per pixel.
-  std::vector<double> yT(nW), yB(nW), uT(nW), uB(nW), vT(nW), vB(nW);
-  auto hlerp = [nW](const uint8_t* row, const int32_t* a0, const int32_t* a1, const float* wx, double* dst) {
-    for (int x = 0; x < nW; x++) {
-      const double p0 = row[a0[x]], p1 = row[a1[x]];
-      dst[x] = p0 + (p1 - p0) * static_cast<double>(wx[x]);
+  // reference's `top`/`bot` terms, computed once per source row while consecutive output rows share it
+  // (two cached rows per plane; chroma rows are shared by about every other output row).
+  struct RowCache {
+    int idx[2] = {-1, -1};
+    std::vector<double> buf[2];
+    const uint8_t* plane;
+    int stride;
+    const int32_t *a0, *a1;
+    const float* wx;
+    int n;
+    // the interpolated row r; `keep` (the other row this output row needs) is not evicted
+    const double* get(int r, int keep) {
+      for (int i = 0; i < 2; i++)
+        if (idx[i] == r) return buf[i].data();
+      const int slot = idx[0] == keep ? 1 : 0;
+      double* __restrict dst = buf[slot].data();
+      const uint8_t* row = plane + static_cast<size_t>(r) * stride;
+      for (int x = 0; x < n; x++) {
+        const double p0 = row[a0[x]], p1 = row[a1[x]];
+        dst[x] = p0 + (p1 - p0) * static_cast<double>(wx[x]);
+      }
+      idx[slot] = r;
+      return dst;
     }
   };
+  auto cache = [nW](const uint8_t* plane, int stride, const std::vector<int32_t>& a0, const std::vector<int32_t>& a1, const std::vector<float>& wx) {
+    RowCache c;
+    c.buf[0].resize(nW);
+    c.buf[1].resize(nW);
+    c.plane = plane;
+    c.stride = stride;
+    c.a0 = a0.data();
+    c.a1 = a1.data();
+    c.wx = wx.data();
+    c.n = nW;
+    return c;
+  };
+  RowCache cY = cache(Yp, w, li0, li1, lw), cU = cache(Up, cw, ci0, ci1, cwx), cV = cache(Vp, cw, ci0, ci1, cwx);
   for (int y = 0; y < nH; y++) {
-    hlerp(Yp + static_cast<size_t>(ly0[y]) * w, li0.data(), li1.data(), lw.data(), yT.data());
-    hlerp(Yp + static_cast<size_t>(ly1[y]) * w, li0.data(), li1.data(), lw.data(), yB.data());
-    hlerp(Up + static_cast<size_t>(cy0[y]) * cw, ci0.data(), ci1.data(), cwx.data(), uT.data());
-    hlerp(Up + static_cast<size_t>(cy1[y]) * cw, ci0.data(), ci1.data(), cwx.data(), uB.data());
-    hlerp(Vp + static_cast<size_t>(cy0[y]) * cw, ci0.data(), ci1.data(), cwx.data(), vT.data());
-    hlerp(Vp + static_cast<size_t>(cy1[y]) * cw, ci0.data(), ci1.data(), cwx.data(), vB.data());
+    const double* __restrict yt = cY.get(ly0[y], ly1[y]);
+    const double* __restrict yb = cY.get(ly1[y], ly0[y]);
+    const double* __restrict ut = cU.get(cy0[y], cy1[y]);
+    const double* __restrict ub = cU.get(cy1[y], cy0[y]);
+    const double* __restrict vt = cV.get(cy0[y], cy1[y]);
+    const double* __restrict vb = cV.get(cy1[y], cy0[y]);
     const double wy = lwy[y], wcy = cwy[y];
     float* __restrict o0 = P0 + static_cast<size_t>(y) * S;
     float* __restrict o1 = P1 + static_cast<size_t>(y) * S;
     float* __restrict o2 = P2 + static_cast<size_t>(y) * S;
-    const double* __restrict yt = yT.data();
-    const double* __restrict yb = yB.data();
-    const double* __restrict ut = uT.data();
-    const double* __restrict ub = uB.data();
-    const double* __restrict vt = vT.data();
-    const double* __restrict vb = vB.data();
     for (int x = 0; x < nW; x++) {  // vectorised: straight-line double arithmetic
       const double Y = yt[x] + (yb[x] - yt[x]) * wy;
       const double U = ut[x] + (ub[x] - ut[x]) * wcy - 128;
