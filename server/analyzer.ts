@@ -2,8 +2,9 @@
  * The server's work on one segment: decode, detect on every frame, then
  *  (a) DNNGrad, as in OneAdapt: the gradient of the accuracy proxy with respect to the pixels of the
  *      segment's last DECODED frame (what the server really receives), by backpropagation through the
- *      detector (a VJP model derived from the detector's ONNX graph), reduced to one value per 16×16
- *      macroblock of that frame;
+ *      detector, reduced to one value per 16×16 macroblock of that frame. That frame's detections and
+ *      its DNNGrad come from ONE run of one graph (forward, proxy and backward from seed 1, generated
+ *      from the detector's ONNX graph by onnxgrad and cached on disk);
  *  (b) when the segment carries a high-quality reference frame (the agent's sampled accuracy monitor,
  *      `monitor.referenceEvery`), the F1 of the streamed frame against the detector's output on it.
  */
@@ -12,12 +13,12 @@ import { GraceSegmentCodec } from '../grace/segment.ts';
 import type { YuvFrame } from '../encoder/frame.ts';
 import { ACCURACY, frameF1, type F1Options } from './accuracy.ts';
 import { Detector, ExecutionProviderError, type DetectorDevice } from '../detector/detector.ts';
-import type { Detection } from '../detector/postprocess.ts';
-import { preprocess, INPUT_SIZE } from '../detector/preprocess.ts';
-import { oneAdaptProxy, ONEADAPT_PROXY, reduceToMacroblocks, type OneAdaptProxyOptions } from './dnngrad.ts';
+import { postprocess, type Detection } from '../detector/postprocess.ts';
+import { preprocess } from '../detector/preprocess.ts';
+import { oneAdaptProxyGraph, ONEADAPT_PROXY, reduceToMacroblocks, type OneAdaptProxyOptions } from './dnngrad.ts';
 import { encodeMbMap } from '../wire/mbmap.ts';
 import type { SegmentProcessor } from './ingest.ts';
-import { GradientModel } from './onnxgrad/index.ts';
+import { ProxyGradModel, type GradientModelOptions } from './onnxgrad/index.ts';
 import type { Reply, SegmentHeader } from '../wire/protocol.ts';
 
 export interface AnalyzerOptions {
@@ -34,6 +35,8 @@ export interface AnalyzerOptions {
   fallbackToCpu?: boolean;
   /** called once per model (detector, DNNGrad) that fell back from CUDA to CPU, with onnxruntime's reason */
   onFallback?: (model: 'detector' | 'dnngrad', reason: string) => void;
+  /** folder for the generated DNNGrad graph (keyed by the detector's hash); none: rebuilt in memory */
+  cacheDir?: string;
 }
 
 /**
@@ -41,11 +44,13 @@ export interface AnalyzerOptions {
  * libraries are absent (the npm package ships CPU only; see deploy/jetson/README.md) — with the reason
  * reported, or ExecutionProviderError when fallbackToCpu is false.
  */
-async function loadGradientModel(opts: AnalyzerOptions): Promise<{ model: GradientModel; device: DetectorDevice }> {
-  const base = { intraOpNumThreads: opts.threads };
+async function loadGradientModel(opts: AnalyzerOptions): Promise<{ model: ProxyGradModel; device: DetectorDevice }> {
+  const base: GradientModelOptions & Parameters<typeof ProxyGradModel.load>[1] = {
+    proxy: oneAdaptProxyGraph(opts.proxy ?? ONEADAPT_PROXY), intraOpNumThreads: opts.threads, cacheDir: opts.cacheDir,
+  };
   if ((opts.device ?? 'cpu') === 'cuda') {
     try {
-      return { model: await GradientModel.load(opts.modelPath, { ...base, executionProviders: ['cuda'] }), device: 'cuda' };
+      return { model: await ProxyGradModel.load(opts.modelPath, { ...base, executionProviders: ['cuda'] }), device: 'cuda' };
     } catch (err) {
       const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
       if (!/provider|cuda|shared library/i.test(reason)) throw err;
@@ -53,7 +58,7 @@ async function loadGradientModel(opts: AnalyzerOptions): Promise<{ model: Gradie
       opts.onFallback?.('dnngrad', reason);
     }
   }
-  return { model: await GradientModel.load(opts.modelPath, { ...base, executionProviders: ['cpu'] }), device: 'cpu' };
+  return { model: await ProxyGradModel.load(opts.modelPath, { ...base, executionProviders: ['cpu'] }), device: 'cpu' };
 }
 
 export class SegmentDecodeError extends Error {
@@ -73,7 +78,7 @@ function toWire(dets: Detection[], sx = 1, sy = 1): [number, number, number, num
 export class SegmentAnalyzer implements SegmentProcessor {
   private constructor(
     readonly detector: Detector,
-    private readonly grad: GradientModel | null,
+    private readonly grad: ProxyGradModel | null,
     /** where DNNGrad runs (null when disabled); may be 'cpu' after a CUDA fallback */
     readonly gradDevice: DetectorDevice | null,
     private readonly opts: AnalyzerOptions,
@@ -83,21 +88,33 @@ export class SegmentAnalyzer implements SegmentProcessor {
     const detector = await Detector.load(opts.modelPath, {
       device: opts.device ?? 'cpu', threads: opts.threads, fallbackToCpu: opts.fallbackToCpu, onFallback: (r) => opts.onFallback?.('detector', r),
     });
-    const grad = opts.dnngrad === false ? null : await loadGradientModel(opts);
+    let grad: { model: ProxyGradModel; device: DetectorDevice } | null = null;
+    try {
+      if (opts.dnngrad !== false) grad = await loadGradientModel(opts);
+    } catch (e) {
+      await detector.release(); // no session left behind when the gradient model fails to load
+      throw e;
+    }
     return new SegmentAnalyzer(detector, grad?.model ?? null, grad?.device ?? null, opts);
   }
 
+  /** whether the DNNGrad graph was read from the cache folder rather than built at start */
+  get gradFromCache(): boolean { return this.grad?.fromCache ?? false; }
+
   /**
-   * DNNGrad of one frame: proxy value and per-MB mean saliency (frame geometry). Pass the detector's
-   * raw output for this frame when it is already at hand, to skip a second forward pass.
+   * Detection and DNNGrad of one frame from one run of the combined graph: proxy value, per-MB mean
+   * saliency (frame geometry), the raw detector output and its detections.
    */
-  async dnnGrad(frame: YuvFrame, knownRaw?: Float32Array): Promise<{ proxy: number; map: ReturnType<typeof reduceToMacroblocks>; raw: Float32Array }> {
+  async dnnGrad(frame: YuvFrame): Promise<{ proxy: number; map: ReturnType<typeof reduceToMacroblocks>; raw: Float32Array; detections: Detection[] }> {
     if (!this.grad) throw new Error('DNNGrad disabled');
     const { input, letterbox } = preprocess(frame);
-    const raw = knownRaw ?? (await this.grad.forward(input, [1, 3, INPUT_SIZE, INPUT_SIZE]));
-    const { value, seed } = oneAdaptProxy(raw, this.opts.proxy ?? ONEADAPT_PROXY);
-    const { gradInput } = await this.grad.vjp(input, [1, 3, INPUT_SIZE, INPUT_SIZE], seed);
-    return { proxy: value, map: reduceToMacroblocks(gradInput, letterbox, frame.width, frame.height, { reduce: 'mean' }), raw };
+    const r = await this.grad.run(input);
+    return {
+      proxy: r.proxy,
+      map: reduceToMacroblocks(r.gradInput, letterbox, frame.width, frame.height, { reduce: 'mean' }),
+      raw: r.output,
+      detections: postprocess(r.output, letterbox),
+    };
   }
 
   private grace: Promise<GraceSegmentCodec> | undefined;
@@ -121,22 +138,19 @@ export class SegmentAnalyzer implements SegmentProcessor {
     if (frames.length === 0) throw new SegmentDecodeError(header.segmentId, 'no frames decoded');
     const decodeMs = now() - t;
 
+    // every frame but the last: the detector; the last: one run of the DNNGrad graph gives its detections too
     t = now();
+    const last = frames.length - 1;
     const perFrame: Detection[][] = [];
-    let rawOfLast: Float32Array | undefined;
-    for (const f of frames) {
-      const d = await this.detector.detect(f);
-      perFrame.push(d.detections);
-      rawOfLast = d.raw; // the last frame's raw output feeds DNNGrad's forward pass
-    }
+    for (let i = 0; i < (this.grad ? last : frames.length); i++) perFrame.push((await this.detector.detect(frames[i])).detections);
     const detectMs = now() - t;
 
     let f1: Reply['f1'] = null;
     let dnngrad: Reply['dnngrad'] = null;
     t = now();
-    const last = frames.length - 1;
     if (this.grad) {
-      const g = await this.dnnGrad(frames[last], rawOfLast);
+      const g = await this.dnnGrad(frames[last]);
+      perFrame.push(g.detections);
       dnngrad = { frameIndex: last, rows: g.map.rows, cols: g.map.cols, width: frames[last].width, height: frames[last].height, proxy: g.proxy, data: encodeMbMap(g.map).toString('base64') };
     }
     const gradMs = now() - t;
@@ -160,8 +174,9 @@ export class SegmentAnalyzer implements SegmentProcessor {
     };
   }
 
+  /** Release every onnxruntime session (the detector's, the DNNGrad graph's, Grace++'s when loaded). */
   async close(): Promise<void> {
     if (this.grace) await (await this.grace).release();
-    await this.detector.release();
+    await Promise.all([this.detector.release(), this.grad?.release()]);
   }
 }

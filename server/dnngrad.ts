@@ -12,8 +12,10 @@ import { mbGrid, type MbMap, type YuvFrame } from '../encoder/frame.ts';
 import { divideByMbArea, frameDiffPerMb, type MbReduce } from '../media/mb.ts';
 import { letterboxFor, type Letterbox } from '../detector/preprocess.ts';
 import { nativeKernels, type NativeKernels } from '../encoder/kernels.ts';
-import { ROW, decodeCellBox, makeGrid, type Detection } from '../detector/postprocess.ts';
+import { NUM_CLASSES, ROW, decodeCellBox, makeGrid, type Detection } from '../detector/postprocess.ts';
 import { ACCURACY } from './accuracy.ts';
+import { DT, makeNode, tensorProto, type Proto } from './onnxgrad/proto.ts';
+import type { ProxyGraph } from './onnxgrad/vjp.ts';
 
 export interface ProxyResult {
   /** proxy value (computed in float64) */
@@ -83,6 +85,69 @@ export function oneAdaptProxy(raw: Float32Array, opts: OneAdaptProxyOptions = {}
     seed[o + 4] = dObj;
   }
   return { value, seed };
+}
+
+/**
+ * The same proxy as `oneAdaptProxy` (same options and defaults), as ONNX nodes on the raw output (`raw` →
+ * scalar `proxy`), so the gradient model computes it and backpropagates from seed 1 inside one graph.
+ * Float32 throughout (the JS version sums in float64). Gates are hard, without gradient, as in the JS
+ * version: candidate (cell, class) pairs with obj·cls ≥ candidateScore, and the size filter, which compares
+ * w + h (raw log-sizes) with ln(minBoxArea / stride²) — the same test as box area ≥ minBoxArea.
+ */
+export function oneAdaptProxyGraph(opts: OneAdaptProxyOptions = {}): ProxyGraph {
+  const k = opts.sharpness ?? ONEADAPT_PROXY.sharpness;
+  const centre = opts.centre ?? ONEADAPT_PROXY.centre;
+  const floor = opts.candidateScore ?? ONEADAPT_PROXY.candidateScore;
+  const inputSize = opts.inputSize ?? 416;
+  const grid = makeGrid(inputSize);
+  const classes = [...(opts.classes ?? ONEADAPT_PROXY.classes)];
+  if (classes.some((c) => !Number.isInteger(c) || c < 0 || c >= NUM_CLASSES)) throw new RangeError(`proxy classes must be in 0..${NUM_CLASSES - 1}`);
+  const minArea = opts.minBoxArea ?? 0;
+  const nodes: Proto[] = [];
+  const inits: Proto[] = [];
+  const i64 = (name: string, v: number[]): string => { inits.push(tensorProto(name, DT.INT64, [v.length], v)); return name; };
+  const f32 = (name: string, dims: number[], v: ArrayLike<number>): string => { inits.push(tensorProto(name, DT.FLOAT, dims, v)); return name; };
+  i64('ax2', [2]);
+  nodes.push(makeNode('Slice', ['raw', i64('s4', [4]), i64('e5', [5]), 'ax2'], ['obj']));
+  nodes.push(makeNode('Slice', ['raw', i64('s5', [5]), i64('e85', [ROW]), 'ax2'], ['cls_all']));
+  let cls = 'cls_all';
+  if (!(classes.length === NUM_CLASSES && classes.every((c, i) => c === i))) {
+    // select the classes with a constant 0/1 matrix (MatMul has an adjoint; Gather does not here)
+    const sel = new Float32Array(NUM_CLASSES * classes.length);
+    classes.forEach((c, j) => { sel[c * classes.length + j] = 1; });
+    nodes.push(makeNode('MatMul', ['cls_all', f32('class_select', [NUM_CLASSES, classes.length], sel)], ['cls']));
+    cls = 'cls';
+  }
+  nodes.push(makeNode('Mul', ['obj', cls], ['score']));
+  nodes.push(makeNode('Mul', ['score', f32('k', [], [k])], ['kscore']));
+  nodes.push(makeNode('Sub', ['kscore', f32('kc', [], [k * centre])], ['z']));
+  nodes.push(makeNode('Sigmoid', ['z'], ['soft']));
+  let counted = 'soft';
+  const gate = (name: string, cond: string): void => {
+    nodes.push(makeNode('Cast', [cond], [`${name}_f`], { to: DT.FLOAT }));
+    nodes.push(makeNode('Mul', [counted, `${name}_f`], [`${name}_gated`]));
+    counted = `${name}_gated`;
+  };
+  if (floor > 0) {
+    nodes.push(makeNode('GreaterOrEqual', ['score', f32('candidate_score', [], [floor])], ['candidate']));
+    gate('candidate', 'candidate');
+  }
+  if (minArea > 0) {
+    const thr = new Float32Array(grid.count);
+    for (let c = 0; c < grid.count; c++) thr[c] = Math.log(minArea) - 2 * Math.log(grid.stride[c]);
+    nodes.push(makeNode('Slice', ['raw', i64('s2', [2]), i64('e4', [4]), 'ax2'], ['logwh']));
+    nodes.push(makeNode('ReduceSum', ['logwh', 'ax2'], ['logarea'], { keepdims: 1 }));
+    nodes.push(makeNode('GreaterOrEqual', ['logarea', f32('log_min_area', [1, grid.count, 1], thr)], ['big']));
+    gate('size', 'big');
+  }
+  nodes.push(makeNode('ReduceSum', [counted], ['proxy'], { keepdims: 0 }));
+  return {
+    key: `oneadapt:k=${k}:c=${centre}:floor=${floor}:classes=${classes.join(',')}:minArea=${minArea}:S=${inputSize}`,
+    input: 'raw',
+    output: 'proxy',
+    nodes,
+    initializers: inits,
+  };
 }
 
 export interface AccMpegProxyOptions {

@@ -37,12 +37,15 @@ export async function startServer(settings: ServerSettings, log = rootLogger('ca
   const stage = new Histogram({ name: 'camstream_server_stage_seconds', help: 'Processing time per segment by stage', labelNames: ['stage'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] });
   const failed = new Counter({ name: 'camstream_server_segments_failed_total', help: 'Segments rejected (corrupt, undecodable)', registers: [registry] });
 
+  // the DNNGrad graph (forward + proxy + backward) is built once per detector file and transform version, then read from here
   const analyzer = await SegmentAnalyzer.create({
     modelPath: settings.detector.modelPath,
     device: settings.detector.device,
+    cacheDir: path.join(settings.storage.dir, 'model-cache'),
     onFallback: (model, reason) =>
       log.warn({ component: model, reason }, `CUDA execution provider unavailable for the ${model}: running on CPU (install onnxruntime-node's CUDA provider: deploy/jetson/README.md, "GPU")`),
   });
+  log.info({ component: 'dnngrad', fromCache: analyzer.gradFromCache }, 'DNNGrad graph ready');
   const store = new ServerStore(path.join(settings.storage.dir, 'server.db'));
   // /metrics and /api/results are served on the ingest port (plain HTTP next to the WebSocket upgrade)
   const httpHandler: http.RequestListener = async (req, res) => {

@@ -1,14 +1,20 @@
 /**
  * @jest-environment ./test/helpers/ort-env.cjs
  */
-import { oneAdaptProxy, accmpegProxy, reduceToMacroblocks, saliencyToFrame, weightByPixelDiff, inputSaliency } from '../server/dnngrad.ts';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { oneAdaptProxy, oneAdaptProxyGraph, accmpegProxy, reduceToMacroblocks, saliencyToFrame, weightByPixelDiff, inputSaliency } from '../server/dnngrad.ts';
 import { rng } from '../numeric/random.ts';
 import { encodeMbMap, decodeMbMap, mbMapWireBytes, mbMapErrorBound } from '../wire/mbmap.ts';
 import { Detector } from '../detector/detector.ts';
-import { letterboxFor } from '../detector/preprocess.ts';
+import { letterboxFor, preprocess } from '../detector/preprocess.ts';
 import { postprocess, ROW, PERSON_CLASSES, ROAD_CLASSES } from '../detector/postprocess.ts';
+import { ProxyGradModel, finiteDifferenceCheck } from '../server/onnxgrad/index.ts';
+import { decodeModel, encodeModel } from '../server/onnxgrad/proto.ts';
+import { SegmentAnalyzer } from '../server/analyzer.ts';
 import { mbGrid, type MbMap, type YuvFrame } from '../encoder/frame.ts';
-import { loadFrames, IMAGES, DETECTOR_MODEL, requireFile } from '../testdata/fixtures.ts';
+import { loadFrames, IMAGES, VIDEOS, DETECTOR_MODEL, requireFile } from '../testdata/fixtures.ts';
 
 const S = 416, P = S * S;
 
@@ -258,5 +264,120 @@ describe('MB map wire format', () => {
     expect(() => encodeMbMap({ rows: 1, cols: 1, data: Float32Array.of(NaN) })).toThrow(RangeError);
     const bad = Buffer.from(encodeMbMap(zeros)); bad[0] = 0;
     expect(() => decodeMbMap(bad)).toThrow(/magic/);
+  });
+});
+
+describe('DNNGrad graph: forward, OneAdapt proxy and backward in one session (real frames)', () => {
+  // campus-576p.avi (OpenCV sample): a street scene with people and cars, letterboxed as the server does
+  const frames = loadFrames(VIDEOS.campus, 2, { startS: 60, fps: 2 });
+  let det: Detector;
+  let model: ProxyGradModel;
+  let cacheDir: string;
+  beforeAll(async () => {
+    cacheDir = mkdtempSync(join(tmpdir(), 'dnngrad-cache-'));
+    det = await Detector.load(requireFile(DETECTOR_MODEL), { device: 'cpu', threads: 2 });
+    model = await ProxyGradModel.load(DETECTOR_MODEL, { proxy: oneAdaptProxyGraph(), intraOpNumThreads: 2, cacheDir });
+  });
+  afterAll(async () => {
+    await det?.release();
+    await model?.release();
+    rmSync(cacheDir, { recursive: true, force: true });
+  });
+
+  test('one run gives the detector output, the proxy of that output, and a gradient that matches finite differences of the product proxy', async () => {
+    const { input } = preprocess(frames[0]);
+    const r = await model.run(input);
+    const raw = await det.runRaw(Float32Array.from(input));
+    let maxDiff = 0;
+    for (let i = 0; i < raw.length; i++) maxDiff = Math.max(maxDiff, Math.abs(r.output[i] - raw[i]));
+    expect(maxDiff).toBeLessThan(1e-3); // same network (raw box offsets are O(1..10), scores in [0,1])
+    const js = oneAdaptProxy(raw);
+    expect(js.value).toBeGreaterThan(1); // confident detections in this frame
+    expect(Math.abs(r.proxy - js.value) / js.value).toBeLessThan(1e-3); // float32 graph sum vs float64 JS sum
+    // f = the product's proxy (JS, float64) on the plain detector's output: independent of the gradient graph
+    const f = async (x: Float32Array): Promise<number> => oneAdaptProxy(await det.runRaw(x)).value;
+    const opts = { directions: 4, coordinates: 2, eps: 0.01, coordEps: 0.5 };
+    const ok = await finiteDifferenceCheck(f, input, r.gradInput, opts);
+    console.log(`DNNGrad graph vs FD on campus frame: relErr=${ok.relErr.toExponential(2)} checks=${JSON.stringify(ok.checks)}`);
+    expect(ok.checks.every((c) => Math.abs(c.analytic) > 1e-4)).toBe(true);
+    expect(ok.relErr).toBeLessThan(1e-2);
+    // negative control on the same frame: wrong gradients must fail the same check
+    const S = 416 * 416;
+    const other = (await model.run(preprocess(frames[1]).input)).gradInput;
+    const wrong: Record<string, Float32Array> = {
+      'scaled by 1.1': r.gradInput.map((g) => 1.1 * g),
+      'B and R planes swapped': r.gradInput.map((_, i) => r.gradInput[(i + 2 * S) % (3 * S)]),
+      'of another frame': other,
+    };
+    for (const [what, g] of Object.entries(wrong)) {
+      const bad = await finiteDifferenceCheck(f, input, g, { ...opts, directions: 2, coordinates: 0 });
+      if (!(bad.relErr > 3e-2)) throw new Error(`checker accepted a gradient ${what} (relErr ${bad.relErr})`);
+    }
+  });
+
+  test('class and size filters: in-graph proxy equals the JS proxy', async () => {
+    const { input } = preprocess(frames[0]);
+    const raw = await det.runRaw(Float32Array.from(input));
+    for (const o of [{ classes: ROAD_CLASSES }, { classes: PERSON_CLASSES, minBoxArea: 400 }, { minBoxArea: 2000, sharpness: 10, centre: 0.4 }]) {
+      const m = await ProxyGradModel.load(DETECTOR_MODEL, { proxy: oneAdaptProxyGraph(o), intraOpNumThreads: 2 });
+      try {
+        const r = await m.run(input);
+        const js = oneAdaptProxy(raw, o).value;
+        expect(js).toBeGreaterThan(0.5);
+        expect(Math.abs(r.proxy - js) / js).toBeLessThan(1e-3);
+        // the gradient is that of the filtered proxy: it differs from the unfiltered one
+        expect(r.gradInput.some((g, i) => Math.abs(g) > 1e-6)).toBe(true);
+      } finally {
+        await m.release();
+      }
+    }
+    expect(() => oneAdaptProxyGraph({ classes: [80] })).toThrow(RangeError);
+  });
+
+  test('the generated graph is cached on disk by detector hash and transform version, and rebuilt when invalid', async () => {
+    expect(model.fromCache).toBe(false);
+    const files = readdirSync(cacheDir).filter((f) => f.endsWith('.onnx'));
+    expect(files).toHaveLength(1);
+    const again = await ProxyGradModel.load(DETECTOR_MODEL, { proxy: oneAdaptProxyGraph(), intraOpNumThreads: 2, cacheDir });
+    const { input } = preprocess(frames[0]);
+    try {
+      expect(again.fromCache).toBe(true);
+      const [a, b] = [await model.run(input), await again.run(input)];
+      expect(b.proxy).toBe(a.proxy);
+      expect(b.gradInput).toEqual(a.gradInput);
+    } finally {
+      await again.release();
+    }
+    // another proxy is another key; a different detector file is another key
+    const roads = await ProxyGradModel.load(DETECTOR_MODEL, { proxy: oneAdaptProxyGraph({ classes: ROAD_CLASSES }), cacheDir });
+    expect(roads.fromCache).toBe(false);
+    await roads.release();
+    expect(readdirSync(cacheDir).filter((f) => f.endsWith('.onnx'))).toHaveLength(2);
+    const pm = decodeModel(new Uint8Array(readFileSync(DETECTOR_MODEL)));
+    const w0 = pm.graph.initializer.find((t: { rawData?: Uint8Array }) => (t.rawData?.length ?? 0) > 16);
+    w0.rawData[0] ^= 1; // one weight's lowest mantissa bit: same graph, different file
+    const tweaked = encodeModel(pm);
+    const m2 = await ProxyGradModel.fromBytes(tweaked, { proxy: oneAdaptProxyGraph(), cacheDir });
+    expect(m2.fromCache).toBe(false);
+    await m2.release();
+    // a corrupt cache file is rebuilt, not trusted
+    const file = join(cacheDir, files[0]);
+    writeFileSync(file, Buffer.from('not a model'));
+    const m3 = await ProxyGradModel.load(DETECTOR_MODEL, { proxy: oneAdaptProxyGraph(), cacheDir });
+    expect(m3.fromCache).toBe(false);
+    expect((await m3.run(input)).proxy).toBeCloseTo((await model.run(input)).proxy, 3);
+    await m3.release();
+  });
+
+  test('SegmentAnalyzer: DNNGrad detections are the detector\'s, and close() releases both sessions', async () => {
+    const an = await SegmentAnalyzer.create({ modelPath: DETECTOR_MODEL, threads: 2, cacheDir });
+    expect(an.gradFromCache).toBe(true);
+    const g = await an.dnnGrad(frames[0]);
+    const d = await det.detect(frames[0]);
+    expect(g.detections.map((x) => x.classId)).toEqual(d.detections.map((x) => x.classId));
+    expect(g.map.rows).toBe(36); expect(g.map.cols).toBe(48);
+    await an.close();
+    await expect(an.dnnGrad(frames[0])).rejects.toThrow();
+    await expect(an.detector.detect(frames[0])).rejects.toThrow();
   });
 });

@@ -170,14 +170,38 @@ export class ShapeTable {
           set(0, [sh.length]);
           return;
         }
+        case 'ReduceSum': case 'ReduceMax': case 'ReduceMin': case 'ReduceMean': {
+          const x = s(0);
+          const axesIn = (opset >= 13 && node.opType === 'ReduceSum') || opset >= 18 ? this.optInts(node, 1, `${node.opType} ${node.name}`) ?? [] : attrInts(node, 'axes') ?? [];
+          if (!axesIn.length && attrInt(node, 'noop_with_empty_axes', 0) === 1) { set(0, x); return; }
+          const axes = (axesIn.length ? axesIn : x.map((_, i) => i)).map((a) => normAxis(a, x.length));
+          const keep = attrInt(node, 'keepdims', 1) === 1;
+          set(0, keep ? x.map((d, i) => (axes.includes(i) ? 1 : d)) : x.filter((_, i) => !axes.includes(i)));
+          return;
+        }
+        case 'MatMul': {
+          const a = s(0); const bb = s(1);
+          if (a.length < 2 || bb.length < 2) throw new OnnxGradError(`MatMul ${node.name}: 1-D operands not supported`);
+          set(0, [...broadcast(a.slice(0, -2), bb.slice(0, -2)), a[a.length - 2], bb[bb.length - 1]]);
+          return;
+        }
+        case 'ArgMax': case 'ArgMin': {
+          const x = s(0);
+          const axis = normAxis(attrInt(node, 'axis', 0), x.length);
+          set(0, attrInt(node, 'keepdims', 1) === 1 ? x.map((d, i) => (i === axis ? 1 : d)) : x.filter((_, i) => i !== axis));
+          return;
+        }
         case 'Identity': case 'Sigmoid': case 'Relu': case 'LeakyRelu': case 'Exp': case 'Tanh': case 'Neg': case 'Softmax':
         case 'LogSoftmax': case 'Dropout': case 'Cast': case 'Sqrt': case 'Log': case 'Abs': case 'Clip': case 'HardSigmoid':
         case 'HardSwish': case 'Erf': case 'BatchNormalization': case 'Elu': case 'Softplus':
           set(0, s(0));
           if (node.opType === 'Dropout' && outs[1]) set(1, s(0));
           return;
+        case 'Not': case 'Floor': case 'Ceil': case 'Round': case 'Sign':
+          set(0, s(0));
+          return;
         case 'Add': case 'Sub': case 'Mul': case 'Div': case 'Pow': case 'Sum': case 'Max': case 'Min': case 'Where':
-        case 'Greater': case 'Less': case 'Equal':
+        case 'Greater': case 'Less': case 'Equal': case 'GreaterOrEqual': case 'LessOrEqual': case 'And': case 'Or':
           set(0, broadcast(...ins.map((_, i) => s(i))));
           return;
         case 'Conv': case 'MaxPool': case 'AveragePool': {

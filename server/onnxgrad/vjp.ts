@@ -7,6 +7,7 @@
 import { attr, attrFloat, attrInt, attrInts, attrStr, decodeModel, encodeModel, makeNode, num, tensorFromProto, tensorProto, valueInfo, DT, type AttrValue, type Proto } from './proto.ts';
 import { ShapeTable, broadcast, prod, windowParams, type Shape } from './shapes.ts';
 import { OnnxGradError, UnsupportedOperatorError } from './errors.ts';
+import { convInputGradAsConv } from './conv.ts';
 
 export interface VjpOptions {
   /** Forward input to differentiate with respect to (default: the first non-initializer graph input). */
@@ -20,25 +21,58 @@ export interface VjpOptions {
   /** Name of the gradient output (default `grad_<input>`). */
   gradName?: string;
   /**
-   * 'transpose' (default): every Conv adjoint is a ConvTranspose; 'flip': stride-1 Convs with constant
-   * weights use a Conv with flipped, in/out-swapped weights instead (same result; no clear speed-up
-   * measured on the loaded 2-core CPU, so opt-in).
+   * 'conv' (default): Conv adjoints with constant weights are forward Convs (flipped kernels for stride 1,
+   * phase decomposition + DepthToSpace for stride 2; see conv.ts); 'transpose': ConvTranspose (the old
+   * way, kept for comparison and as the fallback for configurations conv.ts does not handle).
    */
-  convAdjoint?: 'transpose' | 'flip';
+  convAdjoint?: 'conv' | 'transpose';
+  /** Fuse the adjoint of SiLU (x·Sigmoid(x)) into g·(s + y·σ(−x)) (default true). */
+  fuseSilu?: boolean;
+  /**
+   * Graph-level speed-ups (default true): a Focus/space-to-depth stem (Concat of the four stride-2 Slice
+   * pairs of one tensor) gets one ConvTranspose with 0/1 weights as its adjoint instead of eight Slice
+   * adjoints; k×k MaxPools become a 1×k then a k×1 pool (same values; the indices kernel the adjoint
+   * needs costs ∝ window size).
+   */
+  patterns?: boolean;
+  /**
+   * Differentiate a scalar proxy computed in the graph from the forward output instead of taking a
+   * seed input: the model then has the forward input only, and outputs (output, proxy, grad_<input>),
+   * the gradient being d proxy / d input (backward from seed 1).
+   */
+  proxy?: ProxyGraph;
 }
+
+/**
+ * A scalar function of the forward output, as ONNX nodes: they read `input` (a placeholder name replaced
+ * by the forward output) and write the scalar `output`. Other tensor names are private to the proxy.
+ */
+export interface ProxyGraph {
+  /** stable description (part of cache keys) */
+  key: string;
+  input: string;
+  output: string;
+  nodes: Proto[];
+  initializers: Proto[];
+}
+
+/** Bump when the emitted graph changes for the same inputs (cache keys include it). */
+export const TRANSFORM_VERSION = 2;
 
 /** Lowest opset with ScatterElements(reduction='add'), which the MaxPool adjoint needs. */
 export const MIN_TARGET_OPSET = 16;
 
 const unaryPassThrough = new Set(['Identity', 'Dropout']);
 const reshapeLike = new Set(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze']);
+/** Outputs that carry no gradient (comparisons, logic, indices): they stop dependence on the input. */
+const NON_DIFFERENTIABLE = new Set(['Greater', 'Less', 'Equal', 'GreaterOrEqual', 'LessOrEqual', 'Not', 'And', 'Or', 'Xor', 'ArgMax', 'ArgMin', 'Shape', 'Size', 'Sign', 'Floor', 'Ceil', 'Round']);
 
 /** Emission context shared by the adjoint rules. */
 class Builder {
   readonly nodes: Proto[] = [];
   readonly inits: Proto[] = [];
   private counter = 0;
-  convMode: 'transpose' | 'flip' = 'transpose';
+  convMode: 'conv' | 'transpose' = 'conv';
   constructor(readonly st: ShapeTable, private readonly used: Set<string>, readonly initializers: Map<string, Proto> = new Map()) {}
 
   fresh(base: string): string {
@@ -121,26 +155,10 @@ function convAdjoint(b: Builder, node: Proto, g: string, need: boolean[]): (stri
   });
   if (outputPadding.some((v, i) => v < 0 || v >= Math.max(p.strides[i], p.dilations[i]))) unsupported(node, `cannot invert spatial shape (output_padding ${outputPadding})`);
   const group = attrInt(node, 'group', 1);
-  const effK = p.kernel.map((k, i) => (k - 1) * p.dilations[i] + 1);
   const wInit = b.initializers.get(node.input[1]);
-  if (b.convMode === 'flip' && wInit && p.strides.every((s) => s === 1) && p.pads.every((pd, i) => pd <= effK[i % n] - 1)) {
-    // Stride 1: dX is a plain Conv of g with the flipped, in/out-swapped weights and complementary
-    // pads (opt-in, see VjpOptions.convAdjoint).
-    const wt = tensorFromProto(wInit).values;
-    const [M, Cg] = [w[0], w[1]];
-    const Mg = M / group;
-    const ks = prod(p.kernel);
-    const flipped = new Float32Array(wt.length);
-    // flat spatial index reversed == every spatial axis flipped
-    for (let gi = 0; gi < group; gi++) for (let mo = 0; mo < Mg; mo++) for (let ci = 0; ci < Cg; ci++) {
-      const src = ((gi * Mg + mo) * Cg + ci) * ks;
-      const dst = ((gi * Cg + ci) * Mg + mo) * ks;
-      for (let k = 0; k < ks; k++) flipped[dst + k] = wt[src + ks - 1 - k];
-    }
-    const wName = b.fresh('conv_adjoint_weight');
-    b.inits.push(tensorProto(wName, DT.FLOAT, [Cg * group, Mg, ...p.kernel], flipped));
-    const pads = p.pads.map((pd, i) => effK[i % n] - 1 - pd);
-    return [b.one('Conv', [g, wName], { group, kernel_shape: p.kernel, dilations: p.dilations, pads, strides: p.strides }, x), null, null];
+  if (b.convMode === 'conv' && wInit) {
+    const dxc = convInputGradAsConv(b, g, wInit, x, w, y, p, group);
+    if (dxc) return [dxc, null, null];
   }
   const dx = b.one('ConvTranspose', [g, node.input[1]], {
     group, kernel_shape: p.kernel, strides: p.strides, dilations: p.dilations, pads: p.pads,
@@ -378,6 +396,37 @@ const adjoints: Record<string, Adjoint> = {
     if (need.slice(1).some((x) => x)) unsupported(n, 'scales/sizes depend on the input');
     return [resizeAdjoint(b, n, g[0]!)];
   },
+  ReduceSum: (b, n, g, need, opset) => {
+    if (opset < 13) throw new OnnxGradError('internal: ReduceSum not converted to opset 13 semantics');
+    if (need[1]) unsupported(n, 'axes depend on the input');
+    const x = b.shape(n.input[0]);
+    const axesIn = n.input[1] ? b.st.ints(n.input[1], `ReduceSum ${n.name}`) : [];
+    if (!axesIn.length && attrInt(n, 'noop_with_empty_axes', 0) === 1) return [g[0]];
+    const axes = (axesIn.length ? axesIn : x.map((_, i) => i)).map((a) => (a < 0 ? a + x.length : a));
+    const kept = x.map((d, i) => (axes.includes(i) ? 1 : d));
+    const gk = attrInt(n, 'keepdims', 1) === 1 ? g[0]! : b.reshape(g[0]!, kept);
+    return [b.one('Expand', [gk, b.i64(x)], {}, x), null];
+  },
+  MatMul: (b, n, g, need) => {
+    // A·B with a constant 2-D B: dA = g·Bᵀ
+    if (need[1]) unsupported(n, 'gradient w.r.t. the second operand (it must be a constant matrix)');
+    const bInit = b.initializers.get(n.input[1]) ?? b.inits.find((t) => t.name === n.input[1]);
+    const bs = b.shape(n.input[1]);
+    if (!bInit || bs.length !== 2) unsupported(n, 'second operand must be a constant 2-D initializer');
+    const v = tensorFromProto(bInit).values;
+    const bt = new Array(v.length);
+    for (let i = 0; i < bs[0]; i++) for (let j = 0; j < bs[1]; j++) bt[j * bs[0] + i] = v[i * bs[1] + j];
+    return [b.one('MatMul', [g[0]!, b.f32(bt, [bs[1], bs[0]])], {}, b.shape(n.input[0])), null];
+  },
+  Where: (b, n, g, need) => {
+    const ys = b.shape(n.output[0]);
+    const z = b.f32([0], []);
+    return [
+      null,
+      need[1] ? b.unbroadcast(b.one('Where', [n.input[0], g[0]!, z], {}, ys), ys, b.shape(n.input[1])) : null,
+      need[2] ? b.unbroadcast(b.one('Where', [n.input[0], z, g[0]!], {}, ys), ys, b.shape(n.input[2])) : null,
+    ];
+  },
   Transpose: (b, n, g) => {
     const x = b.shape(n.input[0]);
     const perm = attrInts(n, 'perm') ?? x.map((_, i) => x.length - 1 - i);
@@ -445,7 +494,7 @@ export function buildVjpModel(forwardModelBytes: Uint8Array, opts: VjpOptions = 
   const outputVi = opts.output ? graph.output.find((o: Proto) => o.name === opts.output) : graph.output[0];
   if (!outputVi) throw new OnnxGradError(`output ${opts.output ?? '(first)'} not found`);
   const xName: string = inputVi.name;
-  const yName: string = outputVi.name;
+  const fwdOutName: string = outputVi.name;
   const declared = opts.inputShape ?? (inputVi.type?.tensorType?.shape?.dim ?? []).map((d: Proto) => (d.dimValue ? num(d.dimValue) : NaN));
   if (declared.some((d: number) => !(d > 0))) throw new OnnxGradError(`input ${xName} has symbolic dims; pass opts.inputShape`);
   if (inputVi.type?.tensorType?.elemType !== DT.FLOAT) throw new OnnxGradError(`input ${xName} must be float32`);
@@ -455,7 +504,7 @@ export function buildVjpModel(forwardModelBytes: Uint8Array, opts: VjpOptions = 
   for (const n of graph.node) { for (const t of [...n.input, ...n.output]) used.add(t); }
   for (const t of initNames) used.add(t);
   const b = new Builder(st, used, new Map((graph.initializer ?? []).map((t: Proto) => [t.name, t])));
-  b.convMode = opts.convAdjoint ?? 'transpose';
+  b.convMode = opts.convAdjoint ?? 'conv';
 
   // Forward pass: shape inference, opset upgrade.
   const fwd: Proto[] = [];
@@ -466,9 +515,40 @@ export function buildVjpModel(forwardModelBytes: Uint8Array, opts: VjpOptions = 
     fwd.push(...upgradeNode(node, fromOpset, toOpset, st, b));
   }
 
-  // Which tensors depend on x, and which nodes lie on an x → y path.
+  const patterns = opts.patterns !== false;
+  if (patterns) separableMaxPools(fwd, st, b);
+
+  // The proxy (target-opset nodes) reads the forward output; its private names get a prefix.
+  let yName = fwdOutName;
+  const proxy = opts.proxy;
+  if (proxy) {
+    const rename = new Map<string, string>([[proxy.input, fwdOutName], [proxy.output, used.has('proxy') ? b.fresh('proxy') : 'proxy']]);
+    used.add(rename.get(proxy.output)!);
+    const nameOf = (t: string): string => {
+      if (!t) return t;
+      let r = rename.get(t);
+      if (!r) { r = used.has(`proxy/${t}`) ? b.fresh(`proxy_${t}`) : `proxy/${t}`; used.add(r); rename.set(t, r); }
+      return r;
+    };
+    for (const t of proxy.initializers) {
+      const c = { ...t, name: nameOf(t.name) };
+      b.inits.push(c);
+      st.addInitializer(c);
+    }
+    for (const n of proxy.nodes) {
+      const c = { ...n, input: n.input.map(nameOf), output: n.output.map(nameOf), name: `proxy/${n.name ?? n.output[0]}` };
+      st.infer(c, toOpset);
+      fwd.push(c);
+    }
+    yName = nameOf(proxy.output);
+  }
+
+  // Which tensors depend on x (differentiably), and which nodes lie on an x → y path.
   const dependsOnX = new Set<string>([xName]);
-  for (const node of fwd) if (node.input.some((i: string) => dependsOnX.has(i))) node.output.forEach((o: string) => o && dependsOnX.add(o));
+  for (const node of fwd) {
+    if (NON_DIFFERENTIABLE.has(node.opType)) continue;
+    if (node.input.some((i: string) => dependsOnX.has(i))) node.output.forEach((o: string) => o && dependsOnX.add(o));
+  }
   if (!dependsOnX.has(yName)) throw new OnnxGradError(`output ${yName} does not depend on input ${xName}`);
   const reachesY = new Set<string>([yName]);
   const active: Proto[] = [];
@@ -491,11 +571,18 @@ export function buildVjpModel(forwardModelBytes: Uint8Array, opts: VjpOptions = 
       st.shapes.set(idx, st.shape(node.output[0]));
     }
   }
+  // How often each tensor is read (graph outputs count), for the fusions below.
+  const readers = new Map<string, number>();
+  for (const node of fwd) for (const t of node.input) if (t) readers.set(t, (readers.get(t) ?? 0) + 1);
+  for (const o of graph.output) readers.set(o.name, (readers.get(o.name) ?? 0) + 1);
+  const producer = new Map<string, Proto>();
+  for (const node of fwd) for (const o of node.output) if (o) producer.set(o, node);
 
   // Reverse pass.
-  const seedName = opts.seedName ?? `grad_${yName}`;
+  const seedName = proxy ? b.f32([1], []) : opts.seedName ?? `grad_${yName}`;
   const gradName = opts.gradName ?? `grad_${xName}`;
   const ySh = st.shape(yName);
+  if (proxy && ySh.length !== 0) throw new OnnxGradError(`proxy output must be a scalar, has shape [${ySh}]`);
   const contrib = new Map<string, string[]>([[yName, [seedName]]]);
   st.shapes.set(seedName, ySh);
   const gradOf = (t: string): string | null => {
@@ -505,10 +592,33 @@ export function buildVjpModel(forwardModelBytes: Uint8Array, opts: VjpOptions = 
     contrib.set(t, [s]);
     return s;
   };
+  const addContrib = (x: string, g: string): void => {
+    const list = contrib.get(x) ?? [];
+    list.push(g);
+    contrib.set(x, list);
+  };
+  const focus = patterns ? findFocus(fwd, st, producer, readers) : new Map<Proto, FocusPattern>();
   for (const node of active) {
     const g = (node.output as string[]).map((o, i) => (node.opType === 'MaxPool' && i === 1 ? null : o ? gradOf(o) : null));
     if (g.every((x) => x === null)) continue;
+    const fp = focus.get(node);
+    if (fp && g[0] && dependsOnX.has(fp.src)) {
+      // Concat of the four stride-2 phases of X: dX interleaves the four channel blocks of g, which a
+      // stride-2 2×2 ConvTranspose with 0/1 weights W[k·C + c][c][a_k][b_k] = 1 does in one GEMM + col2im.
+      const [N, C, H, W] = st.shape(fp.src);
+      const w = new Float32Array(4 * C * C * 4);
+      fp.phases.forEach(([a, c], k) => { for (let ch = 0; ch < C; ch++) w[(((k * C + ch) * C + ch) * 2 + a) * 2 + c] = 1; });
+      const wName = b.fresh('focus_adjoint_weight');
+      b.inits.push(tensorProto(wName, DT.FLOAT, [4 * C, C, 2, 2], w));
+      addContrib(fp.src, b.one('ConvTranspose', [g[0], wName], { kernel_shape: [2, 2], strides: [2, 2] }, [N, C, H, W]));
+      continue;
+    }
     const need = (node.input as string[]).map((x) => !!x && dependsOnX.has(x));
+    const silu = opts.fuseSilu !== false ? siluInput(node, producer, readers) : null;
+    if (silu && g[0]) {
+      addContrib(silu.x, siluAdjoint(b, g[0], silu.x, silu.s, node.output[0]));
+      continue;
+    }
     let dx: (string | null)[];
     if (unaryPassThrough.has(node.opType)) dx = [g[0]];
     else if (reshapeLike.has(node.opType)) dx = [b.reshape(g[0]!, st.shape(node.input[0]))];
@@ -516,12 +626,7 @@ export function buildVjpModel(forwardModelBytes: Uint8Array, opts: VjpOptions = 
       if (g.length > 1 && node.opType !== 'Split' && g.slice(1).some((x) => x !== null)) unsupported(node, 'gradient through a secondary output');
       dx = adjoints[node.opType](b, node, g, need, toOpset);
     }
-    (node.input as string[]).forEach((x, i) => {
-      if (!need[i] || !dx[i]) return;
-      const list = contrib.get(x) ?? [];
-      list.push(dx[i]!);
-      contrib.set(x, list);
-    });
+    (node.input as string[]).forEach((x, i) => { if (need[i] && dx[i]) addContrib(x, dx[i]!); });
   }
   const gx = gradOf(xName) ?? b.zeros(st.shape(xName));
   b.nodes.push(makeNode('Identity', [gx], [gradName], {}, 'vjp/grad_output_identity'));
@@ -538,11 +643,105 @@ export function buildVjpModel(forwardModelBytes: Uint8Array, opts: VjpOptions = 
       name: `${graph.name ?? 'graph'}_vjp`,
       node: [...fwd, ...b.nodes],
       initializer: [...(graph.initializer ?? []), ...b.inits],
-      input: [inputVi, ...otherInputs, valueInfo(seedName, ySh)],
-      output: [outputVi, valueInfo(gradName, st.shape(xName))],
+      input: proxy ? [inputVi, ...otherInputs] : [inputVi, ...otherInputs, valueInfo(seedName, ySh)],
+      output: proxy
+        ? [outputVi, valueInfo(yName, []), valueInfo(gradName, st.shape(xName))]
+        : [outputVi, valueInfo(gradName, st.shape(xName))],
     },
   };
   return encodeModel(out);
+}
+
+interface FocusPattern { src: string; phases: [number, number][] }
+
+/**
+ * Concat(axis 1) nodes whose four inputs are Slice(Slice(X)) taking every second row and column of the same
+ * 4-D X (even H, W) at the four phases (YOLOX's Focus), each intermediate read once.
+ */
+function findFocus(fwd: Proto[], st: ShapeTable, producer: Map<string, Proto>, readers: Map<string, number>): Map<Proto, FocusPattern> {
+  const stride2 = (n: Proto | undefined): { src: string; axis: number; start: number } | null => {
+    if (!n || n.opType !== 'Slice' || !st.has(n.input[0])) return null;
+    let specs;
+    try { specs = st.sliceSpecs(n); } catch { return null; }
+    const x = st.shape(n.input[0]);
+    if (specs.length !== 1 || specs[0].step !== 2 || specs[0].start > 1 || specs[0].start + 2 * specs[0].count < x[specs[0].axis]) return null;
+    return { src: n.input[0], axis: specs[0].axis, start: specs[0].start };
+  };
+  const found = new Map<Proto, FocusPattern>();
+  for (const cat of fwd) {
+    if (cat.opType !== 'Concat' || cat.input.length !== 4 || attrInt(cat, 'axis', 0) !== 1) continue;
+    const phases: [number, number][] = [];
+    let src: string | null = null;
+    for (const t of cat.input as string[]) {
+      const o = stride2(producer.get(t));
+      const i = o ? stride2(producer.get(o.src)) : null;
+      if (!o || !i || readers.get(t) !== 1 || readers.get(o.src) !== 1 || o.axis === i.axis || o.axis + i.axis !== 5) break;
+      if (src !== null && i.src !== src) break;
+      src = i.src;
+      phases.push(o.axis === 2 ? [o.start, i.start] : [i.start, o.start]);
+    }
+    if (phases.length !== 4 || src === null || new Set(phases.map((p) => p.join())).size !== 4) continue;
+    const x = st.shape(src);
+    if (x.length !== 4 || x[2] % 2 || x[3] % 2) continue;
+    found.set(cat, { src, phases });
+  }
+  return found;
+}
+
+/**
+ * Rewrite 2-D MaxPools (no dilation, ceil_mode 0, one output) with a k_h×k_w window into a 1×k_w pool then
+ * a k_h×1 pool: the max over a rectangle is the max over its rows' maxima (padding is −∞), so the output
+ * is the same, and the MaxPool-with-indices kernel the adjoint needs runs k_h + k_w instead of k_h·k_w
+ * comparisons per output.
+ */
+function separableMaxPools(fwd: Proto[], st: ShapeTable, b: Builder): void {
+  for (let i = 0; i < fwd.length; i++) {
+    const n = fwd[i];
+    if (n.opType !== 'MaxPool' || n.output.length > 1 || !st.has(n.input[0])) continue;
+    const x = st.shape(n.input[0]);
+    if (x.length !== 4 || attrInt(n, 'ceil_mode', 0) !== 0 || attrInt(n, 'storage_order', 0) !== 0) continue;
+    const p = windowParams(n, x);
+    if (p.dilations.some((d) => d !== 1) || p.kernel[0] < 2 || p.kernel[1] < 2) continue;
+    const rowOut = b.fresh('maxpool_rows');
+    const wOut = Math.floor((x[3] + p.pads[1] + p.pads[3] - p.kernel[1]) / p.strides[1]) + 1;
+    st.shapes.set(rowOut, [x[0], x[1], x[2], wOut]);
+    fwd.splice(i, 1,
+      makeNode('MaxPool', [n.input[0]], [rowOut], { kernel_shape: [1, p.kernel[1]], strides: [1, p.strides[1]], pads: [0, p.pads[1], 0, p.pads[3]] }, `${n.name}/rows`),
+      makeNode('MaxPool', [rowOut], [n.output[0]], { kernel_shape: [p.kernel[0], 1], strides: [p.strides[0], 1], pads: [p.pads[0], 0, p.pads[2], 0] }, `${n.name}/cols`));
+    i++;
+  }
+}
+
+/**
+ * SiLU y = x·s, s = Sigmoid(x): dy/dx = s + x·s·(1 − s) = s + y·σ(−x). Emitted with ops onnxruntime's
+ * NCHWc layout pass keeps in blocked layout (Conv+Sigmoid fused, Mul, Add of equal shapes; no Sub, no
+ * scalar constants), so no reorders are inserted around the backward of every conv block:
+ * σ(−x) = Sigmoid(depthwise 1×1 Conv(x, −1)).
+ */
+function siluAdjoint(b: Builder, g: string, x: string, s: string, y: string): string {
+  const sh = b.shape(y);
+  let negSig: string;
+  if (sh.length === 4) {
+    const w = b.fresh('neg_one_dw');
+    b.inits.push(tensorProto(w, DT.FLOAT, [sh[1], 1, 1, 1], new Float32Array(sh[1]).fill(-1)));
+    negSig = b.one('Sigmoid', [b.one('Conv', [x, w], { group: sh[1], kernel_shape: [1, 1] }, sh)], {}, sh);
+  } else {
+    negSig = b.one('Sigmoid', [b.one('Neg', [x], {}, sh)], {}, sh);
+  }
+  const d = b.one('Add', [s, b.one('Mul', [y, negSig], {}, sh)], {}, sh);
+  return b.one('Mul', [g, d], {}, sh);
+}
+
+/** For Mul(x, s) / Mul(s, x) with s = Sigmoid(x) read by this Mul only (SiLU): the tensor names. */
+function siluInput(node: Proto, producer: Map<string, Proto>, readers: Map<string, number>): { x: string; s: string } | null {
+  if (node.opType !== 'Mul' || node.input.length !== 2) return null;
+  for (const i of [0, 1]) {
+    const s = node.input[i];
+    const x = node.input[1 - i];
+    const p = producer.get(s);
+    if (p && p.opType === 'Sigmoid' && p.input[0] === x && readers.get(s) === 1) return { x, s };
+  }
+  return null;
 }
 
 /** The ops that have an adjoint here (for docs and tests). */
