@@ -219,13 +219,3 @@ export async function gradCheck(model: GradientModel, input: Float32Array, seed:
   const f = async (x: Float32Array): Promise<number> => dot(seed, await model.forward(x, dims));
   return { ...(await finiteDifferenceCheck(f, input, gradInput, opts)), vjpMs };
 }
-
-/** For the benchmark: relative error of the backprop gradient vs finite differences on one frame. */
-export async function measureGradError(modelPath: string, input: Float32Array, seed: Float32Array, opts: GradCheckOptions & GradientModelOptions = {}): Promise<number> {
-  const model = await GradientModel.load(modelPath, opts);
-  try {
-    return (await gradCheck(model, input, seed, opts)).relErr;
-  } finally {
-    await model.release();
-  }
-}

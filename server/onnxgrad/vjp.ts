@@ -26,7 +26,7 @@ export interface VjpOptions {
    * way, kept for comparison and as the fallback for configurations conv.ts does not handle).
    */
   convAdjoint?: 'conv' | 'transpose';
-  /** Fuse the adjoint of SiLU (x·Sigmoid(x)) into g·(s + y·σ(−x)) (default true). */
+  /** Fuse the adjoint of SiLU (x·Sigmoid(x)) into g·s·(1 + x − y) (default true). */
   fuseSilu?: boolean;
   /**
    * Graph-level speed-ups (default true): a Focus/space-to-depth stem (Concat of the four stride-2 Slice
@@ -713,23 +713,24 @@ function separableMaxPools(fwd: Proto[], st: ShapeTable, b: Builder): void {
 }
 
 /**
- * SiLU y = x·s, s = Sigmoid(x): dy/dx = s + x·s·(1 − s) = s + y·σ(−x). Emitted with ops onnxruntime's
- * NCHWc layout pass keeps in blocked layout (Conv+Sigmoid fused, Mul, Add of equal shapes; no Sub, no
- * scalar constants), so no reorders are inserted around the backward of every conv block:
- * σ(−x) = Sigmoid(depthwise 1×1 Conv(x, −1)).
+ * SiLU y = x·s, s = Sigmoid(x): dy/dx = s + x·s·(1 − s) = s·(1 + x − y). Emitted with ops onnxruntime's
+ * NCHWc layout pass keeps in blocked layout (Conv, Add of equal shapes fused into it, Mul of equal shapes;
+ * no Sub, no scalar constants), so no reorders are inserted around the backward of every conv block:
+ * 1 − y + x = depthwise 1×1 Conv(y; weight −1, bias 1) + x (one conv with the sum fused), then two Muls.
  */
 function siluAdjoint(b: Builder, g: string, x: string, s: string, y: string): string {
   const sh = b.shape(y);
-  let negSig: string;
+  let u: string;
   if (sh.length === 4) {
     const w = b.fresh('neg_one_dw');
+    const bias = b.fresh('one_bias');
     b.inits.push(tensorProto(w, DT.FLOAT, [sh[1], 1, 1, 1], new Float32Array(sh[1]).fill(-1)));
-    negSig = b.one('Sigmoid', [b.one('Conv', [x, w], { group: sh[1], kernel_shape: [1, 1] }, sh)], {}, sh);
+    b.inits.push(tensorProto(bias, DT.FLOAT, [sh[1]], new Float32Array(sh[1]).fill(1)));
+    u = b.one('Add', [b.one('Conv', [y, w, bias], { group: sh[1], kernel_shape: [1, 1] }, sh), x], {}, sh);
   } else {
-    negSig = b.one('Sigmoid', [b.one('Neg', [x], {}, sh)], {}, sh);
+    u = b.one('Add', [b.one('Sub', [x, y], {}, sh), b.f32([1], [])], {}, sh);
   }
-  const d = b.one('Add', [s, b.one('Mul', [y, negSig], {}, sh)], {}, sh);
-  return b.one('Mul', [g, d], {}, sh);
+  return b.one('Mul', [g, b.one('Mul', [s, u], {}, sh)], {}, sh);
 }
 
 /** For Mul(x, s) / Mul(s, x) with s = Sigmoid(x) read by this Mul only (SiLU): the tensor names. */
