@@ -9,6 +9,8 @@ import onnxProto from 'onnx-proto';
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const onnx: any = (onnxProto as any).onnx;
 
+const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
 export const DT = { FLOAT: 1, INT32: 6, INT64: 7, BOOL: 9, DOUBLE: 11 } as const;
 const AT = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, FLOATS: 6, INTS: 7, STRINGS: 8 } as const;
 
@@ -54,7 +56,10 @@ export function tensorFromProto(t: Proto): Tensor {
   if (raw) {
     const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
     switch (dataType) {
-      case DT.FLOAT: { const v = new Float32Array(count); for (let i = 0; i < count; i++) v[i] = dv.getFloat32(i * 4, true); return { dims, dataType, values: v }; }
+      case DT.FLOAT: {
+        if (LITTLE_ENDIAN) return { dims, dataType, values: new Float32Array(Uint8Array.from(raw.subarray(0, count * 4)).buffer) }; // own aligned copy (a Buffer's slice would share its pool)
+        const v = new Float32Array(count); for (let i = 0; i < count; i++) v[i] = dv.getFloat32(i * 4, true); return { dims, dataType, values: v };
+      }
       case DT.DOUBLE: { const v = new Float64Array(count); for (let i = 0; i < count; i++) v[i] = dv.getFloat64(i * 8, true); return { dims, dataType, values: v }; }
       case DT.INT32: { const v: number[] = []; for (let i = 0; i < count; i++) v.push(dv.getInt32(i * 4, true)); return { dims, dataType, values: v }; }
       case DT.INT64: { const v: number[] = []; for (let i = 0; i < count; i++) v.push(Number(dv.getBigInt64(i * 8, true))); return { dims, dataType, values: v }; }

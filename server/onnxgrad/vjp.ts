@@ -57,7 +57,7 @@ export interface ProxyGraph {
 }
 
 /** Bump when the emitted graph changes for the same inputs (cache keys include it). */
-export const TRANSFORM_VERSION = 2;
+export const TRANSFORM_VERSION = 3;
 
 /** Lowest opset with ScatterElements(reduction='add'), which the MaxPool adjoint needs. */
 export const MIN_TARGET_OPSET = 16;
@@ -695,6 +695,7 @@ function findFocus(fwd: Proto[], st: ShapeTable, producer: Map<string, Proto>, r
  * comparisons per output.
  */
 function separableMaxPools(fwd: Proto[], st: ShapeTable, b: Builder): void {
+  cascadeSamePools(fwd, st);
   for (let i = 0; i < fwd.length; i++) {
     const n = fwd[i];
     if (n.opType !== 'MaxPool' || n.output.length > 1 || !st.has(n.input[0])) continue;
@@ -731,6 +732,39 @@ function siluAdjoint(b: Builder, g: string, x: string, s: string, y: string): st
     u = b.one('Add', [b.one('Sub', [x, y], {}, sh), b.f32([1], [])], {}, sh);
   }
   return b.one('Mul', [g, b.one('Mul', [s, u], {}, sh)], {}, sh);
+}
+
+/**
+ * SPP: stride-1 "same" MaxPools of one tensor with odd windows k₁ < k₂ < …: a k₂ window is the max over a
+ * (k₂ − k₁ + 1) window of k₁-window maxima (padding is −∞), so pool k₂ is rewritten to read pool k₁'s output
+ * with the smaller window (YOLOv5's SPPF identity). Same values, fewer comparisons in the indices kernel.
+ */
+function cascadeSamePools(fwd: Proto[], st: ShapeTable): void {
+  const groups = new Map<string, { node: Proto; k: number; idx: number }[]>();
+  fwd.forEach((n, idx) => {
+    if (n.opType !== 'MaxPool' || n.output.length > 1 || !st.has(n.input[0])) return;
+    const x = st.shape(n.input[0]);
+    if (x.length !== 4 || attrInt(n, 'ceil_mode', 0) !== 0 || attrInt(n, 'storage_order', 0) !== 0) return;
+    const p = windowParams(n, x);
+    const k = p.kernel[0];
+    const same = p.kernel[1] === k && k % 2 === 1 && p.strides.every((v) => v === 1) && p.dilations.every((v) => v === 1) && p.pads.every((v) => v === (k - 1) / 2);
+    if (!same) return;
+    const list = groups.get(n.input[0]) ?? [];
+    list.push({ node: n, k, idx });
+    groups.set(n.input[0], list);
+  });
+  for (const list of groups.values()) {
+    const byK = [...list].sort((a, b) => a.k - b.k);
+    for (let j = 1; j < byK.length; j++) {
+      const [prev, cur] = [byK[j - 1], byK[j]];
+      if (prev.idx > cur.idx || prev.k === cur.k) continue; // keep topological order; equal windows stay as they are
+      const kd = cur.k - prev.k + 1;
+      const h = (kd - 1) / 2;
+      cur.node.input = [prev.node.output[0]];
+      cur.node.attribute = (cur.node.attribute ?? []).filter((a: Proto) => !['kernel_shape', 'pads', 'strides', 'auto_pad', 'dilations'].includes(a.name));
+      cur.node.attribute.push(attr('kernel_shape', [kd, kd]), attr('pads', [h, h, h, h]), attr('strides', [1, 1]));
+    }
+  }
 }
 
 /** For Mul(x, s) / Mul(s, x) with s = Sigmoid(x) read by this Mul only (SiLU): the tensor names. */
