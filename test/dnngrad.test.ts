@@ -313,7 +313,7 @@ describe('DNNGrad graph: forward, OneAdapt proxy and backward in one session (re
       const bad = await finiteDifferenceCheck(f, input, g, { ...opts, directions: 2, coordinates: 0 });
       if (!(bad.relErr > 3e-2)) throw new Error(`checker accepted a gradient ${what} (relErr ${bad.relErr})`);
     }
-  });
+  }, 400_000);
 
   test('class and size filters: in-graph proxy equals the JS proxy', async () => {
     const { input } = preprocess(frames[0]);
@@ -332,7 +332,7 @@ describe('DNNGrad graph: forward, OneAdapt proxy and backward in one session (re
       }
     }
     expect(() => oneAdaptProxyGraph({ classes: [80] })).toThrow(RangeError);
-  });
+  }, 300_000);
 
   test('the generated graph is cached on disk by detector hash and transform version, and rebuilt when invalid', async () => {
     expect(model.fromCache).toBe(false);
@@ -349,7 +349,7 @@ describe('DNNGrad graph: forward, OneAdapt proxy and backward in one session (re
       await again.release();
     }
     // another proxy is another key; a different detector file is another key
-    const roads = await ProxyGradModel.load(DETECTOR_MODEL, { proxy: oneAdaptProxyGraph({ classes: ROAD_CLASSES }), cacheDir });
+    const roads = await ProxyGradModel.load(DETECTOR_MODEL, { proxy: oneAdaptProxyGraph({ classes: PERSON_CLASSES }), cacheDir });
     expect(roads.fromCache).toBe(false);
     await roads.release();
     expect(readdirSync(cacheDir).filter((f) => f.endsWith('.onnx'))).toHaveLength(2);
@@ -367,7 +367,7 @@ describe('DNNGrad graph: forward, OneAdapt proxy and backward in one session (re
     expect(m3.fromCache).toBe(false);
     expect((await m3.run(input)).proxy).toBeCloseTo((await model.run(input)).proxy, 3);
     await m3.release();
-  });
+  }, 300_000);
 
   test('SegmentAnalyzer: DNNGrad detections are the detector\'s, and close() releases both sessions', async () => {
     const an = await SegmentAnalyzer.create({ modelPath: DETECTOR_MODEL, threads: 2, cacheDir });
