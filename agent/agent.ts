@@ -7,32 +7,24 @@
  */
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { FfmpegSource, segments } from '../media/capture.ts';
+import { FfmpegSource, readAhead, segments } from '../media/capture.ts';
 import { Uplink } from './uplink.ts';
 import { AgentStore } from './store.ts';
 import { AgentMetrics } from './metrics.ts';
 import { MqttControl, type AgentState, type CommandHandlers, type SnapshotResult } from './mqtt.ts';
 import { renderFramePng, StatusHistory, StatusPage, type LatestFrame } from './status-page.ts';
 import { SdNotify } from '../proc/sdnotify.ts';
-import { gradToSourceGrid, renderSegment, type Rendered, type RenderKnobs } from '../oneadapt/render.ts';
-import { encodeSegment, type Codec } from '../encoder/index.ts';
-import { GraceSegmentCodec, type GraceRendered } from '../grace/segment.ts';
-import type { MbMap, YuvFrame } from '../encoder/frame.ts';
-import { meanMap } from '../cheapmodel/qpmap.ts';
+import type { YuvFrame } from '../encoder/frame.ts';
 import { CheapModel, DEFAULT_CHEAP_MODEL } from '../cheapmodel/model.ts';
 import { OneAdaptController, type AdaptOptions, type Decision } from '../oneadapt/adapt.ts';
-import { contentSignature } from '../oneadapt/scene.ts';
 import { DEFAULT_KNOBS } from '../oneadapt/knobs.ts';
-import { probeKnobs } from '../oneadapt/probe.ts';
-import { packSegment, PROTOCOL_VERSION, segmentWireBytes, type Reply, type SegmentHeader } from '../wire/protocol.ts';
-import { decodeMbMap } from '../wire/mbmap.ts';
+import { ProbeRunner } from '../oneadapt/probe-pool.ts';
+import type { Reply } from '../wire/protocol.ts';
+import { EdgePipeline, type ImportanceModel } from './pipeline.ts';
 import type { AgentSettings } from '../config/schema.ts';
 import type { ConfigManager } from '../config/watch.ts';
 
-/** What the agent needs from a cheap model (cheapmodel/model.ts implements it). */
-export interface ImportanceModel {
-  importance(frame: YuvFrame): Promise<MbMap>;
-}
+export type { ImportanceModel } from './pipeline.ts';
 
 export interface AgentDeps {
   logger: Logger;
@@ -65,9 +57,8 @@ export class Agent {
   private readonly sd = new SdNotify();
   readonly metrics: AgentMetrics;
   private readonly history = new StatusHistory(600);
-  private cheap: ImportanceModel | null = null;
-  private oneadapt: OneAdaptController | null = null;
-  private grace: GraceSegmentCodec | null = null;
+  /** the per-segment edge path: cheap model, render, monitor reference, probes (agent/pipeline.ts) */
+  private readonly pipeline: EdgePipeline;
   private source: FfmpegSource | null = null;
   private loop: Promise<void> | null = null;
   private wantSource = false;
@@ -77,22 +68,10 @@ export class Agent {
   /** capture failures so far (open errors and broken streams) */
   captureFailures = 0;
   private latest: LatestFrame | null = null;
-  /** latest DNNGrad from the server (on the streamed frame's MB grid, of that size); `fresh` until one OneAdapt
-   * step has used it (no reply → knobs hold) */
-  private lastGrad: { map: MbMap; width: number | null; height: number | null; proxy: number; fresh: boolean } | null = null;
   private lastF1: number | null = null;
-  /** an F1 from the accuracy monitor not yet given to the controller */
-  private freshF1: number | null = null;
-  /** what the last segment cost besides its video (headers) and the monitor's mean reference size */
-  private lastHeaderBytes = 0;
-  private refBytesMean: number | null = null;
   private uplinkKbps: Record<string, number> = {};
   private lastBitrate: number | null = null;
-  private seq = 0;
-  private readonly bootMs = Date.now();
   private sentAt = new Map<string, number>();
-  private fixedKnobs: RenderKnobs;
-  readonly decisions: Decision[] = [];
   readonly replies: Reply[] = [];
   segmentsEncoded = 0;
 
@@ -100,16 +79,20 @@ export class Agent {
     this.settings = settings;
     this.log = deps.logger;
     this.metrics = new AgentMetrics({ defaultLabels: { device: settings.deviceId } });
-    this.fixedKnobs = this.knobsFromSettings(settings);
     this.retryMs = deps.retryMs ?? 1000;
+    this.pipeline = new EdgePipeline({
+      probes: new ProbeRunner(),
+      onDecision: (d, info) => {
+        this.metrics.observeProbe(info.probeMs / 1000);
+        this.log.info({ component: 'oneadapt', segment: info.segment, ...d, probeMs: Math.round(info.probeMs), probeScale: info.scale }, 'knob update');
+      },
+      onProbeError: (e, segment) => this.log.error({ component: 'oneadapt', segment, err: e.message }, 'probe failed; knobs hold'),
+    });
   }
 
-  private knobsFromSettings(s: AgentSettings): RenderKnobs {
-    return { resolution: 1, fps: s.source.fps ?? 10, qp: s.cheapModel.enabled ? s.cheapModel.highQp : s.encoder.baseQp, threshold: s.cheapModel.threshold };
-  }
-
-  private get codec(): Codec {
-    return this.settings.encoder.codec === 'hevc' ? 'h265' : 'h264';
+  /** OneAdapt's knob decisions so far (oldest first). */
+  get decisions(): readonly Decision[] {
+    return this.pipeline.decisions;
   }
 
   async start(): Promise<void> {
@@ -119,7 +102,7 @@ export class Agent {
     this.housekeeping();
     this.housekeepingTimer = setInterval(() => this.housekeeping(), 3600_000);
     this.housekeepingTimer.unref();
-    this.cheap = await this.loadCheapModel(s);
+    this.pipeline.cheap = await this.loadCheapModel(s);
     this.setupOneAdapt();
     this.uplink = this.makeUplink(s);
     if (s.mqtt.enabled) {
@@ -184,8 +167,9 @@ export class Agent {
   /** The controller's settings from the config (the same controller bench:oneadapt runs). */
   private adaptOptions(): AdaptOptions {
     const o = this.settings.oneadapt;
+    const fixed = EdgePipeline.fixedKnobs(this.settings);
     return {
-      enabled: this.cheap ? ['resolution', 'fps', 'qp', 'threshold'] : ['resolution', 'fps', 'qp'],
+      enabled: this.pipeline.cheap ? ['resolution', 'fps', 'qp', 'threshold'] : ['resolution', 'fps', 'qp'],
       lambda: o.lambdaBw,
       lr: o.lr,
       deadband: o.deadband,
@@ -194,8 +178,8 @@ export class Agent {
       targetF1: o.targetF1,
       // start from the configured values where they are on the knobs' lists (else the expensive end)
       start: {
-        qp: DEFAULT_KNOBS.qp.values.includes(this.fixedKnobs.qp) ? this.fixedKnobs.qp : undefined,
-        threshold: DEFAULT_KNOBS.threshold.values.includes(this.fixedKnobs.threshold) ? this.fixedKnobs.threshold : undefined,
+        qp: DEFAULT_KNOBS.qp.values.includes(fixed.qp) ? fixed.qp : undefined,
+        threshold: DEFAULT_KNOBS.threshold.values.includes(fixed.threshold) ? fixed.threshold : undefined,
       },
     };
   }
@@ -203,25 +187,24 @@ export class Agent {
   /** Build the controller, or reconfigure the running one: a config reload keeps its knob positions and state. */
   private setupOneAdapt(): void {
     if (!this.settings.oneadapt.enabled) {
-      this.oneadapt = null;
+      this.pipeline.oneadapt = null;
       return;
     }
-    if (this.oneadapt) this.oneadapt.reconfigure(this.adaptOptions());
-    else this.oneadapt = new OneAdaptController(this.adaptOptions());
+    if (this.pipeline.oneadapt) this.pipeline.oneadapt.reconfigure(this.adaptOptions());
+    else this.pipeline.oneadapt = new OneAdaptController(this.adaptOptions());
   }
 
   /** Apply a new config: what can change live does; source/server changes restart those parts. */
   private applyConfig(next: AgentSettings, keys: string[]): void {
     const prev = this.settings;
     this.settings = next;
-    this.fixedKnobs = this.knobsFromSettings(next);
     this.log.level = next.log.level;
     const changed = (prefix: string): boolean => keys.some((k) => k.startsWith(prefix));
     if (changed('cheapModel.enabled') || changed('cheapModel.path')) {
       // swap the model without stopping capture; a model that fails to load keeps the old one
       void this.loadCheapModel(next)
         .then((m) => {
-          this.cheap = m;
+          this.pipeline.cheap = m;
           this.setupOneAdapt(); // the threshold knob exists only with a cheap model
         })
         .catch((e) => this.log.error({ component: 'cheapmodel', err: (e as Error).message }, 'cheap model change rejected; keeping the previous model'));
@@ -258,11 +241,13 @@ export class Agent {
     this.loop = (async () => {
       let failed = false;
       try {
-        for await (const frames of segments(src, this.settings.encoder.segmentFrames)) {
+        // the next segment is captured while this one is processed
+        for await (const frames of readAhead(segments(src, this.settings.encoder.segmentFrames))) {
           await this.handleSegment(frames, src.fps);
           this.retryMs = this.deps.retryMs ?? 1000;
           if (this.deps.maxSegments && this.segmentsEncoded >= this.deps.maxSegments) {
             this.wantSource = false;
+            src.stop(); // ends the segment being read ahead
             break;
           }
         }
@@ -317,84 +302,13 @@ export class Agent {
     await this.loop;
   }
 
-  private currentKnobs(): RenderKnobs {
-    return { ...this.fixedKnobs, ...(this.oneadapt?.values() ?? {}) };
-  }
-
   private async handleSegment(frames: YuvFrame[], srcFps: number): Promise<void> {
     const s = this.settings;
     this.metrics.frameCaptured(frames.length);
-    let importance: MbMap | null = null;
-    if (this.cheap) {
-      const t = performance.now();
-      // AccMPEG: one map per chunk, the mean of the maps of every k-th frame and the last frame
-      // (k = segment length gives the paper's "first and last frame")
-      const k = s.cheapModel.everyK;
-      const picked = frames.filter((_, i) => i % k === 0 || i === frames.length - 1);
-      const maps: MbMap[] = [];
-      for (const f of picked) maps.push(await this.cheap.importance(f));
-      importance = meanMap(maps);
-      this.metrics.observeCheapModel((performance.now() - t) / 1000 / picked.length);
-    }
-    const knobs = this.currentKnobs();
-    const opts = { srcFps, lowQpDelta: s.cheapModel.lowQp - s.cheapModel.highQp, encoder: { codec: this.codec, preset: s.encoder.preset as never } };
-    const t0 = performance.now();
-    let rendered: Rendered | GraceRendered;
-    let decision: Decision | null = null;
-    const every = s.monitor.referenceEvery;
-    // the resource term counts what every segment uploads besides its video: headers, the amortised reference frame
-    const overheadBytes = this.lastHeaderBytes + (every > 0 && this.refBytesMean !== null ? this.refBytesMean / every : 0);
-    if (s.encoder.codec === 'grace') {
-      // Grace++ segments: every frame, ladder rung per frame by target bitrate (knobs other than fps unused)
-      this.grace ??= await GraceSegmentCodec.load();
-      rendered = await this.grace.render(frames, { targetKbps: s.encoder.graceKbps, fps: srcFps });
-    } else if (this.oneadapt && this.lastGrad?.fresh) {
-      this.lastGrad.fresh = false;
-      const { width: w, height: h } = frames[0];
-      const g = gradToSourceGrid(this.lastGrad.map, this.lastGrad.width ?? w, this.lastGrad.height ?? h, w, h);
-      const p = await probeKnobs(this.oneadapt, frames, importance, g, knobs, opts);
-      rendered = p.current;
-      decision = this.oneadapt.step(p.probes, {
-        bytes: rendered.encoded.data.length + overheadBytes,
-        durationS: frames.length / srcFps,
-        proxy: this.lastGrad.proxy,
-        f1: this.freshF1,
-        overheadBytes,
-        signature: contentSignature(frames[0]),
-      });
-      this.freshF1 = null;
-      this.decisions.push(decision);
-      this.log.info({ component: 'oneadapt', segment: this.seq, ...decision, probeMs: Math.round(p.probeMs) }, 'knob update');
-    } else {
-      rendered = await renderSegment(frames, knobs, importance, opts);
-    }
-    const encodeS = (performance.now() - t0) / 1000;
-    // the accuracy monitor: on every N-th segment, the last sent frame at source size as one high-quality I-frame
-    const refIdx = rendered.sent[rendered.sent.length - 1];
-    const seq = this.seq++;
-    const ref = every > 0 && seq % every === 0 ? await encodeSegment([frames[refIdx]], [null], { baseQp: s.monitor.referenceQp, gop: 1, codec: 'h264' }) : null;
-    const segmentId = `${s.deviceId}-${this.bootMs}-${seq}`;
-    const header: SegmentHeader = {
-      type: 'segment',
-      v: PROTOCOL_VERSION,
-      segmentId,
-      cameraId: s.deviceId,
-      seq,
-      codec: rendered.encoded.codec,
-      width: rendered.encoded.width,
-      height: rendered.encoded.height,
-      fps: knobs.fps,
-      frameCount: rendered.sent.length,
-      ptsMs: rendered.sent.map((i) => frames[i].ptsMs),
-      capturedAt: Date.now(),
-      knobs: { ...knobs },
-      videoBytes: rendered.encoded.data.length,
-      ...(ref ? { ref: { frameIndex: rendered.sent.length - 1, codec: 'h264' as const, width: frames[refIdx].width, height: frames[refIdx].height, bytes: ref.data.length } } : {}),
-    };
-    this.store!.enqueue({ segmentId, cameraId: s.deviceId, meta: header, data: packSegment(header, rendered.encoded.data, ref?.data) });
-    const wire = segmentWireBytes(header);
-    this.lastHeaderBytes = wire.headers;
-    if (ref) this.refBytesMean = this.refBytesMean === null ? ref.data.length : 0.8 * this.refBytesMean + 0.2 * ref.data.length;
+    const out = await this.pipeline.process(frames, srcFps, s);
+    const { rendered, knobs, segmentId, seq, wire } = out;
+    if (out.cheapS !== null) this.metrics.observeCheapModel(out.cheapS);
+    this.store!.enqueue({ segmentId, cameraId: s.deviceId, meta: out.header, data: out.packed });
     this.sentAt.set(segmentId, Date.now());
     this.uplink?.kick();
     this.segmentsEncoded++;
@@ -405,16 +319,17 @@ export class Agent {
     this.uplinkKbps = { video: kbps(wire.video), reference: kbps(wire.reference), headers: kbps(wire.headers) };
     this.metrics.segmentEncoded(rendered.encoded.data.length);
     this.metrics.uplink(wire);
-    this.metrics.observeEncode(encodeS);
+    this.metrics.observeEncode(out.encodeS);
     this.metrics.setBitrateKbps(this.lastBitrate);
-    this.metrics.setKnobs(this.currentKnobs() as unknown as Record<string, number>);
+    this.metrics.setKnobs(this.pipeline.knobs(s) as unknown as Record<string, number>);
     this.metrics.setQueueDepth(this.store!.depth());
     this.store!.recordMetric('bitrate_kbps', this.lastBitrate);
     const offsets = rendered.qpMap ? { ...rendered.qpMap, data: rendered.qpMap.data.map((q) => q - knobs.qp) } : null;
-    this.latest = { frame: frames[refIdx], qpMap: offsets && offsets.rows === Math.ceil(frames[refIdx].height / 16) ? offsets : null };
-    this.history.push({ t: Date.now(), bitrateKbps: this.lastBitrate, f1: this.lastF1, knobs: this.currentKnobs() as unknown as Record<string, number> });
+    const shown = out.refFrame;
+    this.latest = { frame: shown, qpMap: offsets && offsets.rows === Math.ceil(shown.height / 16) ? offsets : null };
+    this.history.push({ t: Date.now(), bitrateKbps: this.lastBitrate, f1: this.lastF1, knobs: this.pipeline.knobs(s) as unknown as Record<string, number> });
     this.mqtt?.publishState(this.state());
-    this.log.info({ component: 'agent', segment: seq, bytes: rendered.encoded.data.length, refBytes: ref?.data.length ?? 0, headerBytes: wire.headers, wireBytes: wire.total, kbps: Math.round(this.lastBitrate), knobs, sent: rendered.sent.length, queue: this.store!.depth() }, 'segment queued');
+    this.log.info({ component: 'agent', segment: seq, bytes: rendered.encoded.data.length, refBytes: out.refBytes, headerBytes: wire.headers, wireBytes: wire.total, kbps: Math.round(this.lastBitrate), knobs, sent: rendered.sent.length, queue: this.store!.depth() }, 'segment queued');
   }
 
   private onReply(r: Reply, replyBytes = 0): void {
@@ -427,15 +342,11 @@ export class Agent {
     }
     if (r.f1) {
       this.lastF1 = r.f1.f1;
-      this.freshF1 = r.f1.f1;
       this.metrics.setF1(r.f1.f1);
       this.store?.recordMetric('f1', r.f1.f1);
     }
-    if (r.dnngrad) {
-      const d = r.dnngrad;
-      this.lastGrad = { map: decodeMbMap(Buffer.from(d.data, 'base64')), width: d.width ?? null, height: d.height ?? null, proxy: d.proxy, fresh: true };
-      this.metrics.observeDnnGrad(r.timings.gradMs / 1000);
-    }
+    if (r.dnngrad) this.metrics.observeDnnGrad(r.timings.gradMs / 1000);
+    this.pipeline.onReply(r);
     this.metrics.setQueueDepth(this.store?.depth() ?? 0);
     this.log.info({ component: 'uplink', segment: r.seq, f1: r.f1?.f1, detections: r.detections.reduce((a, d) => a + d.length, 0), duplicate: r.duplicate }, 'server reply');
   }
@@ -445,15 +356,15 @@ export class Agent {
       deviceId: this.settings.deviceId,
       t: Date.now(),
       sourceRunning: this.source !== null,
-      extra: { captureFailures: this.captureFailures, retrying: this.retryTimer !== null, adapting: this.oneadapt ? [...this.oneadapt.knobs.keys()] : [], accmpeg: this.cheap !== null, uplinkKbps: this.uplinkKbps },
+      extra: { captureFailures: this.captureFailures, retrying: this.retryTimer !== null, adapting: this.pipeline.oneadapt ? [...this.pipeline.oneadapt.knobs.keys()] : [], accmpeg: this.pipeline.cheap !== null, uplinkKbps: this.uplinkKbps },
       pipelineRunning: this.loop !== null,
-      knobs: this.currentKnobs() as unknown as Record<string, number>,
+      knobs: this.pipeline.knobs(this.settings) as unknown as Record<string, number>,
       bitrateKbps: this.lastBitrate,
       f1: this.lastF1,
       queueDepth: this.store?.depth() ?? 0,
       fps: this.source ? this.source.fps : null,
       segmentsEncoded: this.segmentsEncoded,
-      lastSegment: this.seq > 0 ? this.seq - 1 : null,
+      lastSegment: this.pipeline.segments > 0 ? this.pipeline.segments - 1 : null,
     };
   }
 
@@ -484,11 +395,13 @@ export class Agent {
     this.sd.stopWatchdog();
     if (this.housekeepingTimer) clearInterval(this.housekeepingTimer);
     await this.stopSource();
+    await this.pipeline.stop(); // the probe in flight steps the knobs before its worker ends
     await this.uplink?.stop();
     await this.mqtt?.stop();
     await this.page?.stop();
     if (!this.deps.store) this.store?.close();
     this.sd.close();
+    this.metrics.close();
     this.log.info({ component: 'agent' }, 'agent stopped');
   }
 }

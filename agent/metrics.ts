@@ -6,6 +6,7 @@
  * in `_total`. The agent updates them through the typed helpers below, never through the raw
  * prom-client objects.
  */
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Buckets for per-frame / per-segment compute times (1 ms … 10 s). */
@@ -37,6 +38,8 @@ export const METRIC_NAMES = {
   sourceRunning: 'camstream_source_running',
   mqttConnected: 'camstream_mqtt_connected',
   mqttCommands: 'camstream_mqtt_commands_total',
+  probe: 'camstream_oneadapt_probe_seconds',
+  eventLoopLag: 'camstream_event_loop_lag_seconds',
 } as const;
 
 export class AgentMetrics {
@@ -59,6 +62,8 @@ export class AgentMetrics {
   private readonly sourceRunning: Gauge;
   private readonly mqttConnected: Gauge;
   private readonly mqttCommands: Counter<'cmd' | 'status'>;
+  private readonly probe: Histogram;
+  private readonly loopDelay: IntervalHistogram;
   private readonly knownKnobs = new Set<string>();
 
   constructor(opts: AgentMetricsOptions = {}) {
@@ -85,6 +90,30 @@ export class AgentMetrics {
     this.sourceRunning = new Gauge({ name: METRIC_NAMES.sourceRunning, help: '1 while the video source is running', registers });
     this.mqttConnected = new Gauge({ name: METRIC_NAMES.mqttConnected, help: '1 while connected to the MQTT broker', registers });
     this.mqttCommands = new Counter({ name: METRIC_NAMES.mqttCommands, help: 'MQTT commands handled, by command and outcome', labelNames: ['cmd', 'status'] as const, registers });
+    this.probe = new Histogram({ name: METRIC_NAMES.probe, help: 'OneAdapt probe time per segment (on the worker thread)', buckets: COMPUTE_BUCKETS, registers });
+    // Event-loop lag: how late timers fire on the agent's thread (frame work that blocks it shows here).
+    // Quantiles over the interval since the previous scrape.
+    const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+    loopDelay.enable();
+    this.loopDelay = loopDelay;
+    new Gauge({
+      name: METRIC_NAMES.eventLoopLag,
+      help: 'Event-loop delay of the agent thread since the previous scrape, by quantile',
+      labelNames: ['quantile'] as const,
+      registers,
+      collect() {
+        const q = (p: number): number => (loopDelay.count ? loopDelay.percentile(p) / 1e9 : 0);
+        this.set({ quantile: '0.5' }, q(50));
+        this.set({ quantile: '0.99' }, q(99));
+        this.set({ quantile: '1' }, loopDelay.count ? loopDelay.max / 1e9 : 0);
+        loopDelay.reset();
+      },
+    });
+  }
+
+  /** Stop sampling the event loop (the agent calls it on stop). */
+  close(): void {
+    this.loopDelay.disable();
   }
 
   frameCaptured(n = 1): void {
@@ -160,6 +189,9 @@ export class AgentMetrics {
   }
   observeServerReply(seconds: number): void {
     this.serverReply.observe(seconds);
+  }
+  observeProbe(seconds: number): void {
+    this.probe.observe(seconds);
   }
 
   /** Start a timer; calling the returned function observes the elapsed seconds (and returns them). */

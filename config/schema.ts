@@ -102,6 +102,8 @@ export const OneAdaptSchema = z
     deadband: z.number().min(0).default(ONEADAPT_TUNED.deadband),
     /** after a detected scene change: keep the knobs and allow multi-value moves ('burst') or restart from the configured values */
     onSceneChange: z.enum(['burst', 'restart']).default(ONEADAPT_TUNED.onSceneChange),
+    /** probes render a copy of the segment at most this many pixels wide (0: source size); see oneadapt/probe-pool.ts */
+    probeWidth: z.number().int().min(0).default(640),
   })
   .prefault({});
 

@@ -132,21 +132,22 @@ export class FfmpegSource implements AsyncIterable<YuvFrame> {
     const spawnError = new Promise<Error>((resolve) => proc.on('error', resolve));
 
     const size = yuvFrameSize(width, height);
-    let pending: Buffer[] = [];
+    // each frame owns its buffer (so it can be handed to a worker thread); pipe chunks are copied in once
+    let data = new Uint8Array(size);
     let pendingBytes = 0;
     try {
       for await (const chunk of proc.stdout as AsyncIterable<Buffer>) {
-        pending.push(chunk);
-        pendingBytes += chunk.length;
-        while (pendingBytes >= size) {
-          const all = pending.length === 1 ? pending[0] : Buffer.concat(pending);
-          const data = new Uint8Array(size);
-          data.set(all.subarray(0, size));
-          const rest = all.subarray(size);
-          pending = rest.length ? [rest] : [];
-          pendingBytes = rest.length;
+        let off = 0;
+        while (off < chunk.length) {
+          const n = Math.min(size - pendingBytes, chunk.length - off);
+          data.set(chunk.subarray(off, off + n), pendingBytes);
+          pendingBytes += n;
+          off += n;
+          if (pendingBytes < size) break;
           const frame: YuvFrame = { width, height, ptsMs: Math.round((this.framesRead * 1000) / fps), data };
           this.framesRead++;
+          data = new Uint8Array(size);
+          pendingBytes = 0;
           yield frame;
           if (this.stopped) return;
         }
@@ -179,4 +180,34 @@ export async function* segments(frames: AsyncIterable<YuvFrame>, framesPerSegmen
     }
   }
   if (buf.length) yield buf;
+}
+
+/**
+ * Pull up to `depth` items ahead of the consumer, so the source (ffmpeg decoding into a pipe) keeps
+ * working while the consumer processes the previous item instead of stalling on a full pipe.
+ * Errors of the source surface at the item where they happened; returning early stops the source.
+ */
+export async function* readAhead<T>(source: AsyncIterable<T>, depth = 1): AsyncGenerator<T> {
+  const it = source[Symbol.asyncIterator]();
+  const queue: Promise<IteratorResult<T>>[] = [];
+  let done = false;
+  const fill = (): void => {
+    while (!done && queue.length < depth + 1) {
+      const p = it.next();
+      queue.push(p);
+      p.then((r) => { if (r.done) done = true; }, () => { done = true; });
+    }
+  };
+  try {
+    for (;;) {
+      fill();
+      const r = await queue.shift()!;
+      if (r.done) return;
+      yield r.value;
+    }
+  } finally {
+    // drain what was requested, then close the source (async generators queue next() calls in order)
+    await Promise.allSettled(queue);
+    await it.return?.();
+  }
 }

@@ -1,7 +1,7 @@
 import { mkdtempSync, openSync, readSync, writeFileSync, closeSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CaptureError, FfmpegSource, TruncatedStreamError, segments } from '../media/capture.ts';
+import { CaptureError, FfmpegSource, readAhead, TruncatedStreamError, segments } from '../media/capture.ts';
 import { VIDEOS } from '../testdata/fixtures.ts';
 
 async function collect(src: FfmpegSource, max = Infinity) {
@@ -78,5 +78,62 @@ describe('FfmpegSource', () => {
     expect(err).toBeInstanceOf(TruncatedStreamError);
     expect((err as TruncatedStreamError).framesRead).toBe(frames);
     expect(String((err as Error).message)).toContain('cut.avi');
+  });
+});
+
+describe('readAhead', () => {
+  const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+  test('the source produces the next item while the consumer works on the current one', async () => {
+    const log: string[] = [];
+    async function* source() {
+      for (let i = 0; i < 3; i++) {
+        await sleep(20);
+        log.push(`made ${i}`);
+        yield i;
+      }
+    }
+    const got: number[] = [];
+    for await (const v of readAhead(source(), 1)) {
+      log.push(`start ${v}`);
+      await sleep(60); // longer than the source needs for the next item
+      log.push(`end ${v}`);
+      got.push(v);
+    }
+    expect(got).toEqual([0, 1, 2]);
+    // item 1 was made while item 0 was being processed (without read-ahead it would come after `end 0`)
+    expect(log.indexOf('made 1')).toBeLessThan(log.indexOf('end 0'));
+    expect(log.indexOf('made 2')).toBeLessThan(log.indexOf('end 1'));
+  });
+
+  test('a source error reaches the consumer at the item where it happened; stopping early closes the source', async () => {
+    async function* failing() {
+      yield 1;
+      throw new Error('stream cut');
+    }
+    const seen: number[] = [];
+    await expect((async () => { for await (const v of readAhead(failing())) seen.push(v); })()).rejects.toThrow('stream cut');
+    expect(seen).toEqual([1]);
+    let closed = false;
+    async function* endless() {
+      try {
+        for (let i = 0; ; i++) yield i;
+      } finally {
+        closed = true;
+      }
+    }
+    for await (const v of readAhead(endless(), 2)) if (v === 3) break;
+    expect(closed).toBe(true);
+  });
+
+  test('a real capture read ahead in segments yields the same frames', async () => {
+    const plain = await collect(new FfmpegSource({ kind: 'file', uri: VIDEOS.people, durationS: 2.0 }));
+    const segs: number[] = [];
+    let k = 0;
+    for await (const seg of readAhead(segments(new FfmpegSource({ kind: 'file', uri: VIDEOS.people, durationS: 2.0 }), 7))) {
+      segs.push(seg.length);
+      for (const f of seg) expect(Buffer.compare(f.data, plain[k++].data)).toBe(0);
+    }
+    expect(segs).toEqual([7, 7, 6]);
   });
 });

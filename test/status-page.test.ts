@@ -1,5 +1,7 @@
 /** Status page + agent metrics: HTTP endpoints, PNG rendering, and the page in headless Chromium. */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
@@ -63,6 +65,19 @@ describe('renderFramePng', () => {
   });
 });
 
+describe('event-loop lag metric', () => {
+  test('a 150 ms block of the thread shows in the max and p99; the next scrape starts afresh', () => {
+    // in a child process: jest's module sandbox does not see every event-loop turn of the thread
+    const child = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'helpers', 'loop-lag-child.ts');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', child], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(0);
+    const { blocked, after } = JSON.parse(r.stdout) as Record<'blocked' | 'after', Record<string, number>>;
+    expect(blocked['1']).toBeGreaterThan(0.12);
+    expect(blocked['0.99']).toBeGreaterThan(0.12);
+    expect(after['1']).toBeLessThan(0.12);
+  });
+});
+
 describe('StatusPage', () => {
   let page: StatusPage;
   let metrics: AgentMetrics;
@@ -87,6 +102,7 @@ describe('StatusPage', () => {
   });
   afterAll(async () => {
     await page?.stop();
+    metrics?.close();
   });
 
   test('JSON endpoints, metrics and health', async () => {

@@ -1,0 +1,224 @@
+/**
+ * The edge path of one segment, without I/O of its own:
+ *   frames → cheap model on every k-th frame (AccMPEG importance) → render under the current knobs
+ *   (QP map, encode) → on every N-th segment the accuracy monitor's HQ reference frame → packed segment
+ * and, when a fresh DNNGrad map is in from the server, OneAdapt's probes for that segment on a worker
+ * thread (oneadapt/probe-pool.ts) while the caller goes on with the next segment; their step moves the
+ * knobs for the segments after it. The agent (and bench:edge) feed it frames and take packed segments.
+ */
+import type { MbMap, YuvFrame } from '../encoder/frame.ts';
+import { encodeSegment, type Codec } from '../encoder/index.ts';
+import { meanMap } from '../cheapmodel/qpmap.ts';
+import { GraceSegmentCodec, type GraceRendered } from '../grace/segment.ts';
+import type { OneAdaptController, Decision } from '../oneadapt/adapt.ts';
+import type { ProbeRunner } from '../oneadapt/probe-pool.ts';
+import { gradToSourceGrid, renderSegment, type Rendered, type RenderKnobs, type RenderOptions } from '../oneadapt/render.ts';
+import { contentSignature } from '../oneadapt/scene.ts';
+import { packSegment, PROTOCOL_VERSION, segmentWireBytes, type Reply, type SegmentHeader } from '../wire/protocol.ts';
+import { decodeMbMap } from '../wire/mbmap.ts';
+import type { AgentSettings } from '../config/schema.ts';
+
+/** What the pipeline needs from a cheap model (cheapmodel/model.ts implements it). */
+export interface ImportanceModel {
+  importance(frame: YuvFrame): Promise<MbMap>;
+}
+
+export interface SegmentOutput {
+  segmentId: string;
+  seq: number;
+  header: SegmentHeader;
+  /** header + video + reference, as the uplink sends it */
+  packed: Buffer;
+  rendered: Rendered | GraceRendered;
+  knobs: RenderKnobs;
+  /** the last sent frame at source size (the caller's copy: the status page shows it) */
+  refFrame: YuvFrame;
+  /** bytes of the monitor's reference frame (0 on segments without one) */
+  refBytes: number;
+  /** every byte this segment puts on the wire: video, reference, headers */
+  wire: ReturnType<typeof segmentWireBytes>;
+  /** cheap-model seconds per scored frame (null without AccMPEG) */
+  cheapS: number | null;
+  /** seconds to render (encode) the segment */
+  encodeS: number;
+}
+
+export interface ProbeInfo {
+  segment: number;
+  probeMs: number;
+  scale: number;
+}
+
+export interface EdgePipelineOptions {
+  /** runs the probes off the event loop; null: no probes (knobs hold) */
+  probes: ProbeRunner | null;
+  onDecision?: (d: Decision, info: ProbeInfo) => void;
+  onProbeError?: (e: Error, segment: number) => void;
+}
+
+export class EdgePipeline {
+  /** AccMPEG's cheap model (null: uniform QP) */
+  cheap: ImportanceModel | null = null;
+  /** OneAdapt's controller (null: fixed knobs) */
+  oneadapt: OneAdaptController | null = null;
+  readonly decisions: Decision[] = [];
+  /** probes started / skipped because the previous one was still running */
+  probesStarted = 0;
+  probesSkipped = 0;
+  private seq = 0;
+  private readonly bootMs = Date.now();
+  /** latest DNNGrad from the server (on the streamed frame's MB grid, of that size); `fresh` until one
+   * probe has used it (no reply → knobs hold) */
+  private lastGrad: { map: MbMap; width: number | null; height: number | null; proxy: number; fresh: boolean } | null = null;
+  /** an F1 from the accuracy monitor not yet given to the controller */
+  private freshF1: number | null = null;
+  /** what the last segment cost besides its video (headers) and the monitor's mean reference size */
+  private lastHeaderBytes = 0;
+  private refBytesMean: number | null = null;
+  private inflight: Promise<void> | null = null;
+  /** Grace++ segment codec, loaded on the first segment with encoder.codec = grace */
+  private grace: GraceSegmentCodec | null = null;
+
+  constructor(private readonly o: EdgePipelineOptions) {}
+
+  /** The knobs the settings fix (what is used without OneAdapt, and where OneAdapt starts). */
+  static fixedKnobs(s: AgentSettings): RenderKnobs {
+    return { resolution: 1, fps: s.source.fps ?? 10, qp: s.cheapModel.enabled ? s.cheapModel.highQp : s.encoder.baseQp, threshold: s.cheapModel.threshold };
+  }
+
+  /** The knobs a segment is rendered with now: the settings' fixed values, overridden by OneAdapt's. */
+  knobs(s: AgentSettings): RenderKnobs {
+    return { ...EdgePipeline.fixedKnobs(s), ...(this.oneadapt?.values() ?? {}) };
+  }
+
+  /** Segments processed so far. */
+  get segments(): number {
+    return this.seq;
+  }
+
+  /** Take the server's reply: the monitor's F1 and the DNNGrad map drive the next probe. */
+  onReply(r: Reply): void {
+    if (r.f1) this.freshF1 = r.f1.f1;
+    const d = r.dnngrad;
+    if (d) this.setGradient(decodeMbMap(Buffer.from(d.data, 'base64')), d.proxy, d.width ?? null, d.height ?? null);
+  }
+
+  /** A DNNGrad map, the proxy value O it was taken at and the size of the frame it was taken on (null: source size). */
+  setGradient(map: MbMap, proxy: number, width: number | null = null, height: number | null = null): void {
+    this.lastGrad = { map, width, height, proxy, fresh: true };
+  }
+
+  /**
+   * One segment through the edge path. Takes ownership of `frames`: when a probe starts, their pixel
+   * buffers move to the probe worker (detached here); `refFrame` in the output is the caller's copy.
+   */
+  async process(frames: YuvFrame[], srcFps: number, s: AgentSettings): Promise<SegmentOutput> {
+    let importance: MbMap | null = null;
+    let cheapS: number | null = null;
+    if (this.cheap) {
+      const t = performance.now();
+      // AccMPEG: one map per chunk, the mean of the maps of every k-th frame and the last frame
+      // (k = segment length gives the paper's "first and last frame")
+      const k = s.cheapModel.everyK;
+      const picked = frames.filter((_, i) => i % k === 0 || i === frames.length - 1);
+      const maps: MbMap[] = [];
+      for (const f of picked) maps.push(await this.cheap.importance(f));
+      importance = meanMap(maps);
+      cheapS = (performance.now() - t) / 1000 / picked.length;
+    }
+    const knobs = this.knobs(s);
+    const opts: RenderOptions = {
+      srcFps,
+      lowQpDelta: s.cheapModel.lowQp - s.cheapModel.highQp,
+      encoder: { codec: (s.encoder.codec === 'hevc' ? 'h265' : 'h264') as Codec, preset: s.encoder.preset as never },
+    };
+    const t0 = performance.now();
+    // Grace++ segments: every frame, ladder rung per frame by target bitrate (knobs other than fps unused, no probes)
+    const grace = s.encoder.codec === 'grace';
+    if (grace) this.grace ??= await GraceSegmentCodec.load();
+    const rendered: Rendered | GraceRendered = grace
+      ? await this.grace!.render(frames, { targetKbps: s.encoder.graceKbps, fps: srcFps })
+      : await renderSegment(frames, knobs, importance, opts);
+    const encodeS = (performance.now() - t0) / 1000;
+    const seq = this.seq++;
+    // the accuracy monitor: on every N-th segment, the last sent frame at source size as one high-quality I-frame
+    const every = s.monitor.referenceEvery;
+    const refIdx = rendered.sent[rendered.sent.length - 1];
+    const ref = every > 0 && seq % every === 0 ? await encodeSegment([frames[refIdx]], [null], { baseQp: s.monitor.referenceQp, gop: 1, codec: 'h264' }) : null;
+    const segmentId = `${s.deviceId}-${this.bootMs}-${seq}`;
+    const header: SegmentHeader = {
+      type: 'segment',
+      v: PROTOCOL_VERSION,
+      segmentId,
+      cameraId: s.deviceId,
+      seq,
+      codec: rendered.encoded.codec,
+      width: rendered.encoded.width,
+      height: rendered.encoded.height,
+      fps: knobs.fps,
+      frameCount: rendered.sent.length,
+      ptsMs: rendered.sent.map((i) => frames[i].ptsMs),
+      capturedAt: Date.now(),
+      knobs: { ...knobs },
+      videoBytes: rendered.encoded.data.length,
+      ...(ref ? { ref: { frameIndex: rendered.sent.length - 1, codec: 'h264' as const, width: frames[refIdx].width, height: frames[refIdx].height, bytes: ref.data.length } } : {}),
+    };
+    const packed = packSegment(header, rendered.encoded.data, ref?.data);
+    // the resource term counts what every segment uploads besides its video: headers, the amortised reference frame
+    const overheadBytes = this.lastHeaderBytes + (every > 0 && this.refBytesMean !== null ? this.refBytesMean / every : 0);
+    const wire = segmentWireBytes(header);
+    this.lastHeaderBytes = wire.headers;
+    if (ref) this.refBytesMean = this.refBytesMean === null ? ref.data.length : 0.8 * this.refBytesMean + 0.2 * ref.data.length;
+    // the reference frame stays with the caller (status page); the probe may move the others' buffers to its worker
+    const refFrame = { ...frames[refIdx], data: frames[refIdx].data.slice() };
+    if (!grace) this.maybeProbe(seq, frames, importance, knobs, opts, rendered as Rendered, overheadBytes, s);
+    return { segmentId, seq, header, packed, rendered, knobs, refFrame, refBytes: ref?.data.length ?? 0, wire, cheapS, encodeS };
+  }
+
+  /**
+   * Start OneAdapt's probes for this segment on the worker when a fresh gradient is in and the worker is
+   * free (one segment at a time: a busy worker skips this segment, the gradient stays fresh for the next).
+   */
+  private maybeProbe(seq: number, frames: YuvFrame[], importance: MbMap | null, knobs: RenderKnobs, opts: RenderOptions, rendered: Rendered, overheadBytes: number, s: AgentSettings): void {
+    const ctrl = this.oneadapt;
+    const grad = this.lastGrad;
+    const runner = this.o.probes;
+    if (!ctrl || !grad?.fresh || !runner) return;
+    if (runner.busy) {
+      this.probesSkipped++;
+      return;
+    }
+    grad.fresh = false;
+    this.probesStarted++;
+    const bytes = rendered.encoded.data.length;
+    const durationS = frames.length / opts.srcFps;
+    const f1 = this.freshF1;
+    this.freshF1 = null;
+    const { width: w, height: h } = frames[0];
+    const g = gradToSourceGrid(grad.map, grad.width ?? w, grad.height ?? h, w, h);
+    const signature = contentSignature(frames[0]); // before the frames move to the worker
+    const run = runner
+      .probe({ knobs: ctrl.knobs, frames, importance, g, base: knobs, opts, sentBytes: bytes, probeWidth: s.oneadapt.probeWidth })
+      .then((out) => {
+        if (this.oneadapt !== ctrl) return; // OneAdapt was switched off or replaced meanwhile: the probe is stale
+        const d = ctrl.step(out.probes, { bytes: bytes + overheadBytes, durationS, proxy: grad.proxy, f1, overheadBytes, signature });
+        this.decisions.push(d);
+        this.o.onDecision?.(d, { segment: seq, probeMs: out.probeMs, scale: out.scale });
+      })
+      .catch((e: unknown) => this.o.onProbeError?.(e instanceof Error ? e : new Error(String(e)), seq))
+      .finally(() => {
+        if (this.inflight === run) this.inflight = null;
+      });
+    this.inflight = run;
+  }
+
+  /** Resolves when the probe in flight (if any) has stepped the knobs. */
+  async settled(): Promise<void> {
+    while (this.inflight) await this.inflight;
+  }
+
+  async stop(): Promise<void> {
+    await this.settled();
+    await this.o.probes?.stop();
+  }
+}
