@@ -2,7 +2,7 @@
  * The edge path of one segment, without I/O of its own:
  *   frames → cheap model on every k-th frame (AccMPEG importance) → render under the current knobs
  *   (QP map, encode) → on every N-th segment the accuracy monitor's HQ reference frame → packed segment
- * and, when a fresh DNNGrad map is in from the server, OneAdapt's probes for that segment on a worker
+ * and, when a fresh DNNGrad map is in from the server, OneAdapt's probes of the latest segment on a worker
  * thread (oneadapt/probe-pool.ts) while the caller goes on with the next segment; their step moves the
  * knobs for the segments after it. The agent (and bench:edge) feed it frames and take packed segments.
  */
@@ -49,6 +49,18 @@ export interface ProbeInfo {
   scale: number;
 }
 
+interface ProbeJob {
+  seq: number;
+  frames: YuvFrame[];
+  importance: MbMap | null;
+  knobs: RenderKnobs;
+  opts: RenderOptions;
+  /** video bytes sent for the segment and what it uploaded besides */
+  bytes: number;
+  overheadBytes: number;
+  probeWidth: number;
+}
+
 export interface EdgePipelineOptions {
   /** runs the probes off the event loop; null: no probes (knobs hold) */
   probes: ProbeRunner | null;
@@ -78,6 +90,8 @@ export class EdgePipeline {
   private inflight: Promise<void> | null = null;
   /** Grace++ segment codec, loaded on the first segment with encoder.codec = grace */
   private grace: GraceSegmentCodec | null = null;
+  /** the latest segment, kept until it is probed or the next one replaces it */
+  private lastJob: ProbeJob | null = null;
 
   constructor(private readonly o: EdgePipelineOptions) {}
 
@@ -106,6 +120,7 @@ export class EdgePipeline {
   /** A DNNGrad map, the proxy value O it was taken at and the size of the frame it was taken on (null: source size). */
   setGradient(map: MbMap, proxy: number, width: number | null = null, height: number | null = null): void {
     this.lastGrad = { map, width, height, proxy, fresh: true };
+    this.tryProbe(false);
   }
 
   /**
@@ -171,34 +186,41 @@ export class EdgePipeline {
     if (ref) this.refBytesMean = this.refBytesMean === null ? ref.data.length : 0.8 * this.refBytesMean + 0.2 * ref.data.length;
     // the reference frame stays with the caller (status page); the probe may move the others' buffers to its worker
     const refFrame = { ...frames[refIdx], data: frames[refIdx].data.slice() };
-    if (!grace) this.maybeProbe(seq, frames, importance, knobs, opts, rendered as Rendered, overheadBytes, s);
+    this.lastJob = grace ? null : { seq, frames, importance, knobs, opts, bytes: rendered.encoded.data.length, overheadBytes, probeWidth: s.oneadapt.probeWidth };
+    this.tryProbe(true);
     return { segmentId, seq, header, packed, rendered, knobs, refFrame, refBytes: ref?.data.length ?? 0, wire, cheapS, encodeS };
   }
 
   /**
-   * Start OneAdapt's probes for this segment on the worker when a fresh gradient is in and the worker is
-   * free (one segment at a time: a busy worker skips this segment, the gradient stays fresh for the next).
+   * Start OneAdapt's probes on the worker when a fresh gradient is in, the worker is free and the latest
+   * segment has not been probed yet: called after each segment and when a reply brings a gradient (so a
+   * reply that arrives between segments is used at once, on the frames of the latest segment). One probe
+   * at a time: a busy worker leaves the gradient fresh for the next segment.
    */
-  private maybeProbe(seq: number, frames: YuvFrame[], importance: MbMap | null, knobs: RenderKnobs, opts: RenderOptions, rendered: Rendered, overheadBytes: number, s: AgentSettings): void {
+  private tryProbe(fromSegment: boolean): void {
     const ctrl = this.oneadapt;
     const grad = this.lastGrad;
+    const job = this.lastJob;
     const runner = this.o.probes;
-    if (!ctrl || !grad?.fresh || !runner) return;
+    if (!ctrl || !grad?.fresh || !runner || !job) return;
     if (runner.busy) {
-      this.probesSkipped++;
+      if (fromSegment) this.probesSkipped++;
       return;
     }
+    // the knobs have moved since this segment was rendered: its probe would measure other neighbours
+    if (Object.entries(ctrl.values()).some(([k, v]) => job.knobs[k as keyof RenderKnobs] !== v)) return;
+    this.lastJob = null; // its frames move to the worker
     grad.fresh = false;
     this.probesStarted++;
-    const bytes = rendered.encoded.data.length;
-    const durationS = frames.length / opts.srcFps;
     const f1 = this.freshF1;
     this.freshF1 = null;
+    const { frames, seq, bytes, overheadBytes } = job;
+    const durationS = frames.length / job.opts.srcFps;
     const { width: w, height: h } = frames[0];
     const g = gradToSourceGrid(grad.map, grad.width ?? w, grad.height ?? h, w, h);
     const signature = contentSignature(frames[0]); // before the frames move to the worker
     const run = runner
-      .probe({ knobs: ctrl.knobs, frames, importance, g, base: knobs, opts, sentBytes: bytes, probeWidth: s.oneadapt.probeWidth })
+      .probe({ knobs: ctrl.knobs, frames, importance: job.importance, g, base: job.knobs, opts: job.opts, sentBytes: bytes, probeWidth: job.probeWidth })
       .then((out) => {
         if (this.oneadapt !== ctrl) return; // OneAdapt was switched off or replaced meanwhile: the probe is stale
         const d = ctrl.step(out.probes, { bytes: bytes + overheadBytes, durationS, proxy: grad.proxy, f1, overheadBytes, signature });
@@ -219,6 +241,7 @@ export class EdgePipeline {
 
   async stop(): Promise<void> {
     await this.settled();
+    this.lastJob = null;
     await this.o.probes?.stop();
   }
 }

@@ -10,8 +10,9 @@
  *   cheap model (AccMPEG, the bundled ONNX model) on every k-th and the last frame of each segment → QP map
  *   encode (x264 veryfast, per-MB QP offsets, one closed GOP per segment) + the accuracy monitor's HQ
  *   reference I-frame on every monitor.referenceEvery-th segment (config default)
- *   OneAdapt probes on the worker thread for every segment for which the worker is free (4 knobs:
- *   re-encode at each neighbouring value, decode, upsample, InputGrad against the server's DNNGrad)
+ *   OneAdapt probes on the worker thread of every segment for which the worker is free (4 knobs: re-encode
+ *   at both neighbouring values, decode, upsample, InputGrad against the server's DNNGrad), at most
+ *   --probe-width pixels wide (oneadapt/probe-pool.ts)
  * Knobs are HELD (OneAdapt's step is computed with learning rate 0, so it cannot buy speed by lowering
  * resolution or frame rate): resolution 1, every source frame sent (the fps knob's list starts at the
  * source rate), the configured QP 30 for important MBs / 40 for the rest, threshold 0.5.
@@ -171,7 +172,7 @@ printTable(`edge path, ${path.basename(video)} ${src.width}x${src.height} @ ${sr
   { what: 'edge path (capture → cheap model → QP map → encode + ref → OneAdapt probes)', fps: Math.round(fps * 10) / 10, cpu_ms_per_frame: Math.round((cpuS / frames) * 1e4) / 10, peak_rss_mb: Math.round(peakRssMb), lag_p99_ms: Math.round(p99 * 10) / 10 },
   { what: 'ffmpeg -c:v libx264 -preset veryfast (decode + encode only)', fps: Math.round(ffmpegFps * 10) / 10, cpu_ms_per_frame: '', peak_rss_mb: '', lag_p99_ms: '' },
 ]);
-console.log(`probed ${pipeline.probesStarted} of ${segs} segments (${pipeline.probesSkipped} skipped: worker busy); knobs held: ${knobsHeld}; load ${loadBefore} → ${loadAfter}`);
+console.log(`probed ${pipeline.probesStarted} of ${segs} segments (the others: worker still busy); knobs held: ${knobsHeld}; load ${loadBefore} → ${loadAfter}`);
 
 writeResult('edge', {
   video: path.basename(video),
@@ -194,7 +195,6 @@ writeResult('edge', {
     probe_width: probeWidth,
     segments: segs,
     probed_segments: pipeline.probesStarted,
-    probe_skipped_worker_busy: pipeline.probesSkipped,
     segment_wall_ms_p50: Math.round(perSegment[perSegment.length >> 1]),
     segment_wall_ms_max: Math.round(perSegment[perSegment.length - 1]),
     edge_cpu_s: Math.round(cpuS * 100) / 100,
