@@ -30,7 +30,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AgentSettingsSchema, type AgentSettings } from '../config/schema.ts';
@@ -129,6 +129,7 @@ const cpuChildren = (): number => {
 const lag = monitorEventLoopDelay({ resolution: 10 });
 const cpu0 = process.cpuUsage();
 const child0 = cpuChildren();
+const elu0 = performance.eventLoopUtilization();
 const t0 = performance.now();
 lag.enable();
 let frames = 0;
@@ -150,6 +151,7 @@ for await (const seg of readAhead(segments(src, segmentFrames))) {
 await pipeline.settled();
 const wallS = (performance.now() - t0) / 1000;
 lag.disable();
+const elu = performance.eventLoopUtilization(elu0);
 const cpu = process.cpuUsage(cpu0);
 await pipeline.stop();
 const childCpuS = cpuChildren() - child0;
@@ -160,8 +162,10 @@ const knobsHeld = decisions.every((d) => JSON.stringify(d.before) === JSON.strin
 
 // ---------------------------------------------------------------- plain ffmpeg on the same clip
 const ff0 = performance.now();
+const ffChild0 = cpuChildren();
 execFileSync('ffmpeg', ['-hide_banner', '-nostdin', '-loglevel', 'error', '-t', String(seconds), '-i', video, '-an', '-c:v', 'libx264', '-preset', 'veryfast', '-f', 'null', '-']);
 const ffmpegS = (performance.now() - ff0) / 1000;
+const ffmpegCpuS = cpuChildren() - ffChild0;
 const ffmpegFps = frames / ffmpegS;
 const loadAfter = readFileSync('/proc/loadavg', 'utf8').trim();
 
@@ -201,6 +205,10 @@ writeResult('edge', {
     ffmpeg_capture_cpu_s: Math.round(childCpuS * 100) / 100,
     wall_s: Math.round(wallS * 100) / 100,
     ffmpeg_wall_s: Math.round(ffmpegS * 100) / 100,
+    ffmpeg_cpu_s_per_frame: Math.round((ffmpegCpuS / frames) * 1e5) / 1e5,
+    // share of the run the agent's thread was busy (the rest it waited on capture, encoder, worker)
+    event_loop_utilization: Math.round(elu.utilization * 1000) / 1000,
+    event_loop_lag_max_ms: Math.round(lag.max / 1e5) / 10,
     ffmpeg_cmd: `ffmpeg -t ${seconds} -i ${path.basename(video)} -an -c:v libx264 -preset veryfast -f null -`,
     cores: os.cpus().length,
     loadavg_before: loadBefore,
