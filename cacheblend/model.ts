@@ -1,0 +1,145 @@
+/**
+ * The event-log language model as per-layer ONNX graphs (exported by training/cacheblend/export.py):
+ * embed, one `layer{i}` and one `qkv{i}` graph per transformer layer, and the LM head. Every call works on a
+ * subset of tokens, so callers decide per layer which tokens are recomputed and which reuse cached K/V.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ort from 'onnxruntime-node';
+import { z } from 'zod';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const DEFAULT_MODEL_DIR = path.resolve(here, 'model');
+
+const MetaSchema = z.object({
+  config: z.object({
+    vocab: z.number().int().positive(),
+    d: z.number().int().positive(),
+    layers: z.number().int().positive(),
+    heads: z.number().int().positive(),
+    kv_heads: z.number().int().positive(),
+    ffn: z.number().int().positive(),
+    rope_theta: z.number().positive(),
+  }),
+  vocab: z.array(z.string()),
+  step: z.number().int().nullable().optional(),
+  reference: z.object({ tokens: z.array(z.number().int()), last_logits: z.array(z.number()) }),
+});
+export type ModelMeta = z.infer<typeof MetaSchema>;
+
+export interface ModelShape {
+  layers: number;
+  d: number;
+  kvHeads: number;
+  headDim: number;
+  vocab: number;
+  ropeTheta: number;
+  /** floats per token per layer in K (and in V) */
+  kvWidth: number;
+}
+
+export interface LayerOut {
+  y: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+}
+
+const f32 = (data: Float32Array, dims: number[]): ort.Tensor => new ort.Tensor('float32', data, dims);
+const i64 = (data: ArrayLike<number>, dims: number[]): ort.Tensor => new ort.Tensor('int64', BigInt64Array.from(Array.from(data, (v) => BigInt(v))), dims);
+
+export class BlendModel {
+  readonly shape: ModelShape;
+  readonly meta: ModelMeta;
+  readonly words: readonly string[];
+  private readonly ids: Map<string, number>;
+
+  private constructor(
+    meta: ModelMeta,
+    private readonly embedS: ort.InferenceSession,
+    private readonly headS: ort.InferenceSession,
+    private readonly layerS: ort.InferenceSession[],
+    private readonly qkvS: ort.InferenceSession[],
+  ) {
+    this.meta = meta;
+    const c = meta.config;
+    const headDim = c.d / c.heads;
+    this.shape = { layers: c.layers, d: c.d, kvHeads: c.kv_heads, headDim, vocab: c.vocab, ropeTheta: c.rope_theta, kvWidth: c.kv_heads * headDim };
+    this.words = meta.vocab;
+    this.ids = new Map(meta.vocab.map((w, i) => [w, i]));
+  }
+
+  /** Load every graph of a model folder; `threads` = onnxruntime intra-op threads per graph. */
+  static async load(dir = DEFAULT_MODEL_DIR, threads = 1): Promise<BlendModel> {
+    const metaFile = path.join(dir, 'model.json');
+    if (!existsSync(metaFile)) throw new Error(`no CacheBlend model in ${dir} (model.json missing)`);
+    const meta = MetaSchema.parse(JSON.parse(readFileSync(metaFile, 'utf8')));
+    const opts: ort.InferenceSession.SessionOptions = { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all', executionMode: 'sequential' };
+    const open = (f: string): Promise<ort.InferenceSession> => ort.InferenceSession.create(path.join(dir, f), opts);
+    const L = meta.config.layers;
+    const [embedS, headS, ...rest] = await Promise.all([
+      open('embed.onnx'),
+      open('head.onnx'),
+      ...Array.from({ length: L }, (_, i) => open(`layer${i}.onnx`)),
+      ...Array.from({ length: L }, (_, i) => open(`qkv${i}.onnx`)),
+    ]);
+    return new BlendModel(meta, embedS, headS, rest.slice(0, L), rest.slice(L));
+  }
+
+  /** Word-level tokenizer: whitespace split; unknown words map to <unk>. */
+  tokenize(text: string): number[] {
+    const unk = this.ids.get('<unk>') ?? 0;
+    return text.split(/\s+/).filter(Boolean).map((w) => this.ids.get(w) ?? unk);
+  }
+
+  id(word: string): number {
+    const i = this.ids.get(word);
+    if (i === undefined) throw new Error(`word ${JSON.stringify(word)} not in the vocabulary`);
+    return i;
+  }
+
+  detokenize(ids: readonly number[]): string {
+    return ids.map((i) => this.words[i] ?? '<unk>').join(' ');
+  }
+
+  async embed(tokens: readonly number[]): Promise<Float32Array> {
+    const out = await this.embedS.run({ tokens: i64(tokens, [tokens.length]) });
+    return out.x.data as Float32Array;
+  }
+
+  /** Final norm + LM head for T hidden states [T, d] -> logits [T, vocab]. */
+  async head(x: Float32Array, T: number): Promise<Float32Array> {
+    const out = await this.headS.run({ x: f32(x, [T, this.shape.d]) });
+    return out.logits.data as Float32Array;
+  }
+
+  /**
+   * Run layer `l` for T tokens: hidden x [T, d] at positions `pos`, occupying rows `idx` of the context, whose
+   * K/V [N, Hkv, hd] the graph overwrites at `idx` with the tokens' fresh K/V before attending under `mask` [T, N].
+   */
+  async layer(l: number, x: Float32Array, pos: readonly number[], idx: readonly number[], kCtx: Float32Array, vCtx: Float32Array, mask: Float32Array): Promise<LayerOut> {
+    const { d, kvHeads, headDim } = this.shape;
+    const T = pos.length;
+    const N = kCtx.length / (kvHeads * headDim);
+    const out = await this.layerS[l].run({
+      x: f32(x, [T, d]),
+      pos: i64(pos, [T]),
+      idx: i64(idx, [T]),
+      k_ctx: f32(kCtx, [N, kvHeads, headDim]),
+      v_ctx: f32(vCtx, [N, kvHeads, headDim]),
+      mask: f32(mask, [T, N]),
+    });
+    return { y: out.y.data as Float32Array, k: out.k.data as Float32Array, v: out.v.data as Float32Array };
+  }
+
+  /** K (after RoPE) and V of layer `l` for T tokens, without attention: the check layer's cheap probe. */
+  async qkv(l: number, x: Float32Array, pos: readonly number[]): Promise<{ k: Float32Array; v: Float32Array }> {
+    const T = pos.length;
+    const out = await this.qkvS[l].run({ x: f32(x, [T, this.shape.d]), pos: i64(pos, [T]) });
+    return { k: out.k.data as Float32Array, v: out.v.data as Float32Array };
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.embedS, this.headS, ...this.layerS, ...this.qkvS].map((s) => s.release()));
+  }
+}

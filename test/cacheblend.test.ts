@@ -1,0 +1,167 @@
+/** CacheBlend core on the committed model and a held-out event-log question: exactness, reuse, RoPE, the KV store. */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BlendModel } from '../cacheblend/model.ts';
+import { chunkKv, decode, prefill, prefillAlone, validateSelection, type PrefillResult } from '../cacheblend/blend.ts';
+import { ensureAll, ensureChunk, segmentsFor } from '../cacheblend/context.ts';
+import { rerotate, ropeInvFreq } from '../cacheblend/rope.ts';
+import { chunkHash, KvStore } from '../cacheblend/store.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const evalFile = path.resolve(here, '..', 'training', 'cacheblend', 'questions', 'eval.jsonl');
+const example = JSON.parse(readFileSync(evalFile, 'utf8').split('\n')[0]) as { chunks: { text: string }[]; question: string; answer: string };
+const chunks = example.chunks.map((c) => c.text);
+
+const maxAbsDiff = (a: Float32Array, b: Float32Array): number => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+};
+
+let model: BlendModel;
+let dir: string;
+let store: KvStore;
+let full: PrefillResult;
+
+beforeAll(async () => {
+  model = await BlendModel.load(undefined, 1);
+  dir = mkdtempSync(path.join(os.tmpdir(), 'cb-'));
+  store = new KvStore(dir, 0); // no RAM tier: every cached layer is read from disk
+  await ensureAll(model, store, chunks);
+  full = await prefill(model, store, segmentsFor(model, 'full_prefill', chunks, example.question), null);
+});
+
+afterAll(async () => {
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+  await model.release();
+});
+
+test('per-layer ONNX graphs reproduce PyTorch (export reference prompt, last-token logits)', async () => {
+  const ref = model.meta.reference;
+  const pre = await prefillAlone(model, ref.tokens);
+  expect(maxAbsDiff(pre.logits, Float32Array.from(ref.last_logits))).toBeLessThanOrEqual(1e-4);
+});
+
+test('CacheBlend with 100% recompute equals full prefill; with 0% it equals full reuse, which differs', async () => {
+  const segs = segmentsFor(model, 'cacheblend', chunks, example.question);
+  const all = await prefill(model, store, segs, { checkLayers: [1], ratios: [1], by: 'k' });
+  expect(maxAbsDiff(all.logits, full.logits)).toBeLessThanOrEqual(1e-4);
+  expect(all.recomputed).toEqual(Array(model.shape.layers).fill(full.n));
+
+  const reuse = await prefill(model, store, segs, null);
+  const none = await prefill(model, store, segs, { checkLayers: [1], ratios: [0], by: 'v' });
+  expect(maxAbsDiff(none.logits, reuse.logits)).toBeLessThanOrEqual(1e-4);
+  const q = segs[segs.length - 1].tokens.length;
+  expect(reuse.recomputed).toEqual(Array(model.shape.layers).fill(q));
+  expect(maxAbsDiff(reuse.logits, full.logits)).toBeGreaterThan(1e-3); // reusing caches as is changes the output
+});
+
+test('CacheBlend at 15% recomputes the question plus 15% of cached tokens after the check layer, nearer full prefill than full reuse', async () => {
+  const segs = segmentsFor(model, 'cacheblend', chunks, example.question);
+  const q = segs[segs.length - 1].tokens.length;
+  const blend = await prefill(model, store, segs, { checkLayers: [1], ratios: [0.15], by: 'k' });
+  const keep = Math.round(0.15 * blend.cachedTokens);
+  expect(blend.recomputed).toEqual([full.n, ...Array(model.shape.layers - 1).fill(q + keep)]);
+  const reuse = await prefill(model, store, segs, null);
+  // KV of the last layer: blended cache is closer to the full-prefill cache than the reused one
+  const L = model.shape.layers - 1;
+  const dist = (k: Float32Array): number => k.subarray(0, full.n * model.shape.kvWidth).reduce((s, v, i) => s + (v - full.k[L][i]) ** 2, 0);
+  expect(dist(blend.k[L])).toBeLessThan(dist(reuse.k[L]));
+  // gradual filtering narrows layer by layer
+  const grad = await prefill(model, store, segs, { checkLayers: [1, 2, 3], ratios: [0.3, 0.2, 0.15], by: 'k' });
+  expect(grad.recomputed.slice(0, 4)).toEqual([full.n, q + Math.round(0.3 * grad.cachedTokens), q + Math.round(0.2 * grad.cachedTokens), q + keep]);
+});
+
+test('a cached key re-rotated to a new position equals the key computed fresh there', async () => {
+  // layer 0's K depends only on token and position, so the full prefill's layer-0 K of chunk j is the fresh key
+  const W = model.shape.kvWidth;
+  const inv = ropeInvFreq(model.shape.headDim, model.shape.ropeTheta);
+  let offset = model.tokenize('<bos> log :').length;
+  let worst = 0;
+  for (const c of chunks.slice(0, 4)) {
+    const toks = model.tokenize(c);
+    const kv = await chunkKv(model, toks); // layer 0 K = first L·W floats, computed at positions 0..L−1
+    const k0 = kv.slice(0, toks.length * W);
+    rerotate(k0, 0, toks.length, model.shape.kvHeads, model.shape.headDim, offset, inv);
+    worst = Math.max(worst, maxAbsDiff(k0, full.k[0].subarray(offset * W, (offset + toks.length) * W)));
+    // without the rotation they differ
+    expect(maxAbsDiff(kv.subarray(0, toks.length * W), full.k[0].subarray(offset * W, (offset + toks.length) * W))).toBeGreaterThan(1e-2);
+    offset += toks.length;
+  }
+  expect(worst).toBeLessThanOrEqual(1e-5);
+  // every layer's K projection: rotating K(pos) by δ = K(pos + δ) for arbitrary hidden states
+  const T = 7;
+  const x = Float32Array.from({ length: T * model.shape.d }, (_, i) => Math.sin(i * 0.37));
+  for (let l = 0; l < model.shape.layers; l++) {
+    const a = await model.qkv(l, x, [0, 1, 2, 3, 4, 5, 6]);
+    const b = await model.qkv(l, x, [300, 301, 302, 303, 304, 305, 306]);
+    const k = a.k.slice();
+    rerotate(k, 0, T, model.shape.kvHeads, model.shape.headDim, 300, inv);
+    expect(maxAbsDiff(k, b.k)).toBeLessThanOrEqual(1e-5);
+    expect(maxAbsDiff(a.v, b.v)).toBe(0);
+  }
+});
+
+test('greedy decoding from a 100% blend equals decoding from full prefill', async () => {
+  const segs = segmentsFor(model, 'cacheblend', chunks, example.question);
+  const a: number[] = [];
+  for await (const t of decode(model, await prefill(model, store, segs, { checkLayers: [1], ratios: [1], by: 'k' }))) a.push(t);
+  const b: number[] = [];
+  for await (const t of decode(model, await prefill(model, store, segmentsFor(model, 'full_prefill', chunks, example.question), null))) b.push(t);
+  expect(a).toEqual(b);
+  expect(a.length).toBeGreaterThan(0);
+});
+
+describe('KvStore', () => {
+  test('disk and RAM tiers return the same layers; the SQLite index survives reopening; LRU eviction', async () => {
+    const d = mkdtempSync(path.join(os.tmpdir(), 'cbs-'));
+    try {
+      const s = new KvStore(d, 1 << 20);
+      const kv = Float32Array.from({ length: 3 * 2 * 5 * 4 }, (_, i) => i * 0.5);
+      const h = chunkHash('m', [1, 2, 3, 4, 5]);
+      expect(h).not.toBe(chunkHash('m', [1, 2, 3, 4, 6]));
+      expect(h).not.toBe(chunkHash('other-model', [1, 2, 3, 4, 5]));
+      s.put(h, 'five words of text', 5, 3, 4, kv);
+      expect(() => s.put(h, 'x', 5, 3, 4, kv.subarray(1))).toThrow(RangeError);
+      const fromRam = await s.reader([h]);
+      const r1 = await fromRam.layer(1);
+      await fromRam.close();
+      s.clearRam();
+      const fromDisk = await s.reader([h]);
+      const r2 = await fromDisk.layer(1);
+      await fromDisk.close();
+      expect(Array.from(r2[0].k)).toEqual(Array.from(kv.subarray(40, 60)));
+      expect(Array.from(r2[0].v)).toEqual(Array.from(kv.subarray(60, 80)));
+      expect(Array.from(r1[0].k)).toEqual(Array.from(r2[0].k));
+      s.close();
+      const s2 = new KvStore(d, 0);
+      expect(s2.meta(h)).toMatchObject({ tokens: 5, layers: 3, width: 4, bytes: kv.byteLength, text: 'five words of text' });
+      const h2 = chunkHash('m', [9]);
+      s2.put(h2, 'nine', 1, 3, 4, new Float32Array(24));
+      s2.touch([h2]);
+      expect(s2.evict(kv.byteLength)).toBe(1); // only one fits: the older is dropped
+      expect(s2.has(h)).toBe(false);
+      await expect(s2.reader([h])).rejects.toThrow(/not in the KV store/);
+      s2.close();
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+
+  test('a chunk is computed once and found again by content', async () => {
+    const before = store.stats().chunks;
+    const h = await ensureChunk(model, store, chunks[0]);
+    expect(store.stats().chunks).toBe(before);
+    expect(store.meta(h)?.text).toBe(chunks[0]);
+  });
+});
+
+test('bad selections are refused', () => {
+  expect(() => validateSelection({ checkLayers: [0], ratios: [0.1], by: 'k' }, 6)).toThrow(RangeError);
+  expect(() => validateSelection({ checkLayers: [2, 1], ratios: [0.1, 0.1], by: 'k' }, 6)).toThrow(RangeError);
+  expect(() => validateSelection({ checkLayers: [1], ratios: [1.5], by: 'k' }, 6)).toThrow(RangeError);
+  expect(() => validateSelection({ checkLayers: [1], ratios: [], by: 'k' }, 6)).toThrow(RangeError);
+});

@@ -1,0 +1,118 @@
+"""Export the trained model as per-layer ONNX graphs for cacheblend/ (TypeScript, onnxruntime-node).
+
+  /usr/bin/python3 training/cacheblend/export.py --ckpt training/cacheblend/run/ckpt.pt --out cacheblend/model
+
+Writes, for a model with L layers:
+- embed.onnx   tokens [T] int64 -> x [T, d]
+- layer{i}.onnx  x [T, d], pos [T] int64, idx [T] int64 (the tokens' rows in the context), k_ctx/v_ctx [N, Hkv, hd]
+                 (the context's K/V; rows idx are overwritten by the fresh ones), mask [T, N] (0 / -inf)
+                 -> y [T, d], k [T, Hkv, hd] (after RoPE), v [T, Hkv, hd]
+- qkv{i}.onnx  x [T, d], pos [T] -> k, v (the check layer's cheap K/V for every token)
+- head.onnx    x [T, d] -> logits [T, vocab]  (final RMSNorm + LM head)
+- model.json   config, vocabulary, and a reference: a prompt's token ids and PyTorch's last-token logits
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(__file__))
+from eventlog import prompt_text, tokenize, vocabulary  # noqa: E402
+from model import LM, Config  # noqa: E402
+
+OPSET = 13
+
+
+class Layer(nn.Module):
+    def __init__(self, b):
+        super().__init__()
+        self.b = b
+
+    def forward(self, x, pos, idx, k_ctx, v_ctx, mask):
+        return self.b.partial(x, pos, idx, k_ctx, v_ctx, mask)
+
+
+class QKV(nn.Module):
+    def __init__(self, b):
+        super().__init__()
+        self.b = b
+
+    def forward(self, x, pos):
+        _, k, v = self.b.qkv(x, pos)
+        return k, v
+
+
+class Embed(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, tokens):
+        return self.m.emb(tokens)
+
+
+class Head(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        return self.m.head(self.m.norm(x))
+
+
+def export(mod, args, names_in, names_out, dyn, path):
+    torch.onnx.export(mod, args, path, input_names=names_in, output_names=names_out, dynamic_axes=dyn, opset_version=OPSET,
+                      do_constant_folding=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ckpt", default="training/cacheblend/run/ckpt.pt")
+    ap.add_argument("--out", default="cacheblend/model")
+    ap.add_argument("--eval", default="training/cacheblend/questions/eval.jsonl")
+    a = ap.parse_args()
+    ck = torch.load(a.ckpt)
+    cfg = Config(**ck["config"])
+    m = LM(cfg)
+    m.load_state_dict(ck["state"])
+    m.eval()
+    os.makedirs(a.out, exist_ok=True)
+    T, N, d, hk, hd = 5, 9, cfg.d, cfg.kv_heads, cfg.head_dim
+    x = torch.randn(T, d)
+    pos = torch.arange(4, 4 + T)
+    idx = torch.arange(4, 4 + T)
+    kc, vc = torch.randn(N, hk, hd), torch.randn(N, hk, hd)
+    mask = torch.zeros(T, N)
+    with torch.no_grad():
+        export(Embed(m), (torch.arange(T),), ["tokens"], ["x"], {"tokens": {0: "T"}, "x": {0: "T"}}, os.path.join(a.out, "embed.onnx"))
+        export(Head(m), (x,), ["x"], ["logits"], {"x": {0: "T"}, "logits": {0: "T"}}, os.path.join(a.out, "head.onnx"))
+        for i, b in enumerate(m.blocks):
+            export(Layer(b), (x, pos, idx, kc, vc, mask), ["x", "pos", "idx", "k_ctx", "v_ctx", "mask"], ["y", "k", "v"],
+                   {"x": {0: "T"}, "pos": {0: "T"}, "idx": {0: "T"}, "k_ctx": {0: "N"}, "v_ctx": {0: "N"}, "mask": {0: "T", 1: "N"},
+                    "y": {0: "T"}, "k": {0: "T"}, "v": {0: "T"}}, os.path.join(a.out, f"layer{i}.onnx"))
+            export(QKV(b), (x, pos), ["x", "pos"], ["k", "v"], {"x": {0: "T"}, "pos": {0: "T"}, "k": {0: "T"}, "v": {0: "T"}},
+                   os.path.join(a.out, f"qkv{i}.onnx"))
+        # a reference for the TypeScript tests: the first eval prompt's tokens and PyTorch's logits at its last token
+        words = vocabulary()
+        vocab = {w: i for i, w in enumerate(words)}
+        with open(a.eval) as f:
+            ex = json.loads(f.readline())
+        toks = tokenize(prompt_text(ex["chunks"], ex["question"]), vocab)
+        logits_full = m(torch.tensor([toks]))[0, -1]
+        logits_partial = m.prefill_ref(torch.tensor(toks))[-1]
+        assert torch.allclose(logits_full, logits_partial, atol=1e-4), float((logits_full - logits_partial).abs().max())
+    meta = {"config": cfg.to_json(), "vocab": words, "step": ck.get("step"),
+            "reference": {"tokens": toks, "last_logits": [round(float(v), 6) for v in logits_full]}}
+    with open(os.path.join(a.out, "model.json"), "w") as f:
+        json.dump(meta, f)
+    print(f"exported {cfg.layers} layers to {a.out}; batch/partial paths agree "
+          f"(max diff {float((logits_full - logits_partial).abs().max()):.2e})")
+
+
+if __name__ == "__main__":
+    main()

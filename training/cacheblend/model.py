@@ -1,0 +1,179 @@
+"""A small Llama-style decoder: RMSNorm, rotary positions (RoPE), grouped-query attention, SwiGLU MLP.
+
+Besides the usual full-sequence forward, each block has the two entry points that CacheBlend needs and that are
+exported to ONNX one graph per layer (`export.py`):
+- `qkv(x, pos)`: the K (after RoPE) and V of some tokens, for comparing with cached KV at a check layer;
+- `partial(x, pos, idx, k_ctx, v_ctx, mask)`: run the block for T tokens whose K/V are written into the context's
+  K/V at rows `idx`, attending to all N context rows under an explicit additive mask [T, N].
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, asdict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class Config:
+    vocab: int = 155
+    d: int = 256
+    layers: int = 6
+    heads: int = 8
+    kv_heads: int = 2
+    ffn: int = 512
+    rope_theta: float = 10000.0
+    eps: float = 1e-5
+
+    @property
+    def head_dim(self) -> int:
+        return self.d // self.heads
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d: int, eps: float):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(d))
+        self.eps = eps
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.w
+
+
+def rope_tables(pos: torch.Tensor, hd: int, theta: float):
+    """cos/sin [T, hd/2] of pos * theta^(-2i/hd), with the angle in float64 (then float32) so that a key rotated
+    later by a position delta (cacheblend/rope.ts, in float64) matches a key computed at the new position."""
+    inv = theta ** (-torch.arange(0, hd // 2, dtype=torch.float64) * 2.0 / hd)
+    ang = pos.to(torch.float64)[:, None] * inv[None, :]
+    return torch.cos(ang).to(torch.float32), torch.sin(ang).to(torch.float32)
+
+
+def rope(x: torch.Tensor, pos: torch.Tensor, theta: float) -> torch.Tensor:
+    """x [T, H, hd], pos [T] (int64): rotate pairs (i, i + hd/2) by pos * theta^(-2i/hd) (rotate-half layout)."""
+    hd = x.shape[-1]
+    cos, sin = rope_tables(pos, hd, theta)
+    cos, sin = cos[:, None, :], sin[:, None, :]
+    x1, x2 = x[..., : hd // 2], x[..., hd // 2:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class Block(nn.Module):
+    def __init__(self, c: Config):
+        super().__init__()
+        self.c = c
+        hd = c.head_dim
+        self.n1 = RMSNorm(c.d, c.eps)
+        self.wq = nn.Linear(c.d, c.heads * hd, bias=False)
+        self.wk = nn.Linear(c.d, c.kv_heads * hd, bias=False)
+        self.wv = nn.Linear(c.d, c.kv_heads * hd, bias=False)
+        self.wo = nn.Linear(c.heads * hd, c.d, bias=False)
+        self.n2 = RMSNorm(c.d, c.eps)
+        self.w1 = nn.Linear(c.d, c.ffn, bias=False)
+        self.w3 = nn.Linear(c.d, c.ffn, bias=False)
+        self.w2 = nn.Linear(c.ffn, c.d, bias=False)
+
+    def qkv(self, x: torch.Tensor, pos: torch.Tensor):
+        """x [T, d] -> q [T, H, hd], k [T, Hkv, hd] (both after RoPE), v [T, Hkv, hd]."""
+        c = self.c
+        h = self.n1(x)
+        T = x.shape[0]
+        q = rope(self.wq(h).view(T, c.heads, c.head_dim), pos, c.rope_theta)
+        k = rope(self.wk(h).view(T, c.kv_heads, c.head_dim), pos, c.rope_theta)
+        v = self.wv(h).view(T, c.kv_heads, c.head_dim)
+        return q, k, v
+
+    def attend_mlp(self, x, q, k_all, v_all, mask):
+        """x [T, d]; q [T, H, hd]; k_all/v_all [N, Hkv, hd]; mask [T, N] additive (0 or -inf).
+        Query head h uses KV head h // (H / Hkv); written with matmuls (no repeat) so the ONNX graph stays lean."""
+        c = self.c
+        rep = c.heads // c.kv_heads
+        T, N = x.shape[0], k_all.shape[0]
+        qg = q.reshape(T, c.kv_heads, rep, c.head_dim).permute(1, 2, 0, 3).reshape(c.kv_heads, rep * T, c.head_dim)
+        s = torch.matmul(qg, k_all.permute(1, 2, 0)) / math.sqrt(c.head_dim)  # [Hkv, rep*T, N]
+        s = s.reshape(c.kv_heads, rep, T, N) + mask
+        p = torch.softmax(s, dim=-1).reshape(c.kv_heads, rep * T, N)
+        o = torch.matmul(p, v_all.permute(1, 0, 2))  # [Hkv, rep*T, hd]
+        o = o.reshape(c.kv_heads, rep, T, c.head_dim).permute(2, 0, 1, 3).reshape(T, c.heads * c.head_dim)
+        x = x + self.wo(o)
+        h = self.n2(x)
+        return x + self.w2(F.silu(self.w1(h)) * self.w3(h))
+
+    def partial(self, x, pos, idx, k_ctx, v_ctx, mask):
+        q, k, v = self.qkv(x, pos)
+        rows = idx[:, None, None].expand(k.shape)
+        k_all = k_ctx.scatter(0, rows, k)
+        v_all = v_ctx.scatter(0, rows, v)
+        return self.attend_mlp(x, q, k_all, v_all, mask), k, v
+
+    def forward_batch(self, x, cos_sin_mask):
+        """Training path: x [B, T, d], full causal attention."""
+        c = self.c
+        B, T, _ = x.shape
+        cos, sin, mask = cos_sin_mask
+        h = self.n1(x)
+        q = self.wq(h).view(B, T, c.heads, c.head_dim)
+        k = self.wk(h).view(B, T, c.kv_heads, c.head_dim)
+        v = self.wv(h).view(B, T, c.kv_heads, c.head_dim)
+        q, k = _rope_b(q, cos, sin), _rope_b(k, cos, sin)
+        rep = c.heads // c.kv_heads
+        k = k.repeat_interleave(rep, dim=2)
+        v = v.repeat_interleave(rep, dim=2)
+        att = torch.einsum("bthd,bnhd->bhtn", q, k) / math.sqrt(c.head_dim) + mask
+        att = torch.softmax(att, dim=-1)
+        o = torch.einsum("bhtn,bnhd->bthd", att, v).reshape(B, T, c.heads * c.head_dim)
+        x = x + self.wo(o)
+        h = self.n2(x)
+        return x + self.w2(F.silu(self.w1(h)) * self.w3(h))
+
+
+def _rope_b(x, cos, sin):
+    hd = x.shape[-1]
+    x1, x2 = x[..., : hd // 2], x[..., hd // 2:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class LM(nn.Module):
+    def __init__(self, c: Config):
+        super().__init__()
+        self.c = c
+        self.emb = nn.Embedding(c.vocab, c.d)
+        self.blocks = nn.ModuleList([Block(c) for _ in range(c.layers)])
+        self.norm = RMSNorm(c.d, c.eps)
+        self.head = nn.Linear(c.d, c.vocab, bias=False)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.02)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=0.02)
+        for b in self.blocks:  # scaled residual projections (GPT-2 style)
+            nn.init.normal_(b.wo.weight, std=0.02 / math.sqrt(2 * c.layers))
+            nn.init.normal_(b.w2.weight, std=0.02 / math.sqrt(2 * c.layers))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, T] -> logits [B, T, vocab] under full causal attention from position 0."""
+        c = self.c
+        B, T = tokens.shape
+        pos = torch.arange(T)
+        cos, sin = rope_tables(pos, c.head_dim, c.rope_theta)
+        cos, sin = cos[None, :, None, :], sin[None, :, None, :]
+        mask = torch.full((T, T), float("-inf")).triu(1)[None, None]
+        x = self.emb(tokens)
+        for b in self.blocks:
+            x = b.forward_batch(x, (cos, sin, mask))
+        return self.head(self.norm(x))
+
+    def prefill_ref(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Single sequence via the per-layer `partial` path (the path the ONNX graphs take): logits [T, vocab]."""
+        T = tokens.shape[0]
+        pos = torch.arange(T)
+        mask = torch.full((T, T), float("-inf")).triu(1)
+        x = self.emb(tokens)
+        hk = self.c.kv_heads, self.c.head_dim
+        for b in self.blocks:
+            x, _, _ = b.partial(x, pos, pos, torch.zeros(T, *hk), torch.zeros(T, *hk), mask)
+        return self.head(self.norm(x))

@@ -1,0 +1,159 @@
+"""Train the CacheBlend event-log model on CPU within a wall-clock budget (checkpoints as it goes).
+
+  nice -n 19 /usr/bin/python3 training/cacheblend/train.py --minutes 50 --out training/cacheblend/run
+
+Data are generated on the fly (eventlog.py) from the training cameras and training phrasings; the learning rate
+follows a cosine over the time budget, so a run that is cut short still ends annealed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(__file__))
+from eventlog import TRAIN_CAMERAS, TRAIN_TEMPLATES, make_example, prompt_text, tokenize, vocabulary  # noqa: E402
+from model import LM, Config  # noqa: E402
+
+
+def encode(ex: dict, vocab: dict[str, int]) -> tuple[list[int], list[float]]:
+    """Context + one or more question/answer pairs; loss weight 1 on answers (+<eos>), 0.2 elsewhere."""
+    qs = ex["questions"]
+    text = prompt_text(ex["chunks"], qs[0]["question"])
+    toks = tokenize(text, vocab)
+    w = [0.2] * len(toks)
+    for i, q in enumerate(qs):
+        if i > 0:
+            more = tokenize(f"question : {q['question']} answer :", vocab)
+            toks += more
+            w += [0.2] * len(more)
+        ans = tokenize(q["answer"], vocab) + [vocab["<eos>"]]
+        toks += ans
+        w += [1.0] * len(ans)
+    return toks, w
+
+
+SMALL = (2, 3, 1, 2)  # cameras min/max, windows min/max: short contexts, dense answer signal
+LARGE = (3, 6, 2, 3)  # up to the evaluation's context lengths
+
+
+def batch(rng: random.Random, vocab, n: int, cameras, templates, size=LARGE):
+    seqs = []
+    while len(seqs) < n:
+        ex = make_example(rng, cameras, templates, rng.randint(2, 4), size)
+        if ex:
+            seqs.append(encode(ex, vocab))
+    T = max(len(t) for t, _ in seqs)
+    x = torch.zeros(n, T, dtype=torch.long)
+    w = torch.zeros(n, T)
+    for i, (t, ww) in enumerate(seqs):
+        x[i, : len(t)] = torch.tensor(t)
+        w[i, : len(ww)] = torch.tensor(ww)
+    return x, w
+
+
+def loss_fn(model, x, w):
+    logits = model(x[:, :-1])
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none").view(x.shape[0], -1)
+    tw = w[:, 1:]
+    return (ce * tw).sum() / tw.sum(), logits
+
+
+def dev_eval(model, dev):
+    """Teacher-forced answer metrics on a fixed dev set (training cameras, another seed)."""
+    model.eval()
+    tot, em, aloss = 0, 0, 0.0
+    with torch.no_grad():
+        for x, w in dev:
+            logits = model(x[:, :-1])
+            pred = logits.argmax(-1)
+            tgt = x[:, 1:]
+            ans = w[:, 1:] == 1.0
+            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="none").view(tgt.shape)
+            aloss += float((ce * ans).sum() / ans.sum())
+            # exact match per sequence: every answer token right
+            ok = ((pred == tgt) | ~ans).all(dim=1)
+            em += int(ok.sum())
+            tot += x.shape[0]
+    model.train()
+    return {"answer_loss": aloss / len(dev), "answer_em_teacher_forced": em / tot}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=50)
+    ap.add_argument("--out", default="training/cacheblend/run")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--ffn", type=int, default=512)
+    ap.add_argument("--ckpt-every-min", type=float, default=5)
+    ap.add_argument("--max-steps", type=int, default=0)
+    ap.add_argument("--small-frac", type=float, default=0.6, help="share of steps on short contexts (2x the batch)")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    os.makedirs(a.out, exist_ok=True)
+    words = vocabulary()
+    vocab = {w: i for i, w in enumerate(words)}
+    cfg = Config(vocab=len(words), layers=a.layers, ffn=a.ffn)
+    model = LM(cfg)
+    nparams = sum(p.numel() for p in model.parameters())
+    print(f"params {nparams}", flush=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.05)
+    rng = random.Random(1000 + a.seed)
+    dev_rng = random.Random(7)
+    dev = [batch(dev_rng, vocab, 8, TRAIN_CAMERAS, TRAIN_TEMPLATES) for _ in range(4)]
+    budget = a.minutes * 60
+    t0 = time.time()
+    last_ckpt = t0
+    step, tokens = 0, 0
+    log = []
+    warm = 20
+    while True:
+        el = time.time() - t0
+        frac = el / budget
+        if frac >= 1 or (a.max_steps and step >= a.max_steps):
+            break
+        lr = a.lr * min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        small = rng.random() < a.small_frac
+        x, w = batch(rng, vocab, a.batch * 2 if small else a.batch, TRAIN_CAMERAS, TRAIN_TEMPLATES, SMALL if small else LARGE)
+        loss, _ = loss_fn(model, x, w)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        tokens += int((w > 0).sum())
+        if step % 5 == 0 or step <= 3:
+            print(f"step {step} {el:.0f}s loss {loss.item():.4f} lr {lr:.2e} tok/s {tokens / (time.time() - t0):.0f}", flush=True)
+        if time.time() - last_ckpt > a.ckpt_every_min * 60:
+            last_ckpt = time.time()
+            d = dev_eval(model, dev)
+            entry = {"step": step, "seconds": round(time.time() - t0), "tokens": tokens, "loss": loss.item(), **d}
+            log.append(entry)
+            print("dev", entry, flush=True)
+            torch.save({"config": cfg.to_json(), "state": model.state_dict(), "step": step}, os.path.join(a.out, "ckpt.pt"))
+    d = dev_eval(model, dev)
+    entry = {"step": step, "seconds": round(time.time() - t0), "tokens": tokens, **d}
+    log.append(entry)
+    print("final", entry, flush=True)
+    torch.save({"config": cfg.to_json(), "state": model.state_dict(), "step": step}, os.path.join(a.out, "ckpt.pt"))
+    with open(os.path.join(a.out, "train_log.json"), "w") as f:
+        json.dump({"config": cfg.to_json(), "params": nparams, "args": vars(a), "log": log,
+                   "wall_seconds": round(time.time() - t0), "steps": step, "tokens": tokens}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
