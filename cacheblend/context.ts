@@ -13,10 +13,15 @@ export function modelId(model: BlendModel): string {
   return `cacheblend-lm:${model.shape.layers}x${model.shape.d}:step${model.meta.step ?? 0}:${model.meta.reference.last_logits.slice(0, 4).join(',')}`;
 }
 
+/** The KV store key of a chunk's text. */
+export function chunkKey(model: BlendModel, text: string): string {
+  return chunkHash(modelId(model), model.tokenize(text));
+}
+
 /** Compute and store a text's KV (alone, from position 0) unless already stored; returns its hash. */
 export async function ensureChunk(model: BlendModel, store: KvStore, text: string): Promise<string> {
   const tokens = model.tokenize(text);
-  const hash = chunkHash(modelId(model), tokens);
+  const hash = chunkKey(model, text);
   if (!store.has(hash)) {
     const { layers, kvWidth } = model.shape;
     store.put(hash, text, tokens.length, layers, kvWidth, await chunkKv(model, tokens));

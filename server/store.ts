@@ -7,6 +7,8 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { segmentWireBytes, type Reply, type SegmentHeader } from '../wire/protocol.ts';
 import type { ReplyStore } from './ingest.ts';
+import type { SegmentEvents } from '../cacheblend/eventlog.ts';
+import type { CameraSummary } from './fleet-api.ts';
 
 export interface StoredResult {
   segmentId: string;
@@ -76,6 +78,43 @@ export class ServerStore implements ReplyStore {
       ? this.db.prepare('SELECT segment_id, camera_id, seq, bytes, f1, created_at FROM results WHERE camera_id = ? ORDER BY seq').all(cameraId)
       : this.db.prepare('SELECT segment_id, camera_id, seq, bytes, f1, created_at FROM results ORDER BY camera_id, seq').all()) as Array<Record<string, unknown>>;
     return rows.map((r) => ({ segmentId: r.segment_id as string, cameraId: r.camera_id as string, seq: r.seq as number, bytes: r.bytes as number, f1: r.f1 as number | null, createdAt: r.created_at as number }));
+  }
+
+  /** Per camera: segments, bytes on the wire (video + reference frame), mean F1, last segment's knobs (fleet page). */
+  fleet(): CameraSummary[] {
+    const rows = this.db
+      .prepare(
+        `SELECT camera_id, count(*) AS n, sum(bytes + coalesce(json_extract(header, '$.ref.bytes'), 0)) AS wire, avg(f1) AS f1,
+           (SELECT header FROM results l WHERE l.camera_id = r.camera_id ORDER BY seq DESC LIMIT 1) AS last_header,
+           (SELECT f1 FROM results l WHERE l.camera_id = r.camera_id ORDER BY seq DESC LIMIT 1) AS last_f1
+         FROM results r GROUP BY camera_id ORDER BY camera_id`,
+      )
+      .all() as { camera_id: string; n: number; wire: number; f1: number | null; last_header: string; last_f1: number | null }[];
+    return rows.map((r) => {
+      const h = JSON.parse(r.last_header) as SegmentHeader;
+      return {
+        cameraId: r.camera_id,
+        segments: r.n,
+        bytes: r.wire,
+        f1: r.f1,
+        knobs: h.knobs,
+        last: { seq: h.seq, capturedAt: h.capturedAt, bytes: h.videoBytes + (h.ref?.bytes ?? 0), f1: r.last_f1 },
+      };
+    });
+  }
+
+  /** Detections of every segment captured at or after `sinceMs` (the event logs' source). */
+  segmentEvents(sinceMs: number): SegmentEvents[] {
+    const rows = this.db
+      .prepare(`SELECT camera_id, json_extract(header, '$.capturedAt') AS t, json_extract(reply, '$.detections') AS d FROM results WHERE json_extract(header, '$.capturedAt') >= ? ORDER BY t`)
+      .all(sinceMs) as { camera_id: string; t: number; d: string }[];
+    return rows.map((r) => ({ cameraId: r.camera_id, capturedAt: r.t, detections: JSON.parse(r.d) as number[][][] }));
+  }
+
+  /** capturedAt of the newest segment (ms), or null when there is none. */
+  latestCapture(): number | null {
+    const r = this.db.prepare(`SELECT max(json_extract(header, '$.capturedAt')) AS t FROM results`).get() as { t: number | null };
+    return r.t;
   }
 
   close(): void {

@@ -1,0 +1,85 @@
+/**
+ * The ask API over MQTT: requests on `<base>/server/ask` as JSON {"id", "question", "token"}; the answer streams
+ * on `<base>/server/ask/<id>` as the same events as the HTTP API (chunks, each word, done) or one error event.
+ * The token is the server's API bearer token (same check as HTTP). Malformed requests without a usable id are
+ * dropped (there is nowhere to answer); retained requests are ignored (they would be re-run on every subscribe).
+ * Anyone allowed by the broker to read `<base>/server/ask/#` sees answers: restrict it with the broker's ACLs.
+ */
+import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import { z } from 'zod';
+import type { Asker } from './fleet-api.ts';
+
+const RequestSchema = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+  question: z.string().min(1).max(300),
+  token: z.string().max(512).optional(),
+});
+
+export interface AskMqttOptions {
+  url: string;
+  baseTopic: string;
+  username?: string;
+  password?: string;
+  asker: Asker;
+  /** the server's token check */
+  authorized: (token: string | undefined) => boolean;
+  log?: { warn: (o: object, msg: string) => void; error: (o: object, msg: string) => void };
+}
+
+export class AskMqttBridge {
+  private client: MqttClient | null = null;
+  private readonly requestTopic: string;
+  private pending = Promise.resolve();
+
+  constructor(private readonly o: AskMqttOptions) {
+    this.requestTopic = `${o.baseTopic}/server/ask`;
+  }
+
+  async start(): Promise<void> {
+    const opts: IClientOptions = { username: this.o.username, password: this.o.password, reconnectPeriod: 2000, clientId: `camstream-server-ask-${process.pid}` };
+    const client = connect(this.o.url, opts);
+    this.client = client;
+    await new Promise<void>((resolve, reject) => {
+      client.once('connect', () => resolve());
+      client.once('error', reject);
+    });
+    client.on('error', (err) => this.o.log?.error({ component: 'ask-mqtt', err: err.message }, 'mqtt error'));
+    await client.subscribeAsync(this.requestTopic, { qos: 1 });
+    client.on('message', (topic, payload, packet) => {
+      if (topic !== this.requestTopic || packet.retain) return;
+      // one question at a time, in arrival order
+      this.pending = this.pending.then(() => this.handle(payload)).catch((e) => this.o.log?.error({ component: 'ask-mqtt', err: (e as Error).message }, 'ask failed'));
+    });
+  }
+
+  private async handle(payload: Buffer): Promise<void> {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(payload.toString('utf8'));
+    } catch {
+      this.o.log?.warn({ component: 'ask-mqtt', bytes: payload.length }, 'ask request is not JSON: dropped');
+      return;
+    }
+    const idOnly = z.object({ id: RequestSchema.shape.id }).safeParse(raw);
+    if (!idOnly.success) {
+      this.o.log?.warn({ component: 'ask-mqtt' }, 'ask request without a valid id: dropped');
+      return;
+    }
+    const reply = `${this.requestTopic}/${idOnly.data.id}`;
+    const send = (ev: object): Promise<unknown> => this.client!.publishAsync(reply, JSON.stringify(ev), { qos: 1 });
+    const req = RequestSchema.safeParse(raw);
+    if (!req.success) return void (await send({ type: 'error', error: req.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') }));
+    if (!this.o.authorized(req.data.token)) return void (await send({ type: 'error', error: 'missing or invalid token' }));
+    try {
+      for await (const ev of this.o.asker.ask(req.data.question)) await send(ev);
+    } catch (e) {
+      await send({ type: 'error', error: (e as Error).message });
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.pending;
+    await this.client?.endAsync();
+    this.client = null;
+  }
+}
