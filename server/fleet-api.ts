@@ -16,7 +16,7 @@ import type { AskEvent } from '../cacheblend/ask.ts';
 export interface CameraSummary {
   cameraId: string;
   segments: number;
-  /** video + reference-frame bytes uploaded */
+  /** bytes on the uplink: video, reference frames, headers (wire/protocol.ts segmentWireBytes) */
   bytes: number;
   /** mean of the segments' F1 (null when none was measured) */
   f1: number | null;

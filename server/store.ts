@@ -80,16 +80,17 @@ export class ServerStore implements ReplyStore {
     return rows.map((r) => ({ segmentId: r.segment_id as string, cameraId: r.camera_id as string, seq: r.seq as number, bytes: r.bytes as number, f1: r.f1 as number | null, createdAt: r.created_at as number }));
   }
 
-  /** Per camera: segments, bytes on the wire (video + reference frame), mean F1, last segment's knobs (fleet page). */
+  /** Per camera: segments, bytes on the wire (the `bytes` column), mean F1, last segment's knobs (fleet page). */
   fleet(): CameraSummary[] {
     const rows = this.db
       .prepare(
-        `SELECT camera_id, count(*) AS n, sum(bytes + coalesce(json_extract(header, '$.ref.bytes'), 0)) AS wire, avg(f1) AS f1,
+        `SELECT camera_id, count(*) AS n, sum(bytes) AS wire, avg(f1) AS f1,
            (SELECT header FROM results l WHERE l.camera_id = r.camera_id ORDER BY seq DESC LIMIT 1) AS last_header,
-           (SELECT f1 FROM results l WHERE l.camera_id = r.camera_id ORDER BY seq DESC LIMIT 1) AS last_f1
+           (SELECT f1 FROM results l WHERE l.camera_id = r.camera_id ORDER BY seq DESC LIMIT 1) AS last_f1,
+           (SELECT bytes FROM results l WHERE l.camera_id = r.camera_id ORDER BY seq DESC LIMIT 1) AS last_bytes
          FROM results r GROUP BY camera_id ORDER BY camera_id`,
       )
-      .all() as { camera_id: string; n: number; wire: number; f1: number | null; last_header: string; last_f1: number | null }[];
+      .all() as { camera_id: string; n: number; wire: number; f1: number | null; last_header: string; last_f1: number | null; last_bytes: number }[];
     return rows.map((r) => {
       const h = JSON.parse(r.last_header) as SegmentHeader;
       return {
@@ -98,7 +99,7 @@ export class ServerStore implements ReplyStore {
         bytes: r.wire,
         f1: r.f1,
         knobs: h.knobs,
-        last: { seq: h.seq, capturedAt: h.capturedAt, bytes: h.videoBytes + (h.ref?.bytes ?? 0), f1: r.last_f1 },
+        last: { seq: h.seq, capturedAt: h.capturedAt, bytes: r.last_bytes, f1: r.last_f1 },
       };
     });
   }

@@ -12,7 +12,7 @@ import { BlendModel } from '../cacheblend/model.ts';
 import { KvStore } from '../cacheblend/store.ts';
 import { AskMqttBridge } from '../server/ask-mqtt.ts';
 import { FleetApi } from '../server/fleet-api.ts';
-import type { Reply, SegmentHeader } from '../server/protocol.ts';
+import { segmentWireBytes, type Reply, type SegmentHeader } from '../wire/protocol.ts';
 import { ServerStore } from '../server/store.ts';
 import { Mosquitto } from './helpers/mosquitto.ts';
 
@@ -104,10 +104,12 @@ describe('ask API', () => {
     expect(f.map((c) => c.cameraId)).toEqual(['dock-2', 'gate-1', 'lobby-3']);
     const gate = f.find((c) => c.cameraId === 'gate-1')!;
     expect(gate.segments).toBe(4);
-    expect(gate.bytes).toBe(4 * 25_000 + (0 + 1 + 2 + 3));
+    const wire = (i: number): number => segmentWireBytes(header('gate-1', i, T0 + [1, 4, 15, 22][i] * 60_000, { 'oneadapt.qp': 30 + i, 'cheapModel.threshold': 0.2 })).total;
+    expect(gate.bytes).toBe(wire(0) + wire(1) + wire(2) + wire(3));
+    expect(gate.bytes).toBeGreaterThan(4 * 25_000); // video + reference + headers
     expect(gate.f1).toBeCloseTo((0.8 + 0.81 + 0.82 + 0.83) / 4, 6);
     expect(gate.knobs).toEqual({ 'oneadapt.qp': 33, 'cheapModel.threshold': 0.2 });
-    expect(gate.last).toEqual({ seq: 3, capturedAt: T0 + 22 * 60_000, bytes: 25_003, f1: expect.closeTo(0.83, 9) });
+    expect(gate.last).toEqual({ seq: 3, capturedAt: T0 + 22 * 60_000, bytes: wire(3), f1: expect.closeTo(0.83, 9) });
     expect(store.segmentEvents(T0 + 20 * 60_000).map((s) => s.cameraId)).toEqual(['gate-1', 'dock-2', 'lobby-3']);
   });
 
@@ -177,7 +179,7 @@ describe('ask API', () => {
       await tab.goto(`${url}/fleet#token=${TOKEN}`);
       await tab.waitForSelector('#fleet tbody tr[data-camera="gate-1"]', { timeout: 15_000 });
       const row = await tab.locator('#fleet tbody tr[data-camera="gate-1"]').innerText();
-      expect(row).toContain('100 kB'); // 4 × 25 kB
+      expect(row).toMatch(/10\d\.\d kB/); // 4 × (25 kB + headers)
       expect(row).toContain('oneadapt.qp=33');
       expect(row).toContain('#3 at 14:22 UTC');
       expect(row).toContain('0.815'); // mean F1
