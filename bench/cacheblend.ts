@@ -3,7 +3,7 @@
  * run on the same questions, with every chunk's KV cache on disk (the store's RAM tier is off, so each prefill
  * reads its caches from disk; the OS page cache may still hold them — noted in the result).
  *
- *   npm run bench:cacheblend -- [--questions training/cacheblend/questions/eval.jsonl] [--n 240] [--model DIR]
+ *   npm run bench:cacheblend -- [--questions training/cacheblend/questions/eval.jsonl] [--n 200] [--model DIR]
  *                               [--cache-dir DIR] [--threads 1] [--warmup 3] [--out cacheblend]
  *
  * Schemes: full prefill; full reuse (every chunk's cache as is); prefix caching (`<bos> log : chunk₁` cached in
@@ -38,7 +38,7 @@ const QuestionSchema = z.object({
 const { values: args } = parseArgs({
   options: {
     questions: { type: 'string', default: 'training/cacheblend/questions/eval.jsonl' },
-    n: { type: 'string', default: '240' },
+    n: { type: 'string', default: '200' },
     model: { type: 'string', default: DEFAULT_MODEL_DIR },
     'cache-dir': { type: 'string' },
     threads: { type: 'string', default: '1' },
@@ -72,6 +72,7 @@ interface Row {
   top1: number;
   recomputeShare: number;
   devNum: number[];
+  loadWait: number;
   heldout: boolean;
   answer: string;
 }
@@ -129,7 +130,7 @@ async function main(): Promise<void> {
       const kl = klDivergence(f.logits, pre.logits);
       const top1 = argmax(f.logits) === argmax(pre.logits) ? 1 : 0;
       const ans = await answer(pre);
-      rows[vi].push({ ttft, f1: tokenF1(ans, q.answer), em: exactMatch(ans, q.answer), kl, top1, recomputeShare, devNum: dev, heldout: q.heldout_template, answer: ans });
+      rows[vi].push({ ttft, f1: tokenF1(ans, q.answer), em: exactMatch(ans, q.answer), kl, top1, recomputeShare, devNum: dev, loadWait: pre.loadWaitMs, heldout: q.heldout_template, answer: ans });
     }
     ctxTokens.push(full!.n);
     if ((qi + 1) % 20 === 0) console.log(`${qi + 1}/${qs.length} questions`);
@@ -163,6 +164,7 @@ async function main(): Promise<void> {
       first_token_kl: Number(mean(r.map((x) => x.kl)).toFixed(5)),
       first_token_top1_agreement: Number(mean(r.map((x) => x.top1)).toFixed(4)),
       answer_agreement_with_full_prefill: Number(mean(r.map((x, i) => (x.answer === fullRows[i].answer ? 1 : 0))).toFixed(4)),
+      load_wait_ms_median: Number(quantile(r.map((x) => x.loadWait), 0.5).toFixed(3)),
       kv_deviation_per_layer: r[0].devNum.map((_, l) => Number(mean(r.map((x) => x.devNum[l])).toExponential(3))),
     };
   });

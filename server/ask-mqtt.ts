@@ -35,20 +35,24 @@ export class AskMqttBridge {
     this.requestTopic = `${o.baseTopic}/server/ask`;
   }
 
-  async start(): Promise<void> {
+  /** Connect and subscribe (again after every reconnect); resolves after the first subscription. */
+  start(): Promise<void> {
     const opts: IClientOptions = { username: this.o.username, password: this.o.password, reconnectPeriod: 2000, clientId: `camstream-server-ask-${process.pid}` };
     const client = connect(this.o.url, opts);
     this.client = client;
-    await new Promise<void>((resolve, reject) => {
-      client.once('connect', () => resolve());
-      client.once('error', reject);
-    });
     client.on('error', (err) => this.o.log?.error({ component: 'ask-mqtt', err: err.message }, 'mqtt error'));
-    await client.subscribeAsync(this.requestTopic, { qos: 1 });
     client.on('message', (topic, payload, packet) => {
       if (topic !== this.requestTopic || packet.retain) return;
       // one question at a time, in arrival order
       this.pending = this.pending.then(() => this.handle(payload)).catch((e) => this.o.log?.error({ component: 'ask-mqtt', err: (e as Error).message }, 'ask failed'));
+    });
+    return new Promise<void>((resolve) => {
+      client.on('connect', () => {
+        client.subscribe(this.requestTopic, { qos: 1 }, (err) => {
+          if (err) this.o.log?.error({ component: 'ask-mqtt', err: err.message }, 'subscribe failed');
+          else resolve();
+        });
+      });
     });
   }
 
