@@ -5,12 +5,12 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { z } from 'zod';
+import { fromRoot } from '../encoder/root.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-export const DEFAULT_MODEL_DIR = path.resolve(here, 'model');
+/** The committed model (sources and compiled dist/ both find it at the package root). */
+export const DEFAULT_MODEL_DIR = fromRoot('cacheblend', 'model');
 
 const MetaSchema = z.object({
   config: z.object({
