@@ -5,13 +5,15 @@
  *   server reply (detections, F1, DNNGrad) → OneAdapt probes + step → knobs for the next segment.
  * The math lives in pure modules (cheapmodel/qpmap, oneadapt/*); this file only wires and logs.
  */
+import { readFileSync } from 'node:fs';
+import { TokenSet } from '../proc/auth.ts';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { FfmpegSource, readAhead, segments } from '../media/capture.ts';
 import { Uplink } from './uplink.ts';
 import { AgentStore } from './store.ts';
 import { AgentMetrics } from './metrics.ts';
-import { MqttControl, type AgentState, type CommandHandlers, type SnapshotResult } from './mqtt.ts';
+import { MqttControl, type CommandResponse, type AgentState, type CommandHandlers, type SnapshotResult } from './mqtt.ts';
 import { renderFramePng, StatusHistory, StatusPage, type LatestFrame } from './status-page.ts';
 import { SdNotify } from '../proc/sdnotify.ts';
 import type { YuvFrame } from '../encoder/frame.ts';
@@ -21,7 +23,7 @@ import { DEFAULT_KNOBS } from '../oneadapt/knobs.ts';
 import { ProbeRunner } from '../oneadapt/probe-pool.ts';
 import type { Reply } from '../wire/protocol.ts';
 import { EdgePipeline, type ImportanceModel } from './pipeline.ts';
-import type { AgentSettings } from '../config/schema.ts';
+import { REMOTE_CONFIG_KEYS, type AgentSettings } from '../config/schema.ts';
 import type { ConfigManager } from '../config/watch.ts';
 
 export type { ImportanceModel } from './pipeline.ts';
@@ -37,7 +39,33 @@ export interface AgentDeps {
   retryMs?: number;
   /** stop after this many segments (demo/tests); default: run until stopped */
   maxSegments?: number;
+  /** /healthz and the watchdog call the pipeline stuck after this long without a segment; default max(30 s, 5 segments) */
+  stallMs?: number;
 }
+
+export type PipelineStage = 'source' | 'encoder' | 'store';
+
+/** An error of one pipeline stage (what /healthz and the systemd status name). */
+export class PipelineStageError extends Error {
+  constructor(readonly stage: PipelineStage, cause: unknown) {
+    super(`${stage}: ${(cause as Error)?.message ?? String(cause)}`);
+    this.name = 'PipelineStageError';
+  }
+}
+
+async function inStage<T>(stage: PipelineStage, f: () => Promise<T> | T): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    throw e instanceof PipelineStageError ? e : new PipelineStageError(stage, e);
+  }
+}
+
+/** A PEM file's contents (TLS settings hold paths). */
+const pem = (f: string | undefined): Buffer | undefined => (f ? readFileSync(f) : undefined);
+
+/** Settings read once at start: a change is recorded but takes effect only after a restart. */
+export const RESTART_ONLY = ['deviceId', 'mqtt', 'http', 'storage', 'profile'] as const;
 
 export function openAgentStore(s: AgentSettings, log: Logger): AgentStore {
   return new AgentStore(path.join(s.storage.dir, `${s.deviceId}.db`), {
@@ -49,6 +77,8 @@ export function openAgentStore(s: AgentSettings, log: Logger): AgentStore {
 
 export class Agent {
   private settings: AgentSettings;
+  /** the camera's identity for this run (a deviceId change in the file applies after a restart) */
+  readonly deviceId: string;
   private readonly log: Logger;
   private store: AgentStore | null = null;
   private uplink: Uplink | null = null;
@@ -67,6 +97,14 @@ export class Agent {
   private housekeepingTimer: NodeJS.Timeout | null = null;
   /** capture failures so far (open errors and broken streams) */
   captureFailures = 0;
+  /** the last error that stopped the pipeline, by stage; cleared in effect by the next segment */
+  private pipelineError: { stage: PipelineStage; message: string; at: number } | null = null;
+  private lastSegmentAt = Date.now();
+  /** file sources: where to resume after a failure (seconds), so a retry does not replay the file */
+  private sourcePosS = 0;
+  /** decoder complaints from the source (damaged or truncated input) */
+  decodeIssues = 0;
+  private decodeLog = { at: 0, suppressed: 0 };
   private latest: LatestFrame | null = null;
   private lastF1: number | null = null;
   private uplinkKbps: Record<string, number> = {};
@@ -77,10 +115,12 @@ export class Agent {
 
   constructor(settings: AgentSettings, private readonly deps: AgentDeps) {
     this.settings = settings;
+    this.deviceId = settings.deviceId;
     this.log = deps.logger;
     this.metrics = new AgentMetrics({ defaultLabels: { device: settings.deviceId } });
     this.retryMs = deps.retryMs ?? 1000;
     this.pipeline = new EdgePipeline({
+      deviceId: settings.deviceId,
       probes: new ProbeRunner(),
       onDecision: (d, info) => {
         this.metrics.observeProbe(info.probeMs / 1000);
@@ -113,7 +153,10 @@ export class Agent {
         discoveryPrefix: s.mqtt.discoveryPrefix,
         username: s.mqtt.username,
         password: s.mqtt.password,
+        tls: { ca: pem(s.mqtt.ca), cert: pem(s.mqtt.cert), key: pem(s.mqtt.key) },
         handlers: this.handlers(),
+        configKeys: REMOTE_CONFIG_KEYS,
+        responses: { get: (k) => this.store!.getCommandResponse(k) as CommandResponse | undefined, put: (k, r) => this.store!.putCommandResponse(k, r) },
         logger: this.log.child({ component: 'mqtt' }),
       });
       this.mqtt.on('connect', () => this.metrics.setMqttConnected(true));
@@ -122,8 +165,10 @@ export class Agent {
       await this.mqtt.start();
     }
     this.page = new StatusPage({
-      provider: { getState: () => this.state(), getHistory: () => this.history.list(), getLatestFrame: () => this.latest },
+      provider: { getState: () => this.state(), getHistory: () => this.history.list(), getLatestFrame: () => this.latest, getHealth: () => this.health() },
       metrics: this.metrics,
+      tokens: new TokenSet(s.http.tokens),
+      metricsPublic: s.http.metricsPublic,
       host: s.http.host,
       port: s.http.port,
       title: `camstream ${s.deviceId}`,
@@ -132,7 +177,8 @@ export class Agent {
     this.deps.config?.on('change', (next: AgentSettings, _prev: AgentSettings, keys: string[]) => this.applyConfig(next, keys));
     this.startSource();
     await this.sd.ready(`streaming ${s.source.uri}`);
-    this.sd.watchdog();
+    // systemd restarts a stuck pipeline (source, encoder, store); a server outage is not a reason to
+    this.sd.watchdog(() => this.pipelineHealth());
     this.log.info({ component: 'agent', device: s.deviceId, profile: s.profile, http: s.http.port }, 'agent started');
   }
 
@@ -146,11 +192,19 @@ export class Agent {
   }
 
   private makeUplink(s: AgentSettings): Uplink {
-    const up = new Uplink(this.store!, { url: s.server.url, cameraId: s.deviceId });
+    const up = new Uplink(this.store!, {
+      url: s.server.url,
+      cameraId: this.deviceId,
+      token: s.server.token,
+      tls: { ca: pem(s.server.ca), cert: pem(s.server.cert), key: pem(s.server.key) },
+    });
     up.on('reply', (r, bytes) => this.onReply(r, bytes));
     up.on('connected', () => this.log.info({ component: 'uplink', url: s.server.url }, 'connected to server'));
     up.on('disconnected', (why) => this.log.warn({ component: 'uplink', why }, 'server connection lost; segments stay in the outbox'));
-    up.on('serverError', (error, segment) => this.log.error({ component: 'uplink', segment, error }, 'server rejected segment'));
+    up.on('serverError', (error, segment, kept) =>
+      this.log.error({ component: 'uplink', segment, error, kept }, kept ? 'server could not process segment; kept in the outbox for a retry' : 'server rejected a bad segment'),
+    );
+    up.on('fatal', (error) => this.log.error({ component: 'uplink', error }, 'uplink stopped'));
     up.start();
     return up;
   }
@@ -212,38 +266,54 @@ export class Agent {
       this.setupOneAdapt();
     }
     if (changed('source') || changed('encoder.segmentFrames')) void this.restartPipeline();
-    if (prev.server.url !== next.server.url && this.store) {
+    if (changed('server') && this.store) {
       void this.uplink?.stop();
-      this.uplink = this.makeUplink(next);
+      try {
+        this.uplink = this.makeUplink(next);
+      } catch (e) {
+        this.uplink = null;
+        this.log.error({ component: 'uplink', err: (e as Error).message }, 'cannot start the uplink with the new server settings; segments stay in the outbox');
+      }
     }
-    if (changed('mqtt') || changed('http') || changed('storage') || changed('deviceId')) {
-      this.log.warn({ component: 'config', keys: keys.filter((k) => /^(mqtt|http|storage|deviceId)/.test(k)) }, 'these settings apply after a restart');
+    const restartOnly = keys.filter((k) => RESTART_ONLY.some((p) => k === p || k.startsWith(p + '.')));
+    if (restartOnly.length > 0) {
+      this.log.warn({ component: 'config', keys: restartOnly, deviceId: this.deviceId }, 'these settings apply after a restart; until then the running values stay in force');
     }
     this.log.info({ component: 'config', keys }, 'config applied');
   }
 
   /** Start capturing; a source that fails (camera down, stream cut) is retried with backoff until stopped. */
   private startSource(): void {
+    if (!this.wantSource) this.lastSegmentAt = Date.now(); // (re)started on purpose: not stuck yet
     this.wantSource = true;
     if (this.loop || this.retryTimer) return;
     const s = this.settings.source;
+    const resumeS = s.kind === 'file' ? this.sourcePosS : 0;
     let src: FfmpegSource;
     try {
-      src = new FfmpegSource({ kind: s.kind, uri: s.uri, loop: s.loop, fps: s.fps ?? 10, width: s.width, height: s.height, realtime: s.kind === 'file' });
+      src = new FfmpegSource({
+        kind: s.kind, uri: s.uri, loop: s.loop, fps: s.fps ?? 10, width: s.width, height: s.height, realtime: s.kind === 'file',
+        startS: resumeS || undefined,
+        onDecodeError: (issue) => this.onDecodeIssue(s.uri, issue),
+      });
     } catch (e) {
       this.captureFailures++;
+      this.pipelineError = { stage: 'source', message: (e as Error).message, at: Date.now() };
       this.log.error({ component: 'capture', err: (e as Error).message, retryMs: this.retryMs }, 'cannot open source; retrying');
       this.scheduleRetry();
       return;
     }
+    if (resumeS) this.log.info({ component: 'capture', source: s.uri, resumeS }, 'resuming the file where it stopped');
     this.source = src;
     this.metrics.setSourceRunning(true);
     this.loop = (async () => {
       let failed = false;
+      let framesDone = 0;
       try {
         // the next segment is captured while this one is processed
         for await (const frames of readAhead(segments(src, this.settings.encoder.segmentFrames))) {
           await this.handleSegment(frames, src.fps);
+          framesDone += frames.length;
           this.retryMs = this.deps.retryMs ?? 1000;
           if (this.deps.maxSegments && this.segmentsEncoded >= this.deps.maxSegments) {
             this.wantSource = false;
@@ -251,10 +321,23 @@ export class Agent {
             break;
           }
         }
+        if (s.kind === 'file') this.sourcePosS = 0; // a clean end: the next start is from the beginning
       } catch (e) {
         failed = true;
-        this.captureFailures++;
-        this.log.error({ component: 'capture', err: (e as Error).message, retryMs: this.retryMs }, 'capture stopped with an error; retrying');
+        const stage = e instanceof PipelineStageError ? e.stage : 'source';
+        const message = e instanceof PipelineStageError ? e.message.slice(stage.length + 2) : (e as Error).message;
+        this.pipelineError = { stage, message, at: Date.now() };
+        if (stage === 'source') this.captureFailures++;
+        // resume after the frames already turned into segments (none of them is sent twice under a new id)
+        if (s.kind === 'file') {
+          if (framesDone > 0) this.sourcePosS = resumeS + framesDone / src.fps;
+          else if (resumeS > 0 && s.loop) this.sourcePosS = 0; // nothing after that point: a looped file starts over
+          else if (resumeS > 0) {
+            this.wantSource = false; // nothing after that point and no loop: the file is done
+            this.log.error({ component: 'capture', source: s.uri, atS: resumeS }, 'file source ends early (truncated?); capture finished');
+          }
+        }
+        this.log.error({ component: stage === 'source' ? 'capture' : stage, err: message, frame: src.framesRead, retryMs: this.retryMs, resumeS: this.sourcePosS || undefined }, `${stage} failed; pipeline restarts`);
       } finally {
         src.stop();
         this.metrics.setSourceRunning(false);
@@ -263,6 +346,44 @@ export class Agent {
       }
       if (failed) this.scheduleRetry();
     })();
+  }
+
+  /** Log decoder complaints with their frame position: the first of a burst, then a count each second. */
+  private onDecodeIssue(uri: string, issue: { frame: number; message: string }): void {
+    this.decodeIssues++;
+    const now = Date.now();
+    if (now - this.decodeLog.at < 1000) {
+      this.decodeLog.suppressed++;
+      return;
+    }
+    this.log.warn({ component: 'capture', source: uri, frame: issue.frame, err: issue.message, more: this.decodeLog.suppressed || undefined }, 'decoder error in the source (damaged or truncated input)');
+    this.decodeLog = { at: now, suppressed: 0 };
+  }
+
+  /** Source, encoder and store: what the systemd watchdog is fed on. */
+  pipelineHealth(): { ok: boolean; reason?: string } {
+    try {
+      this.store?.depth();
+    } catch (e) {
+      return { ok: false, reason: `store: ${(e as Error).message}` };
+    }
+    if (!this.wantSource) return { ok: true };
+    const e = this.pipelineError;
+    if (e && e.at >= this.lastSegmentAt) return { ok: false, reason: `${e.stage}: ${e.message}` };
+    const segS = this.settings.encoder.segmentFrames / (this.settings.source.fps ?? 10);
+    const stallMs = this.deps.stallMs ?? Math.max(30_000, 5 * segS * 1000);
+    const quietMs = Date.now() - this.lastSegmentAt;
+    if (quietMs > stallMs) return { ok: false, reason: `pipeline stuck: no segment for ${Math.round(quietMs / 1000)} s` };
+    return { ok: true };
+  }
+
+  /** /healthz: the pipeline and the uplink. */
+  health(): { ok: boolean; reason?: string } {
+    const p = this.pipelineHealth();
+    if (!p.ok) return p;
+    if (this.uplink?.fatalError) return { ok: false, reason: `uplink: ${this.uplink.fatalError}` };
+    if (!this.uplink) return { ok: false, reason: 'uplink: not running' };
+    return { ok: true };
   }
 
   private scheduleRetry(): void {
@@ -305,10 +426,12 @@ export class Agent {
   private async handleSegment(frames: YuvFrame[], srcFps: number): Promise<void> {
     const s = this.settings;
     this.metrics.frameCaptured(frames.length);
-    const out = await this.pipeline.process(frames, srcFps, s);
+    const out = await inStage('encoder', () => this.pipeline.process(frames, srcFps, s));
     const { rendered, knobs, segmentId, seq, wire } = out;
     if (out.cheapS !== null) this.metrics.observeCheapModel(out.cheapS);
-    this.store!.enqueue({ segmentId, cameraId: s.deviceId, meta: out.header, data: out.packed });
+    const store = this.store!;
+    await inStage('store', () => store.enqueue({ segmentId, cameraId: this.deviceId, meta: out.header, data: out.packed }));
+    this.lastSegmentAt = Date.now();
     this.sentAt.set(segmentId, Date.now());
     this.uplink?.kick();
     this.segmentsEncoded++;
@@ -353,10 +476,10 @@ export class Agent {
 
   state(): AgentState {
     return {
-      deviceId: this.settings.deviceId,
+      deviceId: this.deviceId,
       t: Date.now(),
       sourceRunning: this.source !== null,
-      extra: { captureFailures: this.captureFailures, retrying: this.retryTimer !== null, adapting: this.pipeline.oneadapt ? [...this.pipeline.oneadapt.knobs.keys()] : [], accmpeg: this.pipeline.cheap !== null, uplinkKbps: this.uplinkKbps },
+      extra: { captureFailures: this.captureFailures, decodeIssues: this.decodeIssues, health: this.health().reason ?? 'ok', uplinkError: this.uplink?.fatalError ?? this.uplink?.lastError ?? null, retrying: this.retryTimer !== null, adapting: this.pipeline.oneadapt ? [...this.pipeline.oneadapt.knobs.keys()] : [], accmpeg: this.pipeline.cheap !== null, uplinkKbps: this.uplinkKbps },
       pipelineRunning: this.loop !== null,
       knobs: this.pipeline.knobs(this.settings) as unknown as Record<string, number>,
       bitrateKbps: this.lastBitrate,

@@ -56,15 +56,16 @@ export type Transaction = z.infer<typeof TransactionSchema>;
 
 /** Configuration keys: dotted paths such as 'oneadapt.targetKbps'. */
 const configKeyName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/, 'dotted key such as "oneadapt.targetKbps"');
-const jsonScalar = z.union([z.number(), z.string(), z.boolean(), z.null()]);
+const jsonScalar = z.union([z.number(), z.string().max(256), z.boolean(), z.null()]);
 
 const common = { transaction: TransactionSchema.optional(), who: z.string().max(128).optional() };
 
 export const SetConfigRequestSchema = z.strictObject({
   ...common,
   keys: z
-    .record(configKeyName, jsonScalar)
-    .refine((k) => Object.keys(k).length > 0, { message: 'at least one key is required' }),
+    .record(configKeyName.max(128), jsonScalar)
+    .refine((k) => Object.keys(k).length > 0, { message: 'at least one key is required' })
+    .refine((k) => Object.keys(k).length <= 32, { message: 'at most 32 keys per request' }),
 });
 export const EmptyRequestSchema = z.strictObject(common);
 
@@ -119,6 +120,8 @@ export interface MqttControlOptions {
   discovery?: boolean;
   username?: string;
   password?: string;
+  /** mqtts:// or wss://: CA to trust and optional client certificate/key (PEM contents) */
+  tls?: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
   /** fixed client id (needed for the persistent session); default `camstream-agent-<deviceId>` */
   clientId?: string;
   /** MQTT 5 session expiry: how long the broker keeps queued commands while we are away; default 7 days */
@@ -133,14 +136,40 @@ export interface MqttControlOptions {
   /** how many recent transaction ids are remembered for deduplication; default 1000 */
   dedupSize?: number;
   /**
-   * Optional per-key schemas for set_config. When given, unknown keys are rejected and each value
-   * is parsed by its schema before `setConfig` sees it (nothing is applied if any key fails).
+   * Where answered commands are kept by transaction id, so a repeated id (a redelivery, or a caller
+   * that missed the answer) gets the same response again without running twice. Default: in memory,
+   * `dedupSize` entries; the agent passes its SQLite store so this survives restarts.
    */
-  configKeys?: Record<string, z.ZodType>;
+  responses?: ResponseCache;
+  /**
+   * The keys set_config may change (least privilege), each with its schema: any other key is rejected
+   * and each value is parsed by its schema before `setConfig` sees it (nothing applied if any fails).
+   */
+  configKeys: Record<string, z.ZodType>;
   /** shown in the Home Assistant device block */
   swVersion?: string;
   deviceName?: string;
   logger?: Logger;
+}
+
+/** Answered commands by key (command + transaction id); bounded by the implementation. */
+export interface ResponseCache {
+  get(key: string): CommandResponse | undefined;
+  put(key: string, response: CommandResponse): void;
+}
+
+/** In-memory ResponseCache keeping the newest `cap` entries. */
+export class MemoryResponseCache implements ResponseCache {
+  private readonly map = new Map<string, CommandResponse>();
+  constructor(private readonly cap = 1000) {}
+  get(key: string): CommandResponse | undefined {
+    return this.map.get(key);
+  }
+  put(key: string, response: CommandResponse): void {
+    this.map.delete(key);
+    this.map.set(key, response);
+    while (this.map.size > this.cap) this.map.delete(this.map.keys().next().value as string);
+  }
 }
 
 export interface CommandEvent {
@@ -213,6 +242,7 @@ export class MqttControl extends EventEmitter {
   private readonly handlers: CommandHandlers;
   private readonly log: Logger;
   private readonly seen: RecentSet<string>;
+  private readonly responses: ResponseCache;
   private client: MqttClient | null = null;
   private lastState: AgentState | null = null;
   private connectCount = 0;
@@ -230,6 +260,7 @@ export class MqttControl extends EventEmitter {
     this.handlers = opts.handlers;
     this.log = opts.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info' }).child({ component: 'mqtt', camera: opts.deviceId });
     this.seen = new RecentSet(opts.dedupSize ?? 1000);
+    this.responses = opts.responses ?? new MemoryResponseCache(opts.dedupSize ?? 1000);
     if (/[#+/\s]/.test(this.deviceId) || this.deviceId.length === 0) {
       throw new MqttControlError(`deviceId ${JSON.stringify(this.deviceId)} cannot be used in an MQTT topic`);
     }
@@ -283,6 +314,9 @@ export class MqttControl extends EventEmitter {
       queueQoSZero: false,
       username: o.username,
       password: o.password,
+      ...(o.tls?.ca ? { ca: o.tls.ca } : {}),
+      ...(o.tls?.cert ? { cert: o.tls.cert, key: o.tls.key } : {}),
+      rejectUnauthorized: true,
       will: { topic: this.statusTopic, payload: Buffer.from('offline'), qos: 1, retain: true },
     };
     const client = connect(o.url, options);
@@ -431,11 +465,17 @@ export class MqttControl extends EventEmitter {
     }
     // Parse and validate synchronously (arrival order), run handlers one at a time.
     const parsed = this.parseRequest(cmd, payload);
-    if (parsed.transaction !== undefined) {
-      const key = `${cmd}\u0000${typeof parsed.transaction}:${String(parsed.transaction)}`;
-      if (this.seen.has(key)) {
-        this.log.info({ cmd, transaction: parsed.transaction, dup: packet.dup }, 'duplicate command ignored');
-        this.emit('command', { cmd, transaction: parsed.transaction, status: 'duplicate', ms: 0 } satisfies CommandEvent);
+    const key = parsed.transaction === undefined ? undefined : `${cmd}\u0000${typeof parsed.transaction}:${String(parsed.transaction)}`;
+    if (key !== undefined) {
+      if (this.seen.has(key) || this.responses.get(key)) {
+        // runs once; a repeat (redelivery, or a caller that missed it) gets the first answer again,
+        // after the first one finished (commands are serialized)
+        this.chain = this.chain.then(() => {
+          const cached = this.responses.get(key);
+          this.log.info({ cmd, transaction: parsed.transaction, dup: packet.dup, answered: cached !== undefined }, 'repeated transaction: not run again');
+          this.emit('command', { cmd, transaction: parsed.transaction, status: 'duplicate', ms: 0 } satisfies CommandEvent);
+          if (cached) this.respond(cmd, cached);
+        });
         return;
       }
       this.seen.add(key);
@@ -463,8 +503,20 @@ export class MqttControl extends EventEmitter {
         ...(response.status === 'error' ? { error: response.error } : {}),
         ms,
       } satisfies CommandEvent);
+      if (key !== undefined) this.remember(key, response);
       this.respond(cmd, response);
     });
+  }
+
+  /** Keep the answer for repeats; a very large one (a snapshot) is kept as a short note instead. */
+  private remember(key: string, response: CommandResponse): void {
+    const small = JSON.stringify(response).length <= 16 << 10;
+    const kept: CommandResponse = small ? response : { status: 'error', error: 'this transaction was answered already (response too large to repeat); use a new transaction id', transaction: response.transaction };
+    try {
+      this.responses.put(key, kept);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not keep the command response');
+    }
   }
 
   private parseRequest(
@@ -521,7 +573,6 @@ export class MqttControl extends EventEmitter {
 
   private checkConfigKeys(keys: Record<string, unknown>): { keys: Record<string, unknown> } | { error: string } {
     const schemas = this.opts.configKeys;
-    if (!schemas) return { keys };
     const out: Record<string, unknown> = {};
     const problems: string[] = [];
     for (const [k, v] of Object.entries(keys)) {

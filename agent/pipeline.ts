@@ -14,7 +14,7 @@ import type { OneAdaptController, Decision } from '../oneadapt/adapt.ts';
 import type { ProbeRunner } from '../oneadapt/probe-pool.ts';
 import { gradToSourceGrid, renderSegment, type Rendered, type RenderKnobs, type RenderOptions } from '../oneadapt/render.ts';
 import { contentSignature } from '../oneadapt/scene.ts';
-import { packSegment, PROTOCOL_VERSION, segmentWireBytes, type Reply, type SegmentHeader } from '../wire/protocol.ts';
+import { newSegmentId, packSegment, PROTOCOL_VERSION, segmentWireBytes, type Reply, type SegmentHeader } from '../wire/protocol.ts';
 import { decodeMbMap } from '../wire/mbmap.ts';
 import type { AgentSettings } from '../config/schema.ts';
 
@@ -62,6 +62,8 @@ interface ProbeJob {
 }
 
 export interface EdgePipelineOptions {
+  /** the camera identity for this run (fixed at start: a deviceId change in the file applies after a restart) */
+  deviceId?: string;
   /** runs the probes off the event loop; null: no probes (knobs hold) */
   probes: ProbeRunner | null;
   onDecision?: (d: Decision, info: ProbeInfo) => void;
@@ -78,7 +80,6 @@ export class EdgePipeline {
   probesStarted = 0;
   probesSkipped = 0;
   private seq = 0;
-  private readonly bootMs = Date.now();
   /** latest DNNGrad from the server (on the streamed frame's MB grid, of that size); `fresh` until one
    * probe has used it (no reply → knobs hold) */
   private lastGrad: { map: MbMap; width: number | null; height: number | null; proxy: number; fresh: boolean } | null = null;
@@ -160,12 +161,13 @@ export class EdgePipeline {
     const every = s.monitor.referenceEvery;
     const refIdx = rendered.sent[rendered.sent.length - 1];
     const ref = every > 0 && seq % every === 0 ? await encodeSegment([frames[refIdx]], [null], { baseQp: s.monitor.referenceQp, gop: 1, codec: 'h264' }) : null;
-    const segmentId = `${s.deviceId}-${this.bootMs}-${seq}`;
+    const cameraId = this.o.deviceId ?? s.deviceId;
+    const segmentId = newSegmentId(cameraId);
     const header: SegmentHeader = {
       type: 'segment',
       v: PROTOCOL_VERSION,
       segmentId,
-      cameraId: s.deviceId,
+      cameraId,
       seq,
       codec: rendered.encoded.codec,
       width: rendered.encoded.width,

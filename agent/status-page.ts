@@ -9,6 +9,10 @@
  *   GET /api/frame.png  latest frame's luma in grey, QP offsets tinted over it (404 before the first frame)
  *   GET /healthz        {"status":"ok"} (503 when provider.getHealth() says otherwise)
  *
+ * Everything under /api/ and /metrics (unless `metricsPublic`) needs `Authorization: Bearer <token>`
+ * (auth/tokens.ts); the page itself holds no data: open it as `http://host:8081/#token=<token>` and
+ * its script sends the token with every request (the fragment never leaves the browser).
+ *
  * It only knows the `StatusProvider` interface, so it is testable without the rest of the agent.
  */
 import http from 'node:http';
@@ -17,6 +21,7 @@ import { PNG } from 'pngjs';
 import type { MbMap, YuvFrame } from '../encoder/frame.ts';
 import { HttpError, send, sendError, sendJson } from '../proc/http.ts';
 import type { AgentState } from './mqtt.ts';
+import { requireBearer, type TokenSet } from '../proc/auth.ts';
 
 export interface HistoryPoint {
   /** ms since epoch */
@@ -48,6 +53,10 @@ export interface MetricsSource {
 
 export interface StatusPageOptions {
   provider: StatusProvider;
+  /** bearer tokens accepted for /api/* and /metrics (an empty set disables them) */
+  tokens: TokenSet;
+  /** serve /metrics without a token */
+  metricsPublic?: boolean;
   metrics?: MetricsSource;
   host?: string; // default 127.0.0.1
   port?: number; // default 0 (ephemeral)
@@ -174,11 +183,13 @@ export class StatusPage {
     }
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     const p = this.opts.provider;
+    const open = path === '/' || path === '/index.html' || path === '/healthz' || path === '/favicon.ico' || (path === '/metrics' && this.opts.metricsPublic);
+    if (!open && (path.startsWith('/api/') || path === '/metrics') && !requireBearer(req, res, this.opts.tokens)) return;
     switch (path) {
       case '/':
       case '/index.html':
         return send(res, 200, 'text/html; charset=utf-8', pageHtml(this.opts.title ?? `camstream ${safeDeviceId(p)}`, this.opts.refreshMs ?? 2000), {
-          'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self'; connect-src 'self'",
+          'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' blob:; connect-src 'self'",
         });
       case '/metrics': {
         if (!this.opts.metrics) throw new HttpError(404, 'no metrics registry configured');
@@ -302,17 +313,32 @@ function drawChart(id, pts, fixedMin, fixedMax, color) {
   const last = data[data.length - 1];
   svg.append(el("circle", { cx: X(last[0]), cy: Y(last[1]), r: 3, fill: color }));
 }
-function refreshFrame() {
-  const img = new Image();
-  img.onload = () => { $("frame").src = img.src; $("frame-msg").textContent = ""; };
-  img.onerror = () => { $("frame-msg").textContent = "no frame yet"; };
-  img.src = "api/frame.png?t=" + Date.now();
+// the API token comes from the URL fragment (#token=…), kept for this tab only
+const TOKEN = (() => {
+  const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (m) { sessionStorage.setItem("camstream-token", decodeURIComponent(m[1])); window.history.replaceState(null, "", location.pathname); }
+  return sessionStorage.getItem("camstream-token") ?? "";
+})();
+function api(path) {
+  return fetch(path, { cache: "no-store", headers: { authorization: "Bearer " + TOKEN } }).then((r) => {
+    if (r.status === 401) throw new Error("unauthorized: open this page as …/#token=<API token>");
+    return r;
+  });
+}
+let frameUrl = null;
+async function refreshFrame() {
+  const r = await api("api/frame.png");
+  if (!r.ok) { $("frame-msg").textContent = "no frame yet"; return; }
+  const url = URL.createObjectURL(await r.blob());
+  $("frame").src = url; $("frame-msg").textContent = "";
+  if (frameUrl) URL.revokeObjectURL(frameUrl);
+  frameUrl = url;
 }
 async function refresh() {
   try {
     const [state, history] = await Promise.all([
-      fetch("api/state", { cache: "no-store" }).then((r) => r.json()),
-      fetch("api/history", { cache: "no-store" }).then((r) => r.json()),
+      api("api/state").then((r) => r.json()),
+      api("api/history").then((r) => r.json()),
     ]);
     fillTable("knobs", Object.entries(state.knobs ?? {}).sort().map(([k, v]) => [k, fmt(v)]));
     fillTable("state", [
@@ -327,7 +353,7 @@ async function refresh() {
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
     drawChart("chart-bitrate", history.map((p) => [p.t, p.bitrateKbps]), 0, null, "#4fa3ff");
     drawChart("chart-f1", history.map((p) => [p.t, p.f1]), 0, 1, "#7ddf64");
-    refreshFrame();
+    await refreshFrame();
     document.body.dataset.loaded = "1";
   } catch (err) {
     $("summary").className = "bad";

@@ -107,7 +107,17 @@ const MIGRATIONS: string[] = [
      ts_ms INTEGER NOT NULL,
      json TEXT NOT NULL
    );`,
+  // answered MQTT commands by transaction (a repeated id gets the same answer, across restarts)
+  `CREATE TABLE command_responses (
+     key TEXT PRIMARY KEY,
+     ts_ms INTEGER NOT NULL,
+     json TEXT NOT NULL
+   );
+   CREATE INDEX command_responses_ts ON command_responses(ts_ms);`,
 ];
+
+/** answered commands kept for repeated transaction ids */
+const MAX_COMMAND_RESPONSES = 1000;
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -286,6 +296,21 @@ export class AgentStore {
   /** Delete acked rows acked before `olderThanMs` (epoch ms). Returns the count. */
   pruneAcked(olderThanMs: number): number {
     return this.st.pruneAcked.run(olderThanMs).changes;
+  }
+
+  // ---- command responses (MQTT transaction ids) --------------------------------------------
+
+  getCommandResponse(key: string): unknown {
+    const r = this.db.prepare('SELECT json FROM command_responses WHERE key = ?').get(key) as { json: string } | undefined;
+    return r ? (JSON.parse(r.json) as unknown) : undefined;
+  }
+
+  /** Keep one answer (bounded: the oldest beyond MAX_COMMAND_RESPONSES go). */
+  putCommandResponse(key: string, response: unknown): void {
+    this.db.transaction(() => {
+      this.db.prepare('INSERT OR REPLACE INTO command_responses (key, ts_ms, json) VALUES (?, ?, ?)').run(key, Date.now(), JSON.stringify(response));
+      this.db.prepare('DELETE FROM command_responses WHERE key IN (SELECT key FROM command_responses ORDER BY ts_ms DESC, rowid DESC LIMIT -1 OFFSET ?)').run(MAX_COMMAND_RESPONSES);
+    })();
   }
 
   // ---- metrics -------------------------------------------------------------------------

@@ -3,7 +3,7 @@
  * Every failure is a `ConfigError` whose message names the file, the line:column and the field path.
  */
 import { readFileSync } from 'node:fs';
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node as YamlNode } from 'yaml';
 import { z } from 'zod';
 import { AgentSettingsSchema, ServerSettingsSchema, type AgentSettings, type ServerSettings } from './schema.ts';
 
@@ -84,7 +84,21 @@ export function parseConfigText<S extends z.ZodType>(text: string, schema: S, fi
       }),
     );
   }
-  const raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (e) {
+    // e.g. an alias bomb ("Excessive alias count"): point at the first alias
+    let offset: number | undefined;
+    visit(doc, {
+      Alias(_k, node) {
+        offset = node.range?.[0];
+        return visit.BREAK;
+      },
+    });
+    const pos = offset === undefined ? { line: 1, col: 1 } : lc.linePos(offset);
+    throw new ConfigError(file, [{ kind: 'syntax', path: '', message: `YAML rejected: ${(e as Error).message}`, line: pos.line, col: pos.col }]);
+  }
   const result = schema.safeParse(raw);
   if (!result.success) {
     const issues: ConfigIssue[] = [];

@@ -52,6 +52,16 @@ export const SourceSchema = z
     }
   });
 
+/** libx264/libx265 speed presets (anything else would make the encoder fail at the first segment) */
+export const X264_PRESETS = ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow'] as const;
+
+/** SHA-256 of a secret token, hex (`npm run token` prints both); configs that check tokens store only this. */
+export const TokenHashSchema = z.string().regex(/^[0-9a-f]{64}$/, 'SHA-256 of the token in hex (npm run token prints it)');
+/** A secret token as presented by a client (`npm run token`). */
+export const TokenSchema = z.string().min(16, 'at least 16 characters (npm run token makes one)').max(512);
+/** PEM files for TLS (paths, read at start) */
+const pemPath = z.string().min(1);
+
 export const EncoderSchema = z
   .strictObject({
     /** 'grace': stream Grace++ neural-codec segments instead of H.264 (grace/segment.ts) */
@@ -59,7 +69,7 @@ export const EncoderSchema = z
     /** Grace++ target bitrate; the ladder rung is picked per frame to fit it */
     graceKbps: z.number().positive().max(100000).default(400),
     baseQp: qp.default(30),
-    preset: z.string().min(1).default('veryfast'),
+    preset: z.enum(X264_PRESETS).default('veryfast'),
     /** frames per segment (one segment = one upload + one server reply) */
     segmentFrames: z.number().int().min(1).max(300).default(10),
   })
@@ -121,7 +131,18 @@ const wsUrl = z.string().regex(/^wss?:\/\/\S+$/, 'must be a ws:// or wss:// URL'
 const mqttUrl = z.string().regex(/^(mqtts?|wss?|tcp|ssl):\/\/\S+$/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL');
 const topicSegment = z.string().regex(/^[^#+\s]+$/, 'MQTT topic without wildcards or spaces');
 
-export const UplinkSchema = z.strictObject({ url: wsUrl.default('ws://127.0.0.1:8080/ingest') }).prefault({});
+export const UplinkSchema = z
+  .strictObject({
+    url: wsUrl.default('ws://127.0.0.1:8080/ingest'),
+    /** this camera's secret (the server holds its SHA-256 in auth.cameras); without it nothing is uploaded */
+    token: TokenSchema.optional(),
+    /** wss://: CA bundle that signed the server's certificate (default: the system's CAs) */
+    ca: pemPath.optional(),
+    /** optional client certificate and key (PEM) for servers that verify clients */
+    cert: pemPath.optional(),
+    key: pemPath.optional(),
+  })
+  .prefault({});
 
 export const MqttSchema = z
   .strictObject({
@@ -129,8 +150,12 @@ export const MqttSchema = z
     url: mqttUrl.default('mqtt://localhost:1883'),
     baseTopic: topicSegment.default('camstream'),
     discoveryPrefix: topicSegment.default('homeassistant'),
-    username: z.string().optional(),
-    password: z.string().optional(),
+    username: z.string().max(256).optional(),
+    password: z.string().max(1024).optional(),
+    /** mqtts://: CA of the broker's certificate, optional client certificate and key (PEM paths) */
+    ca: pemPath.optional(),
+    cert: pemPath.optional(),
+    key: pemPath.optional(),
   })
   .prefault({});
 
@@ -147,8 +172,12 @@ export const StorageSchema = z
 
 export const HttpSchema = z
   .strictObject({
-    host: z.string().min(1).default('0.0.0.0'),
+    host: z.string().min(1).default('127.0.0.1'),
     port: port.default(8081),
+    /** SHA-256 of the bearer tokens that may read the status page's API, frame and metrics (npm run token) */
+    tokens: z.array(TokenHashSchema).max(64).default([]),
+    /** serve /metrics without a token (scrapers on a trusted network) */
+    metricsPublic: z.boolean().default(false),
   })
   .prefault({});
 
@@ -174,8 +203,31 @@ export const ServerSettingsSchema = z.strictObject({
   profile: z.enum(['server-gpu', 'server-cpu']).default('server-cpu'),
   listen: z
     .strictObject({
-      host: z.string().min(1).default('0.0.0.0'),
+      host: z.string().min(1).default('127.0.0.1'),
       port: port.default(8080),
+      /** serve wss:// and https:// with this certificate and key (PEM paths) */
+      tls: z.strictObject({ cert: pemPath, key: pemPath }).optional(),
+    })
+    .prefault({}),
+  auth: z
+    .strictObject({
+      /** camera id → SHA-256 of its token; only these cameras can upload, each only as itself */
+      cameras: z.record(DeviceIdSchema, TokenHashSchema).default({}),
+      /** SHA-256 of the bearer tokens for /api/* (and /metrics unless metricsPublic) */
+      apiTokens: z.array(TokenHashSchema).max(64).default([]),
+      metricsPublic: z.boolean().default(false),
+    })
+    .prefault({}),
+  ingest: z
+    .strictObject({
+      /** largest segment message (video + reference frame) */
+      maxPayloadBytes: z.number().int().min(64 << 10).max(256 << 20).default(8 << 20),
+      helloTimeoutMs: z.number().int().positive().default(5_000),
+      pingIntervalMs: z.number().int().positive().default(15_000),
+      idleTimeoutMs: z.number().int().positive().default(300_000),
+      partialTimeoutMs: z.number().int().positive().default(60_000),
+      maxConnections: z.number().int().positive().default(64),
+      maxConnectionsPerAddress: z.number().int().positive().default(8),
     })
     .prefault({}),
   detector: z.strictObject({
@@ -186,6 +238,10 @@ export const ServerSettingsSchema = z.strictObject({
     .strictObject({
       dir: z.string().min(1).default('/var/lib/camstream'),
       metricsRetentionHours: z.number().positive().default(24 * 7),
+      /** rejected segments kept for inspection: capped and expiring */
+      failuresMaxRows: z.number().int().positive().default(1000),
+      failuresMaxBytes: z.number().int().positive().default(256 << 20),
+      failuresRetentionHours: z.number().positive().default(24 * 7),
     })
     .prefault({}),
   log: LogSchema,
@@ -200,3 +256,37 @@ export type EncoderSettings = AgentSettings['encoder'];
 export type CheapModelSettings = AgentSettings['cheapModel'];
 export type OneAdaptSettings = AgentSettings['oneadapt'];
 export type MqttSettings = AgentSettings['mqtt'];
+
+/**
+ * The settings fleet control (MQTT set_config) may change: knobs, targets, thresholds and the log
+ * level. Identity, server URL and credentials, source, storage, MQTT and HTTP settings are local-only
+ * (edit the file on the device). Each value is checked by the same rule as in the file.
+ */
+export const REMOTE_CONFIG_KEYS: Record<string, z.ZodType> = Object.fromEntries(
+  [
+    'encoder.baseQp', 'encoder.preset', 'encoder.segmentFrames',
+    'cheapModel.enabled', 'cheapModel.threshold', 'cheapModel.everyK', 'cheapModel.highQp', 'cheapModel.lowQp',
+    'oneadapt.enabled', 'oneadapt.targetKbps', 'oneadapt.targetF1', 'oneadapt.lambdaBw', 'oneadapt.lr',
+    'monitor.referenceEvery', 'monitor.referenceQp',
+    'log.level',
+  ].map((k) => [k, fieldSchema(k)]),
+);
+
+/** The schema of one leaf of AgentSettingsSchema (defaults, prefaults and optionals unwrapped), so remote values obey the file's rules. */
+function fieldSchema(dotted: string): z.ZodType {
+  let cur: z.ZodType = AgentSettingsSchema;
+  for (const part of dotted.split('.')) {
+    cur = unwrap(cur);
+    const shape = (cur as unknown as { shape?: Record<string, z.ZodType> }).shape;
+    if (!shape?.[part]) throw new Error(`REMOTE_CONFIG_KEYS: no setting ${dotted}`);
+    cur = shape[part];
+  }
+  return unwrap(cur);
+}
+
+function unwrap(t: z.ZodType): z.ZodType {
+  let cur = t as unknown as { _zod: { def: { type: string; innerType?: z.ZodType } } };
+  while (['default', 'prefault', 'optional'].includes(cur._zod.def.type) && cur._zod.def.innerType) cur = cur._zod.def.innerType as unknown as typeof cur;
+  return cur as unknown as z.ZodType;
+}
+

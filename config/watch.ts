@@ -113,14 +113,15 @@ export class ConfigManager<S extends z.ZodType> extends EventEmitter<ConfigManag
     return this.good.text;
   }
 
-  /** Re-read the file now. Keeps the last good settings on error (and emits 'error'). */
+  /** Re-read the file now. Never throws: keeps the last good settings on error (and emits 'error'). */
   reload(reason = 'reload'): ReloadResult<z.output<S>> {
     const prev = this.current;
     let parsed: ParsedConfig<z.output<S>>;
     try {
       parsed = this.read();
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
+    } catch (e) {
+      // never throws: whatever went wrong becomes a ConfigError naming the file, and the last good config stays
+      const err = e instanceof ConfigError ? e : new ConfigError(this.file, [{ kind: 'io', path: '', message: `cannot load: ${(e as Error)?.message ?? String(e)}` }]);
       this.lastSeenText = undefined;
       this.log.error({ component: 'config', file: this.file, issues: err.issues }, 'config reload failed; keeping last good config');
       if (this.listenerCount('error') > 0) this.emit('error', err);

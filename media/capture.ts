@@ -31,7 +31,18 @@ export interface SourceSpec {
   durationS?: number;
   /** network/device I/O timeout (ms) for RTSP and probing */
   timeoutMs?: number;
+  /** ffmpeg reported a decoding problem (corrupt packet, partial file, bad NAL…) near this frame */
+  onDecodeError?: (issue: DecodeIssue) => void;
 }
+
+/** A decoder complaint and where in the output it happened (frames delivered so far; ffmpeg decodes a little ahead). */
+export interface DecodeIssue {
+  frame: number;
+  message: string;
+}
+
+/** ffmpeg warning/error lines that mean the input is damaged (not mere notices). */
+const DECODE_ISSUE = /corrupt|invalid|error|partial file|truncat|missing picture|concealing|non-existing pps|no frame!/i;
 
 export class CaptureError extends Error {
   constructor(readonly source: string, message: string, readonly framesRead = 0) {
@@ -104,6 +115,8 @@ export class FfmpegSource implements AsyncIterable<YuvFrame> {
   private proc: ChildProcessByStdio<null, Readable, Readable> | null = null;
   private stopped = false;
   framesRead = 0;
+  /** decoder complaints so far (see SourceSpec.onDecodeError) */
+  decodeIssues = 0;
 
   constructor(readonly spec: SourceSpec) {
     const probed = probeSource(spec);
@@ -120,14 +133,25 @@ export class FfmpegSource implements AsyncIterable<YuvFrame> {
   async *[Symbol.asyncIterator](): AsyncIterator<YuvFrame> {
     const { spec, width, height, fps } = this;
     const filters = [`fps=${fps}`, `scale=${width}:${height}`];
-    const args = ['-hide_banner', '-nostdin', '-loglevel', 'error', ...inputArgs(spec)];
+    // warnings too: ffmpeg reports a truncated (looped) file or damaged packets only at that level
+    const args = ['-hide_banner', '-nostdin', '-loglevel', 'warning', ...inputArgs(spec)];
     if (spec.durationS) args.push('-t', String(spec.durationS));
     args.push('-an', '-sn', '-vf', filters.join(','), '-pix_fmt', 'yuv420p', '-f', 'rawvideo', 'pipe:1');
     const proc = spawn('ffmpeg', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     let stderr = '';
     proc.stderr.setEncoding('utf8');
-    proc.stderr.on('data', (d: string) => { stderr = (stderr + d).slice(-4000); });
+    let partialLine = '';
+    proc.stderr.on('data', (d: string) => {
+      stderr = (stderr + d).slice(-4000);
+      const lines = (partialLine + d).split('\n');
+      partialLine = lines.pop() ?? '';
+      for (const line of lines) {
+        if (!DECODE_ISSUE.test(line)) continue;
+        this.decodeIssues++;
+        spec.onDecodeError?.({ frame: this.framesRead, message: line.replace(/^\[[^\]]*\]\s*/, '').trim() });
+      }
+    });
     const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
     const spawnError = new Promise<Error>((resolve) => proc.on('error', resolve));
 
@@ -144,7 +168,7 @@ export class FfmpegSource implements AsyncIterable<YuvFrame> {
           pendingBytes += n;
           off += n;
           if (pendingBytes < size) break;
-          const frame: YuvFrame = { width, height, ptsMs: Math.round((this.framesRead * 1000) / fps), data };
+          const frame: YuvFrame = { width, height, ptsMs: Math.round((spec.startS ?? 0) * 1000 + (this.framesRead * 1000) / fps), data };
           this.framesRead++;
           data = new Uint8Array(size);
           pendingBytes = 0;
@@ -172,12 +196,18 @@ export class FfmpegSource implements AsyncIterable<YuvFrame> {
 /** Group a frame stream into fixed-length segments (the unit the agent encodes, sends and adapts on). */
 export async function* segments(frames: AsyncIterable<YuvFrame>, framesPerSegment: number): AsyncGenerator<YuvFrame[]> {
   let buf: YuvFrame[] = [];
-  for await (const f of frames) {
-    buf.push(f);
-    if (buf.length === framesPerSegment) {
-      yield buf;
-      buf = [];
+  try {
+    for await (const f of frames) {
+      buf.push(f);
+      if (buf.length === framesPerSegment) {
+        yield buf;
+        buf = [];
+      }
     }
+  } catch (e) {
+    // the frames read before a failure still make a (short) segment; then the error goes on
+    if (buf.length) yield buf;
+    throw e;
   }
   if (buf.length) yield buf;
 }

@@ -132,13 +132,23 @@ export class SdNotify {
 
   /**
    * Start pinging WATCHDOG=1 at half of WATCHDOG_USEC (first ping immediately). No-op when systemd
-   * asked for no watchdog. Returns the interval in ms, or undefined when not started.
+   * asked for no watchdog. With `alive`, a ping is sent only while it returns true (so a stuck
+   * pipeline is restarted by systemd), and STATUS= carries its reason otherwise.
+   * Returns the interval in ms, or undefined when not started.
    */
-  watchdog(): number | undefined {
+  watchdog(alive?: () => { ok: boolean; reason?: string }): number | undefined {
     if (!this.enabled || this.watchdogIntervalMs === undefined) return undefined;
     if (this.timer) return this.watchdogIntervalMs;
-    void this.ping();
-    this.timer = setInterval(() => void this.ping(), this.watchdogIntervalMs);
+    let wasOk = true;
+    const tick = (): void => {
+      const h = alive?.() ?? { ok: true };
+      if (h.ok) void this.ping();
+      else if (wasOk) void this.notify(`STATUS=unhealthy: ${h.reason ?? 'unknown'}`);
+      if (h.ok && !wasOk) void this.notify('STATUS=healthy');
+      wasOk = h.ok;
+    };
+    tick();
+    this.timer = setInterval(tick, this.watchdogIntervalMs);
     this.timer.unref();
     return this.watchdogIntervalMs;
   }

@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ServerStore } from '../server/store.ts';
+import { hashToken, newToken } from '../proc/auth.ts';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const { values } = parseArgs({ options: { segments: { type: 'string', default: '24' }, port: { type: 'string', default: '18080' } } });
@@ -25,10 +26,12 @@ if (!existsSync(model)) {
   process.exit(1);
 }
 rmSync(dir, { recursive: true, force: true });
+// the camera authenticates with its own secret; the server keeps only its SHA-256
+const camToken = newToken();
 mkdirSync(dir, { recursive: true });
 writeFileSync(
   path.join(dir, 'server.yaml'),
-  `deviceId: demo-server\nprofile: server-cpu\nlisten: { host: 127.0.0.1, port: ${port} }\ndetector: { modelPath: ${JSON.stringify(model)}, device: cpu }\nstorage: { dir: ${JSON.stringify(path.join(dir, 'server'))} }\n`,
+  `deviceId: demo-server\nprofile: server-cpu\nlisten: { host: 127.0.0.1, port: ${port} }\ndetector: { modelPath: ${JSON.stringify(model)}, device: cpu }\nauth: { cameras: { demo-cam: ${hashToken(camToken)} } }\nstorage: { dir: ${JSON.stringify(path.join(dir, 'server'))} }\n`,
 );
 writeFileSync(
   path.join(dir, 'agent.yaml'),
@@ -39,7 +42,7 @@ writeFileSync(
     'encoder: { codec: h264, baseQp: 30, preset: veryfast, segmentFrames: 10 }',
     'cheapModel: { highQp: 30, lowQp: 40 } # AccMPEG with the bundled trained model',
     'oneadapt: { enabled: true, targetKbps: 250 }',
-    `server: { url: "ws://127.0.0.1:${port}/ingest" }`,
+    `server: { url: "ws://127.0.0.1:${port}/ingest", token: ${JSON.stringify(camToken)} }`,
     'mqtt: { enabled: false }',
     `storage: { dir: ${JSON.stringify(path.join(dir, 'agent'))} }`,
     `http: { host: 127.0.0.1, port: ${port + 10} }`,

@@ -19,7 +19,7 @@ import { oneAdaptProxyGraph, ONEADAPT_PROXY, reduceToMacroblocks, type OneAdaptP
 import { encodeMbMap } from '../wire/mbmap.ts';
 import type { SegmentProcessor } from './ingest.ts';
 import { ProxyGradModel, type GradientModelOptions } from './onnxgrad/index.ts';
-import type { Reply, SegmentHeader } from '../wire/protocol.ts';
+import { InvalidSegmentError, type Reply, type SegmentHeader } from '../wire/protocol.ts';
 
 export interface AnalyzerOptions {
   modelPath: string;
@@ -61,9 +61,10 @@ async function loadGradientModel(opts: AnalyzerOptions): Promise<{ model: ProxyG
   return { model: await ProxyGradModel.load(opts.modelPath, { ...base, executionProviders: ['cpu'] }), device: 'cpu' };
 }
 
-export class SegmentDecodeError extends Error {
+/** Undecodable video: the segment's own fault, so final (ingest keeps its bytes and does not ask for a resend). */
+export class SegmentDecodeError extends InvalidSegmentError {
   constructor(segmentId: string, detail: string) {
-    super(`cannot decode segment ${segmentId}: ${detail}`);
+    super(`cannot decode segment ${segmentId}: ${detail}`, segmentId);
     this.name = 'SegmentDecodeError';
   }
 }

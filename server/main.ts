@@ -5,9 +5,12 @@
  * high-quality reference frame, returns detections + DNNGrad, stores results (SQLite), and serves
  * /metrics (Prometheus) and /api/results on the same port as the WebSocket.
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { rootLogger } from '../proc/log.ts';
+import { z } from 'zod';
+import { CameraTokens, requireBearer, TokenSet } from '../proc/auth.ts';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { configPathFromArgv, loadServerConfig } from '../config/load.ts';
 import type { ServerSettings } from '../config/schema.ts';
@@ -17,7 +20,13 @@ import { IngestServer } from './ingest.ts';
 import { ServerStore } from './store.ts';
 import { SdNotify } from '../proc/sdnotify.ts';
 
+const ResultsQuerySchema = z.strictObject({
+  camera: z.string().min(1).max(64).optional(),
+  limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+});
+
 export interface RunningServer {
+  health(): { ok: boolean; reason?: string };
   port: number;
   store: ServerStore;
   ingest: IngestServer;
@@ -46,24 +55,51 @@ export async function startServer(settings: ServerSettings, log = rootLogger('ca
       log.warn({ component: model, reason }, `CUDA execution provider unavailable for the ${model}: running on CPU (install onnxruntime-node's CUDA provider: deploy/jetson/README.md, "GPU")`),
   });
   log.info({ component: 'dnngrad', fromCache: analyzer.gradFromCache }, 'DNNGrad graph ready');
-  const store = new ServerStore(path.join(settings.storage.dir, 'server.db'));
+  const store = new ServerStore(path.join(settings.storage.dir, 'server.db'), {
+    failures: { maxRows: settings.storage.failuresMaxRows, maxBytes: settings.storage.failuresMaxBytes, retentionMs: settings.storage.failuresRetentionHours * 3600_000 },
+  });
+  const apiTokens = new TokenSet(settings.auth.apiTokens);
+  const cameras = new CameraTokens(settings.auth.cameras);
+  if (cameras.size === 0) log.warn({ component: 'auth' }, 'auth.cameras is empty: no camera can upload (npm run token -- <camera> makes a token)');
+  if (apiTokens.size === 0) log.warn({ component: 'auth' }, 'auth.apiTokens is empty: /api/* is disabled');
+  /** the store answers and the listener is up (what /healthz and the systemd watchdog report) */
+  const health = (): { ok: boolean; reason?: string } => {
+    try {
+      store.results('\u0000', 1);
+    } catch (e) {
+      return { ok: false, reason: `store: ${(e as Error).message}` };
+    }
+    return ingest.listening ? { ok: true } : { ok: false, reason: 'ingest: not listening' };
+  };
   // /metrics and /api/results are served on the ingest port (plain HTTP next to the WebSocket upgrade)
   const httpHandler: http.RequestListener = async (req, res) => {
-    if (req.url === '/metrics') {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname === '/healthz') {
+      const h = health();
+      return void res.writeHead(h.ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(h.ok ? { status: 'ok' } : { status: 'unhealthy', reason: h.reason }));
+    }
+    const known = url.pathname === '/metrics' || url.pathname === '/api/results';
+    if (!known) return void res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    if (req.method !== 'GET') return void res.writeHead(405, { allow: 'GET' }).end();
+    if (!(url.pathname === '/metrics' && settings.auth.metricsPublic) && !requireBearer(req, res, apiTokens)) return;
+    if (url.pathname === '/metrics') {
       res.writeHead(200, { 'content-type': registry.contentType });
       res.end(await registry.metrics());
-    } else if (req.url?.startsWith('/api/results')) {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(store.results()));
-    } else {
-      res.writeHead(404).end();
+      return;
     }
+    // /api/results?camera=<id>&limit=<n> (newest n, default 1000, max 10000)
+    const q = ResultsQuerySchema.safeParse(Object.fromEntries(url.searchParams));
+    if (!q.success) return void res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: q.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') }));
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify(store.results(q.data.camera, q.data.limit)));
   };
-  const ingest = new IngestServer({ host: settings.listen.host, port: settings.listen.port, processor: analyzer, store, httpHandler });
+  const tls = settings.listen.tls ? { cert: readFileSync(settings.listen.tls.cert), key: readFileSync(settings.listen.tls.key) } : undefined;
+  const ingest = new IngestServer({ host: settings.listen.host, port: settings.listen.port, processor: analyzer, store, auth: cameras, limits: settings.ingest, tls, httpHandler });
+  ingest.on('rejected', (reason, address, camera) => log.warn({ component: 'ingest', address, camera, reason }, 'connection closed'));
   ingest.on('connection', (camera) => log.info({ component: 'ingest', camera }, 'agent connected'));
-  ingest.on('failed', (error, segment) => {
+  ingest.on('failed', (error, segment, retryable) => {
     failed.inc();
-    log.error({ component: 'ingest', segment, error }, 'segment rejected');
+    log.error({ component: 'ingest', segment, error, retryable }, retryable ? 'segment not processed; the agent will retry' : 'segment rejected');
   });
   // running detection counts per camera: the overall F1 next to each segment's
   const totals = new Map<string, { tp: number; fp: number; fn: number }>();
@@ -93,8 +129,9 @@ export async function startServer(settings: ServerSettings, log = rootLogger('ca
     );
   });
   const port = await ingest.start();
-  log.info({ component: 'server', port, device: analyzer.detector.device, dnngradDevice: analyzer.gradDevice, model: settings.detector.modelPath }, 'server listening');
+  log.info({ component: 'server', port, tls: Boolean(tls), device: analyzer.detector.device, dnngradDevice: analyzer.gradDevice, model: settings.detector.modelPath }, 'server listening');
   return {
+    health,
     port,
     store,
     ingest,
@@ -113,7 +150,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const s = await startServer(settings);
     const sd = new SdNotify();
     await sd.ready(`listening on ${s.port}`);
-    sd.watchdog();
+    sd.watchdog(() => s.health());
     const stop = async () => {
       await sd.stopping();
       sd.stopWatchdog();

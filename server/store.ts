@@ -19,15 +19,20 @@ export interface StoredResult {
   createdAt: number;
 }
 
-export class ServerStore implements ReplyStore {
-  private db: Database.Database;
+export interface FailureLimits {
+  /** rows kept in the failures table (oldest dropped beyond); default 1000 */
+  maxRows: number;
+  /** bytes of raw segments kept (oldest dropped beyond); default 256 MiB */
+  maxBytes: number;
+  /** failures older than this are deleted; default 7 days */
+  retentionMs: number;
+}
 
-  constructor(file: string) {
-    if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL'); // a reply is only sent after its row is durable
-    this.db.exec(`CREATE TABLE IF NOT EXISTS results (
+export const DEFAULT_FAILURE_LIMITS: FailureLimits = { maxRows: 1000, maxBytes: 256 << 20, retentionMs: 7 * 24 * 3600_000 };
+
+/** Numbered schema migrations (PRAGMA user_version); index i takes version i → i+1. Append only. */
+const MIGRATIONS: string[] = [
+  `CREATE TABLE IF NOT EXISTS results (
       segment_id TEXT PRIMARY KEY,
       camera_id TEXT NOT NULL,
       seq INTEGER NOT NULL,
@@ -37,7 +42,6 @@ export class ServerStore implements ReplyStore {
       reply TEXT NOT NULL,
       created_at INTEGER NOT NULL
     );
-    CREATE INDEX IF NOT EXISTS results_camera ON results(camera_id, seq);
     CREATE TABLE IF NOT EXISTS failures (
       id INTEGER PRIMARY KEY AUTOINCREMENT,
       segment_id TEXT,
@@ -45,23 +49,75 @@ export class ServerStore implements ReplyStore {
       error TEXT NOT NULL,
       data BLOB NOT NULL,
       created_at INTEGER NOT NULL
-    );`);
+    );`,
+  // dedup keyed by (camera, segment): one camera can never claim another's segment id
+  `CREATE TABLE results_v2 (
+      camera_id TEXT NOT NULL,
+      segment_id TEXT NOT NULL,
+      seq INTEGER NOT NULL,
+      bytes INTEGER NOT NULL,
+      f1 REAL,
+      header TEXT NOT NULL,
+      reply TEXT NOT NULL,
+      created_at INTEGER NOT NULL,
+      PRIMARY KEY (camera_id, segment_id)
+    );
+    INSERT INTO results_v2 SELECT camera_id, segment_id, seq, bytes, f1, header, reply, created_at FROM results;
+    DROP TABLE results;
+    ALTER TABLE results_v2 RENAME TO results;
+    CREATE INDEX results_camera ON results(camera_id, created_at);
+    CREATE INDEX failures_created ON failures(created_at);`,
+];
+
+export class ServerStore implements ReplyStore {
+  private db: Database.Database;
+  private readonly failureLimits: FailureLimits;
+
+  constructor(file: string, opts: { failures?: Partial<FailureLimits> } = {}) {
+    if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
+    this.failureLimits = { ...DEFAULT_FAILURE_LIMITS, ...opts.failures };
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL'); // a reply is only sent after its row is durable
+    const current = this.db.pragma('user_version', { simple: true }) as number;
+    for (let v = current; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
   }
 
-  getReply(segmentId: string): Reply | null {
-    const row = this.db.prepare('SELECT reply FROM results WHERE segment_id = ?').get(segmentId) as { reply: string } | undefined;
+  getReply(cameraId: string, segmentId: string): Reply | null {
+    const row = this.db.prepare('SELECT reply FROM results WHERE camera_id = ? AND segment_id = ?').get(cameraId, segmentId) as { reply: string } | undefined;
     return row ? (JSON.parse(row.reply) as Reply) : null;
   }
 
   /** `wireBytes`: what the segment cost on the uplink (video, reference frame, headers); default: the header's account */
   saveReply(header: SegmentHeader, reply: Reply, wireBytes?: number): void {
     this.db
-      .prepare('INSERT OR IGNORE INTO results (segment_id, camera_id, seq, bytes, f1, header, reply, created_at) VALUES (?,?,?,?,?,?,?,?)')
-      .run(header.segmentId, header.cameraId, header.seq, wireBytes ?? segmentWireBytes(header).total, reply.f1?.f1 ?? null, JSON.stringify(header), JSON.stringify(reply), Date.now());
+      .prepare('INSERT OR IGNORE INTO results (camera_id, segment_id, seq, bytes, f1, header, reply, created_at) VALUES (?,?,?,?,?,?,?,?)')
+      .run(header.cameraId, header.segmentId, header.seq, wireBytes ?? segmentWireBytes(header).total, reply.f1?.f1 ?? null, JSON.stringify(header), JSON.stringify(reply), Date.now());
   }
 
+  /** Keep a rejected segment's bytes, within the failure limits (expired and oldest rows go first). */
   saveFailure(segmentId: string | undefined, cameraId: string | null, error: string, raw: Buffer): void {
-    this.db.prepare('INSERT INTO failures (segment_id, camera_id, error, data, created_at) VALUES (?,?,?,?,?)').run(segmentId ?? null, cameraId, error, raw, Date.now());
+    const l = this.failureLimits;
+    this.db.transaction(() => {
+      this.db.prepare('INSERT INTO failures (segment_id, camera_id, error, data, created_at) VALUES (?,?,?,?,?)').run(segmentId ?? null, cameraId, error.slice(0, 1000), raw, Date.now());
+      this.db.prepare('DELETE FROM failures WHERE created_at < ?').run(Date.now() - l.retentionMs);
+      let { n, b } = this.db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(length(data)), 0) AS b FROM failures').get() as { n: number; b: number };
+      const oldest = this.db.prepare('SELECT id, length(data) AS len FROM failures ORDER BY id LIMIT 64');
+      const del = this.db.prepare('DELETE FROM failures WHERE id = ?');
+      while (n > 1 && (n > l.maxRows || b > l.maxBytes)) {
+        for (const r of oldest.all() as { id: number; len: number }[]) {
+          if (n <= 1 || (n <= l.maxRows && b <= l.maxBytes)) break;
+          del.run(r.id);
+          n--;
+          b -= r.len;
+        }
+      }
+    })();
   }
 
   failures(): { segmentId: string | null; cameraId: string | null; error: string; bytes: number }[] {
@@ -73,10 +129,12 @@ export class ServerStore implements ReplyStore {
     }));
   }
 
-  results(cameraId?: string): StoredResult[] {
+  /** Results, oldest first; one camera's when given; at most `limit` rows (the newest ones). */
+  results(cameraId?: string, limit = 100_000): StoredResult[] {
+    const cols = 'segment_id, camera_id, seq, bytes, f1, created_at';
     const rows = (cameraId
-      ? this.db.prepare('SELECT segment_id, camera_id, seq, bytes, f1, created_at FROM results WHERE camera_id = ? ORDER BY seq').all(cameraId)
-      : this.db.prepare('SELECT segment_id, camera_id, seq, bytes, f1, created_at FROM results ORDER BY camera_id, seq').all()) as Array<Record<string, unknown>>;
+      ? this.db.prepare(`SELECT * FROM (SELECT ${cols}, rowid AS r FROM results WHERE camera_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?) ORDER BY seq, created_at, r`).all(cameraId, limit)
+      : this.db.prepare(`SELECT * FROM (SELECT ${cols}, rowid AS r FROM results ORDER BY created_at DESC, rowid DESC LIMIT ?) ORDER BY camera_id, seq, created_at, r`).all(limit)) as Array<Record<string, unknown>>;
     return rows.map((r) => ({ segmentId: r.segment_id as string, cameraId: r.camera_id as string, seq: r.seq as number, bytes: r.bytes as number, f1: r.f1 as number | null, createdAt: r.created_at as number }));
   }
 

@@ -46,7 +46,7 @@ describe('load', () => {
     expect(a.cheapModel).toMatchObject({ enabled: true, threshold: 0.5, highQp: 30, lowQp: 40 });
     const s = loadServerConfig(join(ROOT, 'config/examples/server.yaml'));
     expect(s.detector.device).toBe('cuda');
-    expect(s.listen.port).toBe(8080);
+    expect(s.listen.port).toBe(8443);
   });
 
   test('a minimal file gets every default', () => {
@@ -176,7 +176,7 @@ describe('ConfigManager', () => {
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     try {
-      await waitFor(() => out.includes('READY info'), 20000);
+      await waitFor(() => out.includes('READY info'), 60000); // tsx start-up is slow on a loaded machine
       writeFileSync(file, MINIMAL + 'log:\n  level: debug\n');
       child.kill('SIGHUP');
       await waitFor(() => out.includes('CHANGE log.level debug'));

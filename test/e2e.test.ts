@@ -11,18 +11,21 @@ import { Agent } from '../agent/agent.ts';
 import { AgentSettingsSchema, ServerSettingsSchema } from '../config/schema.ts';
 import { startServer } from '../server/main.ts';
 import { DETECTOR_MODEL, VIDEOS } from '../testdata/fixtures.ts';
+import { hashToken } from '../proc/auth.ts';
+
+const CAM_TOKEN = 'e2e-cam-secret-token-0123456789';
 
 test('agent streams real segments; server stores F1 and returns DNNGrad; OneAdapt steps', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'e2e-'));
-  const log = pino({ level: 'silent' });
-  const server = await startServer(ServerSettingsSchema.parse({ listen: { host: '127.0.0.1', port: 0 }, detector: { modelPath: DETECTOR_MODEL }, storage: { dir: path.join(dir, 'srv') }, log: { level: 'silent' } }), log);
+  const log = pino({ level: process.env.DEBUG_LOG ? 'info' : 'silent' });
+  const server = await startServer(ServerSettingsSchema.parse({ listen: { host: '127.0.0.1', port: 0 }, auth: { cameras: { 'e2e-cam': hashToken(CAM_TOKEN) } }, detector: { modelPath: DETECTOR_MODEL }, storage: { dir: path.join(dir, 'srv') }, log: { level: 'silent' } }), log);
   const settings = AgentSettingsSchema.parse({
     deviceId: 'e2e-cam',
     // scaled to 384×216 so the probes (2 extra encodes per knob) stay affordable on a loaded 2-core machine
     source: { kind: 'file', uri: VIDEOS.people, fps: 10, width: 384, height: 216 },
     oneadapt: { enabled: true },
     monitor: { referenceEvery: 2 },
-    server: { url: `ws://127.0.0.1:${server.port}/ingest` },
+    server: { url: `ws://127.0.0.1:${server.port}/ingest`, token: CAM_TOKEN },
     storage: { dir: path.join(dir, 'agent') },
     http: { host: '127.0.0.1', port: 0 },
     log: { level: 'silent' },

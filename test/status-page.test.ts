@@ -9,6 +9,7 @@ import { PNG } from 'pngjs';
 import { makeMbMap, mbGrid, yuvFrameSize, type YuvFrame } from '../encoder/frame.ts';
 import { AgentMetrics, METRIC_NAMES } from '../agent/metrics.ts';
 import type { AgentState } from '../agent/mqtt.ts';
+import { hashToken, TokenSet } from '../proc/auth.ts';
 import { renderFramePng, StatusHistory, StatusPage, type LatestFrame, type StatusProvider } from '../agent/status-page.ts';
 
 function gradientFrame(width: number, height: number): YuvFrame {
@@ -78,6 +79,8 @@ describe('event-loop lag metric', () => {
   });
 });
 
+const API_TOKEN = 'status-page-api-token-for-tests';
+
 describe('StatusPage', () => {
   let page: StatusPage;
   let metrics: AgentMetrics;
@@ -97,7 +100,7 @@ describe('StatusPage', () => {
     metrics.observeServerReply(0.35);
     const stopTimer = metrics.time('encode');
     expect(stopTimer()).toBeGreaterThanOrEqual(0);
-    page = new StatusPage({ provider: ctx.provider, metrics, refreshMs: 500 });
+    page = new StatusPage({ provider: ctx.provider, metrics, refreshMs: 500, tokens: new TokenSet([hashToken(API_TOKEN)]) });
     await page.start();
   });
   afterAll(async () => {
@@ -106,7 +109,13 @@ describe('StatusPage', () => {
   });
 
   test('JSON endpoints, metrics and health', async () => {
-    const get = (p: string): Promise<Response> => fetch(page.url + p);
+    const get = (p: string): Promise<Response> => fetch(page.url + p, { headers: { authorization: `Bearer ${API_TOKEN}` } });
+    // without the token: the data endpoints answer 401, the page and health stay open
+    for (const p of ['/api/state', '/api/history', '/api/frame.png', '/metrics']) {
+      expect((await fetch(page.url + p)).status).toBe(401);
+      expect((await fetch(page.url + p, { headers: { authorization: 'Bearer wrong-token' } })).status).toBe(401);
+    }
+    expect((await fetch(page.url + '/')).status).toBe(200);
     const state = await (await get('/api/state')).json();
     expect(state.knobs['oneadapt.targetKbps']).toBe(317);
     const hist = await (await get('/api/history')).json();
@@ -137,10 +146,12 @@ describe('StatusPage', () => {
   test('no frame yet → 404, unhealthy → 503', async () => {
     const p2 = new StatusPage({
       provider: { ...ctx.provider, getLatestFrame: () => null, getHealth: () => ({ ok: false, reason: 'source stalled' }) },
+      tokens: new TokenSet([hashToken(API_TOKEN)]),
+      metricsPublic: true,
     });
     await p2.start();
     try {
-      expect((await fetch(p2.url + '/api/frame.png')).status).toBe(404);
+      expect((await fetch(p2.url + '/api/frame.png', { headers: { authorization: `Bearer ${API_TOKEN}` } })).status).toBe(404);
       const h = await fetch(p2.url + '/healthz');
       expect(h.status).toBe(503);
       expect(await h.json()).toEqual({ status: 'unhealthy', reason: 'source stalled' });
@@ -166,7 +177,7 @@ describe('StatusPage', () => {
       tab.on('console', (m) => {
         if (m.type() === 'error') errors.push(m.text());
       });
-      await tab.goto(page.url + '/');
+      await tab.goto(page.url + `/#token=${API_TOKEN}`);
       await tab.waitForSelector('body[data-loaded="1"]', { timeout: 15_000 });
       const knobText = await tab.locator('#knobs').innerText();
       expect(knobText).toContain('oneadapt.targetKbps');
@@ -182,7 +193,7 @@ describe('StatusPage', () => {
       // the page polls: a new knob value shows up without reloading
       ctx.state.knobs['oneadapt.targetKbps'] = 412;
       await tab.waitForFunction(() => document.getElementById('knobs')!.textContent!.includes('412'), undefined, { timeout: 10_000 });
-      const metricsText = await (await tab.request.get(page.url + '/metrics')).text();
+      const metricsText = await (await tab.request.get(page.url + '/metrics', { headers: { authorization: `Bearer ${API_TOKEN}` } })).text();
       expect(metricsText).toContain('camstream_segment_bytes_total');
       expect(metricsText).toContain('camstream_cheapmodel_seconds');
       expect(errors).toEqual([]);

@@ -5,6 +5,11 @@ import { Uplink, type Outbox, type OutboxItem } from '../agent/uplink.ts';
 import { IngestServer, type SegmentProcessor } from '../server/ingest.ts';
 import { packSegment, unpackSegment, ProtocolError, type SegmentHeader, type Reply } from '../wire/protocol.ts';
 import { ServerStore } from '../server/store.ts';
+import { CameraTokens, hashToken } from '../proc/auth.ts';
+import { SegmentDecodeError } from '../server/analyzer.ts';
+
+const TOKEN = 'cam1-secret-token-for-tests';
+const auth = new CameraTokens({ cam1: hashToken(TOKEN) });
 
 class MemOutbox implements Outbox {
   items: OutboxItem[] = [];
@@ -54,11 +59,11 @@ test('server killed and restarted mid-stream: every segment is answered and stor
   const dbFile = path.join(dir, 'server.db');
   const proc = new CountingProcessor();
   let store = new ServerStore(dbFile);
-  let server = new IngestServer({ host: '127.0.0.1', port: 0, processor: proc, store });
+  let server = new IngestServer({ host: '127.0.0.1', port: 0, processor: proc, store, auth });
   const port = await server.start();
 
   const outbox = new MemOutbox();
-  const uplink = new Uplink(outbox, { url: `ws://127.0.0.1:${port}`, cameraId: 'cam1', window: 3, minBackoffMs: 50, maxBackoffMs: 200 });
+  const uplink = new Uplink(outbox, { url: `ws://127.0.0.1:${port}`, cameraId: 'cam1', token: TOKEN, window: 3, minBackoffMs: 50, maxBackoffMs: 200 });
   const replies: Reply[] = [];
   uplink.on('reply', (r) => replies.push(r));
   uplink.start();
@@ -74,7 +79,7 @@ test('server killed and restarted mid-stream: every segment is answered and stor
       store.close();
       await new Promise((r) => setTimeout(r, 300));
       store = new ServerStore(dbFile);
-      server = new IngestServer({ host: '127.0.0.1', port, processor: proc, store });
+      server = new IngestServer({ host: '127.0.0.1', port, processor: proc, store, auth });
       await server.start();
     }
   }
@@ -95,15 +100,15 @@ test('a corrupt segment gets an error reply and does not block the queue', async
   const store = new ServerStore(':memory:');
   const proc: SegmentProcessor = {
     async process(h) {
-      if (h.seq === 1) throw new Error('cannot decode segment cam1-1: Invalid data');
+      if (h.seq === 1) throw new SegmentDecodeError('cam1-1', 'Invalid data');
       return { segmentId: h.segmentId, seq: h.seq, detections: [], f1: null, dnngrad: null, timings: { decodeMs: 0, detectMs: 0, gradMs: 0 } };
     },
   };
-  const server = new IngestServer({ host: '127.0.0.1', port: 0, processor: proc, store });
+  const server = new IngestServer({ host: '127.0.0.1', port: 0, processor: proc, store, auth });
   const port = await server.start();
   const outbox = new MemOutbox();
   const errors: string[] = [];
-  const uplink = new Uplink(outbox, { url: `ws://127.0.0.1:${port}`, cameraId: 'cam1' });
+  const uplink = new Uplink(outbox, { url: `ws://127.0.0.1:${port}`, cameraId: 'cam1', token: TOKEN });
   uplink.on('serverError', (e) => errors.push(e));
   for (let i = 0; i < 3; i++) outbox.items.push({ segmentId: `cam1-${i}`, data: packSegment(header(i, 4), Buffer.alloc(4)) });
   uplink.start();

@@ -7,11 +7,12 @@
  * high-quality reference frame (its own bytestream). Text messages are JSON.
  * Every message is validated here with zod, and nowhere else.
  */
+import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 
 export const PROTOCOL_VERSION = 1;
 
-export const KnobsSchema = z.record(z.string(), z.number());
+export const KnobsSchema = z.record(z.string().max(64), z.number()).refine((k) => Object.keys(k).length <= 32, 'at most 32 knobs');
 
 export const SegmentHeaderSchema = z.object({
   type: z.literal('segment'),
@@ -21,11 +22,11 @@ export const SegmentHeaderSchema = z.object({
   seq: z.number().int().nonnegative(),
   /** 'grace': a Grace++ segment (grace/segment.ts) */
   codec: z.enum(['h264', 'h265', 'grace']),
-  width: z.number().int().positive(),
-  height: z.number().int().positive(),
-  fps: z.number().positive(),
-  frameCount: z.number().int().positive(),
-  ptsMs: z.array(z.number()),
+  width: z.number().int().positive().max(8192),
+  height: z.number().int().positive().max(8192),
+  fps: z.number().positive().max(240),
+  frameCount: z.number().int().positive().max(1000),
+  ptsMs: z.array(z.number()).max(1000),
   capturedAt: z.number(),
   knobs: KnobsSchema,
   videoBytes: z.number().int().positive(),
@@ -35,15 +36,16 @@ export const SegmentHeaderSchema = z.object({
     .object({
       frameIndex: z.number().int().nonnegative(),
       codec: z.enum(['h264', 'h265']),
-      width: z.number().int().positive(),
-      height: z.number().int().positive(),
+      width: z.number().int().positive().max(8192),
+      height: z.number().int().positive().max(8192),
       bytes: z.number().int().positive(),
     })
     .optional(),
 });
 export type SegmentHeader = z.infer<typeof SegmentHeaderSchema>;
 
-export const HelloSchema = z.object({ type: z.literal('hello'), v: z.literal(PROTOCOL_VERSION), cameraId: z.string().min(1) });
+/** First message on every connection, exactly once: who the camera is and its secret token. */
+export const HelloSchema = z.strictObject({ type: z.literal('hello'), v: z.literal(PROTOCOL_VERSION), cameraId: z.string().min(1).max(64), token: z.string().min(1).max(512) });
 export type Hello = z.infer<typeof HelloSchema>;
 
 /** [x1, y1, x2, y2, score, classId] in the segment frame's pixel coordinates */
@@ -67,13 +69,26 @@ export const ReplySchema = z.object({
 });
 export type Reply = z.infer<typeof ReplySchema>;
 
-export const ErrorReplySchema = z.object({ type: z.literal('error'), segmentId: z.string().optional(), error: z.string(), fatal: z.boolean().default(false) });
+/**
+ * What an error means for the agent's outbox (the delivery guarantee rests on this):
+ *  - `retryable: true`  (code 'server': store/disk/processor trouble, overload): the segment stays in the
+ *    outbox and is sent again later;
+ *  - `retryable: false, code 'invalid_segment'`: the segment itself is bad (malformed, undecodable); the
+ *    server kept its bytes in its failures table, the agent may drop it;
+ *  - `retryable: false`, codes 'auth' | 'identity' | 'protocol': the connection is wrong (bad token,
+ *    segment of another camera, hello missing or repeated); the agent stops its uplink and keeps every
+ *    segment; the server closes the connection.
+ */
+export const ERROR_CODES = ['auth', 'identity', 'protocol', 'invalid_segment', 'server'] as const;
+export const ErrorCodeSchema = z.enum(ERROR_CODES);
+export type ErrorCode = z.infer<typeof ErrorCodeSchema>;
+export const ErrorReplySchema = z.object({ type: z.literal('error'), segmentId: z.string().optional(), error: z.string(), code: ErrorCodeSchema, retryable: z.boolean() });
 export type ErrorReply = z.infer<typeof ErrorReplySchema>;
 
 export const ServerMessageSchema = z.discriminatedUnion('type', [
   ReplySchema,
   ErrorReplySchema,
-  z.object({ type: z.literal('welcome'), v: z.number(), serverId: z.string() }),
+  z.object({ type: z.literal('welcome'), v: z.number(), serverId: z.string(), cameraId: z.string() }),
 ]);
 export type ServerMessage = z.infer<typeof ServerMessageSchema>;
 
@@ -82,6 +97,19 @@ export class ProtocolError extends Error {
     super(message);
     this.name = 'ProtocolError';
   }
+}
+
+/** The segment itself is bad (malformed framing or header, undecodable video): final, never retried. */
+export class InvalidSegmentError extends ProtocolError {
+  constructor(message: string, readonly segmentId?: string) {
+    super(message);
+    this.name = 'InvalidSegmentError';
+  }
+}
+
+/** A segment id nobody can guess or pre-claim: the camera id and 128 random bits. */
+export function newSegmentId(cameraId: string): string {
+  return `${cameraId}-${randomBytes(16).toString('hex')}`;
 }
 
 export function packSegment(header: SegmentHeader, video: Uint8Array, ref?: Uint8Array): Buffer {
@@ -110,22 +138,22 @@ export function segmentWireBytes(header: SegmentHeader): { video: number; refere
 }
 
 export function unpackSegment(buf: Buffer): { header: SegmentHeader; video: Buffer; ref: Buffer | null } {
-  if (buf.length < 4) throw new ProtocolError('segment message shorter than its length prefix');
+  if (buf.length < 4) throw new InvalidSegmentError('segment message shorter than its length prefix');
   const hlen = buf.readUInt32BE(0);
-  if (hlen > 1 << 20 || 4 + hlen > buf.length) throw new ProtocolError(`bad header length ${hlen} for a ${buf.length}-byte message`);
+  if (hlen > 1 << 20 || 4 + hlen > buf.length) throw new InvalidSegmentError(`bad header length ${hlen} for a ${buf.length}-byte message`);
   let json: unknown;
   try {
     json = JSON.parse(buf.subarray(4, 4 + hlen).toString('utf8'));
   } catch (e) {
-    throw new ProtocolError(`segment header is not JSON: ${(e as Error).message}`);
+    throw new InvalidSegmentError(`segment header is not JSON: ${(e as Error).message}`);
   }
   const parsed = SegmentHeaderSchema.safeParse(json);
-  if (!parsed.success) throw new ProtocolError(`invalid segment header: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!parsed.success) throw new InvalidSegmentError(`invalid segment header: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   const header = parsed.data;
   const body = buf.subarray(4 + hlen);
   const refBytes = header.ref?.bytes ?? 0;
   if (body.length !== header.videoBytes + refBytes) {
-    throw new ProtocolError(`segment ${header.segmentId}: payload is ${body.length} bytes, header says ${header.videoBytes}+${refBytes}`);
+    throw new InvalidSegmentError(`segment ${header.segmentId}: payload is ${body.length} bytes, header says ${header.videoBytes}+${refBytes}`, header.segmentId);
   }
   return { header, video: body.subarray(0, header.videoBytes), ref: refBytes ? body.subarray(header.videoBytes) : null };
 }

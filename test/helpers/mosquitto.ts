@@ -34,19 +34,26 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
+export interface MosquittoOptions {
+  /** mosquitto_passwd file: anonymous clients are refused */
+  passwordFile?: string;
+  aclFile?: string;
+}
+
 export class Mosquitto {
   readonly dir: string;
   readonly confPath: string;
   readonly logPath: string;
   private proc: ChildProcess | null = null;
 
-  private constructor(readonly port: number) {
+  private constructor(readonly port: number, opts: MosquittoOptions = {}) {
     this.dir = mkdtempSync(path.join(os.tmpdir(), 'camstream-mosquitto-'));
     this.confPath = path.join(this.dir, 'mosquitto.conf');
     this.logPath = path.join(this.dir, 'mosquitto.log');
     const conf = [
       `listener ${port} 127.0.0.1`,
-      'allow_anonymous true',
+      ...(opts.passwordFile ? [`password_file ${opts.passwordFile}`, 'allow_anonymous false'] : ['allow_anonymous true']),
+      ...(opts.aclFile ? [`acl_file ${opts.aclFile}`] : []),
       'persistence true',
       `persistence_location ${this.dir}/`,
       'persistence_file mosquitto.db',
@@ -60,8 +67,8 @@ export class Mosquitto {
     writeFileSync(this.confPath, conf);
   }
 
-  static async start(port?: number): Promise<Mosquitto> {
-    const m = new Mosquitto(port ?? (await freePort()));
+  static async start(port?: number, opts: MosquittoOptions = {}): Promise<Mosquitto> {
+    const m = new Mosquitto(port ?? (await freePort()), opts);
     await m.start();
     return m;
   }

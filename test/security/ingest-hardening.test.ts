@@ -1,0 +1,197 @@
+/**
+ * Findings 1 and 7 of issue #13: one hostile packet must not take the server down, and idle,
+ * stalled or excess connections must not hold it. Exact bytes over a real socket.
+ */
+import WebSocket from 'ws';
+import { ServerStore } from '../../server/store.ts';
+import { parseServerMessage } from '../../wire/protocol.ts';
+import { RawWs, segment, startIngest, TOKENS, waitFor } from './helpers.ts';
+
+/** An authenticated client (the real `ws` library) uploads one segment and returns the reply. */
+async function upload(url: string, camera: 'camA' | 'camB', seg: Buffer) {
+  const ws = new WebSocket(url);
+  const msgs: ReturnType<typeof parseServerMessage>[] = [];
+  ws.on('message', (d) => msgs.push(parseServerMessage(d.toString())));
+  await new Promise((r, j) => {
+    ws.once('open', r);
+    ws.once('error', j);
+  });
+  ws.send(JSON.stringify({ type: 'hello', v: 1, cameraId: camera, token: TOKENS[camera] }));
+  ws.send(seg);
+  await waitFor(() => msgs.some((m) => m.type !== 'welcome'));
+  ws.close();
+  return msgs.find((m) => m.type !== 'welcome')!;
+}
+
+const hello = (camera: 'camA' | 'camB') => Buffer.from(JSON.stringify({ type: 'hello', v: 1, cameraId: camera, token: TOKENS[camera] }));
+
+describe('finding 1: protocol violations close one connection, never the server', () => {
+  test.each([
+    ['unmasked binary frame 82 03 01 02 03', (c: RawWs) => c.write([0x82, 0x03, 0x01, 0x02, 0x03])],
+    ['text frame with invalid UTF-8 7b ff fe 7d', (c: RawWs) => c.frame(1, Buffer.from([0x7b, 0xff, 0xfe, 0x7d]))],
+    ['frame header announcing more than maxPayload', (c: RawWs) => c.write([0x82, 0xff, 0, 0, 0, 0, 0, 0x20, 0, 0, 1, 2, 3, 4])],
+  ])('%s', async (_name, attack) => {
+    const s = await startIngest({ maxPayloadBytes: 1 << 20 });
+    try {
+      for (let i = 0; i < 6; i++) {
+        // more than StartLimitBurst=5 in a row
+        const c = await RawWs.connect(s.port);
+        attack(c);
+        await waitFor(() => c.closed);
+      }
+      expect(s.rejected.filter((r) => /protocol violation/.test(r))).toHaveLength(6);
+      // the server is still up and serves an authenticated camera
+      const reply = await upload(s.url, 'camA', segment('camA', 'camA-seg-1', 0, 7));
+      expect(reply).toMatchObject({ type: 'reply', segmentId: 'camA-seg-1', duplicate: false });
+    } finally {
+      await s.server.stop();
+    }
+  });
+});
+
+describe('finding 7: connections are bounded', () => {
+  test('no hello within the deadline: closed with a final error', async () => {
+    const s = await startIngest({ helloTimeoutMs: 300 });
+    try {
+      const c = await RawWs.connect(s.port);
+      await waitFor(() => c.closed, 3000);
+      expect(JSON.parse(c.texts()[0])).toEqual({ type: 'error', error: 'no hello within 300 ms', code: 'protocol', retryable: false });
+    } finally {
+      await s.server.stop();
+    }
+  });
+
+  test('connection limits: per address and in total', async () => {
+    const s = await startIngest({ maxConnectionsPerAddress: 3, maxConnections: 100 });
+    const conns: RawWs[] = [];
+    try {
+      for (let i = 0; i < 3; i++) conns.push(await RawWs.connect(s.port));
+      await expect(RawWs.connect(s.port)).rejects.toThrow(/upgrade refused/);
+      expect(s.rejected).toContain('per-address connection limit reached');
+      conns.pop()!.end();
+      await waitFor(() => s.server.connectionCount === 2);
+      conns.push(await RawWs.connect(s.port)); // a slot freed up
+    } finally {
+      conns.forEach((c) => c.end());
+      await s.server.stop();
+    }
+    const t = await startIngest({ maxConnectionsPerAddress: 10, maxConnections: 2 });
+    const more: RawWs[] = [];
+    try {
+      for (let i = 0; i < 2; i++) more.push(await RawWs.connect(t.port));
+      await expect(RawWs.connect(t.port)).rejects.toThrow(/upgrade refused/);
+      expect(t.rejected).toContain('connection limit reached');
+    } finally {
+      more.forEach((c) => c.end());
+      await t.server.stop();
+    }
+  });
+
+  test('before hello at most 64 KiB may be buffered', async () => {
+    const s = await startIngest({ maxPayloadBytes: 4 << 20 });
+    try {
+      const c = await RawWs.connect(s.port);
+      // first 100 KiB of a 3 MiB binary frame, then silence
+      c.write(Buffer.concat([Buffer.from([0x82, 0xff, 0, 0, 0, 0, 0, 0x30, 0, 0, 1, 2, 3, 4]), Buffer.alloc(100 << 10)]));
+      await waitFor(() => c.closed, 3000);
+      expect(s.rejected.some((r) => /before hello/.test(r))).toBe(true);
+    } finally {
+      await s.server.stop();
+    }
+  });
+
+  test('a message stalled halfway is dropped after partialTimeoutMs; a peer that never answers pings is dropped', async () => {
+    const s = await startIngest({ maxPayloadBytes: 4 << 20, partialTimeoutMs: 400, pingIntervalMs: 60_000 });
+    try {
+      const c = await RawWs.connect(s.port);
+      c.frame(1, hello('camA'));
+      await waitFor(() => c.texts().length === 1);
+      expect(JSON.parse(c.texts()[0])).toMatchObject({ type: 'welcome', cameraId: 'camA' });
+      // 1 MiB of a 3 MiB frame, then stall
+      c.write(Buffer.concat([Buffer.from([0x82, 0xff, 0, 0, 0, 0, 0, 0x30, 0, 0, 1, 2, 3, 4]), Buffer.alloc(1 << 20)]));
+      const t0 = Date.now();
+      await waitFor(() => c.closed, 5000);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(300);
+      expect(s.rejected).toContain('message not completed within 400 ms');
+    } finally {
+      await s.server.stop();
+    }
+    const p = await startIngest({ pingIntervalMs: 200 });
+    try {
+      const c = await RawWs.connect(p.port);
+      c.frame(1, hello('camA')); // RawWs never answers pings
+      await waitFor(() => c.closed, 5000);
+      expect(p.rejected).toContain('no pong: peer is gone');
+      // the real client answers pings and stays
+      const ws = new WebSocket(p.url);
+      await new Promise((r) => ws.once('open', r));
+      ws.send(hello('camB').toString());
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(ws.readyState).toBe(WebSocket.OPEN);
+      ws.close();
+    } finally {
+      await p.server.stop();
+    }
+  });
+
+  test('idle connections are closed', async () => {
+    const s = await startIngest({ idleTimeoutMs: 300, pingIntervalMs: 100 });
+    try {
+      const ws = new WebSocket(s.url);
+      await new Promise((r) => ws.once('open', r));
+      ws.send(hello('camA').toString());
+      await new Promise((r) => ws.once('close', r));
+      expect(s.rejected).toContain('idle for 300 ms');
+    } finally {
+      await s.server.stop();
+    }
+  });
+
+  test('hello first and once: a segment before hello, or a second hello as another camera, is refused and nothing stored', async () => {
+    const s = await startIngest();
+    try {
+      const a = await RawWs.connect(s.port);
+      a.frame(2, segment('camA', 'camA-x', 0));
+      await waitFor(() => a.closed);
+      expect(JSON.parse(a.texts()[0])).toMatchObject({ code: 'protocol', error: 'segment before hello', retryable: false });
+      const b = await RawWs.connect(s.port);
+      b.frame(1, hello('camA'));
+      b.frame(1, hello('camB'));
+      b.frame(2, segment('camB', 'camB-x', 0));
+      await waitFor(() => b.closed);
+      expect(JSON.parse(b.texts()[1])).toMatchObject({ code: 'protocol', error: 'second hello on one connection' });
+      expect((s.store as ServerStore).results()).toEqual([]);
+      expect(s.processor.seen).toEqual([]);
+    } finally {
+      await s.server.stop();
+    }
+  });
+
+  test('garbage and lying headers are rejected as final; the failures table is capped and expires', async () => {
+    const store = new ServerStore(':memory:', { failures: { maxRows: 5, maxBytes: 1 << 20, retentionMs: 60_000 } });
+    const s = await startIngest({}, store);
+    try {
+      // a header that says 100 video bytes with 50 attached
+      const lying = segment('camA', 'camA-lie', 0).subarray(0, -50);
+      const r = await upload(s.url, 'camA', lying);
+      expect(r).toMatchObject({ type: 'error', segmentId: 'camA-lie', code: 'invalid_segment', retryable: false });
+      expect((r as { error: string }).error).toMatch(/payload is 50 bytes, header says 100\+0/);
+      for (let i = 0; i < 20; i++) await upload(s.url, 'camA', Buffer.alloc(1000, i));
+      const f = store.failures();
+      expect(f).toHaveLength(5);
+      expect(f.every((x) => x.cameraId === 'camA')).toBe(true);
+      expect(store.results()).toEqual([]);
+    } finally {
+      await s.server.stop();
+    }
+    const expiring = new ServerStore(':memory:', { failures: { maxRows: 100, maxBytes: 1 << 20, retentionMs: 50 } });
+    expiring.saveFailure('x', 'camA', 'bad', Buffer.alloc(10));
+    await new Promise((r) => setTimeout(r, 100));
+    expiring.saveFailure('y', 'camA', 'bad', Buffer.alloc(10));
+    expect(expiring.failures().map((x) => x.segmentId)).toEqual(['y']);
+    // the byte cap holds too
+    const bytesCapped = new ServerStore(':memory:', { failures: { maxRows: 100, maxBytes: 25, retentionMs: 60_000 } });
+    for (let i = 0; i < 5; i++) bytesCapped.saveFailure(`s${i}`, 'camA', 'bad', Buffer.alloc(10));
+    expect(bytesCapped.failures().map((x) => x.segmentId)).toEqual(['s3', 's4']);
+  });
+});
