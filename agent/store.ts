@@ -116,6 +116,9 @@ const MIGRATIONS: string[] = [
    CREATE INDEX command_responses_ts ON command_responses(ts_ms);`,
 ];
 
+/** config versions kept (newest) */
+const MAX_CONFIG_VERSIONS = 500;
+
 /** answered commands kept for repeated transaction ids */
 const MAX_COMMAND_RESPONSES = 1000;
 
@@ -203,7 +206,11 @@ export class AgentStore {
 
   /** Record a config text; returns its version id (increasing). */
   saveConfigVersion(text: string, who: string, reason: string): number {
-    return Number(this.st.saveConfig.run(Date.now(), who, reason, text).lastInsertRowid);
+    return this.db.transaction(() => {
+      const id = Number(this.st.saveConfig.run(Date.now(), who, reason, text).lastInsertRowid);
+      this.db.prepare('DELETE FROM config_versions WHERE id <= ?').run(id - MAX_CONFIG_VERSIONS); // bounded history
+      return id;
+    })();
   }
 
   latestConfigVersion(): ConfigVersion | undefined {

@@ -147,7 +147,8 @@ export class FfmpegSource implements AsyncIterable<YuvFrame> {
       const lines = (partialLine + d).split('\n');
       partialLine = lines.pop() ?? '';
       for (const line of lines) {
-        if (!DECODE_ISSUE.test(line)) continue;
+        // our own stop() closes the pipe under ffmpeg: not a problem of the input
+        if (this.stopped || !DECODE_ISSUE.test(line) || /pipe:1|broken pipe|connection reset/i.test(line)) continue;
         this.decodeIssues++;
         spec.onDecodeError?.({ frame: this.framesRead, message: line.replace(/^\[[^\]]*\]\s*/, '').trim() });
       }

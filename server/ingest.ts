@@ -106,6 +106,8 @@ interface Conn {
   helloTimer: NodeJS.Timeout;
   chain: Promise<void>;
   closing: boolean;
+  /** a segment is being processed: the socket is paused (pongs and bytes wait in the kernel), so no timeouts apply */
+  busy: boolean;
 }
 
 export class IngestServer extends EventEmitter<IngestEvents> {
@@ -206,6 +208,7 @@ export class IngestServer extends EventEmitter<IngestEvents> {
       helloTimer: setTimeout(() => this.reject(conn, 'protocol', `no hello within ${this.limits.helloTimeoutMs} ms`), this.limits.helloTimeoutMs),
       chain: Promise.resolve(),
       closing: false,
+      busy: false,
     };
     this.conns.add(conn);
     // ws reports protocol violations (unmasked frame, invalid UTF-8, too big) here and closes the socket
@@ -284,6 +287,7 @@ export class IngestServer extends EventEmitter<IngestEvents> {
     const now = Date.now();
     const l = this.limits;
     for (const c of this.conns) {
+      if (c.busy) continue;
       if (c.partialSince !== null && now - c.partialSince > l.partialTimeoutMs) {
         this.emit('rejected', `message not completed within ${l.partialTimeoutMs} ms`, c.address, c.cameraId);
         c.ws.terminate();
@@ -294,6 +298,7 @@ export class IngestServer extends EventEmitter<IngestEvents> {
     if (!this.lastPing || now - this.lastPing >= l.pingIntervalMs) {
       this.lastPing = now;
       for (const c of this.conns) {
+        if (c.busy) continue;
         if (!c.alive) {
           this.emit('rejected', 'no pong: peer is gone', c.address, c.cameraId);
           c.ws.terminate();
@@ -337,9 +342,15 @@ export class IngestServer extends EventEmitter<IngestEvents> {
         reply = { ...stored, duplicate: true };
       } else {
         conn.ws.pause();
+        conn.busy = true;
         try {
           reply = { type: 'reply', duplicate: false, ...(await this.opts.processor.process(header, seg.video, seg.ref)) };
         } finally {
+          // the clocks restart when reading resumes
+          conn.busy = false;
+          conn.alive = true;
+          conn.lastMessageAt = Date.now();
+          if (conn.partialSince !== null) conn.partialSince = Date.now();
           conn.ws.resume();
         }
         const text = JSON.stringify(reply);

@@ -25,7 +25,9 @@ export function segment(cameraId: string, segmentId: string, seq: number, fill =
 export class EchoProcessor implements SegmentProcessor {
   seen: string[] = [];
   failNext = 0;
+  delayMs = 0;
   async process(h: SegmentHeader, video: Buffer) {
+    if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
     if (this.failNext > 0) {
       this.failNext--;
       throw new Error('onnxruntime: out of memory');

@@ -134,6 +134,18 @@ describe('finding 7: connections are bounded', () => {
     }
   });
 
+  test('a segment that takes longer than the ping interval to process does not cost the connection', async () => {
+    const s = await startIngest({ pingIntervalMs: 100, idleTimeoutMs: 300, partialTimeoutMs: 300 });
+    s.processor.delayMs = 1200; // a loaded server: the socket is paused meanwhile, pongs wait in the kernel
+    try {
+      const reply = await upload(s.url, 'camA', segment('camA', 'camA-slow', 0));
+      expect(reply).toMatchObject({ type: 'reply', segmentId: 'camA-slow' });
+      expect(s.rejected).toEqual([]);
+    } finally {
+      await s.server.stop();
+    }
+  });
+
   test('idle connections are closed', async () => {
     const s = await startIngest({ idleTimeoutMs: 300, pingIntervalMs: 100 });
     try {

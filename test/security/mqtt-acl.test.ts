@@ -168,5 +168,9 @@ test('a repeated transaction id gets the stored answer, also after a restart', a
   for (let i = 0; i < 1100; i++) store.putCommandResponse(`k${i}`, { status: 'ok', data: {} });
   expect(store.getCommandResponse('k0')).toBeUndefined();
   expect(store.getCommandResponse('k1099')).toBeDefined();
+  // and so is the config history (every set_config is a version)
+  for (let i = 0; i < 600; i++) store.saveConfigVersion(`v${i}`, 'mqtt', 'test');
+  expect(store.listConfigVersions(1000)).toHaveLength(500);
+  expect(store.latestConfigVersion()!.text).toBe('v599');
   store.close();
 });
