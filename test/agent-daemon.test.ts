@@ -40,7 +40,8 @@ test('SIGTERM mid-stream: exits 0 and every queued segment is in the outbox', as
   const store = new AgentStore(path.join(dir, 'cam-daemon.db'));
   expect(store.integrityCheck()).toBe('ok');
   expect(store.depth()).toBe(n); // nothing acknowledged (no server), nothing lost
-  const ids = store.pending(100).map((r) => r.segmentId.split('-').pop());
-  expect(ids).toEqual([...Array(n).keys()].map(String));
+  const seqs = store.pending(100).map((r) => (r.meta as { seq: number }).seq);
+  expect(seqs).toEqual([...Array(n).keys()]);
+  for (const r of store.pending(100)) expect(r.segmentId).toMatch(/^cam-daemon-[0-9a-f]{32}$/); // unguessable ids
   store.close();
 });

@@ -14,11 +14,12 @@ import { DETECTOR_MODEL, VIDEOS } from '../testdata/fixtures.ts';
 import { hashToken } from '../proc/auth.ts';
 
 const CAM_TOKEN = 'e2e-cam-secret-token-0123456789';
+const API_TOKEN = 'e2e-api-reader-token-0123456789';
 
 test('agent streams real segments; server stores F1 and returns DNNGrad; OneAdapt steps', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'e2e-'));
   const log = pino({ level: process.env.DEBUG_LOG ? 'info' : 'silent' });
-  const server = await startServer(ServerSettingsSchema.parse({ listen: { host: '127.0.0.1', port: 0 }, auth: { cameras: { 'e2e-cam': hashToken(CAM_TOKEN) } }, detector: { modelPath: DETECTOR_MODEL }, storage: { dir: path.join(dir, 'srv') }, log: { level: 'silent' } }), log);
+  const server = await startServer(ServerSettingsSchema.parse({ listen: { host: '127.0.0.1', port: 0 }, auth: { cameras: { 'e2e-cam': hashToken(CAM_TOKEN) }, apiTokens: [hashToken(API_TOKEN)] }, detector: { modelPath: DETECTOR_MODEL }, storage: { dir: path.join(dir, 'srv') }, log: { level: 'silent' } }), log);
   const settings = AgentSettingsSchema.parse({
     deviceId: 'e2e-cam',
     // scaled to 384×216 so the probes (2 extra encodes per knob) stay affordable on a loaded 2-core machine
@@ -37,7 +38,8 @@ test('agent streams real segments; server stores F1 and returns DNNGrad; OneAdap
   const adapting = agent.state().extra?.adapting;
   await agent.stop();
   const rows = server.store.results('e2e-cam');
-  const serverMetrics = await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text();
+  expect((await fetch(`http://127.0.0.1:${server.port}/metrics`)).status).toBe(401);
+  const serverMetrics = await (await fetch(`http://127.0.0.1:${server.port}/metrics`, { headers: { authorization: `Bearer ${API_TOKEN}` } })).text();
   await server.stop();
 
   expect(rows.map((r) => r.seq)).toEqual([0, 1, 2, 3]);
