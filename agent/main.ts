@@ -40,7 +40,7 @@ export async function runAgent(argv: string[]): Promise<Agent> {
   if (maxArg) {
     // bounded run (demo): stop once the last segment was acknowledged by the server or after a grace period
     void agent.finished().then(async () => {
-      await agent.drained(30_000);
+      await agent.drained(120_000); // generous: a loaded server may take seconds per segment
       await stop('max-segments');
     });
   }
