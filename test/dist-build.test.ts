@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DETECTOR_MODEL, requireFile } from '../testdata/fixtures.ts';
+import { hashToken } from '../proc/auth.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 // inside the checkout (.tmp/ is git-ignored) so that the compiled code finds the package root and build/
@@ -47,12 +48,14 @@ test('emitted code imports only built-ins, production dependencies and its own .
   expect(bad).toEqual([]);
 });
 
+const API_TOKEN = 'dist-test-api-token-0123456789';
+
 test('the compiled server runs under plain node: starts, answers /metrics, stops on SIGTERM', async () => {
   requireFile(DETECTOR_MODEL);
   const dir = mkdtempSync(path.join(tmpdir(), 'camstream-dist-'));
   const port = 20000 + (process.pid % 20000);
   const cfg = path.join(dir, 'server.yaml');
-  writeFileSync(cfg, `deviceId: dist-test\nprofile: server-cpu\nlisten:\n  host: 127.0.0.1\n  port: ${port}\ndetector:\n  modelPath: ${DETECTOR_MODEL}\n  device: cpu\nstorage:\n  dir: ${dir}/state\nlog:\n  level: info\n`);
+  writeFileSync(cfg, `deviceId: dist-test\nprofile: server-cpu\nlisten:\n  host: 127.0.0.1\n  port: ${port}\ndetector:\n  modelPath: ${DETECTOR_MODEL}\n  device: cpu\nauth:\n  apiTokens: [${hashToken(API_TOKEN)}]\nstorage:\n  dir: ${dir}/state\nlog:\n  level: info\n`);
   const child = spawn(process.execPath, [path.join(OUT, 'server/main.js'), '--config', cfg], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -62,7 +65,7 @@ test('the compiled server runs under plain node: starts, answers /metrics, stops
     for (let i = 0; i < 120 && !metrics; i++) {
       await new Promise((r) => setTimeout(r, 500));
       if (child.exitCode !== null) throw new Error(`compiled server exited ${child.exitCode}:\n${out}`);
-      metrics = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => (r.ok ? r.text() : ''), () => '');
+      metrics = await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { authorization: `Bearer ${API_TOKEN}` } }).then((r) => (r.ok ? r.text() : ''), () => '');
     }
     expect(metrics).toMatch(/^# HELP /m);
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
