@@ -244,6 +244,25 @@ export const ServerSettingsSchema = z.strictObject({
       failuresRetentionHours: z.number().positive().default(24 * 7),
     })
     .prefault({}),
+  /** operators' questions over the event logs (CacheBlend): /fleet, /api/fleet, /api/ask and MQTT camstream/server/ask */
+  ask: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      /** the trained model (default: cacheblend/model in the package) */
+      modelDir: z.string().min(1).optional(),
+      /** how many 10-minute windows of the newest events a question is asked over */
+      windows: z.number().int().min(1).max(144).default(6),
+      mqtt: z
+        .strictObject({
+          enabled: z.boolean().default(false),
+          url: z.string().min(1).max(500).default('mqtt://127.0.0.1:1883'),
+          baseTopic: z.string().min(1).max(100).default('camstream'),
+          username: z.string().max(200).optional(),
+          password: z.string().max(200).optional(),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
   log: LogSchema,
 });
 

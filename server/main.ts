@@ -19,6 +19,7 @@ import { f1FromCounts } from './accuracy.ts';
 import { IngestServer } from './ingest.ts';
 import { ServerStore } from './store.ts';
 import { SdNotify } from '../proc/sdnotify.ts';
+import { startFleetAsk } from './ask-setup.ts';
 
 const ResultsQuerySchema = z.strictObject({
   camera: z.string().min(1).max(64).optional(),
@@ -62,6 +63,15 @@ export async function startServer(settings: ServerSettings, log = rootLogger('ca
   const cameras = new CameraTokens(settings.auth.cameras);
   if (cameras.size === 0) log.warn({ component: 'auth' }, 'auth.cameras is empty: no camera can upload (npm run token -- <camera> makes a token)');
   if (apiTokens.size === 0) log.warn({ component: 'auth' }, 'auth.apiTokens is empty: /api/* is disabled');
+  // the fleet page and the ask API (CacheBlend) behind the same bearer-token check as /api/results
+  const fleetAsk = await startFleetAsk({
+    settings: settings.ask,
+    storageDir: settings.storage.dir,
+    store,
+    authorize: (req, res) => requireBearer(req, res, apiTokens),
+    tokenOk: (token) => apiTokens.has(token),
+    log,
+  });
   /** the store answers and the listener is up (what /healthz and the systemd watchdog report) */
   const health = (): { ok: boolean; reason?: string } => {
     try {
@@ -78,6 +88,7 @@ export async function startServer(settings: ServerSettings, log = rootLogger('ca
       const h = health();
       return void res.writeHead(h.ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(h.ok ? { status: 'ok' } : { status: 'unhealthy', reason: h.reason }));
     }
+    if (await fleetAsk.api.handle(req, res)) return;
     const known = url.pathname === '/metrics' || url.pathname === '/api/results';
     if (!known) return void res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     if (req.method !== 'GET') return void res.writeHead(405, { allow: 'GET' }).end();
@@ -137,6 +148,7 @@ export async function startServer(settings: ServerSettings, log = rootLogger('ca
     ingest,
     async stop() {
       await ingest.stop();
+      await fleetAsk.stop();
       await analyzer.close();
       store.close();
     },

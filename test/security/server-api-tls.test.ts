@@ -120,3 +120,17 @@ test('/api/results and /metrics: token required, exact path, GET only, ?camera= 
   const m = await get('/metrics', { token: API_TOKEN });
   expect(m.body).toContain('camstream_server_segments_total 1');
 });
+
+test('the fleet page and ask API are served by the running server behind the same API token', async () => {
+  await waitFor(() => server.store.results('camA').length >= 1, 60_000);
+  expect((await get('/api/fleet')).status).toBe(401);
+  expect((await get('/api/fleet', { token: TOKENS.camA })).status).toBe(401); // a camera token is not an API token
+  expect((await get('/api/ask', { method: 'POST' })).status).toBe(401);
+  const fleet = await get('/api/fleet', { token: API_TOKEN });
+  expect(fleet.status).toBe(200);
+  expect(JSON.parse(fleet.body).map((c: { cameraId: string }) => c.cameraId)).toContain('camA');
+  // an authorised request without a question is refused with a clear 400 before any model is consulted
+  const ask = await get('/api/ask', { token: API_TOKEN, method: 'POST' });
+  expect(ask.status).toBe(400); // no body: the question is validated before the model is consulted
+  expect((await get('/fleet')).status).toBe(200); // the page itself holds no data; it asks for the token
+});
