@@ -1,4 +1,5 @@
 /** Answer and distribution metrics for the CacheBlend benchmark (pure). */
+import { rng } from '../numeric/random.ts';
 
 /** SQuAD-style token F1 between a predicted and a gold answer (bags of words). */
 export function tokenF1(pred: string, gold: string): number {
@@ -53,18 +54,6 @@ export function quantile(xs: readonly number[], q: number): number {
 }
 
 export const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
-
-/** Seeded PRNG (mulberry32) so bootstrap intervals are reproducible. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** 95% bootstrap interval of stat(sample) over resampled indices 0..n−1. */
 export function bootstrap(n: number, stat: (idx: number[]) => number, reps = 2000, seed = 1): [number, number] {
