@@ -4,7 +4,8 @@
  * - encodeSegment: YUV420p frames → H.264 (or H.265) Annex B bytestream, each frame with its own
  *   per-macroblock QP offset map (AccMPEG's quality map).
  * - decodeSegment: bytestream → frames plus the per-macroblock QPs the encoder really used.
- * - scaleFrame: libswscale resize of one frame (the resolution knob).
+ * - scaleFrame / scaleFrameAsync: libswscale resize of one frame (the resolution knob); the async one runs on
+ *   the libuv thread pool.
  *
  * Inputs are validated here, before they reach native code; libav failures come back as
  * EncoderError with the failing step.
@@ -95,6 +96,7 @@ interface NativeAddon {
   encode(frames: Uint8Array[], maps: (Float32Array | null)[], width: number, height: number, settings: Record<string, unknown>): Promise<NativeEncodeResult>;
   decode(data: Uint8Array, codec: Codec, threads: number): Promise<NativeDecodeResult>;
   scale(src: Uint8Array, width: number, height: number, dstWidth: number, dstHeight: number, algo: ScaleAlgorithm): Buffer;
+  scaleAsync(src: Uint8Array, width: number, height: number, dstWidth: number, dstHeight: number, algo: ScaleAlgorithm): Promise<Buffer>;
   versions(): { avcodec: string; avutil: string; swscale: string; h264: boolean; h265: boolean };
 }
 
@@ -243,18 +245,44 @@ export async function decodeSegment(data: Uint8Array, codec: Codec = 'h264', opt
   };
 }
 
-/** Resize one YUV420p frame with libswscale (synchronous). Keeps ptsMs. */
-export function scaleFrame(frame: YuvFrame, width: number, height: number, algo: ScaleAlgorithm = 'bilinear'): YuvFrame {
-  checkFrame(frame, 'scaleFrame source');
-  checkDims(width, height, 'scaleFrame target');
+function checkScale(frame: YuvFrame, width: number, height: number, algo: ScaleAlgorithm, what: string): void {
+  checkFrame(frame, `${what} source`);
+  checkDims(width, height, `${what} target`);
   if (algo !== 'bilinear' && algo !== 'area' && algo !== 'bicubic') throw new InvalidInputError(`unknown scale algorithm ${algo}`);
+}
+
+const scaled = (frame: YuvFrame, width: number, height: number, buf: Buffer): YuvFrame => ({
+  width,
+  height,
+  ptsMs: frame.ptsMs,
+  data: new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength),
+});
+
+/**
+ * Resize one YUV420p frame with libswscale, synchronously (milliseconds at 720p): for worker threads
+ * (OneAdapt's probes) and tests. On the event loop use scaleFrameAsync. Keeps ptsMs.
+ */
+export function scaleFrame(frame: YuvFrame, width: number, height: number, algo: ScaleAlgorithm = 'bilinear'): YuvFrame {
+  checkScale(frame, width, height, algo, 'scaleFrame');
   let buf: Buffer;
   try {
     buf = native().scale(frame.data, frame.width, frame.height, width, height, algo);
   } catch (err) {
     rethrow(err);
   }
-  return { width, height, ptsMs: frame.ptsMs, data: new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength) };
+  return scaled(frame, width, height, buf);
+}
+
+/** scaleFrame on the libuv thread pool: the event loop stays free while libswscale works. Same output. */
+export async function scaleFrameAsync(frame: YuvFrame, width: number, height: number, algo: ScaleAlgorithm = 'bilinear'): Promise<YuvFrame> {
+  checkScale(frame, width, height, algo, 'scaleFrame');
+  let buf: Buffer;
+  try {
+    buf = await native().scaleAsync(frame.data, frame.width, frame.height, width, height, algo);
+  } catch (err) {
+    rethrow(err);
+  }
+  return scaled(frame, width, height, buf);
 }
 
 /**

@@ -7,7 +7,7 @@
  * Container: "GRS1" | u16 width | u16 height | u32 intra bytes | intra (H.264 Annex B) |
  *            u16 P-frame count | per frame: u8 packet count, then per packet u16 length + bytes.
  */
-import { decodeSegment, encodeSegment, scaleFrame } from '../encoder/index.ts';
+import { decodeSegment, encodeSegment, scaleFrameAsync } from '../encoder/index.ts';
 import type { YuvFrame } from '../encoder/frame.ts';
 import { rgbPlanarToYuv, yuvToRgbPlanar } from './color.ts';
 import { RateSelector } from './ladder.ts';
@@ -150,7 +150,7 @@ export class GraceSegmentCodec {
   async render(frames: YuvFrame[], o: GraceEncodeOptions): Promise<GraceRendered> {
     const { width: w0, height: h0 } = frames[0];
     const width = Math.floor(w0 / 8) * 8, height = Math.floor(h0 / 8) * 8;
-    const coded = width === w0 && height === h0 ? frames : frames.map((f) => scaleFrame(f, width, height, 'area'));
+    const coded = width === w0 && height === h0 ? frames : await Promise.all(frames.map((f) => scaleFrameAsync(f, width, height, 'area')));
     const { data, rungs } = await this.encode(coded, o);
     return { encoded: { codec: 'grace', width, height, data }, sent: frames.map((_, i) => i), qpMap: null, rungs };
   }

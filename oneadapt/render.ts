@@ -3,7 +3,7 @@
  * (for OneAdapt's InputGrad) into the frames the server's DNN would see: encode → decode →
  * upsample to source size → repeat dropped frames.
  */
-import { decodeSegment, encodeSegment, scaleFrame, type EncodedSegment, type EncoderSettings } from '../encoder/index.ts';
+import { decodeSegment, encodeSegment, scaleFrameAsync, type EncodedSegment, type EncoderSettings } from '../encoder/index.ts';
 import { mbGrid, type MbMap, type YuvFrame } from '../encoder/frame.ts';
 import { qpMapFromImportance } from '../cheapmodel/qpmap.ts';
 import { resampleMap, scaledSize } from '../media/scale.ts';
@@ -55,7 +55,8 @@ export function gradToSourceGrid(g: MbMap, streamW: number, streamH: number, src
 export async function renderSegment(frames: YuvFrame[], knobs: RenderKnobs, importance: MbMap | null, opts: RenderOptions): Promise<Rendered> {
   const sent = keptFrames(frames.length, opts.srcFps, knobs.fps);
   const { width, height } = scaledSize(frames[0].width, frames[0].height, knobs.resolution);
-  const toSend = sent.map((i) => (width === frames[i].width && height === frames[i].height ? frames[i] : scaleFrame(frames[i], width, height, 'area')));
+  // off the event loop: the agent renders on its main thread (the probes' worker thread does not mind)
+  const toSend = await Promise.all(sent.map((i) => (width === frames[i].width && height === frames[i].height ? frames[i] : scaleFrameAsync(frames[i], width, height, 'area'))));
   let qpMap: MbMap | null = null;
   let offsets: MbMap | null = null;
   if (importance) {
@@ -76,7 +77,7 @@ export async function renderSegment(frames: YuvFrame[], knobs: RenderKnobs, impo
 export async function dnnView(r: Rendered, frames: YuvFrame[], srcFps: number, fps: number): Promise<YuvFrame[]> {
   const decoded = (await decodeSegment(r.encoded.data, r.encoded.codec)).frames;
   const { width, height } = frames[0];
-  const up = decoded.map((f) => (f.width === width && f.height === height ? f : scaleFrame(f, width, height, 'bilinear')));
+  const up = await Promise.all(decoded.map((f) => (f.width === width && f.height === height ? f : scaleFrameAsync(f, width, height, 'bilinear'))));
   const byIndex = new Map(r.sent.map((src, k) => [src, up[Math.min(k, up.length - 1)]]));
   return sampledIndices(frames.length, srcFps, fps).map((src) => byIndex.get(src)!);
 }

@@ -13,6 +13,7 @@ import {
   encodeSegment,
   encoderVersions,
   scaleFrame,
+  scaleFrameAsync,
 } from '../encoder/index.ts';
 import { type MbMap, type YuvFrame, makeMbMap, mbGrid } from '../encoder/frame.ts';
 import { median } from '../numeric/stats.ts';
@@ -193,6 +194,24 @@ describe('scaleFrame', () => {
     const back = scaleFrame(small, 1280, 720);
     expect(psnrY(back, hw[0])).toBeGreaterThan(25);
     expect(psnrY(back, hw[0])).toBeLessThan(60); // it really went through a lower resolution
+  });
+
+  test('scaleFrameAsync (libuv thread pool) gives the same bytes, and the event loop runs while it works', async () => {
+    const sync = ['area', 'bilinear', 'bicubic'].map((a) => scaleFrame(hw[0], 640, 360, a as 'area'));
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 0);
+    // a batch big enough that a synchronous call would block every timer until it finished
+    const batch = await Promise.all(Array.from({ length: 24 }, (_v, i) => scaleFrameAsync(hw[i % hw.length], 640, 360, 'area')));
+    clearInterval(timer);
+    expect(ticks).toBeGreaterThan(0);
+    expect(Buffer.from(batch[0].data).equals(Buffer.from(sync[0].data))).toBe(true);
+    for (const [k, a] of (['area', 'bilinear', 'bicubic'] as const).entries()) {
+      const f = await scaleFrameAsync(hw[0], 640, 360, a);
+      expect([f.width, f.height, f.ptsMs]).toEqual([640, 360, hw[0].ptsMs]);
+      expect(Buffer.from(f.data).equals(Buffer.from(sync[k].data))).toBe(true);
+    }
+    await expect(scaleFrameAsync(hw[0], 641, 360)).rejects.toThrow(InvalidInputError);
+    await expect(scaleFrameAsync({ ...hw[0], data: hw[0].data.subarray(1) }, 640, 360)).rejects.toThrow(InvalidInputError);
   });
 });
 

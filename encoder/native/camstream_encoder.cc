@@ -3,8 +3,8 @@
 //
 // The QP map travels as AV_FRAME_DATA_REGIONS_OF_INTEREST side data on every AVFrame
 // (one region per 16x16 macroblock); libavcodec's libx264 wrapper turns it into
-// x264 quant_offsets. Encode and decode run on the libuv thread pool (AsyncWorker)
-// and settle a Promise.
+// x264 quant_offsets. Encode, decode and scaleAsync run on the libuv thread pool (AsyncWorker)
+// and settle a Promise; scale() is the synchronous twin for worker threads and tests.
 
 #include <napi.h>
 
@@ -560,41 +560,86 @@ Napi::Value Decode(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------- scale
 
 // scale(src: Uint8Array, w, h, dstW, dstH, algo: 'bilinear'|'area'|'bicubic') -> Buffer (sync)
-Napi::Value Scale(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 5 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-    throw Napi::TypeError::New(env, "scale(src, width, height, dstWidth, dstHeight, algo?)");
-  Napi::Uint8Array src = info[0].As<Napi::Uint8Array>();
-  const int w = info[1].As<Napi::Number>().Int32Value(), h = info[2].As<Napi::Number>().Int32Value();
-  const int dw = info[3].As<Napi::Number>().Int32Value(), dh = info[4].As<Napi::Number>().Int32Value();
-  const std::string algo = info.Length() > 5 && info[5].IsString() ? info[5].As<Napi::String>().Utf8Value() : "bilinear";
-  if (w <= 0 || h <= 0 || dw <= 0 || dh <= 0 || ((w | h | dw | dh) & 1))
-    throw Napi::RangeError::New(env, "dimensions must be positive and even");
-  const size_t srcSize = static_cast<size_t>(w) * h + 2 * static_cast<size_t>(w / 2) * (h / 2);
-  if (src.ByteLength() != srcSize) throw Napi::RangeError::New(env, "source buffer has the wrong byte length");
-  const int flags = algo == "area" ? SWS_AREA : algo == "bicubic" ? SWS_BICUBIC : SWS_BILINEAR;
-
+// One YUV420p resize with libswscale; throws AvFailure. Shared by scale() and scaleAsync().
+void ScaleInto(const uint8_t* s, int w, int h, uint8_t* d, int dw, int dh, int flags) {
   SwsPtr sws(sws_getContext(w, h, AV_PIX_FMT_YUV420P, dw, dh, AV_PIX_FMT_YUV420P, flags, nullptr, nullptr, nullptr));
-  if (!sws) {
-    Napi::Error e = Napi::Error::New(env, "create scaler: sws_getContext failed");
-    e.Set("step", Napi::String::New(env, "create scaler"));
-    throw e;
-  }
-  const size_t dstSize = static_cast<size_t>(dw) * dh + 2 * static_cast<size_t>(dw / 2) * (dh / 2);
-  Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, dstSize);
-  const uint8_t* s = src.Data();
+  if (!sws) Fail("create scaler", "sws_getContext failed");
   const uint8_t* srcPlanes[4] = {s, s + w * h, s + w * h + (w / 2) * (h / 2), nullptr};
   const int srcStride[4] = {w, w / 2, w / 2, 0};
-  uint8_t* d = out.Data();
   uint8_t* dstPlanes[4] = {d, d + dw * dh, d + dw * dh + (dw / 2) * (dh / 2), nullptr};
   const int dstStride[4] = {dw, dw / 2, dw / 2, 0};
   const int rows = sws_scale(sws.get(), srcPlanes, srcStride, 0, h, dstPlanes, dstStride);
-  if (rows < 0) {
-    Napi::Error e = Napi::Error::New(env, "scale frame: " + AvErrText(rows));
-    e.Set("step", Napi::String::New(env, "scale frame"));
-    throw e;
+  if (rows < 0) Fail("scale frame", rows);
+}
+
+struct ScaleArgs {
+  Napi::Uint8Array src;
+  int w, h, dw, dh, flags;
+  size_t dstSize;
+};
+
+// scale(src, width, height, dstWidth, dstHeight, algo?) arguments, validated (throws a JS error).
+ScaleArgs ParseScaleArgs(const Napi::CallbackInfo& info, const char* name) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 5 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw Napi::TypeError::New(env, std::string(name) + "(src, width, height, dstWidth, dstHeight, algo?)");
+  ScaleArgs a{info[0].As<Napi::Uint8Array>(), info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value(),
+              info[3].As<Napi::Number>().Int32Value(), info[4].As<Napi::Number>().Int32Value(), SWS_BILINEAR, 0};
+  const std::string algo = info.Length() > 5 && info[5].IsString() ? info[5].As<Napi::String>().Utf8Value() : "bilinear";
+  if (a.w <= 0 || a.h <= 0 || a.dw <= 0 || a.dh <= 0 || ((a.w | a.h | a.dw | a.dh) & 1))
+    throw Napi::RangeError::New(env, "dimensions must be positive and even");
+  const size_t srcSize = static_cast<size_t>(a.w) * a.h + 2 * static_cast<size_t>(a.w / 2) * (a.h / 2);
+  if (a.src.ByteLength() != srcSize) throw Napi::RangeError::New(env, "source buffer has the wrong byte length");
+  a.flags = algo == "area" ? SWS_AREA : algo == "bicubic" ? SWS_BICUBIC : SWS_BILINEAR;
+  a.dstSize = static_cast<size_t>(a.dw) * a.dh + 2 * static_cast<size_t>(a.dw / 2) * (a.dh / 2);
+  return a;
+}
+
+Napi::Value Scale(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ScaleArgs a = ParseScaleArgs(info, "scale");
+  Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, a.dstSize);
+  try {
+    ScaleInto(a.src.Data(), a.w, a.h, out.Data(), a.dw, a.dh, a.flags);
+  } catch (const AvFailure& f) {
+    throw Napi::Error(env, MakeJsError(env, f));
   }
   return out;
+}
+
+// The same resize on the libuv thread pool: the source is pinned by a reference until it settles.
+class ScaleWorker : public Napi::AsyncWorker {
+ public:
+  explicit ScaleWorker(Napi::Env env, const ScaleArgs& a)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), ref_(Napi::Persistent(a.src.As<Napi::Object>())),
+        src_(a.src.Data()), a_(a), out_(a.dstSize) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      ScaleInto(src_, a_.w, a_.h, out_.data(), a_.dw, a_.dh, a_.flags);
+    } catch (const AvFailure& f) {
+      failure_ = f;
+      SetError(f.message);
+    }
+  }
+  void OnOK() override { deferred_.Resolve(Napi::Buffer<uint8_t>::Copy(Env(), out_.data(), out_.size())); }
+  void OnError(const Napi::Error&) override { deferred_.Reject(MakeJsError(Env(), failure_)); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference ref_;
+  const uint8_t* src_;
+  ScaleArgs a_;
+  std::vector<uint8_t> out_;
+  AvFailure failure_;
+};
+
+Napi::Value ScaleAsync(const Napi::CallbackInfo& info) {
+  ScaleArgs a = ParseScaleArgs(info, "scaleAsync");
+  auto* worker = new ScaleWorker(info.Env(), a);
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
 }
 
 Napi::Value Versions(const Napi::CallbackInfo& info) {
@@ -617,6 +662,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("encode", Napi::Function::New(env, Encode, "encode"));
   exports.Set("decode", Napi::Function::New(env, Decode, "decode"));
   exports.Set("scale", Napi::Function::New(env, Scale, "scale"));
+  exports.Set("scaleAsync", Napi::Function::New(env, ScaleAsync, "scaleAsync"));
   exports.Set("versions", Napi::Function::New(env, Versions, "versions"));
   RegisterKernels(env, exports);
   return exports;
