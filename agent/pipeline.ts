@@ -10,7 +10,8 @@ import type { MbMap, YuvFrame } from '../encoder/frame.ts';
 import { encodeSegment, type Codec } from '../encoder/index.ts';
 import { meanMap } from '../cheapmodel/qpmap.ts';
 import { GraceSegmentCodec, type GraceRendered } from '../grace/segment.ts';
-import type { OneAdaptController, Decision } from '../oneadapt/adapt.ts';
+import type { AdaptOptions, OneAdaptController, Decision } from '../oneadapt/adapt.ts';
+import { DEFAULT_KNOBS } from '../oneadapt/knobs.ts';
 import type { ProbeRunner } from '../oneadapt/probe-pool.ts';
 import { gradToSourceGrid, renderSegment, type Rendered, type RenderKnobs, type RenderOptions } from '../oneadapt/render.ts';
 import { contentSignature } from '../oneadapt/scene.ts';
@@ -99,6 +100,27 @@ export class EdgePipeline {
   /** The knobs the settings fix (what is used without OneAdapt, and where OneAdapt starts). */
   static fixedKnobs(s: AgentSettings): RenderKnobs {
     return { resolution: 1, fps: s.source.fps ?? 10, qp: s.cheapModel.enabled ? s.cheapModel.highQp : s.encoder.baseQp, threshold: s.cheapModel.threshold };
+  }
+
+  /** OneAdapt's settings from the config (the same controller bench:oneadapt runs); the AccMPEG threshold
+   * is a knob only with a cheap model. */
+  static adaptOptions(s: AgentSettings, withCheapModel: boolean): AdaptOptions {
+    const o = s.oneadapt;
+    const fixed = EdgePipeline.fixedKnobs(s);
+    return {
+      enabled: withCheapModel ? ['resolution', 'fps', 'qp', 'threshold'] : ['resolution', 'fps', 'qp'],
+      lambda: o.lambdaBw,
+      lr: o.lr,
+      deadband: o.deadband,
+      onSceneChange: o.onSceneChange,
+      targetKbps: o.targetKbps,
+      targetF1: o.targetF1,
+      // start from the configured values where they are on the knobs' lists (else the expensive end)
+      start: {
+        qp: DEFAULT_KNOBS.qp.values.includes(fixed.qp) ? fixed.qp : undefined,
+        threshold: DEFAULT_KNOBS.threshold.values.includes(fixed.threshold) ? fixed.threshold : undefined,
+      },
+    };
   }
 
   /** The knobs a segment is rendered with now: the settings' fixed values, overridden by OneAdapt's. */

@@ -1,0 +1,202 @@
+/**
+ * Keeps the capture running: opens the FFmpeg source the settings name, reads segments (the next one is
+ * captured while the caller processes this one), retries a failing source with exponential backoff, resumes
+ * a file where it stopped (no segment sent twice under a new id), and says whether the pipeline is healthy.
+ * What happens to a segment is the caller's `onSegment`; this file knows nothing of encoding or uplink.
+ */
+import type { Logger } from 'pino';
+import { FfmpegSource, readAhead, segments } from '../media/capture.ts';
+import type { YuvFrame } from '../encoder/frame.ts';
+import type { SourceSettings } from '../config/schema.ts';
+
+export type PipelineStage = 'source' | 'encoder' | 'store';
+
+/** An error of one pipeline stage (what /healthz and the systemd status name). */
+export class PipelineStageError extends Error {
+  constructor(readonly stage: PipelineStage, cause: unknown) {
+    super(`${stage}: ${(cause as Error)?.message ?? String(cause)}`);
+    this.name = 'PipelineStageError';
+  }
+}
+
+/** Run f; any error it throws is tagged with `stage` (unless already tagged). */
+export async function inStage<T>(stage: PipelineStage, f: () => Promise<T> | T): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    throw e instanceof PipelineStageError ? e : new PipelineStageError(stage, e);
+  }
+}
+
+export interface SourceSupervisorOptions {
+  logger: Logger;
+  /** read at every (re)start, so a config reload applies on the next restart */
+  settings: () => { source: SourceSettings; segmentFrames: number };
+  /** process one segment; a PipelineStageError names the failing stage, anything else counts as the source's */
+  onSegment: (frames: YuvFrame[], fps: number) => Promise<void>;
+  /** asked after each segment: true stops the capture (demo/tests: maxSegments) */
+  done?: () => boolean;
+  /** the source process started / ended (a metric) */
+  onRunning?: (running: boolean) => void;
+  /** first retry delay (doubles up to 60 s); default 1000 ms */
+  retryMs?: number;
+}
+
+export class SourceSupervisor {
+  /** capture failures so far (open errors and broken streams) */
+  failures = 0;
+  /** decoder complaints from the source (damaged or truncated input) */
+  decodeIssues = 0;
+  private source: FfmpegSource | null = null;
+  private loop: Promise<void> | null = null;
+  private wanted = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private retryMs: number;
+  /** the last error that stopped the pipeline, by stage; superseded by the next segment */
+  private lastError: { stage: PipelineStage; message: string; at: number } | null = null;
+  private lastSegmentAt = Date.now();
+  /** file sources: where to resume after a failure (seconds) */
+  private resumeAtS = 0;
+  private decodeLog = { at: 0, suppressed: 0 };
+
+  constructor(private readonly o: SourceSupervisorOptions) {
+    this.retryMs = o.retryMs ?? 1000;
+  }
+
+  /** A source process is open. */
+  get capturing(): boolean {
+    return this.source !== null;
+  }
+  /** The capture loop is running (segments flow). */
+  get running(): boolean {
+    return this.loop !== null;
+  }
+  get retrying(): boolean {
+    return this.retryTimer !== null;
+  }
+  /** The source's frame rate while open. */
+  get fps(): number | null {
+    return this.source ? this.source.fps : null;
+  }
+
+  /** Start capturing; a source that fails (camera down, stream cut) is retried with backoff until stop(). */
+  start(): void {
+    if (!this.wanted) this.lastSegmentAt = Date.now(); // (re)started on purpose: not stuck yet
+    this.wanted = true;
+    if (this.loop || this.retryTimer) return;
+    const { source: s, segmentFrames } = this.o.settings();
+    const log = this.o.logger;
+    const resumeS = s.kind === 'file' ? this.resumeAtS : 0;
+    let src: FfmpegSource;
+    try {
+      src = new FfmpegSource({
+        kind: s.kind, uri: s.uri, loop: s.loop, fps: s.fps ?? 10, width: s.width, height: s.height, realtime: s.kind === 'file',
+        startS: resumeS || undefined,
+        onDecodeError: (issue) => this.onDecodeIssue(s.uri, issue),
+      });
+    } catch (e) {
+      this.failures++;
+      this.lastError = { stage: 'source', message: (e as Error).message, at: Date.now() };
+      log.error({ component: 'capture', err: (e as Error).message, retryMs: this.retryMs }, 'cannot open source; retrying');
+      this.scheduleRetry();
+      return;
+    }
+    if (resumeS) log.info({ component: 'capture', source: s.uri, resumeS }, 'resuming the file where it stopped');
+    this.source = src;
+    this.o.onRunning?.(true);
+    this.loop = this.run(src, s, segmentFrames, resumeS);
+  }
+
+  private async run(src: FfmpegSource, s: SourceSettings, segmentFrames: number, resumeS: number): Promise<void> {
+    let failed = false;
+    let framesDone = 0;
+    try {
+      for await (const frames of readAhead(segments(src, segmentFrames))) {
+        await this.o.onSegment(frames, src.fps);
+        this.lastSegmentAt = Date.now();
+        framesDone += frames.length;
+        this.retryMs = this.o.retryMs ?? 1000;
+        if (this.o.done?.()) {
+          this.wanted = false;
+          src.stop(); // ends the segment being read ahead
+          break;
+        }
+      }
+      if (s.kind === 'file') this.resumeAtS = 0; // a clean end: the next start is from the beginning
+    } catch (e) {
+      failed = true;
+      const stage = e instanceof PipelineStageError ? e.stage : 'source';
+      const message = e instanceof PipelineStageError ? e.message.slice(stage.length + 2) : (e as Error).message;
+      this.lastError = { stage, message, at: Date.now() };
+      if (stage === 'source') this.failures++;
+      // resume after the frames already turned into segments (none of them is sent twice under a new id)
+      if (s.kind === 'file') {
+        if (framesDone > 0) this.resumeAtS = resumeS + framesDone / src.fps;
+        else if (resumeS > 0 && s.loop) this.resumeAtS = 0; // nothing after that point: a looped file starts over
+        else if (resumeS > 0) {
+          this.wanted = false; // nothing after that point and no loop: the file is done
+          this.o.logger.error({ component: 'capture', source: s.uri, atS: resumeS }, 'file source ends early (truncated?); capture finished');
+        }
+      }
+      this.o.logger.error(
+        { component: stage === 'source' ? 'capture' : stage, err: message, frame: src.framesRead, retryMs: this.retryMs, resumeS: this.resumeAtS || undefined },
+        `${stage} failed; pipeline restarts`,
+      );
+    } finally {
+      src.stop();
+      this.o.onRunning?.(false);
+      this.loop = null;
+      this.source = null;
+    }
+    if (failed) this.scheduleRetry();
+  }
+
+  /** Log decoder complaints with their frame position: the first of a burst, then a count each second. */
+  private onDecodeIssue(uri: string, issue: { frame: number; message: string }): void {
+    this.decodeIssues++;
+    const now = Date.now();
+    if (now - this.decodeLog.at < 1000) {
+      this.decodeLog.suppressed++;
+      return;
+    }
+    this.o.logger.warn({ component: 'capture', source: uri, frame: issue.frame, err: issue.message, more: this.decodeLog.suppressed || undefined }, 'decoder error in the source (damaged or truncated input)');
+    this.decodeLog = { at: now, suppressed: 0 };
+  }
+
+  private scheduleRetry(): void {
+    if (!this.wanted || this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (this.wanted) this.start();
+    }, this.retryMs);
+    this.retryMs = Math.min(this.retryMs * 2, 60_000);
+  }
+
+  async stop(): Promise<void> {
+    this.wanted = false;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.source?.stop();
+    await this.loop;
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    this.start();
+  }
+
+  /** Resolves when the capture loop ends (file end, done(), stop). */
+  async finished(): Promise<void> {
+    await this.loop;
+  }
+
+  /** Healthy unless a stage failed since the last segment or no segment came for stallMs (only while wanted). */
+  health(stallMs: number): { ok: boolean; reason?: string } {
+    if (!this.wanted) return { ok: true };
+    const e = this.lastError;
+    if (e && e.at >= this.lastSegmentAt) return { ok: false, reason: `${e.stage}: ${e.message}` };
+    const quietMs = Date.now() - this.lastSegmentAt;
+    if (quietMs > stallMs) return { ok: false, reason: `pipeline stuck: no segment for ${Math.round(quietMs / 1000)} s` };
+    return { ok: true };
+  }
+}
