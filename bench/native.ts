@@ -4,8 +4,10 @@
  *
  *   npm run bench:native -- [--video campus] [--frames 16] [--reps 5]
  *
- * Frame kernels: ts = the product's TypeScript function, cpu = the C++ kernel, gpu = the CUDA kernel
- * (wall-clock, host→device copies included). ts and cpu are CPU time per call (the machine is shared).
+ * Frame kernels: ts = the product's TypeScript function, cpu = the C++ kernel as the product runs it (the
+ * AVX2 loops on an x86-64 CPU with AVX2), portable = the same kernel's portable loops (what an aarch64 board
+ * such as a Jetson runs, NEON there), gpu = the CUDA kernel (wall-clock, host→device copies included).
+ * ts, cpu and portable are CPU time per call (the machine is shared).
  * GPU-server-only kernels (batched letterbox, CacheBlend, Grace):
  * ts = native-cuda/reference.ts, cpu = the C++ twin, gpu = CUDA. Times are medians over frames × reps.
  * gpu_ms is null where no CUDA device is usable (the reason is in the file).
@@ -35,14 +37,16 @@ if (!video) throw new Error(`--video must be one of ${Object.keys(VIDEOS).join('
 const FRAMES = Number(args.frames);
 const REPS = Number(args.reps);
 
-const k = nativeKernels();
-if (!k) throw new Error(`C++ kernels unavailable: ${nativeKernelsStatus()}`);
+const kernels = nativeKernels();
+if (!kernels) throw new Error(`C++ kernels unavailable: ${nativeKernelsStatus()}`);
+const k = kernels;
 const cuda = cudaAddon();
 if (!cuda) throw new Error(`CUDA addon unavailable: ${cudaAddonStatus()}`);
 const gpuReason = gpuUnavailableReason();
 const gpu: CudaKernels | null = gpuReason ? null : cuda.gpu;
 const info = cuda.info();
-const cpuName = `${os.cpus()[0]?.model ?? 'cpu'} (1 thread)`;
+const simd = k.useSimd(true);
+const cpuName = `${os.cpus()[0]?.model ?? 'cpu'} (1 thread, ${simd} loops)`;
 const gpuName = gpu ? `${info.name} (sm ${info.computeCapability})` : null;
 
 const frames = loadFrames(video, FRAMES + 1, { startS: 10, fps: 2 });
@@ -68,6 +72,8 @@ interface Row {
   /** CPU time per call (median): TypeScript, C++ */
   ts_ms: number;
   cpu_ms: number;
+  /** CPU time per call of the portable C++ loops (frame kernels; null for the GPU server's CPU twins) */
+  portable_ms: number | null;
   /** wall-clock per call (median), includes host↔device copies for the GPU */
   gpu_ms: number | null;
   ts_wall_ms: number;
@@ -76,21 +82,29 @@ interface Row {
   max_abs_diff: number;
   gpu_max_abs_diff: number | null;
   speedup_cpu: number;
+  speedup_portable: number | null;
 }
 const rows: Row[] = [];
 
 /**
  * Time one kernel: for each case (frame) and rep, the TS reference, the C++ kernel and (if any) the CUDA
- * kernel, interleaved so that load on the machine hits all three alike. Each function returns its output.
+ * kernel, interleaved so that load on the machine hits all alike (and, for the frame kernels, the C++ kernel
+ * once more with the portable loops). Each function returns its output; max_abs_diff covers both C++ paths.
  */
-function measure(name: string, cases: number, ts: (i: number) => ArrayLike<number>, cpu: (i: number) => ArrayLike<number>, cu: ((i: number) => ArrayLike<number>) | null, inner = 1): void {
+function measure(name: string, cases: number, ts: (i: number) => ArrayLike<number>, cpu: (i: number) => ArrayLike<number>, cu: ((i: number) => ArrayLike<number>) | null, inner = 1, portable = true): void {
   ts(0); cpu(0); cu?.(0); // warm-up (JIT, first-touch, CUDA context)
-  const t: { wall: number; cpu: number }[] = [], c: { wall: number; cpu: number }[] = [], g: number[] = [];
+  const t: { wall: number; cpu: number }[] = [], c: { wall: number; cpu: number }[] = [], p: number[] = [], g: number[] = [];
   let diff = 0, gdiff = 0;
   for (let rep = 0; rep < REPS; rep++) {
     for (let i = 0; i < cases; i++) {
       let a: ArrayLike<number> = [], b: ArrayLike<number> = [], d: ArrayLike<number> = [];
       t.push(time(() => (a = ts(i)), inner)); // short kernels: `inner` calls per sample (µs clock resolution)
+      if (portable) {
+        k.useSimd(false);
+        p.push(time(() => (b = cpu(i)), inner).cpu);
+        k.useSimd(true);
+        if (rep === 0) diff = Math.max(diff, maxAbsDiff(a, b));
+      }
       c.push(time(() => (b = cpu(i)), inner));
       if (cu) g.push(time(() => (d = cu(i))).wall);
       if (rep === 0) {
@@ -99,13 +113,14 @@ function measure(name: string, cases: number, ts: (i: number) => ArrayLike<numbe
       }
     }
   }
-  const tsCpu = median(t.map((x) => x.cpu)), cppCpu = median(c.map((x) => x.cpu));
+  const tsCpu = median(t.map((x) => x.cpu)), cppCpu = median(c.map((x) => x.cpu)), portCpu = portable ? median(p) : null;
   const row: Row = {
-    name, ts_ms: tsCpu, cpu_ms: cppCpu, gpu_ms: cu ? median(g) : null, ts_wall_ms: median(t.map((x) => x.wall)), cpu_wall_ms: median(c.map((x) => x.wall)),
+    name, ts_ms: tsCpu, cpu_ms: cppCpu, portable_ms: portCpu, gpu_ms: cu ? median(g) : null, ts_wall_ms: median(t.map((x) => x.wall)), cpu_wall_ms: median(c.map((x) => x.wall)),
     device: gpuName ? `${cpuName}; ${gpuName}` : cpuName, max_abs_diff: diff, gpu_max_abs_diff: cu ? gdiff : null, speedup_cpu: tsCpu / cppCpu,
+    speedup_portable: portCpu === null ? null : tsCpu / portCpu,
   };
   rows.push(row);
-  console.log(`${name}: ts ${row.ts_ms.toFixed(3)} ms, C++ ${row.cpu_ms.toFixed(3)} ms (×${row.speedup_cpu.toFixed(1)}), max |Δ| ${diff}`);
+  console.log(`${name}: ts ${row.ts_ms.toFixed(3)} ms, C++ ${row.cpu_ms.toFixed(3)} ms (×${row.speedup_cpu.toFixed(1)})${portCpu === null ? '' : `, portable ${portCpu.toFixed(3)} ms`}, max |Δ| ${diff}`);
 }
 
 const F = (i: number): YuvFrame => frames[i];
@@ -152,19 +167,21 @@ measure('importanceMask (QP-map morphology)', FRAMES, (i) => importanceMaskTs(im
   gpu && ((i) => { const o = new Uint8Array(R * C); gpu.importanceMask(impMaps[i].data, R, C, 0.1, true, o); return o; }), 100);
 
 // ---- GPU-server kernels: reference TS vs C++ twin vs CUDA ---------------------------------------------
+const measureTwin = (name: string, cases: number, ts: (i: number) => ArrayLike<number>, cpu: (i: number) => ArrayLike<number>, cu: ((i: number) => ArrayLike<number>) | null): void =>
+  measure(name, cases, ts, cpu, cu, 1, false); // the CUDA addon's own copy of the C++ (its twins): one path
 const BATCH = 4;
 const packed = new Uint8Array(BATCH * yuvFrameSize(W, H));
 frames.slice(0, BATCH).forEach((f, i) => packed.set(f.data.subarray(0, yuvFrameSize(W, H)), i * yuvFrameSize(W, H)));
 const dims = Int32Array.from({ length: 2 * BATCH }, (_, i) => (i % 2 ? H : W));
 const batchOut = (): Float32Array => new Float32Array(BATCH * 3 * S * S);
-measure(`letterboxBatch (${BATCH} streams)`, 1, () => { const o = batchOut(); frames.slice(0, BATCH).forEach((f, i) => o.set(preprocessTs(f).input, i * 3 * S * S)); return o; },
+measureTwin(`letterboxBatch (${BATCH} streams)`, 1, () => { const o = batchOut(); frames.slice(0, BATCH).forEach((f, i) => o.set(preprocessTs(f).input, i * 3 * S * S)); return o; },
   () => { const o = batchOut(); cuda.cpu.letterboxBatch(packed, dims, S, true, o); return o; },
   gpu && (() => { const o = batchOut(); gpu.letterboxBatch(packed, dims, S, true, o); return o; }));
 
 const T = 2048, HEADS = 8, HD = 128;
 const keys = Float32Array.from({ length: T * HEADS * HD }, () => r() * 2 - 1);
 const delta = Int32Array.from({ length: T }, (_, t) => 512 + (t >> 9) * 700);
-measure(`ropeDelta (CacheBlend, ${T} tokens × ${HEADS}×${HD})`, 1, () => { const x = keys.slice(); ropeDeltaRef(x, delta, HEADS, HD, 10000); return x; },
+measureTwin(`ropeDelta (CacheBlend, ${T} tokens × ${HEADS}×${HD})`, 1, () => { const x = keys.slice(); ropeDeltaRef(x, delta, HEADS, HD, 10000); return x; },
   () => { const x = keys.slice(); cuda.cpu.ropeDelta(x, delta, HEADS, HD, 10000); return x; },
   gpu && (() => { const x = keys.slice(); gpu.ropeDelta(x, delta, HEADS, HD, 10000); return x; }));
 const fresh = keys.map((v) => v + (r() - 0.5) * 0.1);
@@ -174,7 +191,7 @@ const devTopK = (kk: CudaKernels) => (): Float32Array => {
   kk.tokenDeviationTopK(fresh, keys, T, TOPK, dev, idx);
   return Float32Array.from([...dev, ...idx]);
 };
-measure(`tokenDeviationTopK (CacheBlend, top 15% of ${T})`, 1, () => { const dev = tokenDeviationRef(fresh, keys, T); return Float32Array.from([...dev, ...topKRef(dev, TOPK)]); },
+measureTwin(`tokenDeviationTopK (CacheBlend, top 15% of ${T})`, 1, () => { const dev = tokenDeviationRef(fresh, keys, T); return Float32Array.from([...dev, ...topKRef(dev, TOPK)]); },
   devTopK(cuda.cpu), gpu && devTopK(gpu));
 
 const N = 4 * 96 * 60 * 34; // a Grace-sized latent: 96 channels at 1/16 of 960×544, ×4 (MV + residual, two frames)
@@ -182,25 +199,27 @@ const latent = Float32Array.from({ length: N }, () => (r() - 0.5) * 20 * r());
 const perm = seededPermutation(N, 3);
 const PS = 1400;
 const received = Uint8Array.from({ length: Math.ceil(N / PS) }, (_, i) => (i % 5 === 2 ? 0 : 1));
-measure(`quantiseGather (Grace, ${N} elements)`, 1, () => quantiseGatherRef(latent, perm, 0.1),
+measureTwin(`quantiseGather (Grace, ${N} elements)`, 1, () => quantiseGatherRef(latent, perm, 0.1),
   () => { const o = new Int16Array(N); cuda.cpu.quantiseGather(latent, perm, 0.1, o); return o; },
   gpu && (() => { const o = new Int16Array(N); gpu.quantiseGather(latent, perm, 0.1, o); return o; }));
 const sym = quantiseGatherRef(latent, perm, 0.1);
-measure(`scatterDequantise (Grace, 20% packets lost)`, 1, () => scatterDequantiseRef(sym, perm, PS, received, 0.1),
+measureTwin(`scatterDequantise (Grace, 20% packets lost)`, 1, () => scatterDequantiseRef(sym, perm, PS, received, 0.1),
   () => { const o = new Float32Array(N); cuda.cpu.scatterDequantise(sym, perm, PS, received, 0.1, o); return o; },
   gpu && (() => { const o = new Float32Array(N); gpu.scatterDequantise(sym, perm, PS, received, 0.1, o); return o; }));
 
 printTable(`bench:native — ${W}x${H} ${args.video}, ${FRAMES} frames × ${REPS} reps, median per call (CPU ms; wall ms in brackets)`, rows.map((x) => ({
   kernel: x.name, ts_ms: `${x.ts_ms.toFixed(3)} (${x.ts_wall_ms.toFixed(2)})`, cpp_ms: `${x.cpu_ms.toFixed(3)} (${x.cpu_wall_ms.toFixed(2)})`,
-  'C++ speed-up': `×${x.speedup_cpu.toFixed(1)}`, gpu_ms: x.gpu_ms ?? 'n/a', max_abs_diff: x.max_abs_diff,
+  'C++ speed-up': `×${x.speedup_cpu.toFixed(1)}`, portable_ms: x.portable_ms === null ? '' : `${x.portable_ms.toFixed(3)} (×${x.speedup_portable!.toFixed(1)})`, gpu_ms: x.gpu_ms ?? 'n/a', max_abs_diff: x.max_abs_diff,
 })));
 const frameRows = rows.slice(0, 8);
 const minSpeedup = Math.min(...frameRows.map((x) => x.speedup_cpu));
-console.log(`\nframe kernels: smallest C++ speed-up ×${minSpeedup.toFixed(1)}; largest |Δ| vs TS ${Math.max(...frameRows.map((x) => x.max_abs_diff))}`);
+const minPortable = Math.min(...frameRows.map((x) => x.speedup_portable ?? Infinity));
+console.log(`\nframe kernels: smallest C++ speed-up ×${minSpeedup.toFixed(1)} (${simd} loops; portable loops ×${minPortable.toFixed(1)}); largest |Δ| vs TS ${Math.max(...frameRows.map((x) => x.max_abs_diff))}`);
 if (!gpu) console.log(`GPU: none (${gpuReason})`);
 
 writeResult('native', {
   loadavg: readFileSync('/proc/loadavg', 'utf8').trim(),
+  simd: `cpu_ms: the ${simd} loops (what the product runs on this CPU); portable_ms: the portable loops`,
   input: { video: args.video, width: W, height: H, frames: FRAMES, reps: REPS },
   gpu: gpu ? { name: info.name, computeCapability: info.computeCapability, runtimeVersion: info.runtimeVersion, driverVersion: info.driverVersion } : null,
   timing: 'ts_ms/cpu_ms: median CPU time per call (process user+system, µs resolution), the speed-up basis on this shared machine; *_wall_ms: median wall-clock',
@@ -208,5 +227,6 @@ writeResult('native', {
     ? 'gpu_ms: wall-clock, includes host↔device copies (one synchronous call per frame)'
     : `no GPU was available: gpu_ms is null (${gpuReason}); the CUDA addon was ${info.cuda ? `compiled (nvcc, archs ${info.archs}) but not run` : 'built without CUDA'}`,
   min_frame_kernel_speedup: minSpeedup,
+  min_frame_kernel_speedup_portable: minPortable,
   kernels: rows,
 });

@@ -24,9 +24,15 @@ export interface NativeKernels {
   frameDiffPerMb(a: Uint8Array, b: Uint8Array, w: number, h: number, rgb: boolean, weight: Float32Array | null, mean: boolean, out: Float32Array): void;
   planePerMb(plane: Float32Array, w: number, h: number, mean: boolean, out: Float32Array): void;
   importanceMask(p: Float32Array, rows: number, cols: number, threshold: number, smooth: boolean, out: Uint8Array): void;
+  /**
+   * Which loops the kernels run: 'avx2' (hand-vectorised, x86-64 CPUs with AVX2) or 'portable' (the
+   * compiler's vectorisation: SSE2, NEON on aarch64); both bit-identical to the references. false forces
+   * 'portable' (the tests check both), true restores the CPU's best. Process-wide.
+   */
+  useSimd(enable: boolean): 'avx2' | 'portable';
 }
 
-const KERNEL_NAMES: readonly (keyof NativeKernels)[] = ['letterbox', 'halfResRgb', 'reduceToMacroblocks', 'saliencyToFrame', 'frameDiffPerMb', 'planePerMb', 'importanceMask'];
+const KERNEL_NAMES: readonly (keyof NativeKernels)[] = ['letterbox', 'halfResRgb', 'reduceToMacroblocks', 'saliencyToFrame', 'frameDiffPerMb', 'planePerMb', 'importanceMask', 'useSimd'];
 
 const addonPath = (): string => process.env.CAMSTREAM_ENCODER_ADDON ?? fromRoot('build', 'encoder', 'Release', 'camstream_encoder.node');
 

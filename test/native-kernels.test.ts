@@ -1,7 +1,8 @@
 /**
  * The C++ hot loops (encoder/native/kernels.cc) against their TypeScript references (the `…Ts` functions),
- * on real frames: bit-identical outputs (max |Δ| = 0) at sizes that are and are not multiples of 16 — both
- * called directly and through the product's functions, which use them.
+ * on real frames and on noise: bit-identical outputs (max |Δ| = 0) at sizes that are and are not multiples
+ * of 16 — both called directly and through the product's functions, which use them — for each set of loops
+ * this CPU can run (the AVX2 ones in kernels_x86.cc and the portable ones).
  */
 import { nativeKernels, nativeKernelsStatus, type NativeKernels } from '../encoder/kernels.ts';
 import { mbGrid, type YuvFrame } from '../encoder/frame.ts';
@@ -27,109 +28,127 @@ function fakeGradient(n: number, seed: number): Float32Array {
   return Float32Array.from({ length: n }, () => (rnd() - 0.5) * Math.exp(rnd() * 14 - 16));
 }
 
+/** Two frames of uniform noise: every value occurs, and a size that leaves every vector loop a scalar tail. */
+function noiseFrames(w: number, h: number, seed: number): YuvFrame[] {
+  const rnd = rng(seed);
+  return [0, 1].map(() => ({ width: w, height: h, ptsMs: 0, data: Uint8Array.from({ length: (w * h * 3) / 2 }, () => Math.floor(rnd() * 256)) }));
+}
+
 // [label, frames]: real footage at its own size, one size that is not a multiple of 16 and a portrait one
 const cases: [string, YuvFrame[]][] = [
   ['campus 768x576', loadFrames(VIDEOS.campus, 2, { startS: 3 })],
   ['highway 650x362', loadFrames(VIDEOS.highway, 2, { startS: 5, width: 650, height: 362 })],
   ['people portrait 242x430', loadFrames(VIDEOS.people, 2, { startS: 20, width: 242, height: 430 })],
+  ['noise 38x26', noiseFrames(38, 26, 5)],
 ];
 
-describe.each(cases)('C++ kernels = TypeScript references (%s)', (_label, [f, g]) => {
-  const S = 416;
-  const lb = letterboxFor(f.width, f.height, S);
-  const grad = fakeGradient(3 * S * S, f.width * 7 + f.height);
-  const { rows, cols } = mbGrid(f.width, f.height);
+// Each implementation this CPU can run: the AVX2 loops (x86-64 with AVX2) and the portable ones.
+const paths = [...new Set([k.useSimd(true), k.useSimd(false)])];
+k.useSimd(true);
 
-  test('letterbox, BGR (detector input) and RGB; preprocess() uses it', () => {
-    const ref = preprocessTs(f).input;
-    const bgr = new Float32Array(3 * S * S).fill(NaN);
-    k.letterbox(f.data, f.width, f.height, S, true, bgr);
-    expect(maxAbsDiff(bgr, ref)).toBe(0);
-    expect(maxAbsDiff(preprocess(f).input, ref)).toBe(0);
-    const rgb = new Float32Array(3 * S * S);
-    k.letterbox(f.data, f.width, f.height, S, false, rgb);
-    const P = S * S;
-    expect(maxAbsDiff(rgb.subarray(0, P), ref.subarray(2 * P))).toBe(0);
-    expect(maxAbsDiff(rgb.subarray(P, 2 * P), ref.subarray(P, 2 * P))).toBe(0);
-    expect(maxAbsDiff(rgb.subarray(2 * P), ref.subarray(0, P))).toBe(0);
-  });
+describe.each(paths)('%s loops', (path) => {
+  beforeAll(() => expect(k.useSimd(path === 'avx2')).toBe(path));
+  afterAll(() => k.useSimd(true));
 
-  test('letterbox at another input size (320), into a reused buffer', () => {
-    const out = new Float32Array(3 * 320 * 320).fill(-1);
-    expect(preprocess(f, out, 320).input).toBe(out);
-    expect(maxAbsDiff(out, preprocessTs(f, undefined, 320).input)).toBe(0);
-  });
+  describe.each(cases)('C++ kernels = TypeScript references (%s)', (_label, [f, g]) => {
+    const S = 416;
+    const lb = letterboxFor(f.width, f.height, S);
+    const grad = fakeGradient(3 * S * S, f.width * 7 + f.height);
+    const { rows, cols } = mbGrid(f.width, f.height);
 
-  test('cheap-model input (half-resolution RGB, edge-replicated)', () => {
-    const ref = halfResRgbTs(f);
-    const out = new Float32Array(ref.data.length).fill(NaN);
-    k.halfResRgb(f.data, f.width, f.height, out);
-    expect(maxAbsDiff(out, ref.data)).toBe(0);
-    const reused = new Float32Array(ref.data.length).fill(NaN);
-    expect(halfResRgb(f, reused).data).toBe(reused);
-    expect(maxAbsDiff(reused, ref.data)).toBe(0);
-    expect(() => halfResRgb(f, new Float32Array(10))).toThrow(/output buffer must hold/);
-    const viaProduct = halfResRgb(f);
-    expect({ ...viaProduct, data: null }).toEqual({ ...ref, data: null });
-    expect(maxAbsDiff(viaProduct.data, ref.data)).toBe(0);
-  });
+    test('letterbox, BGR (detector input) and RGB; preprocess() uses it', () => {
+      const ref = preprocessTs(f).input;
+      const bgr = new Float32Array(3 * S * S).fill(NaN);
+      k.letterbox(f.data, f.width, f.height, S, true, bgr);
+      expect(maxAbsDiff(bgr, ref)).toBe(0);
+      expect(maxAbsDiff(preprocess(f).input, ref)).toBe(0);
+      const rgb = new Float32Array(3 * S * S);
+      k.letterbox(f.data, f.width, f.height, S, false, rgb);
+      const P = S * S;
+      expect(maxAbsDiff(rgb.subarray(0, P), ref.subarray(2 * P))).toBe(0);
+      expect(maxAbsDiff(rgb.subarray(P, 2 * P), ref.subarray(P, 2 * P))).toBe(0);
+      expect(maxAbsDiff(rgb.subarray(2 * P), ref.subarray(0, P))).toBe(0);
+    });
 
-  test('DNNGrad per-MB reduction, mean and sum', () => {
-    for (const reduce of ['mean', 'sum'] as const) {
-      const ref = reduceToMacroblocksTs(grad, lb, f.width, f.height, { reduce });
-      const out = new Float32Array(ref.data.length).fill(NaN);
-      k.reduceToMacroblocks(grad, S, f.width, f.height, reduce === 'mean', out);
-      expect(maxAbsDiff(out, ref.data)).toBe(0);
-      expect(maxAbsDiff(reduceToMacroblocks(grad, lb, f.width, f.height, { reduce }).data, ref.data)).toBe(0);
-    }
-  });
-
-  test('label maps: saliency in frame coordinates, its per-MB sums, Σ saliency·|HQ−LQ| per MB', () => {
-    const sal = saliencyToFrameTs(grad, lb, f.width, f.height);
-    const out = new Float32Array(sal.length);
-    k.saliencyToFrame(grad, S, f.width, f.height, out);
-    expect(maxAbsDiff(out, sal)).toBe(0);
-    expect(maxAbsDiff(saliencyToFrame(grad, lb, f.width, f.height), sal)).toBe(0);
-    for (const reduce of ['sum', 'mean'] as const) {
-      const o = new Float32Array(rows * cols).fill(NaN);
-      k.planePerMb(sal, f.width, f.height, reduce === 'mean', o);
-      expect(maxAbsDiff(o, planePerMbTs(sal, f.width, f.height, reduce).data)).toBe(0);
-      expect(maxAbsDiff(planePerMb(sal, f.width, f.height, reduce).data, o)).toBe(0);
-    }
-    for (const [weight, reduce] of [[sal, 'sum'], [undefined, 'sum'], [sal, 'mean']] as const) {
-      const ref = frameDiffPerMbTs(f, g, { metric: 'yuv', weight, reduce });
-      const o = new Float32Array(rows * cols).fill(NaN);
-      k.frameDiffPerMb(f.data, g.data, f.width, f.height, false, weight ?? null, reduce === 'mean', o);
-      expect(maxAbsDiff(o, ref.data)).toBe(0);
-      expect(maxAbsDiff(weightByPixelDiff(weight, f, g, { reduce }).data, ref.data)).toBe(0);
-    }
-  });
-
-  test('AccGrad InputGrad: per-MB RGB error', () => {
-    const ref = frameDiffPerMbTs(f, g, { metric: 'rgb', reduce: 'mean' });
-    expect(ref.data.some((v) => v > 0)).toBe(true);
-    const out = new Float32Array(ref.data.length).fill(NaN);
-    k.frameDiffPerMb(f.data, g.data, f.width, f.height, true, null, true, out);
-    expect(maxAbsDiff(out, ref.data)).toBe(0);
-    expect(maxAbsDiff(rgbErrorPerMb(f, g).data, ref.data)).toBe(0);
-    expect(maxAbsDiff(frameDiffPerMb(f, g, { metric: 'rgb', reduce: 'sum' }).data, frameDiffPerMbTs(f, g, { metric: 'rgb', reduce: 'sum' }).data)).toBe(0);
-  });
-
-  test('QP-map morphology (binarise, opening, closing) on a real-looking importance map', () => {
-    // importance ∝ the frame's per-MB motion: a map with blobs, specks and holes
-    const e = frameDiffPerMbTs(f, g, { metric: 'rgb', reduce: 'mean' });
-    let max = 0;
-    for (const v of e.data) max = Math.max(max, v);
-    const p = { ...e, data: e.data.map((v) => v / max) };
-    for (const threshold of [0.05, 0.2, 0.5]) {
-      for (const smooth of [true, false]) {
-        const ref = importanceMaskTs(p, { threshold, smooth });
-        const out = new Uint8Array(ref.length).fill(7);
-        k.importanceMask(p.data, p.rows, p.cols, threshold, smooth, out);
-        expect(maxAbsDiff(out, ref)).toBe(0);
-        expect(maxAbsDiff(importanceMask(p, { threshold, smooth }), ref)).toBe(0);
+    test('letterbox at other input sizes (320; 96: a steep downscale), into a reused buffer', () => {
+      for (const size of [320, 96]) {
+        const out = new Float32Array(3 * size * size).fill(-1);
+        expect(preprocess(f, out, size).input).toBe(out);
+        expect(maxAbsDiff(out, preprocessTs(f, undefined, size).input)).toBe(0);
       }
-    }
+    });
+
+    test('cheap-model input (half-resolution RGB, edge-replicated)', () => {
+      const ref = halfResRgbTs(f);
+      const out = new Float32Array(ref.data.length).fill(NaN);
+      k.halfResRgb(f.data, f.width, f.height, out);
+      expect(maxAbsDiff(out, ref.data)).toBe(0);
+      const reused = new Float32Array(ref.data.length).fill(NaN);
+      expect(halfResRgb(f, reused).data).toBe(reused);
+      expect(maxAbsDiff(reused, ref.data)).toBe(0);
+      expect(() => halfResRgb(f, new Float32Array(10))).toThrow(/output buffer must hold/);
+      const viaProduct = halfResRgb(f);
+      expect({ ...viaProduct, data: null }).toEqual({ ...ref, data: null });
+      expect(maxAbsDiff(viaProduct.data, ref.data)).toBe(0);
+    });
+
+    test('DNNGrad per-MB reduction, mean and sum', () => {
+      for (const reduce of ['mean', 'sum'] as const) {
+        const ref = reduceToMacroblocksTs(grad, lb, f.width, f.height, { reduce });
+        const out = new Float32Array(ref.data.length).fill(NaN);
+        k.reduceToMacroblocks(grad, S, f.width, f.height, reduce === 'mean', out);
+        expect(maxAbsDiff(out, ref.data)).toBe(0);
+        expect(maxAbsDiff(reduceToMacroblocks(grad, lb, f.width, f.height, { reduce }).data, ref.data)).toBe(0);
+      }
+    });
+
+    test('label maps: saliency in frame coordinates, its per-MB sums, Σ saliency·|HQ−LQ| per MB', () => {
+      const sal = saliencyToFrameTs(grad, lb, f.width, f.height);
+      const out = new Float32Array(sal.length);
+      k.saliencyToFrame(grad, S, f.width, f.height, out);
+      expect(maxAbsDiff(out, sal)).toBe(0);
+      expect(maxAbsDiff(saliencyToFrame(grad, lb, f.width, f.height), sal)).toBe(0);
+      for (const reduce of ['sum', 'mean'] as const) {
+        const o = new Float32Array(rows * cols).fill(NaN);
+        k.planePerMb(sal, f.width, f.height, reduce === 'mean', o);
+        expect(maxAbsDiff(o, planePerMbTs(sal, f.width, f.height, reduce).data)).toBe(0);
+        expect(maxAbsDiff(planePerMb(sal, f.width, f.height, reduce).data, o)).toBe(0);
+      }
+      for (const [weight, reduce] of [[sal, 'sum'], [undefined, 'sum'], [sal, 'mean']] as const) {
+        const ref = frameDiffPerMbTs(f, g, { metric: 'yuv', weight, reduce });
+        const o = new Float32Array(rows * cols).fill(NaN);
+        k.frameDiffPerMb(f.data, g.data, f.width, f.height, false, weight ?? null, reduce === 'mean', o);
+        expect(maxAbsDiff(o, ref.data)).toBe(0);
+        expect(maxAbsDiff(weightByPixelDiff(weight, f, g, { reduce }).data, ref.data)).toBe(0);
+      }
+    });
+
+    test('AccGrad InputGrad: per-MB RGB error', () => {
+      const ref = frameDiffPerMbTs(f, g, { metric: 'rgb', reduce: 'mean' });
+      expect(ref.data.some((v) => v > 0)).toBe(true);
+      const out = new Float32Array(ref.data.length).fill(NaN);
+      k.frameDiffPerMb(f.data, g.data, f.width, f.height, true, null, true, out);
+      expect(maxAbsDiff(out, ref.data)).toBe(0);
+      expect(maxAbsDiff(rgbErrorPerMb(f, g).data, ref.data)).toBe(0);
+      expect(maxAbsDiff(frameDiffPerMb(f, g, { metric: 'rgb', reduce: 'sum' }).data, frameDiffPerMbTs(f, g, { metric: 'rgb', reduce: 'sum' }).data)).toBe(0);
+    });
+
+    test('QP-map morphology (binarise, opening, closing) on a real-looking importance map', () => {
+      // importance ∝ the frame's per-MB motion: a map with blobs, specks and holes
+      const e = frameDiffPerMbTs(f, g, { metric: 'rgb', reduce: 'mean' });
+      let max = 0;
+      for (const v of e.data) max = Math.max(max, v);
+      const p = { ...e, data: e.data.map((v) => v / max) };
+      for (const threshold of [0.05, 0.2, 0.5]) {
+        for (const smooth of [true, false]) {
+          const ref = importanceMaskTs(p, { threshold, smooth });
+          const out = new Uint8Array(ref.length).fill(7);
+          k.importanceMask(p.data, p.rows, p.cols, threshold, smooth, out);
+          expect(maxAbsDiff(out, ref)).toBe(0);
+          expect(maxAbsDiff(importanceMask(p, { threshold, smooth }), ref)).toBe(0);
+        }
+      }
+    });
   });
 });
 

@@ -5,9 +5,12 @@
 #include "kernels.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <vector>
+
+#include "kernels_simd.h"
 
 // x86-64: each hot function is also compiled for AVX2 and picked at load time (GCC function multi-versioning;
 // twice the SIMD width of the SSE2 baseline). No FMA either way (-ffp-contract=off), so both versions round
@@ -21,8 +24,19 @@
 namespace cskern {
 
 namespace {
-inline double clamp255(double v) { return v < 0 ? 0 : v > 255 ? 255 : v; }
+using detail::clamp255;
 inline double absd(float v) { return std::fabs(static_cast<double>(v)); }
+
+#if CSKERN_X86_AVX2
+bool cpuHasAvx2() {
+  static const bool has = (__builtin_cpu_init(), __builtin_cpu_supports("avx2"));
+  return has;
+}
+std::atomic<bool> avx2On{cpuHasAvx2()};
+inline bool useAvx2() { return avx2On.load(std::memory_order_relaxed); }
+#else
+inline bool useAvx2() { return false; }
+#endif
 
 // Adds one row of per-pixel terms t[0..w) into per-macroblock-column accumulators o[0..ceil(w/16)),
 // each column in x order as the reference does (float accumulators round after every add, as a
@@ -36,6 +50,13 @@ inline void accumulateRow(const double* __restrict t, int w, Acc* __restrict o) 
   for (int x = full * 16; x < w; x++) o[full] = static_cast<Acc>(static_cast<double>(o[full]) + t[x]);
 }
 }  // namespace
+
+const char* useSimd(bool enable) {
+#if CSKERN_X86_AVX2
+  avx2On.store(enable && cpuHasAvx2());
+#endif
+  return useAvx2() ? "avx2" : "portable";
+}
 
 Letterbox letterboxFor(int srcW, int srcH, int S) {
   Letterbox lb{};
@@ -62,22 +83,35 @@ void bilinearTaps(int dstN, int srcN, double ratio, double offset, int32_t* i0, 
   }
 }
 
+namespace detail {
+LetterboxTaps::LetterboxTaps(int w, int h, int S) : lb(letterboxFor(w, h, S)) {
+  const int nW = lb.newW, nH = lb.newH, cw = w >> 1, ch = h >> 1;
+  const double rx = static_cast<double>(w) / nW, ry = static_cast<double>(h) / nH;
+  for (auto* v : {&lx0, &lx1, &cx0, &cx1}) v->resize(nW);
+  for (auto* v : {&ly0, &ly1, &cy0, &cy1}) v->resize(nH);
+  lwx.resize(nW);
+  cwx.resize(nW);
+  lwy.resize(nH);
+  cwy.resize(nH);
+  bilinearTaps(nW, w, rx, 0, lx0.data(), lx1.data(), lwx.data());
+  bilinearTaps(nH, h, ry, 0, ly0.data(), ly1.data(), lwy.data());
+  // chroma: co-sited horizontally (offset +0.25 in chroma samples), centred vertically (preprocess.ts)
+  bilinearTaps(nW, cw, rx / 2, 0.25, cx0.data(), cx1.data(), cwx.data());
+  bilinearTaps(nH, ch, ry / 2, 0, cy0.data(), cy1.data(), cwy.data());
+}
+}  // namespace detail
+
 CS_SIMD_CLONES
 void letterbox(const uint8_t* yuv, int w, int h, int S, bool bgr, float* out) {
-  const Letterbox lb = letterboxFor(w, h, S);
+  if (useAvx2()) return avx2::letterbox(yuv, w, h, S, bgr, out);
+  const detail::LetterboxTaps tp(w, h, S);
   const int plane = S * S;
-  const int cw = w >> 1, ch = h >> 1;
-  const uint8_t* Yp = yuv;
-  const uint8_t* Up = yuv + static_cast<size_t>(w) * h;
-  const uint8_t* Vp = Up + static_cast<size_t>(cw) * ch;
-  const double rx = static_cast<double>(w) / lb.newW, ry = static_cast<double>(h) / lb.newH;
-  const int nW = lb.newW, nH = lb.newH;
-  std::vector<int32_t> li0(nW), li1(nW), ci0(nW), ci1(nW), ly0(nH), ly1(nH), cy0(nH), cy1(nH);
-  std::vector<float> lw(nW), cwx(nW), lwy(nH), cwy(nH);
-  bilinearTaps(nW, w, rx, 0, li0.data(), li1.data(), lw.data());
-  bilinearTaps(nH, h, ry, 0, ly0.data(), ly1.data(), lwy.data());
-  bilinearTaps(nW, cw, rx / 2, 0.25, ci0.data(), ci1.data(), cwx.data());
-  bilinearTaps(nH, ch, ry / 2, 0, cy0.data(), cy1.data(), cwy.data());
+  const detail::YuvPlanes yp(yuv, w, h);
+  const int cw = yp.cw;
+  const uint8_t *Yp = yp.y, *Up = yp.u, *Vp = yp.v;
+  const int nW = tp.lb.newW, nH = tp.lb.newH;
+  const auto &li0 = tp.lx0, &li1 = tp.lx1, &ci0 = tp.cx0, &ci1 = tp.cx1, &ly0 = tp.ly0, &ly1 = tp.ly1, &cy0 = tp.cy0, &cy1 = tp.cy1;
+  const auto &lw = tp.lwx, &cwx = tp.cwx, &lwy = tp.lwy, &cwy = tp.cwy;
   float* P0 = out;              // B (bgr) or R
   float* P1 = out + plane;      // G
   float* P2 = out + 2 * plane;  // R (bgr) or B
@@ -150,12 +184,13 @@ void letterbox(const uint8_t* yuv, int w, int h, int S, bool bgr, float* out) {
 
 CS_SIMD_CLONES
 void halfResRgb(const uint8_t* src, int w, int h, float* out) {
+  if (useAvx2()) return avx2::halfResRgb(src, w, h, out);
   const int rows = mbRows(h), cols = mbCols(w);
-  const int cw = w >> 1, ch = h >> 1;
+  const detail::YuvPlanes yp(src, w, h);
+  const int cw = yp.cw, ch = yp.ch;
   const int W = cols * 8, H = rows * 8;
   const size_t plane = static_cast<size_t>(W) * H;
-  const uint8_t* Up = src + static_cast<size_t>(w) * h;
-  const uint8_t* Vp = Up + static_cast<size_t>(cw) * ch;
+  const uint8_t *Up = yp.u, *Vp = yp.v;
   // (v/255 − 0.5)/0.25: the division by 0.25 is written as ×4, which is exact (a power of two)
   auto norm = [](double v) { return (clamp255(v) / 255 - 0.5) * 4; };
   const int inner = std::min(W, cw);
@@ -191,22 +226,16 @@ void halfResRgb(const uint8_t* src, int w, int h, float* out) {
 
 CS_SIMD_CLONES
 void reduceToMacroblocks(const float* grad, const Letterbox& lb, int frameW, int frameH, bool mean, float* out) {
+  if (useAvx2()) return avx2::reduceToMacroblocks(grad, lb, frameW, frameH, mean, out);
   const int S = lb.inputSize;
   const size_t plane = static_cast<size_t>(S) * S;
   const int rows = mbRows(frameH), cols = mbCols(frameW);
   std::fill(out, out + static_cast<size_t>(rows) * cols, 0.0f);
-  // input columns → MB column; the columns of one MB are a contiguous run (monotone mapping)
-  std::vector<int32_t> colStart(cols + 1, lb.newW);
-  for (int x = lb.newW - 1; x >= 0; x--) {
-    const int c = std::min(frameW - 1, static_cast<int>(std::floor((x + 0.5) * lb.invScaleX))) >> 4;
-    colStart[c] = x;
-  }
-  for (int c = cols - 1; c >= 0; c--) colStart[c] = std::min(colStart[c], colStart[c + 1]);
+  std::vector<int32_t> colStart(cols + 1);
+  const int maxW = detail::mbColumnRuns(lb, frameW, cols, colStart.data());
   // Per input row: the saliency of each input pixel, laid out column-of-MB-major with zero padding to the
   // widest MB (t[k·cols + c] = k-th pixel of MB column c, or 0), so that one pass over k adds the k-th term
   // of every MB column at once (vectorised; adding 0.0 to a non-negative float leaves it unchanged).
-  int maxW = 0;
-  for (int c = 0; c < cols; c++) maxW = std::max(maxW, colStart[c + 1] - colStart[c]);
   std::vector<double> t(static_cast<size_t>(maxW) * cols, 0.0), s(lb.newW);
   for (int y = 0; y < lb.newH; y++) {
     const int r = std::min(frameH - 1, static_cast<int>(std::floor((y + 0.5) * lb.invScaleY))) >> 4;
@@ -224,15 +253,7 @@ void reduceToMacroblocks(const float* grad, const Letterbox& lb, int frameW, int
     for (int k = 0; k < maxW; k++)  // each column in x order, as the reference's += (vectorised over c)
       for (int c = 0; c < cols; c++) o[c] = static_cast<float>(static_cast<double>(o[c]) + tp[static_cast<size_t>(k) * cols + c]);
   }
-  if (mean) {
-    for (int r = 0; r < rows; r++) {
-      const int hh = std::min(16, frameH - r * 16);
-      for (int c = 0; c < cols; c++) {
-        float& v = out[static_cast<size_t>(r) * cols + c];
-        v = static_cast<float>(static_cast<double>(v) / (hh * std::min(16, frameW - c * 16)));
-      }
-    }
-  }
+  if (mean) detail::divideByMbArea(out, frameW, frameH);
 }
 
 CS_SIMD_CLONES
@@ -258,21 +279,38 @@ void saliencyToFrame(const float* grad, const Letterbox& lb, int frameW, int fra
   }
 }
 
-namespace {
-// out = (float) acc, then (mean) / the MB's clipped pixel area: divideByMbArea() on a Float32Array
-void storeMbSums(const double* acc, int w, int h, bool mean, float* out) {
+namespace detail {
+void divideByMbArea(float* out, int w, int h) {
   const int rows = mbRows(h), cols = mbCols(w);
   for (int r = 0; r < rows; r++)
     for (int c = 0; c < cols; c++) {
-      const size_t i = static_cast<size_t>(r) * cols + c;
-      out[i] = static_cast<float>(acc[i]);
-      if (mean) out[i] = static_cast<float>(static_cast<double>(out[i]) / (std::min(16, h - r * 16) * std::min(16, w - c * 16)));
+      float& v = out[static_cast<size_t>(r) * cols + c];
+      v = static_cast<float>(static_cast<double>(v) / (std::min(16, h - r * 16) * std::min(16, w - c * 16)));
     }
 }
-}  // namespace
+
+void storeMbSums(const double* acc, int w, int h, bool mean, float* out) {
+  const size_t n = static_cast<size_t>(mbRows(h)) * mbCols(w);
+  for (size_t i = 0; i < n; i++) out[i] = static_cast<float>(acc[i]);
+  if (mean) divideByMbArea(out, w, h);
+}
+
+int mbColumnRuns(const Letterbox& lb, int frameW, int cols, int32_t* colStart) {
+  std::fill(colStart, colStart + cols + 1, lb.newW);
+  for (int x = lb.newW - 1; x >= 0; x--) {
+    const int c = std::min(frameW - 1, static_cast<int>(std::floor((x + 0.5) * lb.invScaleX))) >> 4;
+    colStart[c] = x;
+  }
+  for (int c = cols - 1; c >= 0; c--) colStart[c] = std::min(colStart[c], colStart[c + 1]);
+  int maxW = 0;
+  for (int c = 0; c < cols; c++) maxW = std::max(maxW, colStart[c + 1] - colStart[c]);
+  return maxW;
+}
+}  // namespace detail
 
 CS_SIMD_CLONES
 void frameDiffPerMb(const uint8_t* a, const uint8_t* b, int w, int h, bool rgb, const float* wt, bool mean, float* out) {
+  if (useAvx2()) return avx2::frameDiffPerMb(a, b, w, h, rgb, wt, mean, out);
   const int cols = mbCols(w);
   const int cw = w >> 1;
   const size_t uOff = static_cast<size_t>(w) * h;
@@ -289,23 +327,18 @@ void frameDiffPerMb(const uint8_t* a, const uint8_t* b, int w, int h, bool rgb, 
       for (int j = 0; j < 2; j++) {
         const size_t p = p0 + 2 * cx + j;
         const int dY = static_cast<int>(a[p]) - b[p];
-        double d;
-        if (rgb) {
-          const double yy = KY * dY;
-          d = std::fabs(yy + RV * dV) + std::fabs(yy - GU * dU - GV * dV) + std::fabs(yy + BU * dU);
-        } else {
-          d = std::abs(dY) + std::abs(dU) + std::abs(dV);
-        }
+        const double d = rgb ? detail::rgbAbsDiff(dY, dU, dV) : std::abs(dY) + std::abs(dU) + std::abs(dV);
         tp[2 * cx + j] = wt ? static_cast<double>(wt[p]) * d : d;
       }
     }
     accumulateRow(tp, w, acc.data() + static_cast<size_t>(y >> 4) * cols);
   }
-  storeMbSums(acc.data(), w, h, mean, out);
+  detail::storeMbSums(acc.data(), w, h, mean, out);
 }
 
 CS_SIMD_CLONES
 void planePerMb(const float* plane, int w, int h, bool mean, float* out) {
+  if (useAvx2()) return avx2::planePerMb(plane, w, h, mean, out);
   const int cols = mbCols(w);
   std::vector<double> acc(static_cast<size_t>(mbRows(h)) * cols, 0.0), t(w);
   for (int y = 0; y < h; y++) {
@@ -313,7 +346,7 @@ void planePerMb(const float* plane, int w, int h, bool mean, float* out) {
     for (int x = 0; x < w; x++) t[x] = row[x];
     accumulateRow(t.data(), w, acc.data() + static_cast<size_t>(y >> 4) * cols);
   }
-  storeMbSums(acc.data(), w, h, mean, out);
+  detail::storeMbSums(acc.data(), w, h, mean, out);
 }
 
 namespace {

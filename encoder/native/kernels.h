@@ -51,6 +51,13 @@ constexpr double KY = 1.164383, RV = 1.596027, GU = 0.391762, GV = 0.812968, BU 
 // (importanceMask()). out: rows·cols bytes of 0/1. scratch: 3·rows·cols bytes.
 void importanceMask(const float* p, int rows, int cols, double threshold, bool smooth, uint8_t* out, uint8_t* scratch);
 
+// Which loops the kernels above run: on x86-64 CPUs with AVX2, hand-vectorised versions of letterbox,
+// halfResRgb, reduceToMacroblocks, frameDiffPerMb and planePerMb (kernels_x86.cc), else the portable loops
+// (auto-vectorised for the baseline ISA: SSE2, or NEON on aarch64). Both are bit-identical to the
+// references. useSimd(false) forces the portable loops (the tests check both), useSimd(true) restores the
+// CPU's best; returns the path now in use: "avx2" or "portable".
+const char* useSimd(bool enable);
+
 inline int mbRows(int h) { return (h + 15) / 16; }
 inline int mbCols(int w) { return (w + 15) / 16; }
 

@@ -22,12 +22,16 @@ Napi::Value Letterbox(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// useSimd(enable) → "avx2" | "portable": which loops the kernels run (kernels.h); the tests check both
+Napi::Value UseSimd(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), cskern::useSimd(Bool(info, 0))); }
+
 }  // namespace
 
 // Called from the addon's Init (camstream_encoder.cc).
 void RegisterKernels(Napi::Env env, Napi::Object exports) {
   Napi::Object k = Napi::Object::New(env);
   k.Set("letterbox", Napi::Function::New(env, Letterbox, "letterbox"));
+  k.Set("useSimd", Napi::Function::New(env, UseSimd, "useSimd"));
   csnapi::SetFrameKernels<csnapi::CpuFrameKernels>(env, k);
   exports.Set("kernels", k);
 }
