@@ -94,6 +94,16 @@ const cases: Case[] = [
     nodes: [node('Sigmoid', ['x'], ['s']), node('Concat', ['s', 'c', 'x'], ['y'], { axis: 1 })], inits: [w('c', [1, 2, 3, 3], 11)],
   },
   {
+    // the Concat's gradient is a sum of two adjoint Convs: per-part Convs (weight rows split), no Split
+    name: 'Concat read by a 1x1 and a 3x3 Conv (CSP/PAN: per-part adjoint Convs)', x: [1, 3, 5, 6], y: [1, 4, 5, 6],
+    nodes: [
+      node('Conv', ['x', 'Wa'], ['a'], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }), node('Concat', ['a', 'x'], ['cat'], { axis: 1 }),
+      node('Conv', ['cat', 'W1', 'B1'], ['c1'], { kernel_shape: [1, 1] }), node('Conv', ['cat', 'W2'], ['c2'], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }),
+      node('Add', ['c1', 'c2'], ['y']),
+    ],
+    inits: [w('Wa', [5, 3, 3, 3], 12), w('W1', [4, 8, 1, 1], 13), w('B1', [4], 14), w('W2', [4, 8, 3, 3], 15, 0.3)],
+  },
+  {
     name: 'Slice Focus-style steps=2 on H and W (yolox stem)', x: [1, 3, 8, 8], y: [1, 12, 4, 4],
     nodes: [
       node('Slice', ['x', 'z', 'big', 'a2', 'two'], ['r0']), node('Slice', ['r0', 'z', 'big', 'a3', 'two'], ['p00']),
@@ -313,6 +323,51 @@ describe('real detector: YOLOX-Nano on dog.jpg', () => {
     expect(r.checks.every((k) => Math.abs(k.analytic) > 1e-4)).toBe(true);
     expect(r.relErr).toBeLessThan(5e-3);
   });
+
+  test('layout-friendly adjoints give the previous adjoint\'s gradient on the detector', async () => {
+    const x = loadImageBgr(IMAGES.dog);
+    const seed = Float32Array.from(randn(3549 * 85, rng(9)));
+    const old = await GradientModel.load(requireFile(DETECTOR_MODEL), { intraOpNumThreads: 2, layoutFriendly: false });
+    try {
+      const [a, b] = [(await model.vjp(x, [1, 3, 416, 416], seed)).gradInput, (await old.vjp(x, [1, 3, 416, 416], seed)).gradInput];
+      let d2 = 0; let n2 = 0;
+      for (let i = 0; i < a.length; i++) { d2 += (a[i] - b[i]) ** 2; n2 += b[i] ** 2; }
+      expect(n2).toBeGreaterThan(0);
+      expect(Math.sqrt(d2 / n2)).toBeLessThan(1e-5);
+    } finally {
+      await old.release();
+    }
+  });
+});
+
+test('layout-friendly adjoints (per-part Concat convs, strided-conv upsample adjoint) give the previous adjoint\'s gradient', async () => {
+  // same graph built with and without layoutFriendly: the gradients agree to float rounding, and the new one has no Split/ReduceSum
+  const bytes = makeModel({
+    nodes: [
+      node('Conv', ['x', 'Wa'], ['a'], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }), node('Sigmoid', ['a'], ['sa']), node('Mul', ['a', 'sa'], ['ya']),
+      node('Resize', ['ya', 'roi', 'sc'], ['up'], { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' }),
+      node('Resize', ['x', 'roi', 'sc'], ['xu']), node('Concat', ['up', 'xu'], ['cat'], { axis: 1 }),
+      node('Conv', ['cat', 'W1'], ['c1'], { kernel_shape: [1, 1] }), node('Conv', ['cat', 'W2'], ['c2'], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }),
+      node('Concat', ['c1', 'c2'], ['y'], { axis: 1 }),
+    ],
+    inputs: [{ name: 'x', dims: [1, 3, 6, 5] }], outputs: [{ name: 'y', dims: [1, 9, 12, 10] }],
+    initializers: [w('Wa', [8, 3, 3, 3], 16), f32('roi', [], [0]), f32('sc', [1, 1, 2, 2]), w('W1', [4, 11, 1, 1], 17), w('W2', [5, 11, 3, 3], 18, 0.3)],
+  });
+  const ops = (b: Uint8Array): string[] => decodeModel(b).graph.node.map((n: { opType: string }) => n.opType);
+  const count = (b: Uint8Array, op: string): number => ops(b).filter((o) => o === op).length;
+  // the output Concat's gradient is the seed (Split either way); the inner one's is two adjoint Convs
+  expect([count(buildVjpModel(bytes), 'Split'), count(buildVjpModel(bytes, { layoutFriendly: false }), 'Split')]).toEqual([1, 2]);
+  expect([count(buildVjpModel(bytes), 'ReduceSum'), count(buildVjpModel(bytes, { layoutFriendly: false }), 'ReduceSum')]).toEqual([0, 2]);
+  const x = Float32Array.from(randn(90, rng(4)));
+  const seed = Float32Array.from(randn(9 * 120, rng(5)));
+  const grads: Float32Array[] = [];
+  for (const layoutFriendly of [true, false]) {
+    const m = await GradientModel.fromBytes(bytes, { layoutFriendly, intraOpNumThreads: 1 });
+    try { grads.push((await m.vjp(x, [1, 3, 6, 5], seed)).gradInput); } finally { await m.release(); }
+  }
+  const scale = Math.max(...grads[1].map(Math.abs));
+  expect(scale).toBeGreaterThan(0.1);
+  expect(Math.max(...grads[0].map((g, i) => Math.abs(g - grads[1][i])))).toBeLessThan(1e-5 * scale);
 });
 
 test('buildVjpModel on the detector: no ConvTranspose, no MaxPool over 2-D windows, SiLU adjoints fused', () => {
@@ -322,7 +377,11 @@ test('buildVjpModel on the detector: no ConvTranspose, no MaxPool over 2-D windo
   const old = buildVjpModel(bytes, { convAdjoint: 'transpose', fuseSilu: false, patterns: false });
   expect(count(old, 'ConvTranspose')).toBe(113); // one per forward Conv
   expect(count(cheap, 'ConvTranspose')).toBe(1); // only the Focus stem's 0/1 interleave
-  expect(count(cheap, 'Conv')).toBe(113 * 2 + 104); // forward, adjoint, and σ(−x) per SiLU
+  // forward, adjoint, 1 − y + x per SiLU, and 21 more adjoint Convs: the CSP/PAN Concats' gradients are per-part Convs
+  expect(count(cheap, 'Conv')).toBe(113 * 2 + 104 + 21);
+  expect(count(cheap, 'Split')).toBe(4); // only the head's Concats, whose gradients come from the output reshapes
+  expect(count(buildVjpModel(bytes, { layoutFriendly: false }), 'Split')).toBe(17);
+  expect(count(cheap, 'ReduceSum')).toBe(0); // the two ×2 upsamples' adjoints are strided depthwise Convs
   expect(count(cheap, 'Sub')).toBeLessThan(count(old, 'Sub') - 100); // SiLU adjoints have no Sub
   const pools = decodeModel(cheap).graph.node.filter((n: { opType: string }) => n.opType === 'MaxPool');
   expect(pools.length).toBe(6);

@@ -25,7 +25,7 @@ const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b
 
 /** The cache key of a built gradient model (also stored as the model's doc_string). */
 export function gradientModelKey(forwardBytes: Uint8Array, opts: VjpOptions): string {
-  const o = { i: opts.input, o: opts.output, s: opts.inputShape, seed: opts.seedName, grad: opts.gradName, c: opts.convAdjoint, f: opts.fuseSilu, pat: opts.patterns, proxy: opts.proxy?.key };
+  const o = { i: opts.input, o: opts.output, s: opts.inputShape, seed: opts.seedName, grad: opts.gradName, c: opts.convAdjoint, f: opts.fuseSilu, pat: opts.patterns, lay: opts.layoutFriendly, proxy: opts.proxy?.key };
   return `onnxgrad v${TRANSFORM_VERSION} of sha256:${sha256(forwardBytes)} ${JSON.stringify(o)}`;
 }
 

@@ -36,6 +36,13 @@ export interface VjpOptions {
    */
   patterns?: boolean;
   /**
+   * Adjoints shaped so onnxruntime's NCHWc layout pass keeps the backward blocked (default true): a Concat
+   * whose gradient is a sum of adjoint Convs gets per-part Convs (the weights' output channels split) instead
+   * of one Conv and a `Split`, and an integer nearest-upsample gets a strided depthwise Conv with unit weights
+   * instead of `Reshape` + `ReduceSum`. Same sums, fewer reorders between blocked and plain layouts.
+   */
+  layoutFriendly?: boolean;
+  /**
    * Differentiate a scalar proxy computed in the graph from the forward output instead of taking a
    * seed input: the model then has the forward input only, and outputs (output, proxy, grad_<input>),
    * the gradient being d proxy / d input (backward from seed 1).
@@ -57,7 +64,7 @@ export interface ProxyGraph {
 }
 
 /** Bump when the emitted graph changes for the same inputs (cache keys include it). */
-export const TRANSFORM_VERSION = 3;
+export const TRANSFORM_VERSION = 4;
 
 /** Lowest opset with ScatterElements(reduction='add'), which the MaxPool adjoint needs. */
 export const MIN_TARGET_OPSET = 16;
@@ -73,6 +80,7 @@ class Builder {
   readonly inits: Proto[] = [];
   private counter = 0;
   convMode: 'conv' | 'transpose' = 'conv';
+  layoutFriendly = true;
   constructor(readonly st: ShapeTable, private readonly used: Set<string>, readonly initializers: Map<string, Proto> = new Map()) {}
 
   fresh(base: string): string {
@@ -219,6 +227,13 @@ function resizeAdjoint(b: Builder, node: Proto, g: string): string {
     return k;
   });
   if (axes.length && blockK.every((k) => k > 0)) {
+    if (b.layoutFriendly && x.length === 4 && axes.every((a) => a >= 2)) {
+      // Σ over each k_h×k_w block = depthwise Conv with unit weights and stride k (stays in onnxruntime's blocked layout)
+      const k = [2, 3].map((a) => (axes.includes(a) ? blockK[axes.indexOf(a)] : 1));
+      const wName = b.fresh('block_sum_weight');
+      b.inits.push(tensorProto(wName, DT.FLOAT, [x[1], 1, k[0], k[1]], new Float32Array(x[1] * k[0] * k[1]).fill(1)));
+      return b.one('Conv', [g, wName], { group: x[1], kernel_shape: k, strides: k }, x);
+    }
     const split: number[] = [];
     const sumAxes: number[] = [];
     x.forEach((d, i) => {
@@ -505,6 +520,7 @@ export function buildVjpModel(forwardModelBytes: Uint8Array, opts: VjpOptions = 
   for (const t of initNames) used.add(t);
   const b = new Builder(st, used, new Map((graph.initializer ?? []).map((t: Proto) => [t.name, t])));
   b.convMode = opts.convAdjoint ?? 'conv';
+  b.layoutFriendly = opts.layoutFriendly !== false;
 
   // Forward pass: shape inference, opset upgrade.
   const fwd: Proto[] = [];
@@ -599,6 +615,13 @@ export function buildVjpModel(forwardModelBytes: Uint8Array, opts: VjpOptions = 
   };
   const focus = patterns ? findFocus(fwd, st, producer, readers) : new Map<Proto, FocusPattern>();
   for (const node of active) {
+    if (node.opType === 'Concat' && b.layoutFriendly && !focus.has(node)) {
+      const parts = concatAsPartConvs(b, node, contrib.get(node.output[0]) ?? [], dependsOnX);
+      if (parts) {
+        (node.input as string[]).forEach((x, i) => { if (parts[i]) addContrib(x, parts[i]!); });
+        continue;
+      }
+    }
     const g = (node.output as string[]).map((o, i) => (node.opType === 'MaxPool' && i === 1 ? null : o ? gradOf(o) : null));
     if (g.every((x) => x === null)) continue;
     const fp = focus.get(node);
@@ -650,6 +673,51 @@ export function buildVjpModel(forwardModelBytes: Uint8Array, opts: VjpOptions = 
     },
   };
   return encodeModel(out);
+}
+
+/**
+ * Concat (axis 1) whose gradient is a sum of adjoint Convs emitted here (group 1, our own weights, each output
+ * read only by this sum): instead of summing and splitting the gradient, give each part its own Convs with the
+ * rows of the weights for its channels (per part: Σ_k Conv(g_k, W_k[c₀:c₁])). Same products and sums; no Split,
+ * so the NCHWc layout pass keeps these gradients blocked. Returns the per-input gradients, or null.
+ */
+function concatAsPartConvs(b: Builder, node: Proto, terms: string[], dependsOnX: Set<string>): (string | null)[] | null {
+  if (!terms.length || node.input.length < 2) return null;
+  const ys = b.shape(node.output[0]);
+  const axis = attrInt(node, 'axis', 0) < 0 ? attrInt(node, 'axis', 0) + ys.length : attrInt(node, 'axis', 0);
+  if (ys.length !== 4 || axis !== 1) return null;
+  const convs: { conv: Proto; w: Proto }[] = [];
+  for (const t of terms) {
+    const conv = b.nodes.find((n) => n.output[0] === t);
+    if (!conv || conv.opType !== 'Conv' || conv.input.length !== 2 || attrInt(conv, 'group', 1) !== 1) return null;
+    if (b.nodes.some((n) => n.input.includes(t))) return null;
+    const w = b.inits.find((i) => i.name === conv.input[1]);
+    if (!w || b.nodes.some((n) => n !== conv && n.input.includes(w.name))) return null;
+    convs.push({ conv, w });
+  }
+  const ins = (node.input as string[]).map((x) => b.shape(x));
+  let c0 = 0;
+  const out = ins.map((sh, i) => {
+    const c1 = c0 + sh[1];
+    const range = [c0, c1];
+    c0 = c1;
+    if (!dependsOnX.has(node.input[i])) return null;
+    const per = convs.map(({ conv, w }) => {
+      const wt = tensorFromProto(w);
+      const inner = prod(wt.dims.slice(1));
+      const part = b.fresh('conv_adjoint_weight');
+      b.inits.push(tensorProto(part, DT.FLOAT, [range[1] - range[0], ...wt.dims.slice(1)], (wt.values as Float32Array).subarray(range[0] * inner, range[1] * inner)));
+      const attrs: Record<string, AttrValue | undefined> = {};
+      for (const a of conv.attribute ?? []) attrs[a.name] = attrInts(conv, a.name) as AttrValue;
+      return b.one('Conv', [conv.input[0], part], attrs, sh);
+    });
+    return b.sum(per, sh);
+  });
+  const drop = new Set(convs.map((c) => c.conv));
+  const dropW = new Set(convs.map((c) => c.w));
+  b.nodes.splice(0, b.nodes.length, ...b.nodes.filter((n) => !drop.has(n)));
+  b.inits.splice(0, b.inits.length, ...b.inits.filter((t) => !dropW.has(t)));
+  return out;
 }
 
 interface FocusPattern { src: string; phases: [number, number][] }
