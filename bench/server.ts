@@ -8,7 +8,10 @@
  * - streams one server sustains at 10 fps with 10-frame segments (per stream-second: decode, the detector on
  *   9 frames, and one combined run on the last decoded frame, which gives its detections and DNNGrad);
  * - onnxruntime's per-operator profile of the detector, of the old gradient model (ConvTranspose adjoints,
- *   unfused SiLU, seeded VJP) and of the combined graph.
+ *   unfused SiLU, seeded VJP), of the combined graph, and of the combined graph without the layout-friendly
+ *   adjoints (Split / ReduceSum, as at TRANSFORM_VERSION 3).
+ * Both sessions are configured as the server's SegmentAnalyzer configures them (no intra-op spinning); the same
+ * interleaved measurement is repeated with onnxruntime's default spinning for comparison.
  *
  * Usage: npm run bench:server -- [--video campus] [--frames 12] [--reps 3] [--threads 2] [--fd-frames 3]
  * Run it at normal priority inside `flock /work/bench.lock`; the load average is recorded.
@@ -50,12 +53,13 @@ const loadBefore = os.loadavg();
 const frames = loadFrames(VIDEOS[videoKey], FRAMES, { startS: 60, fps: 2 });
 const proxy = oneAdaptProxyGraph(); // the server's configuration: all classes
 const cacheDir = mkdtempSync(path.join(os.tmpdir(), 'bench-server-'));
-const det = await Detector.load(DETECTOR_MODEL, { device: 'cpu', threads: THREADS });
+// as server/analyzer.ts configures them
+const det = await Detector.load(DETECTOR_MODEL, { device: 'cpu', threads: THREADS, spinning: false });
 let t0 = performance.now();
-const grad = await ProxyGradModel.load(DETECTOR_MODEL, { proxy, intraOpNumThreads: THREADS, cacheDir });
+const grad = await ProxyGradModel.load(DETECTOR_MODEL, { proxy, intraOpNumThreads: THREADS, spinning: false, cacheDir });
 const buildMs = performance.now() - t0;
 t0 = performance.now();
-const cached = await ProxyGradModel.load(DETECTOR_MODEL, { proxy, intraOpNumThreads: THREADS, cacheDir });
+const cached = await ProxyGradModel.load(DETECTOR_MODEL, { proxy, intraOpNumThreads: THREADS, spinning: false, cacheDir });
 const cachedLoadMs = performance.now() - t0;
 if (!cached.fromCache) throw new Error('second load did not come from the cache');
 await cached.release();
@@ -98,6 +102,23 @@ for (let rep = 0; rep < REPS; rep++) {
 const detector_ms = median(detMs);
 const dnngrad_ms = median(gradMs);
 
+// the same interleaved inference-only measurement with onnxruntime's default (spinning) sessions, for comparison
+const detSpin = await Detector.load(DETECTOR_MODEL, { device: 'cpu', threads: THREADS });
+const gradSpin = await ProxyGradModel.load(DETECTOR_MODEL, { proxy, intraOpNumThreads: THREADS, cacheDir });
+const spinDet: number[] = [];
+const spinGrad: number[] = [];
+for (let i = 0; i < 3 + FRAMES * REPS; i++) {
+  const { input } = preprocess(frames[i % frames.length]);
+  let t = performance.now();
+  await detSpin.runRaw(input);
+  if (i >= 3) spinDet.push(performance.now() - t);
+  t = performance.now();
+  await gradSpin.run(input);
+  if (i >= 3) spinGrad.push(performance.now() - t);
+}
+await detSpin.release();
+await gradSpin.release();
+
 // gradient vs central finite differences of the product proxy, on real frames of different videos
 const fdSources: [string, number][] = [['campus', 60], ['highway', 5], ['people', 10], ['parking', 10]];
 const fdRows: Record<string, string | number>[] = [];
@@ -136,6 +157,7 @@ const prof = {
   detector: await profileModel(forwardBytes, { images: x }, { intraOpNumThreads: THREADS, runs: 9 }),
   old_vjp: await profileModel(oldBytes, { images: x, grad_output: seed }, { intraOpNumThreads: THREADS, runs: 9 }),
   combined: await profileModel(combinedBytes, { images: x }, { intraOpNumThreads: THREADS, runs: 9 }),
+  combined_v3: await profileModel(buildVjpModel(forwardBytes, { proxy, layoutFriendly: false }), { images: x }, { intraOpNumThreads: THREADS, runs: 9 }),
 };
 const top = (ops: OpTime[], n = 10): { op: string; ms: number; nodes: number }[] => ops.slice(0, n).map((o) => ({ op: o.op, ms: Math.round(o.ms * 100) / 100, nodes: o.nodes }));
 
@@ -149,6 +171,9 @@ printTable(`bench:server — ${frames.length} frames × ${REPS} reps of ${path.b
   { path: 'detector alone (preprocess + inference + NMS)', median_ms: detector_ms, inference_only_ms: median(detInferMs) },
   { path: 'detector + DNNGrad, one graph (+ MB map + wire)', median_ms: dnngrad_ms, inference_only_ms: median(gradInferMs) },
   { path: 'ratio', median_ms: dnngrad_ms / detector_ms, inference_only_ms: median(gradInferMs) / median(detInferMs) },
+  { path: 'inference only, sessions spinning (onnxruntime default): detector', median_ms: '', inference_only_ms: median(spinDet) },
+  { path: '… detector + DNNGrad', median_ms: '', inference_only_ms: median(spinGrad) },
+  { path: '… ratio', median_ms: '', inference_only_ms: median(spinGrad) / median(spinDet) },
 ]);
 printTable('DNNGrad gradient vs central finite differences of the OneAdapt proxy (ε = 0.01 on 0–255, 4 random ±1 directions + 2 coordinates)', fdRows);
 printTable(`streams per server at 10 fps, ${SEGMENT_FRAMES}-frame segments (decode ${decode_ms_per_segment.toFixed(1)} ms/segment)`, [
@@ -164,14 +189,15 @@ writeResult('server', {
   dnngrad_over_detector: dnngrad_ms / detector_ms,
   detector_inference_ms: median(detInferMs),
   dnngrad_inference_ms: median(gradInferMs),
+  spinning_sessions: { detector_inference_ms: median(spinDet), dnngrad_inference_ms: median(spinGrad), ratio: median(spinGrad) / median(spinDet) },
   grad_rel_err_vs_fd,
   grad_rel_err_per_frame: fdRows,
   streams_per_server,
   streams_per_server_without_dnngrad: streams_without_dnngrad,
   decode_ms_per_segment,
   dnngrad_bytes_per_frame: median(wire),
-  op_profile: { combined: top(prof.combined.ops, 12), detector: top(prof.detector.ops, 8), old_vjp: top(prof.old_vjp.ops, 10) },
-  op_profile_total_ms: { combined: prof.combined.totalMs, detector: prof.detector.totalMs, old_vjp: prof.old_vjp.totalMs },
+  op_profile: { combined: top(prof.combined.ops, 12), combined_v3: top(prof.combined_v3.ops, 12), detector: top(prof.detector.ops, 8), old_vjp: top(prof.old_vjp.ops, 10) },
+  op_profile_total_ms: { combined: prof.combined.totalMs, combined_v3: prof.combined_v3.totalMs, detector: prof.detector.totalMs, old_vjp: prof.old_vjp.totalMs },
   graph_build_ms: buildMs,
   graph_cached_load_ms: cachedLoadMs,
   frames: frames.length,

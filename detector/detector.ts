@@ -16,6 +16,12 @@ export interface DetectorOptions {
   fallbackToCpu?: boolean;
   /** intra-op threads for the CPU EP (default: onnxruntime's choice) */
   threads?: number;
+  /**
+   * Whether idle intra-op threads spin-wait for the next operator (onnxruntime's default, true). Set false
+   * where several sessions share the cores (the server: detector + DNNGrad), or the spinning threads of one
+   * session slow the others.
+   */
+  spinning?: boolean;
   /** default postprocessing options for detect() */
   postprocess?: PostprocessOptions;
   /** called once if a CUDA request fell back to CPU */
@@ -73,6 +79,7 @@ export class Detector {
     if (!existsSync(modelPath)) throw new ModelLoadError(modelPath, 'file does not exist');
     const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
     if (opts.threads) base.intraOpNumThreads = opts.threads;
+    if (opts.spinning === false) base.extra = { session: { 'intra_op.allow_spinning': '0' } };
     let session: ort.InferenceSession | undefined;
     let device: DetectorDevice = 'cpu';
     if (opts.device === 'cuda') {

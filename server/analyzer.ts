@@ -31,6 +31,11 @@ export interface AnalyzerOptions {
   /** DNNGrad's proxy (default ONEADAPT_PROXY: the same classes and score threshold as the F1) */
   proxy?: OneAdaptProxyOptions;
   threads?: number;
+  /**
+   * Intra-op threads spin-wait between operators (default false): the detector and DNNGrad sessions share the
+   * cores, and one session's spinning threads slowed the other's runs (bench:server).
+   */
+  spinning?: boolean;
   /** device 'cuda' without a usable CUDA execution provider: run on CPU (default true) or throw ExecutionProviderError */
   fallbackToCpu?: boolean;
   /** called once per model (detector, DNNGrad) that fell back from CUDA to CPU, with onnxruntime's reason */
@@ -46,7 +51,7 @@ export interface AnalyzerOptions {
  */
 async function loadGradientModel(opts: AnalyzerOptions): Promise<{ model: ProxyGradModel; device: DetectorDevice }> {
   const base: GradientModelOptions & Parameters<typeof ProxyGradModel.load>[1] = {
-    proxy: oneAdaptProxyGraph(opts.proxy ?? ONEADAPT_PROXY), intraOpNumThreads: opts.threads, cacheDir: opts.cacheDir,
+    proxy: oneAdaptProxyGraph(opts.proxy ?? ONEADAPT_PROXY), intraOpNumThreads: opts.threads, spinning: opts.spinning ?? false, cacheDir: opts.cacheDir,
   };
   if ((opts.device ?? 'cpu') === 'cuda') {
     try {
@@ -87,7 +92,7 @@ export class SegmentAnalyzer implements SegmentProcessor {
 
   static async create(opts: AnalyzerOptions): Promise<SegmentAnalyzer> {
     const detector = await Detector.load(opts.modelPath, {
-      device: opts.device ?? 'cpu', threads: opts.threads, fallbackToCpu: opts.fallbackToCpu, onFallback: (r) => opts.onFallback?.('detector', r),
+      device: opts.device ?? 'cpu', threads: opts.threads, spinning: opts.spinning ?? false, fallbackToCpu: opts.fallbackToCpu, onFallback: (r) => opts.onFallback?.('detector', r),
     });
     let grad: { model: ProxyGradModel; device: DetectorDevice } | null = null;
     try {

@@ -14,6 +14,8 @@ import { OnnxGradError } from './errors.ts';
 export interface GradientModelOptions extends VjpOptions {
   executionProviders?: string[];
   intraOpNumThreads?: number;
+  /** Whether idle intra-op threads spin-wait (onnxruntime's default true); false beside other sessions on the same cores. */
+  spinning?: boolean;
   /**
    * Folder to keep built gradient models in, keyed by the forward model's sha256, the transform version
    * and the options (proxy included); a later load with the same key reads the file instead of rebuilding.
@@ -56,6 +58,7 @@ const sessionOptions = (opts: GradientModelOptions): ort.InferenceSession.Sessio
   executionProviders: opts.executionProviders ?? ['cpu'],
   graphOptimizationLevel: 'all',
   ...(opts.intraOpNumThreads ? { intraOpNumThreads: opts.intraOpNumThreads } : {}),
+  ...(opts.spinning === false ? { extra: { session: { 'intra_op.allow_spinning': '0' } } } : {}),
 });
 
 const dimsOf = (vi: Proto): number[] => vi.type.tensorType.shape.dim.map((d: Proto) => num(d.dimValue));
