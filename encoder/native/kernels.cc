@@ -112,9 +112,9 @@ void letterbox(const uint8_t* yuv, int w, int h, int S, bool bgr, float* out) {
   const int nW = tp.lb.newW, nH = tp.lb.newH;
   const auto &li0 = tp.lx0, &li1 = tp.lx1, &ci0 = tp.cx0, &ci1 = tp.cx1, &ly0 = tp.ly0, &ly1 = tp.ly1, &cy0 = tp.cy0, &cy1 = tp.cy1;
   const auto &lw = tp.lwx, &cwx = tp.cwx, &lwy = tp.lwy, &cwy = tp.cwy;
-  float* P0 = out;              // B (bgr) or R
-  float* P1 = out + plane;      // G
-  float* P2 = out + 2 * plane;  // R (bgr) or B
+  float* PR = out + (bgr ? 2 * plane : 0);
+  float* PG = out + plane;
+  float* PB = out + (bgr ? 0 : 2 * plane);
   // Horizontal interpolation of one source row at every output column, kept in doubles: exactly the
   // reference's `top`/`bot` terms, computed once per source row while consecutive output rows share it
   // (two cached rows per plane; chroma rows are shared by about every other output row).
@@ -162,22 +162,19 @@ void letterbox(const uint8_t* yuv, int w, int h, int S, bool bgr, float* out) {
     const double* __restrict vt = cV.get(cy0[y], cy1[y]);
     const double* __restrict vb = cV.get(cy1[y], cy0[y]);
     const double wy = lwy[y], wcy = cwy[y];
-    float* __restrict o0 = P0 + static_cast<size_t>(y) * S;
-    float* __restrict o1 = P1 + static_cast<size_t>(y) * S;
-    float* __restrict o2 = P2 + static_cast<size_t>(y) * S;
-    for (int x = 0; x < nW; x++) {  // vectorised: straight-line double arithmetic
+    float* __restrict oR = PR + static_cast<size_t>(y) * S;
+    float* __restrict oG = PG + static_cast<size_t>(y) * S;
+    float* __restrict oB = PB + static_cast<size_t>(y) * S;
+    for (int x = 0; x < nW; x++) {  // vectorised: straight-line double arithmetic, if-converted clamps
       const double Y = yt[x] + (yb[x] - yt[x]) * wy;
       const double U = ut[x] + (ub[x] - ut[x]) * wcy - 128;
       const double V = vt[x] + (vb[x] - vt[x]) * wcy - 128;
       const double yy = KY * (Y - 16);
-      const double R = clamp255(yy + RV * V);
-      const double G = clamp255(yy - GU * U - GV * V);
-      const double B = clamp255(yy + BU * U);
-      o0[x] = static_cast<float>(bgr ? B : R);
-      o1[x] = static_cast<float>(G);
-      o2[x] = static_cast<float>(bgr ? R : B);
+      oR[x] = static_cast<float>(clamp255(yy + RV * V));
+      oG[x] = static_cast<float>(clamp255(yy - GU * U - GV * V));
+      oB[x] = static_cast<float>(clamp255(yy + BU * U));
     }
-    for (int x = nW; x < S; x++) o0[x] = o1[x] = o2[x] = 114.0f;
+    for (int x = nW; x < S; x++) oR[x] = oG[x] = oB[x] = 114.0f;
   }
   for (int c = 0; c < 3; c++) std::fill(out + c * plane + static_cast<size_t>(nH) * S, out + (c + 1) * plane, 114.0f);
 }

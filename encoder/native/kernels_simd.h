@@ -15,7 +15,12 @@
 
 namespace cskern {
 namespace detail {
-inline double clamp255(double v) { return v < 0 ? 0 : v > 255 ? 255 : v; }
+// v < 0 ? 0 : v > 255 ? 255 : v, written as two unconditional selects (the same result) so that GCC
+// (-fno-trapping-math) if-converts the loops that use it and vectorises them
+inline double clamp255(double v) {
+  const double lo = v < 0 ? 0 : v;
+  return lo > 255 ? 255 : lo;
+}
 // Σ_RGB |Δ| of a YUV difference (media/colour.ts rgbAbsDiff)
 inline double rgbAbsDiff(int dY, int dU, int dV) {
   const double yy = KY * dY;
