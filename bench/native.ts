@@ -16,6 +16,8 @@
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { parseArgs } from 'node:util';
 import { nativeKernels, nativeKernelsStatus } from '../encoder/kernels.ts';
 import { yuvFrameSize, mbGrid, type YuvFrame } from '../encoder/frame.ts';
@@ -91,7 +93,13 @@ const rows: Row[] = [];
  * kernel, interleaved so that load on the machine hits all alike (and, for the frame kernels, the C++ kernel
  * once more with the portable loops). Each function returns its output; max_abs_diff covers both C++ paths.
  */
+// A full garbage collection before each kernel's samples, so that one kernel's garbage is not collected
+// (and its CPU time charged) inside another's timed calls.
+v8.setFlagsFromString('--expose-gc');
+const collectGarbage = vm.runInNewContext('gc') as () => void;
+
 function measure(name: string, cases: number, ts: (i: number) => ArrayLike<number>, cpu: (i: number) => ArrayLike<number>, cu: ((i: number) => ArrayLike<number>) | null, inner = 1, portable = true): void {
+  collectGarbage();
   ts(0); cpu(0); cu?.(0); // warm-up (JIT, first-touch, CUDA context)
   const t: { wall: number; cpu: number }[] = [], c: { wall: number; cpu: number }[] = [], p: number[] = [], g: number[] = [];
   let diff = 0, gdiff = 0;
@@ -173,17 +181,21 @@ const BATCH = 4;
 const packed = new Uint8Array(BATCH * yuvFrameSize(W, H));
 frames.slice(0, BATCH).forEach((f, i) => packed.set(f.data.subarray(0, yuvFrameSize(W, H)), i * yuvFrameSize(W, H)));
 const dims = Int32Array.from({ length: 2 * BATCH }, (_, i) => (i % 2 ? H : W));
-const batchOut = (): Float32Array => new Float32Array(BATCH * 3 * S * S);
-measureTwin(`letterboxBatch (${BATCH} streams)`, 1, () => { const o = batchOut(); frames.slice(0, BATCH).forEach((f, i) => o.set(preprocessTs(f).input, i * 3 * S * S)); return o; },
-  () => { const o = batchOut(); cuda.cpu.letterboxBatch(packed, dims, S, true, o); return o; },
-  gpu && (() => { const o = batchOut(); gpu.letterboxBatch(packed, dims, S, true, o); return o; }));
+// Output and working buffers are allocated once per side (as the product reuses its buffers): an 8 MB
+// allocation per call made these rows measure V8's garbage collector, varying with the heap's state.
+const batchTs = new Float32Array(BATCH * 3 * S * S), batchCpp = new Float32Array(BATCH * 3 * S * S), batchGpu = new Float32Array(BATCH * 3 * S * S);
+const plane3 = 3 * S * S;
+measureTwin(`letterboxBatch (${BATCH} streams)`, 1, () => { frames.slice(0, BATCH).forEach((f, i) => preprocessTs(f, batchTs.subarray(i * plane3, (i + 1) * plane3))); return batchTs; },
+  () => { cuda.cpu.letterboxBatch(packed, dims, S, true, batchCpp); return batchCpp; },
+  gpu && (() => { gpu.letterboxBatch(packed, dims, S, true, batchGpu); return batchGpu; }));
 
 const T = 2048, HEADS = 8, HD = 128;
 const keys = Float32Array.from({ length: T * HEADS * HD }, () => r() * 2 - 1);
 const delta = Int32Array.from({ length: T }, (_, t) => 512 + (t >> 9) * 700);
-measureTwin(`ropeDelta (CacheBlend, ${T} tokens × ${HEADS}×${HD})`, 1, () => { const x = keys.slice(); ropeDeltaRef(x, delta, HEADS, HD, 10000); return x; },
-  () => { const x = keys.slice(); cuda.cpu.ropeDelta(x, delta, HEADS, HD, 10000); return x; },
-  gpu && (() => { const x = keys.slice(); gpu.ropeDelta(x, delta, HEADS, HD, 10000); return x; }));
+const ropeTs = new Float32Array(keys.length), ropeCpp = new Float32Array(keys.length), ropeGpu = new Float32Array(keys.length);
+measureTwin(`ropeDelta (CacheBlend, ${T} tokens × ${HEADS}×${HD})`, 1, () => { ropeTs.set(keys); ropeDeltaRef(ropeTs, delta, HEADS, HD, 10000); return ropeTs; },
+  () => { ropeCpp.set(keys); cuda.cpu.ropeDelta(ropeCpp, delta, HEADS, HD, 10000); return ropeCpp; },
+  gpu && (() => { ropeGpu.set(keys); gpu.ropeDelta(ropeGpu, delta, HEADS, HD, 10000); return ropeGpu; }));
 const fresh = keys.map((v) => v + (r() - 0.5) * 0.1);
 const TOPK = Math.round(T * 0.15);
 const devTopK = (kk: CudaKernels) => (): Float32Array => {
