@@ -233,7 +233,11 @@ void reduceToMacroblocks(const float* grad, const Letterbox& lb, int frameW, int
   // Per input row: the saliency of each input pixel, laid out column-of-MB-major with zero padding to the
   // widest MB (t[k·cols + c] = k-th pixel of MB column c, or 0), so that one pass over k adds the k-th term
   // of every MB column at once (vectorised; adding 0.0 to a non-negative float leaves it unchanged).
-  std::vector<double> t(static_cast<size_t>(maxW) * cols, 0.0), s(lb.newW);
+  // where each t entry comes from: the k-th input column of MB column c, or newW, where s holds a 0
+  std::vector<int32_t> from(static_cast<size_t>(maxW) * cols, lb.newW);
+  for (int c = 0; c < cols; c++)
+    for (int k = 0; k < colStart[c + 1] - colStart[c]; k++) from[static_cast<size_t>(k) * cols + c] = colStart[c] + k;
+  std::vector<double> t(static_cast<size_t>(maxW) * cols, 0.0), s(lb.newW + 1, 0.0);
   for (int y = 0; y < lb.newH; y++) {
     const int r = std::min(frameH - 1, static_cast<int>(std::floor((y + 0.5) * lb.invScaleY))) >> 4;
     const float* __restrict g0 = grad + static_cast<size_t>(y) * S;
@@ -241,12 +245,9 @@ void reduceToMacroblocks(const float* grad, const Letterbox& lb, int frameW, int
     const float* __restrict g2 = g1 + plane;
     double* __restrict sp = s.data();
     for (int x = 0; x < lb.newW; x++) sp[x] = absd(g0[x]) + absd(g1[x]) + absd(g2[x]);  // vectorised
-    for (int c = 0; c < cols; c++) {
-      const int x0 = colStart[c], n = colStart[c + 1] - x0;
-      for (int k = 0; k < maxW; k++) t[static_cast<size_t>(k) * cols + c] = k < n ? sp[x0 + k] : 0.0;
-    }
+    double* __restrict tp = t.data();
+    for (size_t j = 0; j < t.size(); j++) tp[j] = sp[from[j]];  // branch-free transpose
     float* __restrict o = out + static_cast<size_t>(r) * cols;
-    const double* __restrict tp = t.data();
     for (int k = 0; k < maxW; k++)  // each column in x order, as the reference's += (vectorised over c)
       for (int c = 0; c < cols; c++) o[c] = static_cast<float>(static_cast<double>(o[c]) + tp[static_cast<size_t>(k) * cols + c]);
   }
