@@ -180,6 +180,7 @@ printTable(`streams per server at 10 fps, ${SEGMENT_FRAMES}-frame segments (deco
   { work: 'decode + 9 detector runs + 1 detector+DNNGrad run', ms_per_stream_second: perStreamSecond, streams: streams_per_server },
   { work: 'without DNNGrad (10 detector runs)', ms_per_stream_second: decode_ms_per_segment + SEGMENT_FRAMES * detector_ms, streams: streams_without_dnngrad },
 ]);
+console.log(`\nkernel-time ratio (onnxruntime profile totals, combined / detector): ${(prof.combined.totalMs / prof.detector.totalMs).toFixed(2)} (without the layout-friendly adjoints: ${(prof.combined_v3.totalMs / prof.detector.totalMs).toFixed(2)})`);
 for (const [name, p] of Object.entries(prof)) printTable(`onnxruntime profile: ${name} (kernel total ${p.totalMs.toFixed(1)} ms)`, top(p.ops));
 console.log(`\ngraph build ${buildMs.toFixed(0)} ms, load from cache ${cachedLoadMs.toFixed(0)} ms; load average after ${loadAfter.map((v) => v.toFixed(2)).join(' ')}`);
 
@@ -197,6 +198,7 @@ writeResult('server', {
   decode_ms_per_segment,
   dnngrad_bytes_per_frame: median(wire),
   op_profile: { combined: top(prof.combined.ops, 12), combined_v3: top(prof.combined_v3.ops, 12), detector: top(prof.detector.ops, 8), old_vjp: top(prof.old_vjp.ops, 10) },
+  kernel_ratio: prof.combined.totalMs / prof.detector.totalMs,
   op_profile_total_ms: { combined: prof.combined.totalMs, combined_v3: prof.combined_v3.totalMs, detector: prof.detector.totalMs, old_vjp: prof.old_vjp.totalMs },
   graph_build_ms: buildMs,
   graph_cached_load_ms: cachedLoadMs,
