@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { decodeModel } from '../server/onnxgrad/proto.ts';
 import {
-  GradientModel, buildVjpModel, finiteDifferenceCheck, gradCheck, makeModel, makeNode as node, UnsupportedOperatorError, SUPPORTED_OPS,
+  GradientModel, aggregateProfile, buildVjpModel, finiteDifferenceCheck, gradCheck, makeModel, makeNode as node, UnsupportedOperatorError, SUPPORTED_OPS,
 } from '../server/onnxgrad/index.ts';
 import { rng } from '../numeric/random.ts';
 import { DETECTOR_MODEL, IMAGES, requireFile } from '../testdata/fixtures.ts';
@@ -234,6 +234,15 @@ test('composite graph: focus slices → conv → SiLU → SPP maxpool → concat
   });
   console.log(`composite relErr=${err.toExponential(2)}`);
   expect(err).toBeLessThan(2e-3);
+});
+
+test('aggregateProfile: per node the median and the fastest run, summed per operator type', () => {
+  const ev = (name: string, op: string, dur: number): object => ({ cat: 'Node', name: `${name}_kernel_time`, dur, args: { op_name: op } });
+  const ops = aggregateProfile([
+    ev('a', 'Conv', 100), ev('a', 'Conv', 300), ev('a', 'Conv', 200), ev('b', 'Conv', 50), ev('b', 'Conv', 70), ev('b', 'Conv', 60),
+    ev('c', 'Mul', 10), ev('c', 'Mul', 1000), ev('c', 'Mul', 20), { cat: 'Session', name: 'model_run', dur: 5000 },
+  ] as never);
+  expect(ops.map((o) => [o.op, o.nodes, o.ms, o.minMs])).toEqual([['Conv', 2, 0.26, 0.15], ['Mul', 1, 0.02, 0.01]]);
 });
 
 test('unsupported operators raise UnsupportedOperatorError naming the op and node', () => {
