@@ -23,17 +23,20 @@ from eventlog import TRAIN_CAMERAS, TRAIN_TEMPLATES, make_example, prompt_text, 
 from model import LM, Config  # noqa: E402
 
 
+TEXT_WEIGHT = 0.2  # loss weight of the log and question text (answers: 1); --text-weight
+
+
 def encode(ex: dict, vocab: dict[str, int]) -> tuple[list[int], list[float]]:
-    """Context + one or more question/answer pairs; loss weight 1 on answers (+<eos>), 0.2 elsewhere."""
+    """Context + one or more question/answer pairs; loss weight 1 on answers (+<eos>), TEXT_WEIGHT elsewhere."""
     qs = ex["questions"]
     text = prompt_text(ex["chunks"], qs[0]["question"])
     toks = tokenize(text, vocab)
-    w = [0.2] * len(toks)
+    w = [TEXT_WEIGHT] * len(toks)
     for i, q in enumerate(qs):
         if i > 0:
             more = tokenize(f"question : {q['question']} answer :", vocab)
             toks += more
-            w += [0.2] * len(more)
+            w += [TEXT_WEIGHT] * len(more)
         ans = tokenize(q["answer"], vocab) + [vocab["<eos>"]]
         toks += ans
         w += [1.0] * len(ans)
@@ -44,10 +47,13 @@ SMALL = (2, 3, 1, 2)  # cameras min/max, windows min/max: short contexts, dense 
 LARGE = (3, 6, 2, 3)  # up to the evaluation's context lengths
 
 
+MAX_QUESTIONS = 4  # questions after each context (2..MAX); --max-questions
+
+
 def batch(rng: random.Random, vocab, n: int, cameras, templates, size=LARGE):
     seqs = []
     while len(seqs) < n:
-        ex = make_example(rng, cameras, templates, rng.randint(2, 4), size)
+        ex = make_example(rng, cameras, templates, rng.randint(2, MAX_QUESTIONS), size)
         if ex:
             seqs.append(encode(ex, vocab))
     T = max(len(t) for t, _ in seqs)
@@ -99,6 +105,8 @@ def main():
     ap.add_argument("--ckpt-every-min", type=float, default=8)
     ap.add_argument("--max-steps", type=int, default=0)
     ap.add_argument("--small-frac", type=float, default=0.6, help="share of steps on short contexts (2x the batch)")
+    ap.add_argument("--text-weight", type=float, default=0.2, help="loss weight of log/question tokens (answers: 1)")
+    ap.add_argument("--max-questions", type=int, default=4, help="questions asked after each context (2..N)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -112,7 +120,9 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.05)
     rng = random.Random(1000 + a.seed)
     dev_rng = random.Random(7)
-    dev = [batch(dev_rng, vocab, 8, TRAIN_CAMERAS, TRAIN_TEMPLATES)]
+    dev = [batch(dev_rng, vocab, 8, TRAIN_CAMERAS, TRAIN_TEMPLATES)]  # the same dev set whatever the options below
+    global TEXT_WEIGHT, MAX_QUESTIONS
+    TEXT_WEIGHT, MAX_QUESTIONS = a.text_weight, a.max_questions
     budget = a.minutes * 60
     t0 = time.time()
     last_ckpt = t0
