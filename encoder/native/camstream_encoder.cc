@@ -572,24 +572,23 @@ void ScaleInto(const uint8_t* s, int w, int h, uint8_t* d, int dw, int dh, int f
   if (rows < 0) Fail("scale frame", rows);
 }
 
-struct ScaleArgs {
-  Napi::Uint8Array src;
+// scale(src, width, height, dstWidth, dstHeight, algo?) sizes and filter, validated (throws a JS error).
+struct ScaleDims {
   int w, h, dw, dh, flags;
   size_t dstSize;
 };
 
-// scale(src, width, height, dstWidth, dstHeight, algo?) arguments, validated (throws a JS error).
-ScaleArgs ParseScaleArgs(const Napi::CallbackInfo& info, const char* name) {
+ScaleDims ParseScaleArgs(const Napi::CallbackInfo& info, const char* name) {
   Napi::Env env = info.Env();
   if (info.Length() < 5 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
     throw Napi::TypeError::New(env, std::string(name) + "(src, width, height, dstWidth, dstHeight, algo?)");
-  ScaleArgs a{info[0].As<Napi::Uint8Array>(), info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value(),
+  ScaleDims a{info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value(),
               info[3].As<Napi::Number>().Int32Value(), info[4].As<Napi::Number>().Int32Value(), SWS_BILINEAR, 0};
   const std::string algo = info.Length() > 5 && info[5].IsString() ? info[5].As<Napi::String>().Utf8Value() : "bilinear";
   if (a.w <= 0 || a.h <= 0 || a.dw <= 0 || a.dh <= 0 || ((a.w | a.h | a.dw | a.dh) & 1))
     throw Napi::RangeError::New(env, "dimensions must be positive and even");
   const size_t srcSize = static_cast<size_t>(a.w) * a.h + 2 * static_cast<size_t>(a.w / 2) * (a.h / 2);
-  if (a.src.ByteLength() != srcSize) throw Napi::RangeError::New(env, "source buffer has the wrong byte length");
+  if (info[0].As<Napi::Uint8Array>().ByteLength() != srcSize) throw Napi::RangeError::New(env, "source buffer has the wrong byte length");
   a.flags = algo == "area" ? SWS_AREA : algo == "bicubic" ? SWS_BICUBIC : SWS_BILINEAR;
   a.dstSize = static_cast<size_t>(a.dw) * a.dh + 2 * static_cast<size_t>(a.dw / 2) * (a.dh / 2);
   return a;
@@ -597,46 +596,54 @@ ScaleArgs ParseScaleArgs(const Napi::CallbackInfo& info, const char* name) {
 
 Napi::Value Scale(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  ScaleArgs a = ParseScaleArgs(info, "scale");
+  const ScaleDims a = ParseScaleArgs(info, "scale");
   Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, a.dstSize);
   try {
-    ScaleInto(a.src.Data(), a.w, a.h, out.Data(), a.dw, a.dh, a.flags);
+    ScaleInto(info[0].As<Napi::Uint8Array>().Data(), a.w, a.h, out.Data(), a.dw, a.dh, a.flags);
   } catch (const AvFailure& f) {
     throw Napi::Error(env, MakeJsError(env, f));
   }
   return out;
 }
 
-// The same resize on the libuv thread pool: the source is pinned by a reference until it settles.
+// The same resize on the libuv thread pool. Source and result are JS buffers pinned by references until the
+// promise settles; the pool thread writes straight into the result (no copy back).
 class ScaleWorker : public Napi::AsyncWorker {
  public:
-  explicit ScaleWorker(Napi::Env env, const ScaleArgs& a)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), ref_(Napi::Persistent(a.src.As<Napi::Object>())),
-        src_(a.src.Data()), a_(a), out_(a.dstSize) {}
+  ScaleWorker(Napi::Env env, Napi::Uint8Array src, const ScaleDims& a)
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        srcRef_(Napi::Persistent(src.As<Napi::Object>())),
+        src_(src.Data()),
+        a_(a) {
+    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, a.dstSize);
+    out_ = out.Data();
+    outRef_ = Napi::Persistent(out.As<Napi::Object>());
+  }
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
-      ScaleInto(src_, a_.w, a_.h, out_.data(), a_.dw, a_.dh, a_.flags);
+      ScaleInto(src_, a_.w, a_.h, out_, a_.dw, a_.dh, a_.flags);
     } catch (const AvFailure& f) {
       failure_ = f;
       SetError(f.message);
     }
   }
-  void OnOK() override { deferred_.Resolve(Napi::Buffer<uint8_t>::Copy(Env(), out_.data(), out_.size())); }
+  void OnOK() override { deferred_.Resolve(outRef_.Value()); }
   void OnError(const Napi::Error&) override { deferred_.Reject(MakeJsError(Env(), failure_)); }
 
  private:
   Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference ref_;
+  Napi::ObjectReference srcRef_, outRef_;
   const uint8_t* src_;
-  ScaleArgs a_;
-  std::vector<uint8_t> out_;
+  uint8_t* out_ = nullptr;
+  ScaleDims a_;
   AvFailure failure_;
 };
 
 Napi::Value ScaleAsync(const Napi::CallbackInfo& info) {
-  ScaleArgs a = ParseScaleArgs(info, "scaleAsync");
-  auto* worker = new ScaleWorker(info.Env(), a);
+  const ScaleDims a = ParseScaleArgs(info, "scaleAsync");
+  auto* worker = new ScaleWorker(info.Env(), info[0].As<Napi::Uint8Array>(), a);
   Napi::Promise p = worker->Promise();
   worker->Queue();
   return p;
