@@ -218,8 +218,9 @@ export class Agent {
       this.pipeline.oneadapt = null;
       return;
     }
-    if (this.pipeline.oneadapt) this.pipeline.oneadapt.reconfigure(EdgePipeline.adaptOptions(this.settings, this.pipeline.cheap !== null));
-    else this.pipeline.oneadapt = new OneAdaptController(EdgePipeline.adaptOptions(this.settings, this.pipeline.cheap !== null));
+    const options = EdgePipeline.adaptOptions(this.settings, this.pipeline.cheap !== null);
+    if (this.pipeline.oneadapt) this.pipeline.oneadapt.reconfigure(options);
+    else this.pipeline.oneadapt = new OneAdaptController(options);
   }
 
   /** Apply a new config: what can change live does; source/server changes restart those parts. */

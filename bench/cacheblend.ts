@@ -190,17 +190,17 @@ async function main(): Promise<void> {
   // worse" = an interval that excludes 0 on the side where full reuse is worse
   const headRows = rows[schemes.indexOf(head)];
   const reuseRows = rows[schemes.indexOf(reuse)];
-  const paired = (f: (x: Row, i: number) => number, g: (x: Row, i: number) => number) => {
-    const d = (idx: number[]): number => mean(idx.map((i) => f(headRows[i], i) - g(reuseRows[i], i)));
+  const paired = (f: (x: Row, i: number) => number) => {
+    const d = (idx: number[]): number => mean(idx.map((i) => f(headRows[i], i) - f(reuseRows[i], i)));
     const ci = bootstrap(n, d, 2000, 3);
     return { diff: Number(d([...Array(n).keys()]).toFixed(5)), ci95: ci.map((x) => Number(x.toFixed(5))) };
   };
   const agree = (x: Row, i: number): number => (x.answer === fullRows[i].answer ? 1 : 0);
   const reuseVsBlend = {
-    f1: paired((x) => x.f1, (x) => x.f1),
-    first_token_kl: paired((x) => x.kl, (x) => x.kl),
-    first_token_top1: paired((x) => x.top1, (x) => x.top1),
-    answer_agreement_with_full_prefill: paired(agree, agree),
+    f1: paired((x) => x.f1),
+    first_token_kl: paired((x) => x.kl),
+    first_token_top1: paired((x) => x.top1),
+    answer_agreement_with_full_prefill: paired(agree),
     measurably_worse: false,
   };
   reuseVsBlend.measurably_worse =

@@ -23,20 +23,17 @@ from eventlog import TRAIN_CAMERAS, TRAIN_TEMPLATES, make_example, prompt_text, 
 from model import LM, Config  # noqa: E402
 
 
-TEXT_WEIGHT = 0.2  # loss weight of the log and question text (answers: 1); --text-weight
-
-
-def encode(ex: dict, vocab: dict[str, int]) -> tuple[list[int], list[float]]:
-    """Context + one or more question/answer pairs; loss weight 1 on answers (+<eos>), TEXT_WEIGHT elsewhere."""
+def encode(ex: dict, vocab: dict[str, int], text_weight: float = 0.2) -> tuple[list[int], list[float]]:
+    """Context + one or more question/answer pairs; loss weight 1 on answers (+<eos>), text_weight elsewhere."""
     qs = ex["questions"]
     text = prompt_text(ex["chunks"], qs[0]["question"])
     toks = tokenize(text, vocab)
-    w = [TEXT_WEIGHT] * len(toks)
+    w = [text_weight] * len(toks)
     for i, q in enumerate(qs):
         if i > 0:
             more = tokenize(f"question : {q['question']} answer :", vocab)
             toks += more
-            w += [TEXT_WEIGHT] * len(more)
+            w += [text_weight] * len(more)
         ans = tokenize(q["answer"], vocab) + [vocab["<eos>"]]
         toks += ans
         w += [1.0] * len(ans)
@@ -47,15 +44,13 @@ SMALL = (2, 3, 1, 2)  # cameras min/max, windows min/max: short contexts, dense 
 LARGE = (3, 6, 2, 3)  # up to the evaluation's context lengths
 
 
-MAX_QUESTIONS = 4  # questions after each context (2..MAX); --max-questions
-
-
-def batch(rng: random.Random, vocab, n: int, cameras, templates, size=LARGE):
+def batch(rng: random.Random, vocab, n: int, cameras, templates, size=LARGE, max_questions: int = 4, text_weight: float = 0.2):
+    """n examples, each a context followed by 2..max_questions questions, padded into one tensor."""
     seqs = []
     while len(seqs) < n:
-        ex = make_example(rng, cameras, templates, rng.randint(2, MAX_QUESTIONS), size)
+        ex = make_example(rng, cameras, templates, rng.randint(2, max_questions), size)
         if ex:
-            seqs.append(encode(ex, vocab))
+            seqs.append(encode(ex, vocab, text_weight))
     T = max(len(t) for t, _ in seqs)
     x = torch.zeros(n, T, dtype=torch.long)
     w = torch.zeros(n, T)
@@ -120,9 +115,7 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.05)
     rng = random.Random(1000 + a.seed)
     dev_rng = random.Random(7)
-    dev = [batch(dev_rng, vocab, 8, TRAIN_CAMERAS, TRAIN_TEMPLATES)]  # the same dev set whatever the options below
-    global TEXT_WEIGHT, MAX_QUESTIONS
-    TEXT_WEIGHT, MAX_QUESTIONS = a.text_weight, a.max_questions
+    dev = [batch(dev_rng, vocab, 8, TRAIN_CAMERAS, TRAIN_TEMPLATES)]  # defaults: the same dev set whatever the options
     budget = a.minutes * 60
     t0 = time.time()
     last_ckpt = t0
@@ -138,7 +131,8 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr
         small = rng.random() < a.small_frac
-        x, w = batch(rng, vocab, a.batch * 2 if small else a.batch, TRAIN_CAMERAS, TRAIN_TEMPLATES, SMALL if small else LARGE)
+        x, w = batch(rng, vocab, a.batch * 2 if small else a.batch, TRAIN_CAMERAS, TRAIN_TEMPLATES, SMALL if small else LARGE,
+                     a.max_questions, a.text_weight)
         loss, _ = loss_fn(model, x, w)
         opt.zero_grad()
         loss.backward()
