@@ -5,7 +5,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { connectAsync } from 'mqtt';
-import { chromium, type BrowserContext } from 'playwright-core';
 import { AskService, type AskEvent } from '../cacheblend/ask.ts';
 import { cameraNames, selectChunks, summarise, type SegmentEvents } from '../cacheblend/eventlog.ts';
 import { BlendModel } from '../cacheblend/model.ts';
@@ -15,6 +14,7 @@ import { FleetApi } from '../server/fleet-api.ts';
 import { segmentWireBytes, type Reply, type SegmentHeader } from '../wire/protocol.ts';
 import { ServerStore } from '../server/store.ts';
 import { Mosquitto } from './helpers/mosquitto.ts';
+import { withChromiumTab } from './helpers/chromium.ts';
 
 const T0 = Date.UTC(2026, 0, 5, 14, 0, 0); // 14:00 UTC
 const det = (cls: number, score = 0.9): number[] => [0, 0, 10, 10, score, cls];
@@ -165,40 +165,27 @@ describe('ask API', () => {
   });
 
   test('the fleet page in headless Chromium: cameras at a glance, a streamed answer and the chunks it used', async () => {
-    const userDir = mkdtempSync(path.join(os.tmpdir(), 'camstream-chromium-'));
-    let browser: BrowserContext | undefined;
-    try {
-      browser = await chromium.launchPersistentContext(userDir, {
-        executablePath: '/usr/bin/chromium',
-        headless: true,
-        args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      });
-      const tab = await browser.newPage();
-      const errors: string[] = [];
-      tab.on('pageerror', (e) => errors.push(String(e)));
-      await tab.goto(`${url}/fleet#token=${TOKEN}`);
-      await tab.waitForSelector('#fleet tbody tr[data-camera="gate-1"]', { timeout: 15_000 });
-      const row = await tab.locator('#fleet tbody tr[data-camera="gate-1"]').innerText();
-      expect(row).toMatch(/10\d\.\d kB/); // 4 × (25 kB + headers)
-      expect(row).toContain('oneadapt.qp=33');
-      expect(row).toContain('#3 at 14:22 UTC');
-      expect(row).toContain('0.815'); // mean F1
-      expect(tab.url()).not.toContain('token'); // the fragment is dropped from the address bar
-      await tab.fill('#q', 'where did the truck go after gate 1 ?');
-      await tab.click('#go');
-      await tab.waitForSelector('#answer[data-done="1"]', { timeout: 30_000 });
-      expect(await tab.locator('#chunks li').count()).toBe(8);
-      expect(await tab.locator('#chunks li').first().innerText()).toContain('camera dock 2 from 14 :00');
-      expect(await tab.locator('#stats').innerText()).toMatch(/first token after \d+ ms/);
-      // a word the model does not know: the page shows the server's error
-      await tab.fill('#q', 'hello ?');
-      await tab.click('#go');
-      await tab.waitForFunction(() => document.getElementById('err')!.textContent!.includes('unknown words'), undefined, { timeout: 10_000 });
-      expect(errors).toEqual([]);
-    } finally {
-      await browser?.close();
-      rmSync(userDir, { recursive: true, force: true });
-    }
+    await withChromiumTab(async (tab, errors) => {
+    await tab.goto(`${url}/fleet#token=${TOKEN}`);
+    await tab.waitForSelector('#fleet tbody tr[data-camera="gate-1"]', { timeout: 15_000 });
+    const row = await tab.locator('#fleet tbody tr[data-camera="gate-1"]').innerText();
+    expect(row).toMatch(/10\d\.\d kB/); // 4 × (25 kB + headers)
+    expect(row).toContain('oneadapt.qp=33');
+    expect(row).toContain('#3 at 14:22 UTC');
+    expect(row).toContain('0.815'); // mean F1
+    expect(tab.url()).not.toContain('token'); // the fragment is dropped from the address bar
+    await tab.fill('#q', 'where did the truck go after gate 1 ?');
+    await tab.click('#go');
+    await tab.waitForSelector('#answer[data-done="1"]', { timeout: 30_000 });
+    expect(await tab.locator('#chunks li').count()).toBe(8);
+    expect(await tab.locator('#chunks li').first().innerText()).toContain('camera dock 2 from 14 :00');
+    expect(await tab.locator('#stats').innerText()).toMatch(/first token after \d+ ms/);
+    // a word the model does not know: the page shows the server's error
+    await tab.fill('#q', 'hello ?');
+    await tab.click('#go');
+    await tab.waitForFunction(() => document.getElementById('err')!.textContent!.includes('unknown words'), undefined, { timeout: 10_000 });
+    expect(errors).toEqual([]);
+    });
   });
 
   test('MQTT camstream/server/ask: answers stream on the reply topic; bad token and bad requests answer an error', async () => {

@@ -1,16 +1,14 @@
 /** Status page + agent metrics: HTTP endpoints, PNG rendering, and the page in headless Chromium. */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import os from 'node:os';
 import path from 'node:path';
-import { chromium, type BrowserContext } from 'playwright-core';
 import { PNG } from 'pngjs';
 import { makeMbMap, mbGrid, yuvFrameSize, type YuvFrame } from '../encoder/frame.ts';
 import { AgentMetrics, METRIC_NAMES } from '../agent/metrics.ts';
 import type { AgentState } from '../agent/mqtt.ts';
 import { hashToken, TokenSet } from '../proc/auth.ts';
 import { renderFramePng, StatusHistory, StatusPage, type LatestFrame, type StatusProvider } from '../agent/status-page.ts';
+import { withChromiumTab } from './helpers/chromium.ts';
 
 function gradientFrame(width: number, height: number): YuvFrame {
   const data = new Uint8Array(yuvFrameSize(width, height)).fill(128);
@@ -162,44 +160,27 @@ describe('StatusPage', () => {
   });
 
   test('renders in headless Chromium: knobs, charts, frame image; refreshes', async () => {
-    const userDir = mkdtempSync(path.join(os.tmpdir(), 'camstream-chromium-'));
-    let browser: BrowserContext | undefined;
-    try {
-      // a fresh --user-data-dir (playwright wants it as the persistent-context argument)
-      browser = await chromium.launchPersistentContext(userDir, {
-        executablePath: '/usr/bin/chromium',
-        headless: true,
-        args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      });
-      const tab = await browser.newPage();
-      const errors: string[] = [];
-      tab.on('pageerror', (e) => errors.push(String(e)));
-      tab.on('console', (m) => {
-        if (m.type() === 'error') errors.push(m.text());
-      });
-      await tab.goto(page.url + `/#token=${API_TOKEN}`);
-      await tab.waitForSelector('body[data-loaded="1"]', { timeout: 15_000 });
-      const knobText = await tab.locator('#knobs').innerText();
-      expect(knobText).toContain('oneadapt.targetKbps');
-      expect(knobText).toContain('317');
-      expect(knobText).toContain('cheapModel.threshold');
-      expect(knobText).toContain('0.229');
-      expect(await tab.getAttribute('#chart-bitrate', 'data-points')).toBe('30');
-      expect(await tab.getAttribute('#chart-f1', 'data-points')).toBe('30');
-      const polyPoints = await tab.getAttribute('#chart-bitrate polyline', 'points');
-      expect(polyPoints!.split(' ')).toHaveLength(30);
-      await tab.waitForFunction(() => (document.getElementById('frame') as HTMLImageElement).naturalWidth > 0, undefined, { timeout: 15_000 });
-      expect(await tab.evaluate(() => (document.getElementById('frame') as HTMLImageElement).naturalWidth)).toBe(320);
-      // the page polls: a new knob value shows up without reloading
-      ctx.state.knobs['oneadapt.targetKbps'] = 412;
-      await tab.waitForFunction(() => document.getElementById('knobs')!.textContent!.includes('412'), undefined, { timeout: 10_000 });
-      const metricsText = await (await tab.request.get(page.url + '/metrics', { headers: { authorization: `Bearer ${API_TOKEN}` } })).text();
-      expect(metricsText).toContain('camstream_segment_bytes_total');
-      expect(metricsText).toContain('camstream_cheapmodel_seconds');
-      expect(errors).toEqual([]);
-    } finally {
-      await browser?.close();
-      rmSync(userDir, { recursive: true, force: true });
-    }
+    await withChromiumTab(async (tab, errors) => {
+    await tab.goto(page.url + `/#token=${API_TOKEN}`);
+    await tab.waitForSelector('body[data-loaded="1"]', { timeout: 15_000 });
+    const knobText = await tab.locator('#knobs').innerText();
+    expect(knobText).toContain('oneadapt.targetKbps');
+    expect(knobText).toContain('317');
+    expect(knobText).toContain('cheapModel.threshold');
+    expect(knobText).toContain('0.229');
+    expect(await tab.getAttribute('#chart-bitrate', 'data-points')).toBe('30');
+    expect(await tab.getAttribute('#chart-f1', 'data-points')).toBe('30');
+    const polyPoints = await tab.getAttribute('#chart-bitrate polyline', 'points');
+    expect(polyPoints!.split(' ')).toHaveLength(30);
+    await tab.waitForFunction(() => (document.getElementById('frame') as HTMLImageElement).naturalWidth > 0, undefined, { timeout: 15_000 });
+    expect(await tab.evaluate(() => (document.getElementById('frame') as HTMLImageElement).naturalWidth)).toBe(320);
+    // the page polls: a new knob value shows up without reloading
+    ctx.state.knobs['oneadapt.targetKbps'] = 412;
+    await tab.waitForFunction(() => document.getElementById('knobs')!.textContent!.includes('412'), undefined, { timeout: 10_000 });
+    const metricsText = await (await tab.request.get(page.url + '/metrics', { headers: { authorization: `Bearer ${API_TOKEN}` } })).text();
+    expect(metricsText).toContain('camstream_segment_bytes_total');
+    expect(metricsText).toContain('camstream_cheapmodel_seconds');
+    expect(errors).toEqual([]);
+    }, { consoleErrors: true });
   });
 });
