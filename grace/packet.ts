@@ -11,7 +11,7 @@
  *   permuted order, rANS-coded. Losing k of n packets zeroes a uniform random ~k/n of the elements,
  *   which is exactly the corruption the codec was trained on (lost elements = 0, the prior's mode).
  */
-import { rng } from '../numeric/random.ts';
+import { rng, shuffledIndices } from '../numeric/random.ts';
 import { FreqTable, ransDecode, ransEncode, RansError } from './rans.ts';
 
 export interface CdfTables {
@@ -81,16 +81,7 @@ export function chooseTables(q: QLatent, t: CdfTables): Uint8Array {
  * PRNG; its floats are k/2^32, so floor(r·(i+1)) is exact and identical on every machine).
  */
 export function framePermutation(n: number, frameId: number, streamSeed = 0x6ace): Uint32Array {
-  const perm = new Uint32Array(n);
-  for (let i = 0; i < n; i++) perm[i] = i;
-  const rnd = rng((Math.imul(frameId >>> 0, 0x9e3779b1) ^ streamSeed) >>> 0);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(rnd() * (i + 1));
-    const t = perm[i];
-    perm[i] = perm[j];
-    perm[j] = t;
-  }
-  return perm;
+  return shuffledIndices(new Uint32Array(n), rng((Math.imul(frameId >>> 0, 0x9e3779b1) ^ streamSeed) >>> 0));
 }
 
 /** Element range [start, end) of the permuted order carried by packet i of n. */

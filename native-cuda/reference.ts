@@ -4,7 +4,7 @@
  * what the CPU twins and the CUDA kernels must compute (test/native-cuda.test.ts) and are the "ts" column
  * of `npm run bench:native`.
  */
-import { rng } from '../numeric/random.ts';
+import { rng, shuffledIndices } from '../numeric/random.ts';
 
 /** Rotate-half RoPE by delta[t] positions: pairs (j, j+D/2), angle delta·base^(−2j/D). keys [T,H,D], in place. */
 export function ropeDeltaRef(keys: Float32Array, delta: Int32Array, heads: number, headDim: number, base = 10000): void {
@@ -70,13 +70,5 @@ export function scatterDequantiseRef(symbols: Int16Array, perm: Int32Array, pack
 
 /** A seeded permutation of [0, n) (Fisher–Yates), as Grace spreads latent elements over packets. */
 export function seededPermutation(n: number, seed: number): Int32Array {
-  const p = Int32Array.from({ length: n }, (_, i) => i);
-  const r = rng(seed);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    const t = p[i];
-    p[i] = p[j];
-    p[j] = t;
-  }
-  return p;
+  return shuffledIndices(new Int32Array(n), rng(seed));
 }
