@@ -172,8 +172,10 @@ describe('StatusPage', () => {
     expect(await tab.getAttribute('#chart-f1', 'data-points')).toBe('30');
     const polyPoints = await tab.getAttribute('#chart-bitrate polyline', 'points');
     expect(polyPoints!.split(' ')).toHaveLength(30);
-    await tab.waitForFunction(() => (document.getElementById('frame') as HTMLImageElement).naturalWidth > 0, undefined, { timeout: 15_000 });
-    expect(await tab.evaluate(() => (document.getElementById('frame') as HTMLImageElement).naturalWidth)).toBe(320);
+    // the width of a loaded frame, read in the same tick as the wait (the page's polling swaps the image, and a
+    // second read could see the next one still loading, naturalWidth 0)
+    const loadedWidth = await tab.waitForFunction(() => (document.getElementById('frame') as HTMLImageElement).naturalWidth || false, undefined, { timeout: 15_000 });
+    expect(await loadedWidth.jsonValue()).toBe(320);
     // the page polls: a new knob value shows up without reloading
     ctx.state.knobs['oneadapt.targetKbps'] = 412;
     await tab.waitForFunction(() => document.getElementById('knobs')!.textContent!.includes('412'), undefined, { timeout: 10_000 });
