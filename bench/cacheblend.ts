@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { argmax, decode, prefill, type PrefillResult, type Selection } from '../cacheblend/blend.ts';
+import { argmax, decode, prefill, PrefillWorkspace, type PrefillResult, type Selection } from '../cacheblend/blend.ts';
 import { ensureAll, segmentsFor, type Scheme } from '../cacheblend/context.ts';
 import { bootstrap, exactMatch, klDivergence, mean, quantile, tokenF1 } from '../cacheblend/metrics.ts';
 import { BlendModel, DEFAULT_MODEL_DIR } from '../cacheblend/model.ts';
@@ -104,10 +104,14 @@ async function main(): Promise<void> {
 
   const rows: Row[][] = VARIANTS.map(() => []);
   const ctxTokens: number[] = [];
+  // every scheme prefills into reused buffers (as the server's AskService does); full prefill's own set, because
+  // its result stays the reference while the other schemes run
+  const wsFull = new PrefillWorkspace();
+  const wsOther = new PrefillWorkspace();
   const run = async (v: Variant, chunks: string[], question: string): Promise<{ pre: PrefillResult; ttft: number }> => {
     const s = performance.now();
     const segs = segmentsFor(model, v.scheme, chunks, question);
-    const pre = await prefill(model, store, segs, v.selection);
+    const pre = await prefill(model, store, segs, v.selection, 16, v.scheme === 'full_prefill' ? wsFull : wsOther);
     return { pre, ttft: performance.now() - s };
   };
   const answer = async (pre: PrefillResult): Promise<string> => {

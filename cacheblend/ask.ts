@@ -3,7 +3,7 @@
  * stored (eventlog.ts), each chunk's KV is computed once and kept in the KvStore, and a question reuses them all,
  * recomputing 15 % of the tokens. `ask()` streams: first the chunks used, then each answer word, then a summary.
  */
-import { DEFAULT_SELECTION, decode, prefill, type Selection } from './blend.ts';
+import { DEFAULT_SELECTION, decode, prefill, PrefillWorkspace, type Selection } from './blend.ts';
 import { chunkKey, ensureChunk, PREFIX_TEXT, segmentsFor } from './context.ts';
 import { selectChunks, summarise, type Chunk, type SegmentEvents } from './eventlog.ts';
 import type { BlendModel } from './model.ts';
@@ -18,6 +18,8 @@ export const MAX_QUESTION_CHARS = 300;
 
 export class AskService {
   private queue: Promise<unknown> = Promise.resolve();
+  /** questions run one at a time, so one set of prefill buffers serves them all */
+  private readonly ws = new PrefillWorkspace();
 
   constructor(
     private readonly model: BlendModel,
@@ -73,7 +75,7 @@ export class AskService {
     }
     yield { type: 'chunks', chunks: chunks.map((c, i) => ({ camera: c.camera, cameraId: c.cameraId, start: c.start, end: c.end, text: c.text, cached: cached[i] })) };
     const t1 = performance.now();
-    const pre = await prefill(this.model, this.store, segmentsFor(this.model, 'cacheblend', texts, q), this.selection);
+    const pre = await prefill(this.model, this.store, segmentsFor(this.model, 'cacheblend', texts, q), this.selection, 16, this.ws);
     const ttftMs = performance.now() - t1;
     const words: string[] = [];
     for await (const tok of decode(this.model, pre, maxNew)) {

@@ -9,7 +9,7 @@
  *   then the MLP. Tokens outside S keep their cached K/V; their hidden states are not needed.
  * - Without selection, S = the uncached tokens at every layer (full reuse, or prefix caching when only the prefix
  *   has a cache; full prefill when nothing has). With selection (CacheBlend), S = all tokens until the first
- *   check layer; at each check layer the K (or V) of the tokens in S is computed cheaply (`qkv` graph), compared
+ *   check layer; at each check layer the K (or V) of the tokens in S is computed cheaply (a K-only or V-only probe graph), compared
  *   with the cached one, and S shrinks to the `ratio` share of cached tokens that deviate most (HKVD), plus the
  *   uncached tokens. Several check layers with falling ratios = the paper's gradual filtering.
  * - Loading is pipelined layer by layer, as in LMCache's blender: a generator yields layer l's cached K/V (disk read,
@@ -69,9 +69,7 @@ export function validateSelection(s: Selection, layers: number): void {
 
 /** Causal mask rows for tokens at `pos` over `cap` context rows: row r visible iff r ≤ pos. */
 function causalMask(pos: readonly number[], cap: number): Float32Array {
-  const m = new Float32Array(pos.length * cap).fill(-Infinity);
-  pos.forEach((p, t) => m.fill(0, t * cap, t * cap + p + 1));
-  return m;
+  return causalMaskInto(new Float32Array(pos.length * cap), pos, cap);
 }
 
 /** Squared distance per token between fresh [T, W] and cached rows (at `rows`) of a [cap, W] buffer. */
@@ -89,22 +87,61 @@ function deviation(fresh: Float32Array, cached: Float32Array, rows: readonly num
 }
 
 /**
- * Async generator over layers: layer l's cached K/V placed into [cap, W] buffers at the segments' offsets, keys
- * re-rotated from `cachedAt` to the new offset. Layers in `skip` (fully recomputed anyway) are not read.
+ * Buffers a prefill reuses instead of allocating them per call: each layer's K/V [cap, W], the hidden states and
+ * the attention mask. Fresh memory costs a page fault per 4 KiB page on first touch — about 16 µs each on the
+ * 2-core CI VM, i.e. milliseconds per question for the ~5 MB a prefill touches — which is why vLLM and LMCache
+ * work in preallocated KV memory. A prefill's K/V views stay valid until the workspace's next prefill, so one
+ * workspace serves one prefill (and its decoding) at a time; `prefill` refuses a workspace that is in use.
  */
-async function* cachedLayers(reader: ChunkReader | null, offsets: number[], cachedAt: number[], layers: number, cap: number, W: number, model: BlendModel, skip: (l: number) => boolean): AsyncGenerator<{ k: Float32Array; v: Float32Array }> {
+export class PrefillWorkspace {
+  private k: Float32Array[] = [];
+  private v: Float32Array[] = [];
+  private hiddenBuf = new Float32Array(0);
+  private maskBuf = new Float32Array(0);
+  inUse = false;
+
+  /** Per-layer K/V views of exactly cap·W floats (grown by a quarter more than asked when too small). */
+  kv(layers: number, cap: number, W: number): { k: Float32Array[]; v: Float32Array[] } {
+    const need = cap * W;
+    for (let l = 0; l < layers; l++) {
+      if ((this.k[l]?.length ?? 0) < need) this.k[l] = new Float32Array(Math.ceil(need * 1.25));
+      if ((this.v[l]?.length ?? 0) < need) this.v[l] = new Float32Array(Math.ceil(need * 1.25));
+    }
+    return { k: this.k.slice(0, layers).map((b) => b.subarray(0, need)), v: this.v.slice(0, layers).map((b) => b.subarray(0, need)) };
+  }
+
+  hidden(len: number): Float32Array {
+    if (this.hiddenBuf.length < len) this.hiddenBuf = new Float32Array(Math.ceil(len * 1.25));
+    return this.hiddenBuf.subarray(0, len);
+  }
+
+  mask(len: number): Float32Array {
+    if (this.maskBuf.length < len) this.maskBuf = new Float32Array(Math.ceil(len * 1.25));
+    return this.maskBuf.subarray(0, len);
+  }
+}
+
+/** Causal mask rows for tokens at `pos` over `cap` context rows, written into `into` (row r visible iff r ≤ pos). */
+function causalMaskInto(into: Float32Array, pos: readonly number[], cap: number): Float32Array {
+  into.fill(-Infinity);
+  pos.forEach((p, t) => into.fill(0, t * cap, t * cap + p + 1));
+  return into;
+}
+
+/**
+ * Async generator over layers: layer l's cached K/V read straight into the layer's [cap, W] buffers at the
+ * segments' offsets, keys re-rotated from `cachedAt` to the new offset. Layers in `skip` (fully recomputed
+ * anyway) are not read.
+ */
+async function* cachedLayers(reader: ChunkReader | null, offsets: number[], cachedAt: number[], K: Float32Array[], V: Float32Array[], W: number, model: BlendModel, skip: (l: number) => boolean): AsyncGenerator<{ k: Float32Array; v: Float32Array }> {
   const { kvHeads, headDim, ropeTheta } = model.shape;
   const inv = ropeInvFreq(headDim, ropeTheta);
-  for (let l = 0; l < layers; l++) {
-    const k = new Float32Array(cap * W);
-    const v = new Float32Array(cap * W);
+  for (let l = 0; l < K.length; l++) {
+    const k = K[l];
+    const v = V[l];
     if (reader && !skip(l)) {
-      const parts = await reader.layer(l);
-      parts.forEach((p, i) => {
-        k.set(p.k, offsets[i] * W);
-        v.set(p.v, offsets[i] * W);
-        rerotate(k, offsets[i] * W, p.k.length / W, kvHeads, headDim, offsets[i] - cachedAt[i], inv);
-      });
+      await reader.layerInto(l, k, v, offsets, W);
+      reader.metas.forEach((m, i) => rerotate(k, offsets[i] * W, m.tokens, kvHeads, headDim, offsets[i] - cachedAt[i], inv));
     }
     yield { k, v };
   }
@@ -113,11 +150,13 @@ async function* cachedLayers(reader: ChunkReader | null, offsets: number[], cach
 /**
  * Prefill `segments` with the model, reusing cached segments from `store`. `selection` = null: recompute only
  * uncached tokens (full reuse / prefix caching / full prefill); otherwise CacheBlend. `extra` rows are left free
- * in the returned K/V buffers for decoding.
+ * in the returned K/V buffers for decoding. With a workspace, the result's K/V are views into it (valid until
+ * its next prefill); without, they are allocated for this call.
  */
-export async function prefill(model: BlendModel, store: KvStore | null, segments: readonly Segment[], selection: Selection | null, extra = 16): Promise<PrefillResult> {
+export async function prefill(model: BlendModel, store: KvStore | null, segments: readonly Segment[], selection: Selection | null, extra = 16, ws?: PrefillWorkspace): Promise<PrefillResult> {
   const { layers, d, kvWidth: W } = model.shape;
   if (selection) validateSelection(selection, layers);
+  if (ws?.inUse) throw new Error('prefill workspace is in use by another prefill');
   const tokens: number[] = [];
   const cachedRow: boolean[] = [];
   const offsets: number[] = [];
@@ -147,21 +186,30 @@ export async function prefill(model: BlendModel, store: KvStore | null, segments
   const firstCheck = selection ? selection.checkLayers[0] : 0; // layers before it are recomputed for every token
   // S before the first check layer: every token under CacheBlend, else the uncached ones
   let S = selection ? allRows : uncached;
-  let mask = causalMask(S, cap);
+  const maskFor = (rows: readonly number[]): Float32Array => (ws ? causalMaskInto(ws.mask(rows.length * cap), rows, cap) : causalMask(rows, cap));
+  let mask = maskFor(S);
 
-  const reader = hashes.length ? await store!.reader(hashes) : null;
+  if (ws) ws.inUse = true; // no await between the check above and here
+  let reader: ChunkReader | null = null;
+  let pending: Promise<IteratorResult<{ k: Float32Array; v: Float32Array }>> | null = null;
   let loadWaitMs = 0;
   const recomputed: number[] = [];
-  const K: Float32Array[] = [];
-  const V: Float32Array[] = [];
   try {
-    const gen = cachedLayers(reader, offsets, cachedAt, layers, cap, W, model, (l) => l < firstCheck);
-    let pending = gen.next(); // start loading layer 0 before embedding
-    const hidden = new Float32Array(n * d);
+    reader = hashes.length ? await store!.reader(hashes) : null;
+    const { k: K, v: V } = ws ? ws.kv(layers, cap, W) : { k: Array.from({ length: layers }, () => new Float32Array(cap * W)), v: Array.from({ length: layers }, () => new Float32Array(cap * W)) };
+    if (ws) {
+      for (let l = 0; l < layers; l++) {
+        K[l].fill(0, n * W); // rows for decoding: no stale values from an earlier prefill
+        V[l].fill(0, n * W);
+      }
+    }
+    const gen = cachedLayers(reader, offsets, cachedAt, K, V, W, model, (l) => l < firstCheck);
+    pending = gen.next(); // start loading layer 0 before embedding
+    const hidden = ws ? ws.hidden(n * d) : new Float32Array(n * d);
     hidden.set(await model.embed(tokens));
     for (let l = 0; l < layers; l++) {
       const t0 = performance.now();
-      const cur = await pending;
+      const cur = await pending!;
       loadWaitMs += performance.now() - t0;
       if (cur.done) throw new Error('KV loader ended early');
       const { k, v } = cur.value;
@@ -174,35 +222,50 @@ export async function prefill(model: BlendModel, store: KvStore | null, segments
         let chosen: number[] = [];
         if (keep > 0) {
           const x = gather(hidden, cand, d);
-          const fresh = await model.qkv(l, x, cand);
-          const dev = deviation(selection!.by === 'k' ? fresh.k : fresh.v, selection!.by === 'k' ? k : v, cand, W);
+          const fresh = await model.probe(l, x, cand, selection!.by);
+          const dev = deviation(fresh, selection!.by === 'k' ? k : v, cand, W);
           chosen = cand.map((row, t) => ({ row, dev: dev[t] })).sort((a, b) => b.dev - a.dev).slice(0, keep).map((c) => c.row);
         }
         const keepSet = new Set(chosen);
         S = allRows.filter((i) => !cachedRow[i] || keepSet.has(i));
-        mask = causalMask(S, cap);
+        mask = maskFor(S);
       }
       const out = await model.layer(l, gather(hidden, S, d), S, S, k, v, mask);
-      S.forEach((row, t) => {
-        hidden.set(out.y.subarray(t * d, (t + 1) * d), row * d);
-        k.set(out.k.subarray(t * W, (t + 1) * W), row * W);
-        v.set(out.v.subarray(t * W, (t + 1) * W), row * W);
-      });
+      scatter(hidden, out.y, S, d);
+      scatter(k, out.k, S, W);
+      scatter(v, out.v, S, W);
       recomputed.push(S.length);
-      K.push(k);
-      V.push(v);
     }
     const logits = await model.head(hidden.subarray((n - 1) * d, n * d), 1);
     return { logits, k: K, v: V, n, capacity: cap, recomputed, cachedTokens: cachedIdx.length, loadWaitMs };
   } finally {
+    await pending?.catch(() => undefined); // a read still in flight (after an error) must finish before its file closes
     await reader?.close();
+    if (ws) ws.inUse = false;
   }
 }
 
+/** Rows `rows` of a [*, w] buffer, packed; ascending runs of consecutive rows are copied as one block. */
 function gather(src: Float32Array, rows: readonly number[], w: number): Float32Array {
+  if (rows.length > 0 && rows[rows.length - 1] - rows[0] === rows.length - 1) return src.subarray(rows[0] * w, (rows[0] + rows.length) * w); // one run: a view, no copy
   const out = new Float32Array(rows.length * w);
-  rows.forEach((r, t) => out.set(src.subarray(r * w, (r + 1) * w), t * w));
+  forRuns(rows, (t, r, len) => out.set(src.subarray(r * w, (r + len) * w), t * w));
   return out;
+}
+
+/** Inverse of gather: packed rows of `src` written to rows `rows` of `dst`. */
+function scatter(dst: Float32Array, src: Float32Array, rows: readonly number[], w: number): void {
+  forRuns(rows, (t, r, len) => dst.set(src.subarray(t * w, (t + len) * w), r * w));
+}
+
+/** Calls f(packedIndex, firstRow, length) for each maximal run of consecutive rows. */
+function forRuns(rows: readonly number[], f: (t: number, r: number, len: number) => void): void {
+  for (let t = 0; t < rows.length; ) {
+    let e = t + 1;
+    while (e < rows.length && rows[e] === rows[e - 1] + 1) e++;
+    f(t, rows[t], e - t);
+    t = e;
+  }
 }
 
 export function argmax(a: Float32Array): number {

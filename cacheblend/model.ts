@@ -1,6 +1,6 @@
 /**
  * The event-log language model as per-layer ONNX graphs (exported by training/cacheblend/export.py):
- * embed, one `layer{i}` and one `qkv{i}` graph per transformer layer, and the LM head. Every call works on a
+ * embed, per transformer layer a `layer{i}` graph and two probes `k{i}`/`v{i}`, and the LM head. Every call works on a
  * subset of tokens, so callers decide per layer which tokens are recomputed and which reuse cached K/V.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -46,7 +46,11 @@ export interface LayerOut {
 }
 
 const f32 = (data: Float32Array, dims: number[]): ort.Tensor => new ort.Tensor('float32', data, dims);
-const i64 = (data: ArrayLike<number>, dims: number[]): ort.Tensor => new ort.Tensor('int64', BigInt64Array.from(Array.from(data, (v) => BigInt(v))), dims);
+const i64 = (data: ArrayLike<number>, dims: number[]): ort.Tensor => {
+  const a = new BigInt64Array(data.length);
+  for (let i = 0; i < data.length; i++) a[i] = BigInt(data[i]);
+  return new ort.Tensor('int64', a, dims);
+};
 
 export class BlendModel {
   readonly shape: ModelShape;
@@ -59,7 +63,7 @@ export class BlendModel {
     private readonly embedS: ort.InferenceSession,
     private readonly headS: ort.InferenceSession,
     private readonly layerS: ort.InferenceSession[],
-    private readonly qkvS: ort.InferenceSession[],
+    private readonly probeS: { k: ort.InferenceSession; v: ort.InferenceSession }[],
   ) {
     this.meta = meta;
     const c = meta.config;
@@ -81,9 +85,11 @@ export class BlendModel {
       open('embed.onnx'),
       open('head.onnx'),
       ...Array.from({ length: L }, (_, i) => open(`layer${i}.onnx`)),
-      ...Array.from({ length: L }, (_, i) => open(`qkv${i}.onnx`)),
+      ...Array.from({ length: L }, (_, i) => open(`k${i}.onnx`)),
+      ...Array.from({ length: L }, (_, i) => open(`v${i}.onnx`)),
     ]);
-    return new BlendModel(meta, embedS, headS, rest.slice(0, L), rest.slice(L));
+    const probes = Array.from({ length: L }, (_, i) => ({ k: rest[L + i], v: rest[2 * L + i] }));
+    return new BlendModel(meta, embedS, headS, rest.slice(0, L), probes);
   }
 
   /** Word-level tokenizer: whitespace split; unknown words map to <unk>. */
@@ -132,14 +138,16 @@ export class BlendModel {
     return { y: out.y.data as Float32Array, k: out.k.data as Float32Array, v: out.v.data as Float32Array };
   }
 
-  /** K (after RoPE) and V of layer `l` for T tokens, without attention: the check layer's cheap probe. */
-  async qkv(l: number, x: Float32Array, pos: readonly number[]): Promise<{ k: Float32Array; v: Float32Array }> {
+  /** K (after RoPE) or V of layer `l` for T tokens, [T, Hkv, hd], without attention: the check layer's cheap probe. */
+  async probe(l: number, x: Float32Array, pos: readonly number[], by: 'k' | 'v'): Promise<Float32Array> {
     const T = pos.length;
-    const out = await this.qkvS[l].run({ x: f32(x, [T, this.shape.d]), pos: i64(pos, [T]) });
-    return { k: out.k.data as Float32Array, v: out.v.data as Float32Array };
+    const feeds: Record<string, ort.Tensor> = { x: f32(x, [T, this.shape.d]) };
+    if (by === 'k') feeds.pos = i64(pos, [T]); // V has no rotation: its graph takes no positions
+    const out = await this.probeS[l][by].run(feeds);
+    return out[by].data as Float32Array;
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.embedS, this.headS, ...this.layerS, ...this.qkvS].map((s) => s.release()));
+    await Promise.all([this.embedS, this.headS, ...this.layerS, ...this.probeS.flatMap((p) => [p.k, p.v])].map((s) => s.release()));
   }
 }

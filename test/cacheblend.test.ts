@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BlendModel } from '../cacheblend/model.ts';
-import { chunkKv, decode, prefill, prefillAlone, validateSelection, type PrefillResult } from '../cacheblend/blend.ts';
+import { chunkKv, decode, prefill, prefillAlone, PrefillWorkspace, validateSelection, type PrefillResult } from '../cacheblend/blend.ts';
 import { ensureAll, ensureChunk, segmentsFor } from '../cacheblend/context.ts';
 import { rerotate, ropeInvFreq } from '../cacheblend/rope.ts';
 import { chunkHash, KvStore } from '../cacheblend/store.ts';
@@ -75,6 +75,29 @@ test('CacheBlend at 15% recomputes the question plus 15% of cached tokens after 
   expect(grad.recomputed.slice(0, 4)).toEqual([full.n, q + Math.round(0.3 * grad.cachedTokens), q + Math.round(0.2 * grad.cachedTokens), q + keep]);
 });
 
+test('prefills into a reused workspace give the same results as fresh buffers, one prefill at a time', async () => {
+  const ws = new PrefillWorkspace();
+  const segs = segmentsFor(model, 'cacheblend', chunks, example.question);
+  const sel = { checkLayers: [1], ratios: [0.15], by: 'k' as const };
+  const fresh = await prefill(model, store, segs, sel);
+  // a larger prefill first leaves stale rows behind in the reused buffers
+  const big = await prefill(model, store, segmentsFor(model, 'full_prefill', chunks, example.question), null, 64, ws);
+  expect(maxAbsDiff(big.logits, full.logits)).toBeLessThanOrEqual(1e-5);
+  const again = await prefill(model, store, segs, sel, 16, ws);
+  expect(maxAbsDiff(again.logits, fresh.logits)).toBe(0);
+  for (let l = 0; l < model.shape.layers; l++) expect(maxAbsDiff(again.k[l], fresh.k[l])).toBe(0);
+  const a: number[] = [];
+  for await (const t of decode(model, again)) a.push(t);
+  const b: number[] = [];
+  for await (const t of decode(model, fresh)) b.push(t);
+  expect(a).toEqual(b);
+  // a second prefill while the first still runs is refused, and the workspace is free again afterwards
+  const first = prefill(model, store, segs, sel, 16, ws);
+  await expect(prefill(model, store, segs, sel, 16, ws)).rejects.toThrow(/in use/);
+  await first;
+  await expect(prefill(model, store, segs, null, 16, ws)).resolves.toBeDefined();
+});
+
 test('a cached key re-rotated to a new position equals the key computed fresh there', async () => {
   // layer 0's K depends only on token and position, so the full prefill's layer-0 K of chunk j is the fresh key
   const W = model.shape.kvWidth;
@@ -95,13 +118,18 @@ test('a cached key re-rotated to a new position equals the key computed fresh th
   // every layer's K projection: rotating K(pos) by δ = K(pos + δ) for arbitrary hidden states
   const T = 7;
   const x = Float32Array.from({ length: T * model.shape.d }, (_, i) => Math.sin(i * 0.37));
+  const at = [0, 1, 2, 3, 4, 5, 6];
+  const causal = Float32Array.from({ length: T * T }, (_, i) => (i % T <= Math.floor(i / T) ? 0 : -Infinity));
   for (let l = 0; l < model.shape.layers; l++) {
-    const a = await model.qkv(l, x, [0, 1, 2, 3, 4, 5, 6]);
-    const b = await model.qkv(l, x, [300, 301, 302, 303, 304, 305, 306]);
-    const k = a.k.slice();
+    const a = await model.probe(l, x, at, 'k');
+    const b = await model.probe(l, x, at.map((p) => p + 300), 'k');
+    const k = a.slice();
     rerotate(k, 0, T, model.shape.kvHeads, model.shape.headDim, 300, inv);
-    expect(maxAbsDiff(k, b.k)).toBeLessThanOrEqual(1e-5);
-    expect(maxAbsDiff(a.v, b.v)).toBe(0);
+    expect(maxAbsDiff(k, b)).toBeLessThanOrEqual(1e-5);
+    // the check layer's probes compute exactly the K and V the layer itself writes
+    const full = await model.layer(l, x, at, at, new Float32Array(T * W), new Float32Array(T * W), causal);
+    expect(maxAbsDiff(a, full.k)).toBeLessThanOrEqual(1e-6);
+    expect(maxAbsDiff(await model.probe(l, x, at, 'v'), full.v)).toBeLessThanOrEqual(1e-6);
   }
 });
 
@@ -136,6 +164,21 @@ describe('KvStore', () => {
       expect(Array.from(r2[0].k)).toEqual(Array.from(kv.subarray(40, 60)));
       expect(Array.from(r2[0].v)).toEqual(Array.from(kv.subarray(60, 80)));
       expect(Array.from(r1[0].k)).toEqual(Array.from(r2[0].k));
+      // read straight into context buffers at a row offset, from disk and from RAM
+      for (const ram of [false, true]) {
+        expect(s.inRam(h)).toBe(ram);
+        const r = await s.reader([h]);
+        const k = new Float32Array(9 * 4).fill(-1);
+        const v = new Float32Array(9 * 4).fill(-1);
+        await r.layerInto(2, k, v, [3], 4);
+        await r.close();
+        expect(Array.from(k.subarray(12, 32))).toEqual(Array.from(kv.subarray(80, 100)));
+        expect(Array.from(v.subarray(12, 32))).toEqual(Array.from(kv.subarray(100, 120)));
+        expect(k[11]).toBe(-1); // rows outside the chunk untouched
+        expect(v[32]).toBe(-1);
+        await expect(r.layerInto(0, k, v, [3], 4)).rejects.toThrow(/closed/);
+        if (!ram) s.put(h, 'five words of text', 5, 3, 4, kv); // back into the RAM tier for the second round
+      }
       s.close();
       const s2 = new KvStore(d, 0);
       expect(s2.meta(h)).toMatchObject({ tokens: 5, layers: 3, width: 4, bytes: kv.byteLength, text: 'five words of text' });

@@ -7,7 +7,7 @@ Writes, for a model with L layers:
 - layer{i}.onnx  x [T, d], pos [T] int64, idx [T] int64 (the tokens' rows in the context), k_ctx/v_ctx [N, Hkv, hd]
                  (the context's K/V; rows idx are overwritten by the fresh ones), mask [T, N] (0 / -inf)
                  -> y [T, d], k [T, Hkv, hd] (after RoPE), v [T, Hkv, hd]
-- qkv{i}.onnx  x [T, d], pos [T] -> k, v (the check layer's cheap K/V for every token)
+- k{i}.onnx, v{i}.onnx  x [T, d], pos [T] -> k (after RoPE) or v [T, Hkv, hd]: the check layer's cheap probe
 - head.onnx    x [T, d] -> logits [T, vocab]  (final RMSNorm + LM head)
 - model.json   config, vocabulary, and a reference: a prompt's token ids and PyTorch's last-token logits
 """
@@ -37,14 +37,14 @@ class Layer(nn.Module):
         return self.b.partial(x, pos, idx, k_ctx, v_ctx, mask)
 
 
-class QKV(nn.Module):
-    def __init__(self, b):
+class Probe(nn.Module):
+    def __init__(self, b, by):
         super().__init__()
         self.b = b
+        self.by = by
 
     def forward(self, x, pos):
-        _, k, v = self.b.qkv(x, pos)
-        return k, v
+        return self.b.probe(x, pos, self.by)
 
 
 class Embed(nn.Module):
@@ -95,8 +95,9 @@ def main():
             export(Layer(b), (x, pos, idx, kc, vc, mask), ["x", "pos", "idx", "k_ctx", "v_ctx", "mask"], ["y", "k", "v"],
                    {"x": {0: "T"}, "pos": {0: "T"}, "idx": {0: "T"}, "k_ctx": {0: "N"}, "v_ctx": {0: "N"}, "mask": {0: "T", 1: "N"},
                     "y": {0: "T"}, "k": {0: "T"}, "v": {0: "T"}}, os.path.join(a.out, f"layer{i}.onnx"))
-            export(QKV(b), (x, pos), ["x", "pos"], ["k", "v"], {"x": {0: "T"}, "pos": {0: "T"}, "k": {0: "T"}, "v": {0: "T"}},
-                   os.path.join(a.out, f"qkv{i}.onnx"))
+            for by in ("k", "v"):
+                export(Probe(b, by), (x, pos), ["x", "pos"], [by], {"x": {0: "T"}, "pos": {0: "T"}, by: {0: "T"}},
+                       os.path.join(a.out, f"{by}{i}.onnx"))
         # a reference for the TypeScript tests: the first eval prompt's tokens and PyTorch's logits at its last token
         words = vocabulary()
         vocab = {w: i for i, w in enumerate(words)}

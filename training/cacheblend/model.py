@@ -2,7 +2,7 @@
 
 Besides the usual full-sequence forward, each block has the two entry points that CacheBlend needs and that are
 exported to ONNX one graph per layer (`export.py`):
-- `qkv(x, pos)`: the K (after RoPE) and V of some tokens, for comparing with cached KV at a check layer;
+- `probe(x, pos, by)`: the K (after RoPE) or the V of some tokens, for comparing with cached KV at a check layer;
 - `partial(x, pos, idx, k_ctx, v_ctx, mask)`: run the block for T tokens whose K/V are written into the context's
   K/V at rows `idx`, attending to all N context rows under an explicit additive mask [T, N].
 """
@@ -42,7 +42,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.w
+        # written as x / sqrt(mean(x²) + eps) · w: the pattern onnxruntime fuses into one SimplifiedLayerNormalization
+        return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.w
 
 
 def rope_tables(pos: torch.Tensor, hd: int, theta: float):
@@ -53,10 +54,8 @@ def rope_tables(pos: torch.Tensor, hd: int, theta: float):
     return torch.cos(ang).to(torch.float32), torch.sin(ang).to(torch.float32)
 
 
-def rope(x: torch.Tensor, pos: torch.Tensor, theta: float) -> torch.Tensor:
-    """x [T, H, hd], pos [T] (int64): rotate pairs (i, i + hd/2) by pos * theta^(-2i/hd) (rotate-half layout)."""
-    hd = x.shape[-1]
-    cos, sin = rope_tables(pos, hd, theta)
+def _rope_t(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, hd: int) -> torch.Tensor:
+    """x [T, H, hd] rotated by tables cos/sin [T, hd/2] (hd a Python int: constant slices in the ONNX graph)."""
     cos, sin = cos[:, None, :], sin[:, None, :]
     x1, x2 = x[..., : hd // 2], x[..., hd // 2:]
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
@@ -78,36 +77,45 @@ class Block(nn.Module):
         self.w2 = nn.Linear(c.ffn, c.d, bias=False)
 
     def qkv(self, x: torch.Tensor, pos: torch.Tensor):
-        """x [T, d] -> q [T, H, hd], k [T, Hkv, hd] (both after RoPE), v [T, Hkv, hd]."""
+        """x [T, d] -> q [T, H, hd], k [T, Hkv, hd] (both after RoPE), v [T, Hkv, hd]. Shapes use -1 for T so the
+        exported graph needs no Shape/Gather/Concat chains (each node costs a few µs per call at small T)."""
         c = self.c
         h = self.n1(x)
-        T = x.shape[0]
-        q = rope(self.wq(h).view(T, c.heads, c.head_dim), pos, c.rope_theta)
-        k = rope(self.wk(h).view(T, c.kv_heads, c.head_dim), pos, c.rope_theta)
-        v = self.wv(h).view(T, c.kv_heads, c.head_dim)
+        cos, sin = rope_tables(pos, c.head_dim, c.rope_theta)
+        q = _rope_t(self.wq(h).view(-1, c.heads, c.head_dim), cos, sin, c.head_dim)
+        k = _rope_t(self.wk(h).view(-1, c.kv_heads, c.head_dim), cos, sin, c.head_dim)
+        v = self.wv(h).view(-1, c.kv_heads, c.head_dim)
         return q, k, v
+
+    def probe(self, x: torch.Tensor, pos: torch.Tensor, by: str):
+        """The check layer's cheap probe: only K (after RoPE) or only V of some tokens, [T, Hkv, hd]."""
+        c = self.c
+        h = self.n1(x)
+        if by == "v":
+            return self.wv(h).view(-1, c.kv_heads, c.head_dim)
+        cos, sin = rope_tables(pos, c.head_dim, c.rope_theta)
+        return _rope_t(self.wk(h).view(-1, c.kv_heads, c.head_dim), cos, sin, c.head_dim)
 
     def attend_mlp(self, x, q, k_all, v_all, mask):
         """x [T, d]; q [T, H, hd]; k_all/v_all [N, Hkv, hd]; mask [T, N] additive (0 or -inf).
-        Query head h uses KV head h // (H / Hkv); written with matmuls (no repeat) so the ONNX graph stays lean."""
+        Query head h uses KV head h // (H / Hkv): scores are one broadcast matmul [Hkv, rep, T, hd] x [Hkv, 1, hd, N]
+        (no repeat of K/V, no data-dependent reshapes)."""
         c = self.c
         rep = c.heads // c.kv_heads
-        T, N = x.shape[0], k_all.shape[0]
-        qg = q.reshape(T, c.kv_heads, rep, c.head_dim).permute(1, 2, 0, 3).reshape(c.kv_heads, rep * T, c.head_dim)
-        s = torch.matmul(qg, k_all.permute(1, 2, 0)) / math.sqrt(c.head_dim)  # [Hkv, rep*T, N]
-        s = s.reshape(c.kv_heads, rep, T, N) + mask
-        p = torch.softmax(s, dim=-1).reshape(c.kv_heads, rep * T, N)
-        o = torch.matmul(p, v_all.permute(1, 0, 2))  # [Hkv, rep*T, hd]
-        o = o.reshape(c.kv_heads, rep, T, c.head_dim).permute(2, 0, 1, 3).reshape(T, c.heads * c.head_dim)
+        qg = q.reshape(-1, c.kv_heads, rep, c.head_dim).permute(1, 2, 0, 3)  # [Hkv, rep, T, hd]
+        s = torch.matmul(qg, k_all.permute(1, 2, 0).unsqueeze(1)) * (1.0 / math.sqrt(c.head_dim)) + mask  # [Hkv, rep, T, N]
+        p = torch.softmax(s, dim=-1)
+        o = torch.matmul(p, v_all.permute(1, 0, 2).unsqueeze(1))  # [Hkv, rep, T, hd]
+        o = o.permute(2, 0, 1, 3).reshape(-1, c.heads * c.head_dim)
         x = x + self.wo(o)
         h = self.n2(x)
         return x + self.w2(F.silu(self.w1(h)) * self.w3(h))
 
     def partial(self, x, pos, idx, k_ctx, v_ctx, mask):
         q, k, v = self.qkv(x, pos)
-        rows = idx[:, None, None].expand(k.shape)
-        k_all = k_ctx.scatter(0, rows, k)
-        v_all = v_ctx.scatter(0, rows, v)
+        # fresh K/V written over rows idx of the context (one ScatterND per tensor in ONNX: whole rows, no per-element indices)
+        k_all = k_ctx.index_put((idx,), k)
+        v_all = v_ctx.index_put((idx,), v)
         return self.attend_mlp(x, q, k_all, v_all, mask), k, v
 
     def forward_batch(self, x, cos_sin_mask):
