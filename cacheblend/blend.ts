@@ -129,21 +129,28 @@ function causalMaskInto(into: Float32Array, pos: readonly number[], cap: number)
 }
 
 /**
- * Async generator over layers: layer l's cached K/V read straight into the layer's [cap, W] buffers at the
- * segments' offsets, keys re-rotated from `cachedAt` to the new offset. Layers in `skip` (fully recomputed
- * anyway) are not read.
+ * Async generator over layers: layer l's cached K/V, in the layer's [cap, W] buffers at the segments' offsets, keys
+ * re-rotated from `cachedAt` to the new offset. Layers in `skip` (fully recomputed anyway) are not read. Stage 1,
+ * issued at the first step (before the embedding): one vectored read per chunk for every needed layer, served by
+ * libuv's thread pool while the main thread computes the embedding and layer 0; stage 2, at layer l's step: the
+ * RoPE fix of layer l, in place, just before the layer runs.
  */
 async function* cachedLayers(reader: ChunkReader | null, offsets: number[], cachedAt: number[], K: Float32Array[], V: Float32Array[], W: number, model: BlendModel, skip: (l: number) => boolean): AsyncGenerator<{ k: Float32Array; v: Float32Array }> {
   const { kvHeads, headDim, ropeTheta } = model.shape;
   const inv = ropeInvFreq(headDim, ropeTheta);
-  for (let l = 0; l < K.length; l++) {
-    const k = K[l];
-    const v = V[l];
-    if (reader && !skip(l)) {
-      await reader.layerInto(l, k, v, offsets, W);
-      reader.metas.forEach((m, i) => rerotate(k, offsets[i] * W, m.tokens, kvHeads, headDim, offsets[i] - cachedAt[i], inv));
+  let from = 0;
+  while (from < K.length && skip(from)) from++;
+  const loaded = reader && from < K.length ? reader.readLayers(from, K, V, offsets, W) : null;
+  try {
+    for (let l = 0; l < K.length; l++) {
+      if (loaded && l >= from) {
+        await loaded;
+        reader!.metas.forEach((m, i) => rerotate(K[l], offsets[i] * W, m.tokens, kvHeads, headDim, offsets[i] - cachedAt[i], inv));
+      }
+      yield { k: K[l], v: V[l] };
     }
-    yield { k, v };
+  } finally {
+    await loaded?.catch(() => undefined); // never leave a read in flight on a file about to be closed
   }
 }
 
@@ -191,6 +198,7 @@ export async function prefill(model: BlendModel, store: KvStore | null, segments
 
   if (ws) ws.inUse = true; // no await between the check above and here
   let reader: ChunkReader | null = null;
+  let gen: AsyncGenerator<{ k: Float32Array; v: Float32Array }> | null = null;
   let pending: Promise<IteratorResult<{ k: Float32Array; v: Float32Array }>> | null = null;
   let loadWaitMs = 0;
   const recomputed: number[] = [];
@@ -203,17 +211,16 @@ export async function prefill(model: BlendModel, store: KvStore | null, segments
         V[l].fill(0, n * W);
       }
     }
-    const gen = cachedLayers(reader, offsets, cachedAt, K, V, W, model, (l) => l < firstCheck);
-    pending = gen.next(); // start loading layer 0 before embedding
-    const hidden = ws ? ws.hidden(n * d) : new Float32Array(n * d);
-    hidden.set(await model.embed(tokens));
+    gen = cachedLayers(reader, offsets, cachedAt, K, V, W, model, (l) => l < firstCheck);
+    pending = gen.next(); // issues the reads before the embedding
+    const hidden = model.embedInto(tokens, ws ? ws.hidden(n * d) : new Float32Array(n * d));
     for (let l = 0; l < layers; l++) {
       const t0 = performance.now();
       const cur = await pending!;
       loadWaitMs += performance.now() - t0;
       if (cur.done) throw new Error('KV loader ended early');
       const { k, v } = cur.value;
-      if (l + 1 < layers) pending = gen.next(); // load layer l+1 while layer l computes
+      if (l + 1 < layers) pending = gen.next(); // layer l+1's RoPE fix is ready when layer l has run
       const ci = selection ? selection.checkLayers.indexOf(l) : -1;
       if (ci >= 0) {
         // HKVD: fresh K/V of the cached tokens still in S vs their cached K/V
@@ -224,7 +231,8 @@ export async function prefill(model: BlendModel, store: KvStore | null, segments
           const x = gather(hidden, cand, d);
           const fresh = await model.probe(l, x, cand, selection!.by);
           const dev = deviation(fresh, selection!.by === 'k' ? k : v, cand, W);
-          chosen = cand.map((row, t) => ({ row, dev: dev[t] })).sort((a, b) => b.dev - a.dev).slice(0, keep).map((c) => c.row);
+          const order = cand.map((_, t) => t).sort((a, b) => dev[b] - dev[a] || a - b); // most deviating first; ties by position
+          chosen = order.slice(0, keep).map((t) => cand[t]);
         }
         const keepSet = new Set(chosen);
         S = allRows.filter((i) => !cachedRow[i] || keepSet.has(i));
@@ -239,7 +247,9 @@ export async function prefill(model: BlendModel, store: KvStore | null, segments
     const logits = await model.head(hidden.subarray((n - 1) * d, n * d), 1);
     return { logits, k: K, v: V, n, capacity: cap, recomputed, cachedTokens: cachedIdx.length, loadWaitMs };
   } finally {
-    await pending?.catch(() => undefined); // a read still in flight (after an error) must finish before its file closes
+    // after an error the loader may still have a read in flight: let it finish before its file closes
+    await pending?.catch(() => undefined);
+    await gen?.return(undefined).catch(() => undefined);
     await reader?.close();
     if (ws) ws.inUse = false;
   }
@@ -287,7 +297,7 @@ export async function* decode(model: BlendModel, pre: PrefillResult, maxNew = 12
     yield tok;
     const p = pre.n + t;
     if (p >= pre.capacity || t + 1 >= maxNew) return;
-    let x = await model.embed([tok]);
+    let x = model.embedInto([tok], new Float32Array(model.shape.d));
     const mask = causalMask([p], pre.capacity);
     for (let l = 0; l < layers; l++) {
       const out = await model.layer(l, x, [p], [p], pre.k[l], pre.v[l], mask);

@@ -57,6 +57,8 @@ export class BlendModel {
   readonly meta: ModelMeta;
   readonly words: readonly string[];
   private readonly ids: Map<string, number>;
+  /** the embedding table [vocab, d], read once through embed.onnx: a lookup per token needs no graph run */
+  private table: Float32Array = new Float32Array(0);
 
   private constructor(
     meta: ModelMeta,
@@ -89,7 +91,9 @@ export class BlendModel {
       ...Array.from({ length: L }, (_, i) => open(`v${i}.onnx`)),
     ]);
     const probes = Array.from({ length: L }, (_, i) => ({ k: rest[L + i], v: rest[2 * L + i] }));
-    return new BlendModel(meta, embedS, headS, rest.slice(0, L), probes);
+    const m = new BlendModel(meta, embedS, headS, rest.slice(0, L), probes);
+    m.table = await m.embed(Array.from({ length: meta.config.vocab }, (_, i) => i));
+    return m;
   }
 
   /** Word-level tokenizer: whitespace split; unknown words map to <unk>. */
@@ -108,6 +112,18 @@ export class BlendModel {
     return ids.map((i) => this.words[i] ?? '<unk>').join(' ');
   }
 
+  /** Embeddings of `tokens` written into `out` [T, d] (a table lookup); returns `out`. */
+  embedInto(tokens: readonly number[], out: Float32Array): Float32Array {
+    const { d, vocab } = this.shape;
+    if (out.length !== tokens.length * d) throw new RangeError(`embedding buffer holds ${out.length} floats, ${tokens.length * d} needed`);
+    tokens.forEach((t, i) => {
+      if (!Number.isInteger(t) || t < 0 || t >= vocab) throw new RangeError(`token id ${t} outside the vocabulary`);
+      out.set(this.table.subarray(t * d, (t + 1) * d), i * d);
+    });
+    return out;
+  }
+
+  /** Embeddings through the graph (the table's source, and a check of it in the tests). */
   async embed(tokens: readonly number[]): Promise<Float32Array> {
     const out = await this.embedS.run({ tokens: i64(tokens, [tokens.length]) });
     return out.x.data as Float32Array;

@@ -8,7 +8,7 @@
  */
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, read, readv, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readv, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 export interface ChunkMeta {
@@ -107,12 +107,9 @@ export class KvStore {
   }
 
   /**
-   * Open a reader for a set of chunks: `layer(l)` resolves each chunk's K and V of layer l (from RAM, or one
-   * positioned read per chunk from disk, on libuv's thread pool). Close it when done.
-   *
-   * Files are opened synchronously and read with the callback API: a prefill issues one read per chunk and layer,
-   * and FileHandle's promise API cost ~40 µs of main-thread time per read (measured in bench:cacheblend's
-   * time-to-first-token), against a few µs for open/close of a page-cached file.
+   * Open a reader for a set of chunks (`readLayers` below). Close it when done. Files are opened and closed
+   * synchronously (a few µs for a page-cached file) and read with the callback API: FileHandle's promise API cost
+   * ~40 µs of main-thread time per read in bench:cacheblend's time-to-first-token.
    */
   async reader(hashes: readonly string[]): Promise<ChunkReader> {
     const metas = hashes.map((h) => {
@@ -170,57 +167,50 @@ export class ChunkReader {
     private readonly ram: (Float32Array | null)[],
   ) {}
 
-  /** Layer l of every chunk: K and V, each [L_chunk, Hkv, hd]. */
-  layer(l: number): Promise<{ k: Float32Array; v: Float32Array }[]> {
-    if (this.closed) return Promise.reject(new Error('chunk reader is closed'));
-    return Promise.all(
-      this.metas.map((m, i) => {
-        const n = m.tokens * m.width;
-        const inRam = this.ram[i];
-        if (inRam) return { k: inRam.subarray(2 * l * n, (2 * l + 1) * n), v: inRam.subarray((2 * l + 1) * n, (2 * l + 2) * n) };
-        const f = new Float32Array(2 * n);
-        return new Promise<{ k: Float32Array; v: Float32Array }>((resolve, reject) => {
-          read(this.fds[i]!, f, 0, f.byteLength, 2 * l * n * 4, (err, bytesRead) => {
-            if (err) reject(new Error(`chunk ${m.hash}: reading layer ${l}: ${err.message}`));
-            else if (bytesRead !== f.byteLength) reject(new Error(`chunk ${m.hash}: short read of layer ${l}`));
-            else resolve({ k: f.subarray(0, n), v: f.subarray(n) });
-          });
-        });
-      }),
-    );
-  }
-
   /**
-   * Layer l of every chunk read straight into context buffers [cap, W]: chunk i's K and V land at rows
-   * offsets[i].. of `k` and `v` (one vectored read per chunk from disk: no staging copy, no allocation).
+   * Layers from..K.length−1 of every chunk read straight into context buffers [cap, W] per layer: chunk i's K and
+   * V of layer l land at rows offsets[i].. of K[l] and V[l]. A chunk file holds its layers back to back, so this is
+   * one vectored read per chunk (2 buffers per layer) on libuv's thread pool: no staging copy, no allocation, and
+   * a handful of requests instead of one per chunk and layer (each costs main-thread time to issue and settle).
    */
-  layerInto(l: number, k: Float32Array, v: Float32Array, offsets: readonly number[], W: number): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('chunk reader is closed'));
-    return Promise.all(
-      this.metas.map((m, i) => {
-        if (m.width !== W) throw new RangeError(`chunk ${m.hash}: width ${m.width}, expected ${W}`);
-        const n = m.tokens * W;
-        const kDst = k.subarray(offsets[i] * W, offsets[i] * W + n);
-        const vDst = v.subarray(offsets[i] * W, offsets[i] * W + n);
+  async readLayers(from: number, K: readonly Float32Array[], V: readonly Float32Array[], offsets: readonly number[], W: number): Promise<void> {
+    if (this.closed) throw new Error('chunk reader is closed');
+    // every destination checked before any read is issued (a failed check must not leave reads in flight)
+    const plan = this.metas.map((m, i) => {
+      if (m.width !== W) throw new RangeError(`chunk ${m.hash}: width ${m.width}, expected ${W}`);
+      if (K.length > m.layers) throw new RangeError(`chunk ${m.hash}: ${m.layers} layers, ${K.length} asked`);
+      const n = m.tokens * W;
+      const bufs: Float32Array[] = [];
+      for (let l = from; l < K.length; l++) {
+        const kDst = K[l].subarray(offsets[i] * W, offsets[i] * W + n);
+        const vDst = V[l].subarray(offsets[i] * W, offsets[i] * W + n);
         if (kDst.length !== n || vDst.length !== n) throw new RangeError(`chunk ${m.hash} does not fit at row ${offsets[i]}`);
+        bufs.push(kDst, vDst);
+      }
+      return { m, n, bufs };
+    });
+    const results = await Promise.allSettled( // settled, not all: a failed read must not leave the others in flight
+      plan.map(({ m, n, bufs }, i) => {
         const inRam = this.ram[i];
         if (inRam) {
-          kDst.set(inRam.subarray(2 * l * n, (2 * l + 1) * n));
-          vDst.set(inRam.subarray((2 * l + 1) * n, (2 * l + 2) * n));
+          bufs.forEach((b, j) => b.set(inRam.subarray((2 * from + j) * n, (2 * from + j + 1) * n)));
           return undefined;
         }
+        if (bufs.length === 0) return undefined;
         return new Promise<void>((resolve, reject) => {
-          readv(this.fds[i]!, [kDst, vDst], 2 * l * n * 4, (err, bytesRead) => {
-            if (err) reject(new Error(`chunk ${m.hash}: reading layer ${l}: ${err.message}`));
-            else if (bytesRead !== 2 * n * 4) reject(new Error(`chunk ${m.hash}: short read of layer ${l}`));
+          readv(this.fds[i]!, bufs, 2 * from * n * 4, (err, bytesRead) => {
+            if (err) reject(new Error(`chunk ${m.hash}: reading layers ${from}..: ${err.message}`));
+            else if (bytesRead !== bufs.length * n * 4) reject(new Error(`chunk ${m.hash}: short read of layers ${from}..`));
             else resolve();
           });
         });
       }),
-    ).then(() => undefined);
+    );
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
-  /** Close the files (reads still in flight finish first: callers await every `layer` they started). */
+  /** Close the files (callers first await every read they started: an fd closed under a read may be reused). */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -98,6 +98,12 @@ test('prefills into a reused workspace give the same results as fresh buffers, o
   await expect(prefill(model, store, segs, null, 16, ws)).resolves.toBeDefined();
 });
 
+test('the embedding table lookup equals the embedding graph', async () => {
+  const toks = model.tokenize(chunks[0]);
+  expect(maxAbsDiff(model.embedInto(toks, new Float32Array(toks.length * model.shape.d)), await model.embed(toks))).toBe(0);
+  expect(() => model.embedInto([model.shape.vocab], new Float32Array(model.shape.d))).toThrow(RangeError);
+});
+
 test('a cached key re-rotated to a new position equals the key computed fresh there', async () => {
   // layer 0's K depends only on token and position, so the full prefill's layer-0 K of chunk j is the fresh key
   const W = model.shape.kvWidth;
@@ -154,30 +160,26 @@ describe('KvStore', () => {
       expect(h).not.toBe(chunkHash('other-model', [1, 2, 3, 4, 5]));
       s.put(h, 'five words of text', 5, 3, 4, kv);
       expect(() => s.put(h, 'x', 5, 3, 4, kv.subarray(1))).toThrow(RangeError);
-      const fromRam = await s.reader([h]);
-      const r1 = await fromRam.layer(1);
-      await fromRam.close();
-      s.clearRam();
-      const fromDisk = await s.reader([h]);
-      const r2 = await fromDisk.layer(1);
-      await fromDisk.close();
-      expect(Array.from(r2[0].k)).toEqual(Array.from(kv.subarray(40, 60)));
-      expect(Array.from(r2[0].v)).toEqual(Array.from(kv.subarray(60, 80)));
-      expect(Array.from(r1[0].k)).toEqual(Array.from(r2[0].k));
-      // read straight into context buffers at a row offset, from disk and from RAM
-      for (const ram of [false, true]) {
+      // layers 1..2 read straight into per-layer context buffers at row 3, from RAM and then from disk
+      for (const ram of [true, false]) {
+        if (!ram) s.clearRam();
         expect(s.inRam(h)).toBe(ram);
         const r = await s.reader([h]);
-        const k = new Float32Array(9 * 4).fill(-1);
-        const v = new Float32Array(9 * 4).fill(-1);
-        await r.layerInto(2, k, v, [3], 4);
+        const K = [0, 1, 2].map(() => new Float32Array(9 * 4).fill(-1));
+        const V = [0, 1, 2].map(() => new Float32Array(9 * 4).fill(-1));
+        await r.readLayers(1, K, V, [3], 4);
         await r.close();
-        expect(Array.from(k.subarray(12, 32))).toEqual(Array.from(kv.subarray(80, 100)));
-        expect(Array.from(v.subarray(12, 32))).toEqual(Array.from(kv.subarray(100, 120)));
-        expect(k[11]).toBe(-1); // rows outside the chunk untouched
-        expect(v[32]).toBe(-1);
-        await expect(r.layerInto(0, k, v, [3], 4)).rejects.toThrow(/closed/);
-        if (!ram) s.put(h, 'five words of text', 5, 3, 4, kv); // back into the RAM tier for the second round
+        for (const l of [1, 2]) {
+          expect(Array.from(K[l].subarray(12, 32))).toEqual(Array.from(kv.subarray(2 * l * 20, (2 * l + 1) * 20)));
+          expect(Array.from(V[l].subarray(12, 32))).toEqual(Array.from(kv.subarray((2 * l + 1) * 20, (2 * l + 2) * 20)));
+          expect(K[l][11]).toBe(-1); // rows outside the chunk untouched
+          expect(V[l][32]).toBe(-1);
+        }
+        expect(K[0].every((x) => x === -1)).toBe(true); // layer 0 not asked for, not read
+        await expect(r.readLayers(1, K, V, [3], 4)).rejects.toThrow(/closed/);
+        const r2 = await s.reader([h]);
+        await expect(r2.readLayers(1, K, V, [7], 4)).rejects.toThrow(/does not fit/);
+        await r2.close();
       }
       s.close();
       const s2 = new KvStore(d, 0);
