@@ -75,7 +75,7 @@ export class AskService {
     }
     yield { type: 'chunks', chunks: chunks.map((c, i) => ({ camera: c.camera, cameraId: c.cameraId, start: c.start, end: c.end, text: c.text, cached: cached[i] })) };
     const t1 = performance.now();
-    const pre = await prefill(this.model, this.store, segmentsFor(this.model, 'cacheblend', texts, q), this.selection, 16, this.ws);
+    const pre = await prefill(this.model, this.store, segmentsFor(this.model, 'cacheblend', texts, q), this.selection, { ws: this.ws });
     const ttftMs = performance.now() - t1;
     const words: string[] = [];
     for await (const tok of decode(this.model, pre, maxNew)) {

@@ -55,6 +55,19 @@ export interface PrefillResult {
   loadWaitMs: number;
 }
 
+export interface PrefillOptions {
+  /** rows left free after the context in the returned K/V buffers, for decoding (default 16) */
+  extra?: number;
+  /** reused buffers (see PrefillWorkspace); without one, buffers are allocated for this call */
+  ws?: PrefillWorkspace;
+  /**
+   * How cached layers are read from disk: 'chunk' (default) = one vectored read per chunk for every needed layer,
+   * issued before the embedding; 'layer' = one read per chunk and layer, layer l+1's issued while layer l
+   * computes (LMCache's granularity). Both apply the RoPE fix layer by layer just before use.
+   */
+  loadBy?: 'chunk' | 'layer';
+}
+
 /** CacheBlend's default: check at layer 1, keep 15 % of the cached tokens, compare keys. */
 export const DEFAULT_SELECTION: Selection = { checkLayers: [1], ratios: [0.15], by: 'k' };
 
@@ -131,26 +144,35 @@ function causalMaskInto(into: Float32Array, pos: readonly number[], cap: number)
 /**
  * Async generator over layers: layer l's cached K/V, in the layer's [cap, W] buffers at the segments' offsets, keys
  * re-rotated from `cachedAt` to the new offset. Layers in `skip` (fully recomputed anyway) are not read. Stage 1,
- * issued at the first step (before the embedding): one vectored read per chunk for every needed layer, served by
- * libuv's thread pool while the main thread computes the embedding and layer 0; stage 2, at layer l's step: the
- * RoPE fix of layer l, in place, just before the layer runs.
+ * loading: by 'chunk', one vectored read per chunk for every needed layer, issued at the first step (before the
+ * embedding) and served by libuv's thread pool while the main thread computes the embedding and layer 0; by
+ * 'layer', layer l+1's reads are issued when layer l is handed out. Stage 2, at layer l's step: the RoPE fix of
+ * layer l, in place, just before the layer runs.
  */
-async function* cachedLayers(reader: ChunkReader | null, offsets: number[], cachedAt: number[], K: Float32Array[], V: Float32Array[], W: number, model: BlendModel, skip: (l: number) => boolean): AsyncGenerator<{ k: Float32Array; v: Float32Array }> {
+async function* cachedLayers(reader: ChunkReader | null, offsets: number[], cachedAt: number[], K: Float32Array[], V: Float32Array[], W: number, model: BlendModel, skip: (l: number) => boolean, loadBy: 'chunk' | 'layer'): AsyncGenerator<{ k: Float32Array; v: Float32Array }> {
   const { kvHeads, headDim, ropeTheta } = model.shape;
   const inv = ropeInvFreq(headDim, ropeTheta);
+  const L = K.length;
   let from = 0;
-  while (from < K.length && skip(from)) from++;
-  const loaded = reader && from < K.length ? reader.readLayers(from, K, V, offsets, W) : null;
+  while (from < L && skip(from)) from++;
+  const reads: (Promise<void> | null)[] = Array(L).fill(null);
+  const issue = (l: number): void => {
+    if (!reader || l >= L || reads[l]) return;
+    const p = reader.readLayers(l, loadBy === 'chunk' ? L : l + 1, K, V, offsets, W);
+    for (let j = l; j < (loadBy === 'chunk' ? L : l + 1); j++) reads[j] = p;
+  };
   try {
-    for (let l = 0; l < K.length; l++) {
-      if (loaded && l >= from) {
-        await loaded;
-        reader!.metas.forEach((m, i) => rerotate(K[l], offsets[i] * W, m.tokens, kvHeads, headDim, offsets[i] - cachedAt[i], inv));
+    issue(from);
+    for (let l = 0; l < L; l++) {
+      if (reader && l >= from) {
+        await reads[l];
+        issue(l + 1); // per-layer reads: the next layer's load overlaps this layer's compute
+        reader.metas.forEach((m, i) => rerotate(K[l], offsets[i] * W, m.tokens, kvHeads, headDim, offsets[i] - cachedAt[i], inv));
       }
       yield { k: K[l], v: V[l] };
     }
   } finally {
-    await loaded?.catch(() => undefined); // never leave a read in flight on a file about to be closed
+    await Promise.allSettled(reads.filter((r): r is Promise<void> => r !== null)); // never leave a read in flight on a file about to be closed
   }
 }
 
@@ -160,7 +182,8 @@ async function* cachedLayers(reader: ChunkReader | null, offsets: number[], cach
  * in the returned K/V buffers for decoding. With a workspace, the result's K/V are views into it (valid until
  * its next prefill); without, they are allocated for this call.
  */
-export async function prefill(model: BlendModel, store: KvStore | null, segments: readonly Segment[], selection: Selection | null, extra = 16, ws?: PrefillWorkspace): Promise<PrefillResult> {
+export async function prefill(model: BlendModel, store: KvStore | null, segments: readonly Segment[], selection: Selection | null, opts: PrefillOptions = {}): Promise<PrefillResult> {
+  const { extra = 16, ws, loadBy = 'chunk' } = opts;
   const { layers, d, kvWidth: W } = model.shape;
   if (selection) validateSelection(selection, layers);
   if (ws?.inUse) throw new Error('prefill workspace is in use by another prefill');
@@ -211,7 +234,7 @@ export async function prefill(model: BlendModel, store: KvStore | null, segments
         V[l].fill(0, n * W);
       }
     }
-    gen = cachedLayers(reader, offsets, cachedAt, K, V, W, model, (l) => l < firstCheck);
+    gen = cachedLayers(reader, offsets, cachedAt, K, V, W, model, (l) => l < firstCheck, loadBy);
     pending = gen.next(); // issues the reads before the embedding
     const hidden = model.embedInto(tokens, ws ? ws.hidden(n * d) : new Float32Array(n * d));
     for (let l = 0; l < layers; l++) {
@@ -317,7 +340,7 @@ export async function chunkKv(model: BlendModel, tokens: readonly number[]): Pro
 
 /** Full prefill of tokens with nothing cached (also used to build prefix caches). */
 export async function prefillAlone(model: BlendModel, tokens: readonly number[]): Promise<PrefillResult> {
-  return prefill(model, null, [{ tokens }], null, 0);
+  return prefill(model, null, [{ tokens }], null, { extra: 0 });
 }
 
 /** Rows [from, from+len) of a prefill's K/V, layer-major: layer l = K then V. */

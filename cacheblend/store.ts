@@ -168,20 +168,20 @@ export class ChunkReader {
   ) {}
 
   /**
-   * Layers from..K.length−1 of every chunk read straight into context buffers [cap, W] per layer: chunk i's K and
-   * V of layer l land at rows offsets[i].. of K[l] and V[l]. A chunk file holds its layers back to back, so this is
-   * one vectored read per chunk (2 buffers per layer) on libuv's thread pool: no staging copy, no allocation, and
-   * a handful of requests instead of one per chunk and layer (each costs main-thread time to issue and settle).
+   * Layers [from, to) of every chunk read straight into context buffers [cap, W] per layer: chunk i's K and V of
+   * layer l land at rows offsets[i].. of K[l] and V[l]. A chunk file holds its layers back to back, so this is one
+   * vectored read per chunk (2 buffers per layer) on libuv's thread pool: no staging copy, no allocation.
    */
-  async readLayers(from: number, K: readonly Float32Array[], V: readonly Float32Array[], offsets: readonly number[], W: number): Promise<void> {
+  async readLayers(from: number, to: number, K: readonly Float32Array[], V: readonly Float32Array[], offsets: readonly number[], W: number): Promise<void> {
     if (this.closed) throw new Error('chunk reader is closed');
+    if (!(from >= 0 && to >= from && to <= K.length && K.length === V.length)) throw new RangeError(`layers ${from}..${to} outside 0..${K.length}`);
     // every destination checked before any read is issued (a failed check must not leave reads in flight)
     const plan = this.metas.map((m, i) => {
       if (m.width !== W) throw new RangeError(`chunk ${m.hash}: width ${m.width}, expected ${W}`);
-      if (K.length > m.layers) throw new RangeError(`chunk ${m.hash}: ${m.layers} layers, ${K.length} asked`);
+      if (to > m.layers) throw new RangeError(`chunk ${m.hash}: ${m.layers} layers, layer ${to - 1} asked`);
       const n = m.tokens * W;
       const bufs: Float32Array[] = [];
-      for (let l = from; l < K.length; l++) {
+      for (let l = from; l < to; l++) {
         const kDst = K[l].subarray(offsets[i] * W, offsets[i] * W + n);
         const vDst = V[l].subarray(offsets[i] * W, offsets[i] * W + n);
         if (kDst.length !== n || vDst.length !== n) throw new RangeError(`chunk ${m.hash} does not fit at row ${offsets[i]}`);

@@ -81,9 +81,9 @@ test('prefills into a reused workspace give the same results as fresh buffers, o
   const sel = { checkLayers: [1], ratios: [0.15], by: 'k' as const };
   const fresh = await prefill(model, store, segs, sel);
   // a larger prefill first leaves stale rows behind in the reused buffers
-  const big = await prefill(model, store, segmentsFor(model, 'full_prefill', chunks, example.question), null, 64, ws);
+  const big = await prefill(model, store, segmentsFor(model, 'full_prefill', chunks, example.question), null, { extra: 64, ws });
   expect(maxAbsDiff(big.logits, full.logits)).toBeLessThanOrEqual(1e-5);
-  const again = await prefill(model, store, segs, sel, 16, ws);
+  const again = await prefill(model, store, segs, sel, { ws });
   expect(maxAbsDiff(again.logits, fresh.logits)).toBe(0);
   for (let l = 0; l < model.shape.layers; l++) expect(maxAbsDiff(again.k[l], fresh.k[l])).toBe(0);
   const a: number[] = [];
@@ -91,11 +91,16 @@ test('prefills into a reused workspace give the same results as fresh buffers, o
   const b: number[] = [];
   for await (const t of decode(model, fresh)) b.push(t);
   expect(a).toEqual(b);
+  // reading the caches layer by layer (LMCache's granularity) loads the same K/V
+  const perLayer = await prefill(model, store, segs, sel, { loadBy: 'layer' });
+  expect(maxAbsDiff(perLayer.logits, fresh.logits)).toBe(0);
+  const rows = fresh.n * model.shape.kvWidth; // (rows after the context hold what decoding wrote)
+  for (let l = 0; l < model.shape.layers; l++) expect(maxAbsDiff(perLayer.v[l].subarray(0, rows), fresh.v[l].subarray(0, rows))).toBe(0);
   // a second prefill while the first still runs is refused, and the workspace is free again afterwards
-  const first = prefill(model, store, segs, sel, 16, ws);
-  await expect(prefill(model, store, segs, sel, 16, ws)).rejects.toThrow(/in use/);
+  const first = prefill(model, store, segs, sel, { ws });
+  await expect(prefill(model, store, segs, sel, { ws })).rejects.toThrow(/in use/);
   await first;
-  await expect(prefill(model, store, segs, null, 16, ws)).resolves.toBeDefined();
+  await expect(prefill(model, store, segs, null, { ws })).resolves.toBeDefined();
 });
 
 test('the embedding table lookup equals the embedding graph', async () => {
@@ -167,7 +172,7 @@ describe('KvStore', () => {
         const r = await s.reader([h]);
         const K = [0, 1, 2].map(() => new Float32Array(9 * 4).fill(-1));
         const V = [0, 1, 2].map(() => new Float32Array(9 * 4).fill(-1));
-        await r.readLayers(1, K, V, [3], 4);
+        await r.readLayers(1, 3, K, V, [3], 4);
         await r.close();
         for (const l of [1, 2]) {
           expect(Array.from(K[l].subarray(12, 32))).toEqual(Array.from(kv.subarray(2 * l * 20, (2 * l + 1) * 20)));
@@ -176,9 +181,10 @@ describe('KvStore', () => {
           expect(V[l][32]).toBe(-1);
         }
         expect(K[0].every((x) => x === -1)).toBe(true); // layer 0 not asked for, not read
-        await expect(r.readLayers(1, K, V, [3], 4)).rejects.toThrow(/closed/);
+        await expect(r.readLayers(1, 3, K, V, [3], 4)).rejects.toThrow(/closed/);
         const r2 = await s.reader([h]);
-        await expect(r2.readLayers(1, K, V, [7], 4)).rejects.toThrow(/does not fit/);
+        await expect(r2.readLayers(1, 3, K, V, [7], 4)).rejects.toThrow(/does not fit/);
+        await expect(r2.readLayers(2, 4, K, V, [3], 4)).rejects.toThrow(RangeError);
         await r2.close();
       }
       s.close();
