@@ -3,7 +3,7 @@
  * stored (eventlog.ts), each chunk's KV is computed once and kept in the KvStore, and a question reuses them all,
  * recomputing 15 % of the tokens. `ask()` streams: first the chunks used, then each answer word, then a summary.
  */
-import { DEFAULT_SELECTION, decode, prefill, PrefillWorkspace, type Selection } from './blend.ts';
+import { DEFAULT_SELECTION, decode, prefill, PrefillWorkspace, validateSelection, type Selection } from './blend.ts';
 import { chunkKey, ensureChunk, PREFIX_TEXT, segmentsFor } from './context.ts';
 import { selectChunks, summarise, type Chunk, type SegmentEvents } from './eventlog.ts';
 import type { BlendModel } from './model.ts';
@@ -26,7 +26,11 @@ export class AskService {
     private readonly store: KvStore,
     private readonly events: () => SegmentEvents[],
     private readonly selection: Selection = DEFAULT_SELECTION,
-  ) {}
+    /** disk budget of the chunk KV caches: least recently used chunks are evicted after each question (0 = none) */
+    private readonly diskBudgetBytes = 0,
+  ) {
+    validateSelection(selection, model.shape.layers);
+  }
 
   /** Words of a question the model does not know (answers would be guesses); empty when all are known. */
   unknownWords(question: string): string[] {
@@ -75,7 +79,12 @@ export class AskService {
     }
     yield { type: 'chunks', chunks: chunks.map((c, i) => ({ camera: c.camera, cameraId: c.cameraId, start: c.start, end: c.end, text: c.text, cached: cached[i] })) };
     const t1 = performance.now();
-    const pre = await prefill(this.model, this.store, segmentsFor(this.model, 'cacheblend', texts, q), this.selection, { ws: this.ws });
+    const segs = segmentsFor(this.model, 'cacheblend', texts, q);
+    const pre = await prefill(this.model, this.store, segs, this.selection, { ws: this.ws });
+    const used = segs.flatMap((s) => (s.hash ? [s.hash] : []));
+    this.store.touch(used);
+    // the open window's chunk changes as segments arrive, so every question may add a cache: keep the disk bounded
+    if (this.diskBudgetBytes > 0) this.store.evict(this.diskBudgetBytes);
     const ttftMs = performance.now() - t1;
     const words: string[] = [];
     for await (const tok of decode(this.model, pre, maxNew)) {

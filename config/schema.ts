@@ -252,6 +252,23 @@ export const ServerSettingsSchema = z.strictObject({
       modelDir: z.string().min(1).optional(),
       /** how many 10-minute windows of the newest events a question is asked over */
       windows: z.number().int().min(1).max(144).default(6),
+      /** CacheBlend's token selection: check layers (ascending, ≥ 1), the share of cached tokens kept at each, K or V deviation */
+      selection: z
+        .strictObject({
+          checkLayers: z.array(z.number().int().min(1)).min(1).max(8).default([1]),
+          ratios: z.array(z.number().min(0).max(1)).min(1).max(8).default([0.15]),
+          by: z.enum(['k', 'v']).default('k'),
+        })
+        .refine((s) => s.checkLayers.length === s.ratios.length, { message: 'selection needs one ratio per check layer' })
+        .refine((s) => s.checkLayers.every((l, i) => i === 0 || l > s.checkLayers[i - 1]), { message: 'check layers must be ascending' })
+        .prefault({}),
+      /** chunk KV caches: RAM tier (LRU) and disk budget (least recently used chunks evicted after each question) */
+      cache: z
+        .strictObject({
+          ramMiB: z.number().min(0).max(65536).default(64),
+          diskMiB: z.number().positive().max(1 << 20).default(1024),
+        })
+        .prefault({}),
       mqtt: z
         .strictObject({
           enabled: z.boolean().default(false),

@@ -6,6 +6,7 @@ import type http from 'node:http';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { AskService } from '../cacheblend/ask.ts';
+import type { Selection } from '../cacheblend/blend.ts';
 import { WINDOW_MIN } from '../cacheblend/eventlog.ts';
 import { BlendModel, DEFAULT_MODEL_DIR } from '../cacheblend/model.ts';
 import { KvStore } from '../cacheblend/store.ts';
@@ -18,6 +19,8 @@ export interface AskSettings {
   modelDir?: string;
   /** windows (10 min each) of the newest event logs a question is asked over */
   windows: number;
+  selection: Selection;
+  cache: { ramMiB: number; diskMiB: number };
   mqtt: { enabled: boolean; url: string; baseTopic: string; username?: string; password?: string };
 }
 
@@ -43,12 +46,18 @@ export async function startFleetAsk(o: {
     if (!existsSync(path.join(dir, 'model.json'))) o.log.warn({ component: 'ask', dir }, 'no CacheBlend model: /api/ask answers 503');
     else {
       model = await BlendModel.load(dir);
-      kv = new KvStore(path.join(o.storageDir, 'cacheblend'));
+      kv = new KvStore(path.join(o.storageDir, 'cacheblend'), o.settings.cache.ramMiB * 2 ** 20);
       const span = o.settings.windows * WINDOW_MIN * 60_000;
-      service = new AskService(model, kv, () => {
-        const newest = o.store.latestCapture();
-        return newest === null ? [] : o.store.segmentEvents(Math.floor(newest / (WINDOW_MIN * 60_000)) * WINDOW_MIN * 60_000 - span + WINDOW_MIN * 60_000);
-      });
+      service = new AskService(
+        model,
+        kv,
+        () => {
+          const newest = o.store.latestCapture();
+          return newest === null ? [] : o.store.segmentEvents(Math.floor(newest / (WINDOW_MIN * 60_000)) * WINDOW_MIN * 60_000 - span + WINDOW_MIN * 60_000);
+        },
+        o.settings.selection, // check layers beyond the model's depth are refused here, with the reason
+        o.settings.cache.diskMiB * 2 ** 20,
+      );
       o.log.info({ component: 'ask', layers: model.shape.layers, chunks: kv.stats().chunks }, 'CacheBlend ask API ready');
     }
   }

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { connectAsync } from 'mqtt';
+import { ServerSettingsSchema } from '../config/schema.ts';
 import { AskService, type AskEvent } from '../cacheblend/ask.ts';
 import { cameraNames, selectChunks, summarise, type SegmentEvents } from '../cacheblend/eventlog.ts';
 import { BlendModel } from '../cacheblend/model.ts';
@@ -135,6 +136,39 @@ describe('ask API', () => {
     expect((b[0] as Extract<AskEvent, { type: 'chunks' }>).chunks.every((c) => c.cached)).toBe(true);
     await expect(collect('what is the meaning of life ?')).rejects.toThrow(/unknown words: what, is/);
     await expect(collect('   ')).rejects.toThrow(RangeError);
+  });
+
+  test('the chunk caches stay under the disk budget, recently used ones kept; bad selections are refused', async () => {
+    const d2 = mkdtempSync(path.join(os.tmpdir(), 'cb-ask-budget-'));
+    const kv2 = new KvStore(d2, 0);
+    try {
+      const budget = 400_000; // a few chunks' worth (each ≈ 3 kB per token with 6 layers): a question's eight do not all fit
+      const small = new AskService(model, kv2, () => store.segmentEvents(T0 - 3600_000), undefined, budget);
+      for (const q of ['which cameras saw a truck ?', 'which camera saw a truck first ?']) for await (const e of small.ask(q)) void e;
+      const st = kv2.stats();
+      expect(st.bytes).toBeLessThanOrEqual(budget);
+      expect(st.chunks).toBeGreaterThan(0);
+      // what is left is part of what the last question used: asked again, some chunks come from the cache and
+      // the evicted rest is recomputed
+      const events: AskEvent[] = [];
+      for await (const e of small.ask('which cameras saw a truck ?')) events.push(e);
+      const used = (events[0] as Extract<AskEvent, { type: 'chunks' }>).chunks;
+      expect(used.some((c) => c.cached)).toBe(true);
+      expect(used.some((c) => !c.cached)).toBe(true);
+      expect(kv2.stats().bytes).toBeLessThanOrEqual(budget);
+      expect(() => new AskService(model, kv2, () => [], { checkLayers: [model.shape.layers], ratios: [0.1], by: 'k' })).toThrow(RangeError);
+    } finally {
+      kv2.close();
+      rmSync(d2, { recursive: true, force: true });
+    }
+    // the server config validates the selection before any model is loaded
+    const AskSchema = ServerSettingsSchema.shape.ask;
+    const ok = AskSchema.parse({ selection: { checkLayers: [1, 2], ratios: [0.3, 0.15] } });
+    expect(ok.selection).toEqual({ checkLayers: [1, 2], ratios: [0.3, 0.15], by: 'k' });
+    expect(ok.cache).toEqual({ ramMiB: 64, diskMiB: 1024 });
+    expect(AskSchema.parse({}).selection).toEqual({ checkLayers: [1], ratios: [0.15], by: 'k' });
+    expect(() => AskSchema.parse({ selection: { checkLayers: [2, 1], ratios: [0.3, 0.15] } })).toThrow(/ascending/);
+    expect(() => AskSchema.parse({ selection: { checkLayers: [1], ratios: [0.3, 0.15] } })).toThrow(/one ratio per check layer/);
   });
 
   test('HTTP: token required; fleet JSON; ask streams NDJSON; bad requests get clear errors', async () => {
