@@ -133,8 +133,12 @@ def simulate(rng: random.Random, cameras_pool: list[str], size: tuple[int, int, 
     return Scene(cameras, start, windows, events)
 
 
-def answers(scene: Scene) -> list[tuple[str, dict, str]]:
-    """(type, slots, answer) for every question this scene answers unambiguously with >= 2 chunks."""
+def answers(scene: Scene, min_cams: int = 2) -> list[tuple[str, dict, str]]:
+    """(type, slots, answer) for every question this scene answers unambiguously with >= 2 chunks.
+
+    min_cams=1 (the training curriculum's easy stage) also asks which / first / last about a class that only one
+    camera saw: the answer is then read from one place in the context (the camera heading the chunk with the class).
+    """
     out = []
     enters: dict[str, list[tuple[int, str]]] = {c: [] for c in CLASSES}
     for cam in scene.cameras:
@@ -143,10 +147,14 @@ def answers(scene: Scene) -> list[tuple[str, dict, str]]:
                 enters[e.cls].append((e.t, cam))
     for cls, lst in enters.items():
         cams = [c for c in scene.cameras if any(cc == c for _, cc in lst)]
-        if len(cams) < 2:
+        if len(cams) < max(1, min_cams):
             continue
         out.append(("which", {"cls": cls}, " ".join(cams)))
         times = sorted(lst)
+        if len(cams) == 1:
+            out.append(("first", {"cls": cls}, cams[0]))
+            out.append(("last", {"cls": cls}, cams[0]))
+            continue
         if times[0][0] < times[1][0]:
             out.append(("first", {"cls": cls}, times[0][1]))
         if times[-1][0] > times[-2][0]:
@@ -166,9 +174,9 @@ def answers(scene: Scene) -> list[tuple[str, dict, str]]:
 
 
 def make_example(rng: random.Random, cameras_pool: list[str], templates: dict[str, list[str]], n_questions: int,
-                 size: tuple[int, int, int, int] = (4, 6, 3, 3)) -> dict | None:
+                 size: tuple[int, int, int, int] = (4, 6, 3, 3), min_cams: int = 2) -> dict | None:
     scene = simulate(rng, cameras_pool, size)
-    qa = answers(scene)
+    qa = answers(scene, min_cams)
     if not qa:
         return None
     rng.shuffle(qa)

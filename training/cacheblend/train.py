@@ -44,11 +44,12 @@ SMALL = (2, 3, 1, 2)  # cameras min/max, windows min/max: short contexts, dense 
 LARGE = (3, 6, 2, 3)  # up to the evaluation's context lengths
 
 
-def batch(rng: random.Random, vocab, n: int, cameras, templates, size=LARGE, max_questions: int = 4, text_weight: float = 0.2):
+def batch(rng: random.Random, vocab, n: int, cameras, templates, size=LARGE, max_questions: int = 4, text_weight: float = 0.2,
+          min_cams: int = 2):
     """n examples, each a context followed by 2..max_questions questions, padded into one tensor."""
     seqs = []
     while len(seqs) < n:
-        ex = make_example(rng, cameras, templates, rng.randint(2, max_questions), size)
+        ex = make_example(rng, cameras, templates, rng.randint(2, max_questions), size, min_cams)
         if ex:
             seqs.append(encode(ex, vocab, text_weight))
     T = max(len(t) for t, _ in seqs)
@@ -65,6 +66,23 @@ def loss_fn(model, x, w):
     ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none").view(x.shape[0], -1)
     tw = w[:, 1:]
     return (ce * tw).sum() / tw.sum(), logits
+
+
+def easy_share(frac: float, easy_frac: float, ramp_frac: float) -> float:
+    """Curriculum: the share of steps on easy batches at this point of the budget (1 during the easy stage, then
+    falling linearly to 0 over the ramp; 0 without a curriculum)."""
+    if frac < easy_frac:
+        return 1.0
+    if ramp_frac > 0 and frac < easy_frac + ramp_frac:
+        return 1.0 - (frac - easy_frac) / ramp_frac
+    return 0.0
+
+
+def parse_size(s: str) -> tuple[int, int, int, int]:
+    v = tuple(int(x) for x in s.split(","))
+    if len(v) != 4 or v[0] < 2 or v[0] > v[1] or v[2] < 1 or v[2] > v[3]:
+        raise argparse.ArgumentTypeError("size: min cameras (>= 2), max cameras, min windows (>= 1), max windows")
+    return v  # type: ignore[return-value]
 
 
 def dev_eval(model, dev):
@@ -102,6 +120,13 @@ def main():
     ap.add_argument("--small-frac", type=float, default=0.6, help="share of steps on short contexts (2x the batch)")
     ap.add_argument("--text-weight", type=float, default=0.2, help="loss weight of log/question tokens (answers: 1)")
     ap.add_argument("--max-questions", type=int, default=4, help="questions asked after each context (2..N)")
+    # curriculum (off by default): easy batches first, i.e. short contexts whose questions may also be about a class
+    # only one camera saw (the answer copied from one chunk), so that retrieval forms before the two-chunk questions
+    ap.add_argument("--easy-frac", type=float, default=0.0, help="share of the budget on easy batches only")
+    ap.add_argument("--ramp-frac", type=float, default=0.0, help="then this share mixing easy batches in, linearly fewer")
+    ap.add_argument("--easy-size", type=parse_size, default=(2, 3, 1, 1), help="easy scene: cameras min,max, windows min,max")
+    ap.add_argument("--easy-batch", type=int, default=8, help="contexts per easy batch")
+    ap.add_argument("--init", default="", help="start from this checkpoint's weights (e.g. a pilot's), not from random")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -110,12 +135,21 @@ def main():
     vocab = {w: i for i, w in enumerate(words)}
     cfg = Config(vocab=len(words), layers=a.layers, ffn=a.ffn)
     model = LM(cfg)
+    if a.init:
+        ck = torch.load(a.init)
+        if ck["config"] != cfg.to_json():
+            raise SystemExit(f"--init {a.init}: config {ck['config']} differs from {cfg.to_json()}")
+        model.load_state_dict(ck["state"])
+        print(f"init from {a.init} (step {ck.get('step')})", flush=True)
     nparams = sum(p.numel() for p in model.parameters())
     print(f"params {nparams}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.05)
     rng = random.Random(1000 + a.seed)
     dev_rng = random.Random(7)
     dev = [batch(dev_rng, vocab, 8, TRAIN_CAMERAS, TRAIN_TEMPLATES)]  # defaults: the same dev set whatever the options
+    curriculum = a.easy_frac > 0 or a.ramp_frac > 0
+    # easy dev set (only logged with a curriculum): easy-stage scenes and questions, training cameras, its own seed
+    dev_easy = [batch(random.Random(8), vocab, 16, TRAIN_CAMERAS, TRAIN_TEMPLATES, a.easy_size, min_cams=1)] if curriculum else []
     budget = a.minutes * 60
     t0 = time.time()
     last_ckpt = t0
@@ -130,9 +164,14 @@ def main():
         lr = a.lr * min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
-        small = rng.random() < a.small_frac
-        x, w = batch(rng, vocab, a.batch * 2 if small else a.batch, TRAIN_CAMERAS, TRAIN_TEMPLATES, SMALL if small else LARGE,
-                     a.max_questions, a.text_weight)
+        share = easy_share(frac, a.easy_frac, a.ramp_frac) if curriculum else 0.0
+        if share > 0 and (share >= 1 or rng.random() < share):
+            x, w = batch(rng, vocab, a.easy_batch, TRAIN_CAMERAS, TRAIN_TEMPLATES, a.easy_size, a.max_questions, a.text_weight,
+                         min_cams=1)
+        else:
+            small = rng.random() < a.small_frac
+            x, w = batch(rng, vocab, a.batch * 2 if small else a.batch, TRAIN_CAMERAS, TRAIN_TEMPLATES,
+                         SMALL if small else LARGE, a.max_questions, a.text_weight)
         loss, _ = loss_fn(model, x, w)
         opt.zero_grad()
         loss.backward()
@@ -145,11 +184,15 @@ def main():
         if time.time() - last_ckpt > a.ckpt_every_min * 60:
             last_ckpt = time.time()
             d = dev_eval(model, dev)
+            if dev_easy:
+                d.update({f"easy_{k}": v for k, v in dev_eval(model, dev_easy).items()})
             entry = {"step": step, "seconds": round(time.time() - t0), "tokens": tokens, "loss": loss.item(), **d}
             log.append(entry)
             print("dev", entry, flush=True)
             torch.save({"config": cfg.to_json(), "state": model.state_dict(), "step": step}, os.path.join(a.out, "ckpt.pt"))
     d = dev_eval(model, dev)
+    if dev_easy:
+        d.update({f"easy_{k}": v for k, v in dev_eval(model, dev_easy).items()})
     entry = {"step": step, "seconds": round(time.time() - t0), "tokens": tokens, **d}
     log.append(entry)
     print("final", entry, flush=True)

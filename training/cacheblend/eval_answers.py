@@ -1,0 +1,90 @@
+"""Greedy answers of a training checkpoint on the held-out questions (PyTorch, full prefill), token F1 and EM.
+
+  nice -n 19 /usr/bin/python3 training/cacheblend/eval_answers.py --ckpt training/cacheblend/run/ckpt.pt --n 120
+
+The same prompt, decoding (greedy, stop at <eos> or after 12 tokens) and metrics as `npm run bench:cacheblend`'s
+full-prefill scheme (`cacheblend/metrics.ts`: SQuAD-style bag-of-words F1, whitespace-normalised EM), so a checkpoint
+can be judged before it is exported. Questions are the first --n of the file (ids alternate seen / held-out phrasing).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from eventlog import prompt_text, tokenize, vocabulary  # noqa: E402
+from model import LM, Config  # noqa: E402
+
+
+def token_f1(pred: str, gold: str) -> float:
+    p, g = pred.split(), gold.split()
+    if not p or not g:
+        return float(len(p) == len(g))
+    common = sum((Counter(p) & Counter(g)).values())
+    if common == 0:
+        return 0.0
+    prec, rec = common / len(p), common / len(g)
+    return 2 * prec * rec / (prec + rec)
+
+
+def greedy(model: LM, toks: list[int], eos: int, max_new: int = 12) -> list[int]:
+    out: list[int] = []
+    x = list(toks)
+    with torch.no_grad():
+        for _ in range(max_new):
+            nxt = int(model(torch.tensor([x]))[0, -1].argmax())
+            if nxt == eos:
+                break
+            out.append(nxt)
+            x.append(nxt)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ckpt", required=True)
+    ap.add_argument("--questions", default="training/cacheblend/questions/eval.jsonl")
+    ap.add_argument("--n", type=int, default=240)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="", help="optional JSON with per-question answers and the summary")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    ck = torch.load(a.ckpt)
+    model = LM(Config(**ck["config"]))
+    model.load_state_dict(ck["state"])
+    model.eval()
+    words = vocabulary()
+    if len(words) != model.c.vocab:
+        raise SystemExit(f"vocabulary of {len(words)} words, checkpoint has {model.c.vocab}")
+    vocab = {w: i for i, w in enumerate(words)}
+    with open(a.questions) as f:
+        qs = [json.loads(line) for line in f][: a.n]
+    rows = []
+    for q in qs:
+        ans = " ".join(words[t] for t in greedy(model, tokenize(prompt_text(q["chunks"], q["question"]), vocab), vocab["<eos>"]))
+        rows.append({"id": q["id"], "type": q["type"], "heldout": q["heldout_template"], "gold": q["answer"], "answer": ans,
+                     "f1": token_f1(ans, q["answer"]), "em": float(" ".join(ans.split()) == " ".join(q["answer"].split()))})
+
+    def summary(rs: list[dict]) -> dict:
+        return {"n": len(rs), "f1": round(sum(r["f1"] for r in rs) / max(1, len(rs)), 4),
+                "em": round(sum(r["em"] for r in rs) / max(1, len(rs)), 4)}
+
+    res = {"ckpt": a.ckpt, "step": ck.get("step"), "all": summary(rows),
+           "seen_templates": summary([r for r in rows if not r["heldout"]]),
+           "heldout_templates": summary([r for r in rows if r["heldout"]]),
+           "by_type": {t: summary([r for r in rows if r["type"] == t]) for t in sorted({r["type"] for r in rows})}}
+    print(json.dumps(res, indent=1))
+    for r in rows[:8]:
+        print(f"  {r['type']:6s} gold {r['gold']!r:24s} got {r['answer']!r}")
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump({**res, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
