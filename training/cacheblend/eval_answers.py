@@ -33,6 +33,34 @@ def token_f1(pred: str, gold: str) -> float:
 
 
 def greedy(model: LM, toks: list[int], eos: int, max_new: int = 12) -> list[int]:
+    """Greedy decoding with a K/V cache (the blocks' own qkv / attend_mlp): a full prefill, then one token a step."""
+    out: list[int] = []
+    with torch.no_grad():
+        x = model.emb(torch.tensor(toks))
+        T = len(toks)
+        mask = torch.full((T, T), float("-inf")).triu(1)
+        cache = []
+        for b in model.blocks:
+            q, k, v = b.qkv(x, torch.arange(T))
+            cache.append((k, v))
+            x = b.attend_mlp(x, q, k, v, mask)
+        for _ in range(max_new):
+            nxt = int(model.head(model.norm(x[-1])).argmax())
+            if nxt == eos:
+                break
+            out.append(nxt)
+            x = model.emb(torch.tensor([nxt]))
+            pos = torch.tensor([T + len(out) - 1])
+            for i, b in enumerate(model.blocks):
+                q, k, v = b.qkv(x, pos)
+                k_all, v_all = torch.cat([cache[i][0], k]), torch.cat([cache[i][1], v])
+                cache[i] = (k_all, v_all)
+                x = b.attend_mlp(x, q, k_all, v_all, torch.zeros(1, k_all.shape[0]))
+    return out
+
+
+def greedy_reference(model: LM, toks: list[int], eos: int, max_new: int = 12) -> list[int]:
+    """The same without a cache (the full forward each step), for --check."""
     out: list[int] = []
     x = list(toks)
     with torch.no_grad():
@@ -52,6 +80,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=240)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="", help="optional JSON with per-question answers and the summary")
+    ap.add_argument("--check", type=int, default=0, help="first compare cached decoding with full forwards on N questions")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     ck = torch.load(a.ckpt)
@@ -64,6 +93,10 @@ def main() -> None:
     vocab = {w: i for i, w in enumerate(words)}
     with open(a.questions) as f:
         qs = [json.loads(line) for line in f][: a.n]
+    for q in qs[: a.check]:
+        toks = tokenize(prompt_text(q["chunks"], q["question"]), vocab)
+        if greedy(model, toks, vocab["<eos>"]) != greedy_reference(model, toks, vocab["<eos>"]):
+            raise SystemExit(f"cached decoding differs from full forwards on question {q['id']}")
     rows = []
     for q in qs:
         ans = " ".join(words[t] for t in greedy(model, tokenize(prompt_text(q["chunks"], q["question"]), vocab), vocab["<eos>"]))

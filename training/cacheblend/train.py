@@ -45,11 +45,14 @@ LARGE = (3, 6, 2, 3)  # up to the evaluation's context lengths
 
 
 def batch(rng: random.Random, vocab, n: int, cameras, templates, size=LARGE, max_questions: int = 4, text_weight: float = 0.2,
-          min_cams: int = 2):
-    """n examples, each a context followed by 2..max_questions questions, padded into one tensor."""
+          min_cams: int = 2, repeat: float = 0.0):
+    """n examples, each a context followed by 2..max_questions questions, padded into one tensor. With probability
+    `repeat` a context lists its chunks twice (the second copy is predictable only by copying: induction signal)."""
     seqs = []
     while len(seqs) < n:
         ex = make_example(rng, cameras, templates, rng.randint(2, max_questions), size, min_cams)
+        if ex and repeat > 0 and rng.random() < repeat:
+            ex["chunks"] = ex["chunks"] * 2
         if ex:
             seqs.append(encode(ex, vocab, text_weight))
     T = max(len(t) for t, _ in seqs)
@@ -126,6 +129,7 @@ def main():
     ap.add_argument("--ramp-frac", type=float, default=0.0, help="then this share mixing easy batches in, linearly fewer")
     ap.add_argument("--easy-size", type=parse_size, default=(2, 3, 1, 1), help="easy scene: cameras min,max, windows min,max")
     ap.add_argument("--easy-batch", type=int, default=8, help="contexts per easy batch")
+    ap.add_argument("--easy-repeat", type=float, default=0.0, help="share of easy contexts whose chunks are listed twice")
     ap.add_argument("--init", default="", help="start from this checkpoint's weights (e.g. a pilot's), not from random")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -167,7 +171,7 @@ def main():
         share = easy_share(frac, a.easy_frac, a.ramp_frac) if curriculum else 0.0
         if share > 0 and (share >= 1 or rng.random() < share):
             x, w = batch(rng, vocab, a.easy_batch, TRAIN_CAMERAS, TRAIN_TEMPLATES, a.easy_size, a.max_questions, a.text_weight,
-                         min_cams=1)
+                         min_cams=1, repeat=a.easy_repeat)
         else:
             small = rng.random() < a.small_frac
             x, w = batch(rng, vocab, a.batch * 2 if small else a.batch, TRAIN_CAMERAS, TRAIN_TEMPLATES,
