@@ -18,7 +18,7 @@
  * Unlike LMCache/CacheBlend's vLLM code, which use FlashAttention's bottom-right causal mask after selection, the
  * mask here is exact per kept token, so 100 % recompute is exactly full prefill.
  */
-import type { BlendModel } from './model.ts';
+import type { BlendModel, LayerOut } from './model.ts';
 import { rerotate, ropeInvFreq } from './rope.ts';
 import type { ChunkReader, KvStore } from './store.ts';
 
@@ -237,6 +237,7 @@ export async function prefill(model: BlendModel, store: KvStore | null, segments
     gen = cachedLayers(reader, offsets, cachedAt, K, V, W, model, (l) => l < firstCheck, loadBy);
     pending = gen.next(); // issues the reads before the embedding
     const hidden = model.embedInto(tokens, ws ? ws.hidden(n * d) : new Float32Array(n * d));
+    let ahead: { rows: readonly number[]; data: Float32Array } | null = null; // next check layer's probe, if fused
     for (let l = 0; l < layers; l++) {
       const t0 = performance.now();
       const cur = await pending!;
@@ -251,8 +252,8 @@ export async function prefill(model: BlendModel, store: KvStore | null, segments
         const keep = Math.min(cand.length, Math.round(selection!.ratios[ci] * cachedIdx.length));
         let chosen: number[] = [];
         if (keep > 0) {
-          const x = gather(hidden, cand, d);
-          const fresh = await model.probe(l, x, cand, selection!.by);
+          // the probe came with the previous layer's run (fused graph) for its rows S ⊇ cand, or runs now
+          const fresh = ahead ? pickRows(ahead.data, ahead.rows, cand, W) : await model.probe(l, gather(hidden, cand, d), cand, selection!.by);
           const dev = deviation(fresh, selection!.by === 'k' ? k : v, cand, W);
           const order = cand.map((_, t) => t).sort((a, b) => dev[b] - dev[a] || a - b); // most deviating first; ties by position
           chosen = order.slice(0, keep).map((t) => cand[t]);
@@ -261,7 +262,14 @@ export async function prefill(model: BlendModel, store: KvStore | null, segments
         S = allRows.filter((i) => !cachedRow[i] || keepSet.has(i));
         mask = maskFor(S);
       }
-      const out = await model.layer(l, gather(hidden, S, d), S, S, k, v, mask);
+      ahead = null;
+      const nextIsCheck = !!selection && selection.checkLayers.includes(l + 1);
+      let out: LayerOut;
+      if (nextIsCheck && model.hasFusedProbe(l)) {
+        const r = await model.layerProbe(l, gather(hidden, S, d), S, S, k, v, mask, selection!.by);
+        ahead = { rows: S, data: r.probe };
+        out = r;
+      } else out = await model.layer(l, gather(hidden, S, d), S, S, k, v, mask);
       scatter(hidden, out.y, S, d);
       scatter(k, out.k, S, W);
       scatter(v, out.v, S, W);
@@ -276,6 +284,17 @@ export async function prefill(model: BlendModel, store: KvStore | null, segments
     await reader?.close();
     if (ws) ws.inUse = false;
   }
+}
+
+/** Rows `want` (a subsequence of `have`, both ascending) of `src` [have.length, w], packed. */
+function pickRows(src: Float32Array, have: readonly number[], want: readonly number[], w: number): Float32Array {
+  const out = new Float32Array(want.length * w);
+  let j = 0;
+  want.forEach((r, t) => {
+    while (have[j] !== r) if (++j >= have.length) throw new Error(`row ${r} missing from the fused probe`);
+    out.set(src.subarray(j * w, (j + 1) * w), t * w);
+  });
+  return out;
 }
 
 /** Rows `rows` of a [*, w] buffer, packed; ascending runs of consecutive rows are copied as one block. */

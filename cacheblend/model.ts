@@ -66,6 +66,8 @@ export class BlendModel {
     private readonly headS: ort.InferenceSession,
     private readonly layerS: ort.InferenceSession[],
     private readonly probeS: { k: ort.InferenceSession; v: ort.InferenceSession }[],
+    /** layer{i}p graphs (layer i + layer i+1's probes), where exported; index = layer */
+    private readonly fusedS: (ort.InferenceSession | null)[],
   ) {
     this.meta = meta;
     const c = meta.config;
@@ -91,7 +93,8 @@ export class BlendModel {
       ...Array.from({ length: L }, (_, i) => open(`v${i}.onnx`)),
     ]);
     const probes = Array.from({ length: L }, (_, i) => ({ k: rest[L + i], v: rest[2 * L + i] }));
-    const m = new BlendModel(meta, embedS, headS, rest.slice(0, L), probes);
+    const fused = await Promise.all(Array.from({ length: L }, (_, i) => (existsSync(path.join(dir, `layer${i}p.onnx`)) ? open(`layer${i}p.onnx`) : null)));
+    const m = new BlendModel(meta, embedS, headS, rest.slice(0, L), probes, fused);
     m.table = await m.embed(Array.from({ length: meta.config.vocab }, (_, i) => i));
     return m;
   }
@@ -154,6 +157,26 @@ export class BlendModel {
     return { y: out.y.data as Float32Array, k: out.k.data as Float32Array, v: out.v.data as Float32Array };
   }
 
+  /** Whether layer `l` has a graph that also emits layer l+1's probes (used before a check layer). */
+  hasFusedProbe(l: number): boolean {
+    return !!this.fusedS[l];
+  }
+
+  /** `layer` plus layer l+1's probe (K after RoPE, or V) of the same T tokens from the layer's output, in one run. */
+  async layerProbe(l: number, x: Float32Array, pos: readonly number[], idx: readonly number[], kCtx: Float32Array, vCtx: Float32Array, mask: Float32Array, by: 'k' | 'v'): Promise<LayerOut & { probe: Float32Array }> {
+    const s = this.fusedS[l];
+    if (!s) throw new Error(`layer ${l} has no fused probe graph`);
+    const { d, kvHeads, headDim } = this.shape;
+    const T = pos.length;
+    const N = kCtx.length / (kvHeads * headDim);
+    const next = by === 'k' ? 'k_next' : 'v_next';
+    const out = await s.run(
+      { x: f32(x, [T, d]), pos: i64(pos, [T]), idx: i64(idx, [T]), k_ctx: f32(kCtx, [N, kvHeads, headDim]), v_ctx: f32(vCtx, [N, kvHeads, headDim]), mask: f32(mask, [T, N]) },
+      ['y', 'k', 'v', next],
+    );
+    return { y: out.y.data as Float32Array, k: out.k.data as Float32Array, v: out.v.data as Float32Array, probe: out[next].data as Float32Array };
+  }
+
   /** K (after RoPE) or V of layer `l` for T tokens, [T, Hkv, hd], without attention: the check layer's cheap probe. */
   async probe(l: number, x: Float32Array, pos: readonly number[], by: 'k' | 'v'): Promise<Float32Array> {
     const T = pos.length;
@@ -164,6 +187,7 @@ export class BlendModel {
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.embedS, this.headS, ...this.layerS, ...this.probeS.flatMap((p) => [p.k, p.v])].map((s) => s.release()));
+    const fused = this.fusedS.filter((s): s is ort.InferenceSession => s !== null);
+    await Promise.all([this.embedS, this.headS, ...this.layerS, ...this.probeS.flatMap((p) => [p.k, p.v]), ...fused].map((s) => s.release()));
   }
 }

@@ -103,6 +103,26 @@ test('prefills into a reused workspace give the same results as fresh buffers, o
   await expect(prefill(model, store, segs, null, { ws })).resolves.toBeDefined();
 });
 
+test('the fused layer-0 graph emits layer 0 and layer 1\'s probes of its output, equal to the separate graphs', async () => {
+  expect(model.hasFusedProbe(0)).toBe(true);
+  const toks = model.tokenize(chunks[0]).slice(0, 12);
+  const T = toks.length;
+  const W = model.shape.kvWidth;
+  const x = model.embedInto(toks, new Float32Array(T * model.shape.d));
+  const at = toks.map((_, i) => i + 5);
+  const causal = Float32Array.from({ length: T * (T + 5) }, (_, i) => (i % (T + 5) <= Math.floor(i / (T + 5)) + 5 ? 0 : -Infinity));
+  const ctx = () => new Float32Array((T + 5) * W);
+  const plain = await model.layer(0, x, at, at, ctx(), ctx(), causal);
+  for (const by of ['k', 'v'] as const) {
+    const fused = await model.layerProbe(0, x, at, at, ctx(), ctx(), causal, by);
+    expect(maxAbsDiff(fused.y, plain.y)).toBeLessThanOrEqual(1e-6);
+    expect(maxAbsDiff(fused.k, plain.k)).toBeLessThanOrEqual(1e-6);
+    expect(maxAbsDiff(fused.probe, await model.probe(1, plain.y, at, by))).toBeLessThanOrEqual(1e-5);
+  }
+  expect(model.hasFusedProbe(1)).toBe(false);
+  await expect(model.layerProbe(1, x, at, at, ctx(), ctx(), causal, 'k')).rejects.toThrow(/no fused probe/);
+});
+
 test('the embedding table lookup equals the embedding graph', async () => {
   const toks = model.tokenize(chunks[0]);
   expect(maxAbsDiff(model.embedInto(toks, new Float32Array(toks.length * model.shape.d)), await model.embed(toks))).toBe(0);

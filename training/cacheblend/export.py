@@ -8,6 +8,8 @@ Writes, for a model with L layers:
                  (the context's K/V; rows idx are overwritten by the fresh ones), mask [T, N] (0 / -inf)
                  -> y [T, d], k [T, Hkv, hd] (after RoPE), v [T, Hkv, hd]
 - k{i}.onnx, v{i}.onnx  x [T, d], pos [T] -> k (after RoPE) or v [T, Hkv, hd]: the check layer's cheap probe
+- layer{i}p.onnx  (i in FUSED_PROBE_LAYERS: the layer before the default check layer) layer{i}'s inputs and outputs
+                 plus k_next, v_next: layer i+1's probes on y, so the check needs no separate run
 - head.onnx    x [T, d] -> logits [T, vocab]  (final RMSNorm + LM head)
 - model.json   config, vocabulary, and a reference: a prompt's token ids and PyTorch's last-token logits
 """
@@ -26,6 +28,7 @@ from eventlog import prompt_text, tokenize, vocabulary  # noqa: E402
 from model import LM, Config  # noqa: E402
 
 OPSET = 13
+FUSED_PROBE_LAYERS = [0]  # before CacheBlend's default check layer 1
 
 
 class Layer(nn.Module):
@@ -35,6 +38,20 @@ class Layer(nn.Module):
 
     def forward(self, x, pos, idx, k_ctx, v_ctx, mask):
         return self.b.partial(x, pos, idx, k_ctx, v_ctx, mask)
+
+
+class LayerProbe(nn.Module):
+    """Layer i plus the check probes of layer i+1 on its output: at the layer before a check layer, CacheBlend needs
+    layer i+1's fresh K (or V) of the same tokens, so one graph run gives both (no second run, no second gather)."""
+
+    def __init__(self, b, nb):
+        super().__init__()
+        self.b = b
+        self.nb = nb
+
+    def forward(self, x, pos, idx, k_ctx, v_ctx, mask):
+        y, k, v = self.b.partial(x, pos, idx, k_ctx, v_ctx, mask)
+        return y, k, v, self.nb.probe(y, pos, "k"), self.nb.probe(y, pos, "v")
 
 
 class Probe(nn.Module):
@@ -95,6 +112,11 @@ def main():
             export(Layer(b), (x, pos, idx, kc, vc, mask), ["x", "pos", "idx", "k_ctx", "v_ctx", "mask"], ["y", "k", "v"],
                    {"x": {0: "T"}, "pos": {0: "T"}, "idx": {0: "T"}, "k_ctx": {0: "N"}, "v_ctx": {0: "N"}, "mask": {0: "T", 1: "N"},
                     "y": {0: "T"}, "k": {0: "T"}, "v": {0: "T"}}, os.path.join(a.out, f"layer{i}.onnx"))
+            if i in FUSED_PROBE_LAYERS and i + 1 < cfg.layers:
+                export(LayerProbe(b, m.blocks[i + 1]), (x, pos, idx, kc, vc, mask), ["x", "pos", "idx", "k_ctx", "v_ctx", "mask"],
+                       ["y", "k", "v", "k_next", "v_next"],
+                       {"x": {0: "T"}, "pos": {0: "T"}, "idx": {0: "T"}, "k_ctx": {0: "N"}, "v_ctx": {0: "N"}, "mask": {0: "T", 1: "N"},
+                        "y": {0: "T"}, "k": {0: "T"}, "v": {0: "T"}, "k_next": {0: "T"}, "v_next": {0: "T"}}, os.path.join(a.out, f"layer{i}p.onnx"))
             for by in ("k", "v"):
                 export(Probe(b, by), (x, pos), ["x", "pos"], [by], {"x": {0: "T"}, "pos": {0: "T"}, by: {0: "T"}},
                        os.path.join(a.out, f"{by}{i}.onnx"))
