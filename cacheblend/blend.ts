@@ -101,7 +101,7 @@ function deviation(fresh: Float32Array, cached: Float32Array, rows: readonly num
 
 /**
  * Buffers a prefill reuses instead of allocating them per call: each layer's K/V [cap, W], the hidden states and
- * the attention mask. Fresh memory costs a page fault per 4 KiB page on first touch — about 16 µs each on the
+ * the attention mask. Fresh memory costs a page fault per 4 KiB page on first touch — 3–15 µs each measured on the
  * 2-core CI VM, i.e. milliseconds per question for the ~5 MB a prefill touches — which is why vLLM and LMCache
  * work in preallocated KV memory. A prefill's K/V views stay valid until the workspace's next prefill, so one
  * workspace serves one prefill (and its decoding) at a time; `prefill` refuses a workspace that is in use.
@@ -109,29 +109,34 @@ function deviation(fresh: Float32Array, cached: Float32Array, rows: readonly num
 export class PrefillWorkspace {
   private k: Float32Array[] = [];
   private v: Float32Array[] = [];
-  private hiddenBuf = new Float32Array(0);
-  private maskBuf = new Float32Array(0);
+  private hiddenBuf: Float32Array = new Float32Array(0);
+  private maskBuf: Float32Array = new Float32Array(0);
   inUse = false;
 
-  /** Per-layer K/V views of exactly cap·W floats (grown by a quarter more than asked when too small). */
+  /** Per-layer K/V views of exactly cap·W floats. */
   kv(layers: number, cap: number, W: number): { k: Float32Array[]; v: Float32Array[] } {
     const need = cap * W;
     for (let l = 0; l < layers; l++) {
-      if ((this.k[l]?.length ?? 0) < need) this.k[l] = new Float32Array(Math.ceil(need * 1.25));
-      if ((this.v[l]?.length ?? 0) < need) this.v[l] = new Float32Array(Math.ceil(need * 1.25));
+      this.k[l] = atLeast(this.k[l], need);
+      this.v[l] = atLeast(this.v[l], need);
     }
     return { k: this.k.slice(0, layers).map((b) => b.subarray(0, need)), v: this.v.slice(0, layers).map((b) => b.subarray(0, need)) };
   }
 
   hidden(len: number): Float32Array {
-    if (this.hiddenBuf.length < len) this.hiddenBuf = new Float32Array(Math.ceil(len * 1.25));
+    this.hiddenBuf = atLeast(this.hiddenBuf, len);
     return this.hiddenBuf.subarray(0, len);
   }
 
   mask(len: number): Float32Array {
-    if (this.maskBuf.length < len) this.maskBuf = new Float32Array(Math.ceil(len * 1.25));
+    this.maskBuf = atLeast(this.maskBuf, len);
     return this.maskBuf.subarray(0, len);
   }
+}
+
+/** `buf` if it holds `len` floats, else a new buffer a quarter larger than asked (so slowly growing asks settle). */
+function atLeast(buf: Float32Array | undefined, len: number): Float32Array {
+  return buf && buf.length >= len ? buf : new Float32Array(Math.ceil(len * 1.25));
 }
 
 /** Causal mask rows for tokens at `pos` over `cap` context rows, written into `into` (row r visible iff r ≤ pos). */
@@ -158,8 +163,9 @@ async function* cachedLayers(reader: ChunkReader | null, offsets: number[], cach
   const reads: (Promise<void> | null)[] = Array(L).fill(null);
   const issue = (l: number): void => {
     if (!reader || l >= L || reads[l]) return;
-    const p = reader.readLayers(l, loadBy === 'chunk' ? L : l + 1, K, V, offsets, W);
-    for (let j = l; j < (loadBy === 'chunk' ? L : l + 1); j++) reads[j] = p;
+    const to = loadBy === 'chunk' ? L : l + 1;
+    const p = reader.readLayers(l, to, K, V, offsets, W);
+    reads.fill(p, l, to);
   };
   try {
     issue(from);
@@ -180,13 +186,14 @@ async function* cachedLayers(reader: ChunkReader | null, offsets: number[], cach
  * Prefill `segments` with the model, reusing cached segments from `store`. `selection` = null: recompute only
  * uncached tokens (full reuse / prefix caching / full prefill); otherwise CacheBlend. `extra` rows are left free
  * in the returned K/V buffers for decoding. With a workspace, the result's K/V are views into it (valid until
- * its next prefill); without, they are allocated for this call.
+ * its next prefill); without, into a workspace of this call's own.
  */
 export async function prefill(model: BlendModel, store: KvStore | null, segments: readonly Segment[], selection: Selection | null, opts: PrefillOptions = {}): Promise<PrefillResult> {
-  const { extra = 16, ws, loadBy = 'chunk' } = opts;
+  const { extra = 16, loadBy = 'chunk' } = opts;
+  const ws = opts.ws ?? new PrefillWorkspace(); // without one, this call's own buffers (the result keeps them)
   const { layers, d, kvWidth: W } = model.shape;
   if (selection) validateSelection(selection, layers);
-  if (ws?.inUse) throw new Error('prefill workspace is in use by another prefill');
+  if (ws.inUse) throw new Error('prefill workspace is in use by another prefill');
   const tokens: number[] = [];
   const cachedRow: boolean[] = [];
   const offsets: number[] = [];
@@ -216,10 +223,10 @@ export async function prefill(model: BlendModel, store: KvStore | null, segments
   const firstCheck = selection ? selection.checkLayers[0] : 0; // layers before it are recomputed for every token
   // S before the first check layer: every token under CacheBlend, else the uncached ones
   let S = selection ? allRows : uncached;
-  const maskFor = (rows: readonly number[]): Float32Array => (ws ? causalMaskInto(ws.mask(rows.length * cap), rows, cap) : causalMask(rows, cap));
+  const maskFor = (rows: readonly number[]): Float32Array => causalMaskInto(ws.mask(rows.length * cap), rows, cap);
   let mask = maskFor(S);
 
-  if (ws) ws.inUse = true; // no await between the check above and here
+  ws.inUse = true; // no await between the check above and here
   let reader: ChunkReader | null = null;
   let gen: AsyncGenerator<{ k: Float32Array; v: Float32Array }> | null = null;
   let pending: Promise<IteratorResult<{ k: Float32Array; v: Float32Array }>> | null = null;
@@ -227,16 +234,14 @@ export async function prefill(model: BlendModel, store: KvStore | null, segments
   const recomputed: number[] = [];
   try {
     reader = hashes.length ? await store!.reader(hashes) : null;
-    const { k: K, v: V } = ws ? ws.kv(layers, cap, W) : { k: Array.from({ length: layers }, () => new Float32Array(cap * W)), v: Array.from({ length: layers }, () => new Float32Array(cap * W)) };
-    if (ws) {
-      for (let l = 0; l < layers; l++) {
-        K[l].fill(0, n * W); // rows for decoding: no stale values from an earlier prefill
-        V[l].fill(0, n * W);
-      }
+    const { k: K, v: V } = ws.kv(layers, cap, W);
+    for (let l = 0; l < layers; l++) {
+      K[l].fill(0, n * W); // rows for decoding: no stale values from an earlier prefill
+      V[l].fill(0, n * W);
     }
     gen = cachedLayers(reader, offsets, cachedAt, K, V, W, model, (l) => l < firstCheck, loadBy);
     pending = gen.next(); // issues the reads before the embedding
-    const hidden = model.embedInto(tokens, ws ? ws.hidden(n * d) : new Float32Array(n * d));
+    const hidden = model.embedInto(tokens, ws.hidden(n * d));
     let ahead: { rows: readonly number[]; data: Float32Array } | null = null; // next check layer's probe, if fused
     for (let l = 0; l < layers; l++) {
       const t0 = performance.now();
@@ -282,7 +287,7 @@ export async function prefill(model: BlendModel, store: KvStore | null, segments
     await pending?.catch(() => undefined);
     await gen?.return(undefined).catch(() => undefined);
     await reader?.close();
-    if (ws) ws.inUse = false;
+    ws.inUse = false;
   }
 }
 

@@ -143,18 +143,23 @@ export class BlendModel {
    * K/V [N, Hkv, hd] the graph overwrites at `idx` with the tokens' fresh K/V before attending under `mask` [T, N].
    */
   async layer(l: number, x: Float32Array, pos: readonly number[], idx: readonly number[], kCtx: Float32Array, vCtx: Float32Array, mask: Float32Array): Promise<LayerOut> {
+    const out = await this.layerS[l].run(this.layerFeeds(x, pos, idx, kCtx, vCtx, mask));
+    return { y: out.y.data as Float32Array, k: out.k.data as Float32Array, v: out.v.data as Float32Array };
+  }
+
+  /** The inputs of a `layer{i}` (or `layer{i}p`) graph. */
+  private layerFeeds(x: Float32Array, pos: readonly number[], idx: readonly number[], kCtx: Float32Array, vCtx: Float32Array, mask: Float32Array): Record<string, ort.Tensor> {
     const { d, kvHeads, headDim } = this.shape;
     const T = pos.length;
     const N = kCtx.length / (kvHeads * headDim);
-    const out = await this.layerS[l].run({
+    return {
       x: f32(x, [T, d]),
       pos: i64(pos, [T]),
       idx: i64(idx, [T]),
       k_ctx: f32(kCtx, [N, kvHeads, headDim]),
       v_ctx: f32(vCtx, [N, kvHeads, headDim]),
       mask: f32(mask, [T, N]),
-    });
-    return { y: out.y.data as Float32Array, k: out.k.data as Float32Array, v: out.v.data as Float32Array };
+    };
   }
 
   /** Whether layer `l` has a graph that also emits layer l+1's probes (used before a check layer). */
@@ -166,14 +171,8 @@ export class BlendModel {
   async layerProbe(l: number, x: Float32Array, pos: readonly number[], idx: readonly number[], kCtx: Float32Array, vCtx: Float32Array, mask: Float32Array, by: 'k' | 'v'): Promise<LayerOut & { probe: Float32Array }> {
     const s = this.fusedS[l];
     if (!s) throw new Error(`layer ${l} has no fused probe graph`);
-    const { d, kvHeads, headDim } = this.shape;
-    const T = pos.length;
-    const N = kCtx.length / (kvHeads * headDim);
     const next = by === 'k' ? 'k_next' : 'v_next';
-    const out = await s.run(
-      { x: f32(x, [T, d]), pos: i64(pos, [T]), idx: i64(idx, [T]), k_ctx: f32(kCtx, [N, kvHeads, headDim]), v_ctx: f32(vCtx, [N, kvHeads, headDim]), mask: f32(mask, [T, N]) },
-      ['y', 'k', 'v', next],
-    );
+    const out = await s.run(this.layerFeeds(x, pos, idx, kCtx, vCtx, mask), ['y', 'k', 'v', next]);
     return { y: out.y.data as Float32Array, k: out.k.data as Float32Array, v: out.v.data as Float32Array, probe: out[next].data as Float32Array };
   }
 
