@@ -109,14 +109,13 @@ def main():
         export(Embed(m), (torch.arange(T),), ["tokens"], ["x"], {"tokens": {0: "T"}, "x": {0: "T"}}, os.path.join(a.out, "embed.onnx"))
         export(Head(m), (x,), ["x"], ["logits"], {"x": {0: "T"}, "logits": {0: "T"}}, os.path.join(a.out, "head.onnx"))
         for i, b in enumerate(m.blocks):
-            export(Layer(b), (x, pos, idx, kc, vc, mask), ["x", "pos", "idx", "k_ctx", "v_ctx", "mask"], ["y", "k", "v"],
-                   {"x": {0: "T"}, "pos": {0: "T"}, "idx": {0: "T"}, "k_ctx": {0: "N"}, "v_ctx": {0: "N"}, "mask": {0: "T", 1: "N"},
-                    "y": {0: "T"}, "k": {0: "T"}, "v": {0: "T"}}, os.path.join(a.out, f"layer{i}.onnx"))
+            layer_in = ["x", "pos", "idx", "k_ctx", "v_ctx", "mask"]
+            layer_axes = {"x": {0: "T"}, "pos": {0: "T"}, "idx": {0: "T"}, "k_ctx": {0: "N"}, "v_ctx": {0: "N"}, "mask": {0: "T", 1: "N"},
+                          "y": {0: "T"}, "k": {0: "T"}, "v": {0: "T"}}
+            export(Layer(b), (x, pos, idx, kc, vc, mask), layer_in, ["y", "k", "v"], layer_axes, os.path.join(a.out, f"layer{i}.onnx"))
             if i in FUSED_PROBE_LAYERS and i + 1 < cfg.layers:
-                export(LayerProbe(b, m.blocks[i + 1]), (x, pos, idx, kc, vc, mask), ["x", "pos", "idx", "k_ctx", "v_ctx", "mask"],
-                       ["y", "k", "v", "k_next", "v_next"],
-                       {"x": {0: "T"}, "pos": {0: "T"}, "idx": {0: "T"}, "k_ctx": {0: "N"}, "v_ctx": {0: "N"}, "mask": {0: "T", 1: "N"},
-                        "y": {0: "T"}, "k": {0: "T"}, "v": {0: "T"}, "k_next": {0: "T"}, "v_next": {0: "T"}}, os.path.join(a.out, f"layer{i}p.onnx"))
+                export(LayerProbe(b, m.blocks[i + 1]), (x, pos, idx, kc, vc, mask), layer_in, ["y", "k", "v", "k_next", "v_next"],
+                       {**layer_axes, "k_next": {0: "T"}, "v_next": {0: "T"}}, os.path.join(a.out, f"layer{i}p.onnx"))
             for by in ("k", "v"):
                 export(Probe(b, by), (x, pos), ["x", "pos"], [by], {"x": {0: "T"}, "pos": {0: "T"}, by: {0: "T"}},
                        os.path.join(a.out, f"{by}{i}.onnx"))

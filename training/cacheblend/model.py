@@ -54,11 +54,15 @@ def rope_tables(pos: torch.Tensor, hd: int, theta: float):
     return torch.cos(ang).to(torch.float32), torch.sin(ang).to(torch.float32)
 
 
-def _rope_t(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, hd: int) -> torch.Tensor:
-    """x [T, H, hd] rotated by tables cos/sin [T, hd/2] (hd a Python int: constant slices in the ONNX graph)."""
-    cos, sin = cos[:, None, :], sin[:, None, :]
+def _rotate_half(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, hd: int) -> torch.Tensor:
+    """Rotate pairs (i, i + hd/2) of x's last dim by tables cos/sin that broadcast against x[..., :hd/2]."""
     x1, x2 = x[..., : hd // 2], x[..., hd // 2:]
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def _rope_t(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, hd: int) -> torch.Tensor:
+    """x [T, H, hd] rotated by tables cos/sin [T, hd/2] (hd a Python int: constant slices in the ONNX graph)."""
+    return _rotate_half(x, cos[:, None, :], sin[:, None, :], hd)
 
 
 class Block(nn.Module):
@@ -83,18 +87,22 @@ class Block(nn.Module):
         h = self.n1(x)
         cos, sin = rope_tables(pos, c.head_dim, c.rope_theta)
         q = _rope_t(self.wq(h).view(-1, c.heads, c.head_dim), cos, sin, c.head_dim)
-        k = _rope_t(self.wk(h).view(-1, c.kv_heads, c.head_dim), cos, sin, c.head_dim)
-        v = self.wv(h).view(-1, c.kv_heads, c.head_dim)
-        return q, k, v
+        return q, self._k(h, cos, sin), self._v(h)
+
+    def _k(self, h, cos, sin):
+        c = self.c
+        return _rope_t(self.wk(h).view(-1, c.kv_heads, c.head_dim), cos, sin, c.head_dim)
+
+    def _v(self, h):
+        c = self.c
+        return self.wv(h).view(-1, c.kv_heads, c.head_dim)
 
     def probe(self, x: torch.Tensor, pos: torch.Tensor, by: str):
         """The check layer's cheap probe: only K (after RoPE) or only V of some tokens, [T, Hkv, hd]."""
-        c = self.c
         h = self.n1(x)
         if by == "v":
-            return self.wv(h).view(-1, c.kv_heads, c.head_dim)
-        cos, sin = rope_tables(pos, c.head_dim, c.rope_theta)
-        return _rope_t(self.wk(h).view(-1, c.kv_heads, c.head_dim), cos, sin, c.head_dim)
+            return self._v(h)
+        return self._k(h, *rope_tables(pos, self.c.head_dim, self.c.rope_theta))
 
     def attend_mlp(self, x, q, k_all, v_all, mask):
         """x [T, d]; q [T, H, hd]; k_all/v_all [N, Hkv, hd]; mask [T, N] additive (0 or -inf).
@@ -140,9 +148,8 @@ class Block(nn.Module):
 
 
 def _rope_b(x, cos, sin):
-    hd = x.shape[-1]
-    x1, x2 = x[..., : hd // 2], x[..., hd // 2:]
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    """Training path: x [B, T, H, hd], tables already shaped [1, T, 1, hd/2]."""
+    return _rotate_half(x, cos, sin, x.shape[-1])
 
 
 class LM(nn.Module):
