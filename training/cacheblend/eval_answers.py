@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from eventlog import prompt_text, tokenize, vocabulary  # noqa: E402
-from model import LM, Config  # noqa: E402
+from model import LM  # noqa: E402
 
 
 def token_f1(pred: str, gold: str) -> float:
@@ -83,23 +83,20 @@ def main() -> None:
     ap.add_argument("--check", type=int, default=0, help="first compare cached decoding with full forwards on N questions")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    ck = torch.load(a.ckpt)
-    model = LM(Config(**ck["config"]))
-    model.load_state_dict(ck["state"])
-    model.eval()
+    model, ck = LM.from_checkpoint(a.ckpt)
     words = vocabulary()
     if len(words) != model.c.vocab:
         raise SystemExit(f"vocabulary of {len(words)} words, checkpoint has {model.c.vocab}")
     vocab = {w: i for i, w in enumerate(words)}
     with open(a.questions) as f:
         qs = [json.loads(line) for line in f][: a.n]
-    for q in qs[: a.check]:
-        toks = tokenize(prompt_text(q["chunks"], q["question"]), vocab)
+    prompts = [tokenize(prompt_text(q["chunks"], q["question"]), vocab) for q in qs]
+    for q, toks in list(zip(qs, prompts))[: a.check]:
         if greedy(model, toks, vocab["<eos>"]) != greedy_reference(model, toks, vocab["<eos>"]):
             raise SystemExit(f"cached decoding differs from full forwards on question {q['id']}")
     rows = []
-    for q in qs:
-        ans = " ".join(words[t] for t in greedy(model, tokenize(prompt_text(q["chunks"], q["question"]), vocab), vocab["<eos>"]))
+    for q, toks in zip(qs, prompts):
+        ans = " ".join(words[t] for t in greedy(model, toks, vocab["<eos>"]))
         rows.append({"id": q["id"], "type": q["type"], "heldout": q["heldout_template"], "gold": q["answer"], "answer": ans,
                      "f1": token_f1(ans, q["answer"]), "em": float(" ".join(ans.split()) == " ".join(q["answer"].split()))})
 

@@ -25,7 +25,7 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(__file__))
 from eventlog import prompt_text, tokenize, vocabulary  # noqa: E402
-from model import LM, Config  # noqa: E402
+from model import LM  # noqa: E402
 
 OPSET = 13
 FUSED_PROBE_LAYERS = [0]  # before CacheBlend's default check layer 1
@@ -93,11 +93,8 @@ def main():
     ap.add_argument("--out", default="cacheblend/model")
     ap.add_argument("--eval", default="training/cacheblend/questions/eval.jsonl")
     a = ap.parse_args()
-    ck = torch.load(a.ckpt)
-    cfg = Config(**ck["config"])
-    m = LM(cfg)
-    m.load_state_dict(ck["state"])
-    m.eval()
+    m, ck = LM.from_checkpoint(a.ckpt)
+    cfg = m.c
     os.makedirs(a.out, exist_ok=True)
     T, N, d, hk, hd = 5, 9, cfg.d, cfg.kv_heads, cfg.head_dim
     x = torch.randn(T, d)

@@ -169,6 +169,15 @@ class LM(nn.Module):
             nn.init.normal_(b.wo.weight, std=0.02 / math.sqrt(2 * c.layers))
             nn.init.normal_(b.w2.weight, std=0.02 / math.sqrt(2 * c.layers))
 
+    @staticmethod
+    def from_checkpoint(path: str) -> tuple["LM", dict]:
+        """A model in eval mode from a train.py checkpoint ({config, state, step}), and the checkpoint."""
+        ck = torch.load(path)
+        m = LM(Config(**ck["config"]))
+        m.load_state_dict(ck["state"])
+        m.eval()
+        return m, ck
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, T] -> logits [B, T, vocab] under full causal attention from position 0."""
         c = self.c

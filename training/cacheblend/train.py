@@ -155,6 +155,17 @@ def main():
     # easy dev set (only logged with a curriculum): easy-stage scenes and questions, training cameras, its own seed
     dev_easy = [batch(random.Random(8), vocab, 16, TRAIN_CAMERAS, TRAIN_TEMPLATES, a.easy_size, min_cams=1)] if curriculum else []
     budget = a.minutes * 60
+
+    def checkpoint(label: str, **extra) -> None:
+        """Dev metrics into the log (easy dev set too with a curriculum), and the weights to ckpt.pt."""
+        d = dev_eval(model, dev)
+        if dev_easy:
+            d.update({f"easy_{k}": v for k, v in dev_eval(model, dev_easy).items()})
+        entry = {"step": step, "seconds": round(time.time() - t0), "tokens": tokens, **extra, **d}
+        log.append(entry)
+        print(label, entry, flush=True)
+        torch.save({"config": cfg.to_json(), "state": model.state_dict(), "step": step}, os.path.join(a.out, "ckpt.pt"))
+
     t0 = time.time()
     last_ckpt = t0
     step, tokens = 0, 0
@@ -187,20 +198,8 @@ def main():
             print(f"step {step} {el:.0f}s loss {loss.item():.4f} lr {lr:.2e} tok/s {tokens / (time.time() - t0):.0f}", flush=True)
         if time.time() - last_ckpt > a.ckpt_every_min * 60:
             last_ckpt = time.time()
-            d = dev_eval(model, dev)
-            if dev_easy:
-                d.update({f"easy_{k}": v for k, v in dev_eval(model, dev_easy).items()})
-            entry = {"step": step, "seconds": round(time.time() - t0), "tokens": tokens, "loss": loss.item(), **d}
-            log.append(entry)
-            print("dev", entry, flush=True)
-            torch.save({"config": cfg.to_json(), "state": model.state_dict(), "step": step}, os.path.join(a.out, "ckpt.pt"))
-    d = dev_eval(model, dev)
-    if dev_easy:
-        d.update({f"easy_{k}": v for k, v in dev_eval(model, dev_easy).items()})
-    entry = {"step": step, "seconds": round(time.time() - t0), "tokens": tokens, **d}
-    log.append(entry)
-    print("final", entry, flush=True)
-    torch.save({"config": cfg.to_json(), "state": model.state_dict(), "step": step}, os.path.join(a.out, "ckpt.pt"))
+            checkpoint("dev", loss=loss.item())
+    checkpoint("final")
     with open(os.path.join(a.out, "train_log.json"), "w") as f:
         json.dump({"config": cfg.to_json(), "params": nparams, "args": vars(a), "log": log,
                    "wall_seconds": round(time.time() - t0), "steps": step, "tokens": tokens}, f, indent=1)
