@@ -46,9 +46,19 @@ export interface LayerOut {
 }
 
 const f32 = (data: Float32Array, dims: number[]): ort.Tensor => new ort.Tensor('float32', data, dims);
+/**
+ * int64 copies of index arrays, memoised per array object: a prefill passes the same rows array (positions = row
+ * indices) to every layer after the check layer, and BigInt conversion costs ~1 µs per element. Callers must not
+ * mutate an array after passing it (blend.ts builds a new one whenever its selection changes).
+ */
+const i64Memo = new WeakMap<ArrayLike<number>, BigInt64Array>();
 const i64 = (data: ArrayLike<number>, dims: number[]): ort.Tensor => {
-  const a = new BigInt64Array(data.length);
-  for (let i = 0; i < data.length; i++) a[i] = BigInt(data[i]);
+  let a = i64Memo.get(data);
+  if (!a || a.length !== data.length) {
+    a = new BigInt64Array(data.length);
+    for (let i = 0; i < data.length; i++) a[i] = BigInt(data[i]);
+    i64Memo.set(data, a);
+  }
   return new ort.Tensor('int64', a, dims);
 };
 

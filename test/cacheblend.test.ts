@@ -1,10 +1,10 @@
 /** CacheBlend core on the committed model and a held-out event-log question: exactness, reuse, RoPE, the KV store. */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BlendModel } from '../cacheblend/model.ts';
-import { chunkKv, decode, prefill, prefillAlone, PrefillWorkspace, validateSelection, type PrefillResult } from '../cacheblend/blend.ts';
+import { chunkKv, decode, prefill, prefillAlone, PrefillWorkspace, topK, validateSelection, type PrefillResult } from '../cacheblend/blend.ts';
 import { ensureAll, ensureChunk, segmentsFor } from '../cacheblend/context.ts';
 import { rerotate, ropeInvFreq } from '../cacheblend/rope.ts';
 import { chunkHash, KvStore } from '../cacheblend/store.ts';
@@ -222,12 +222,74 @@ describe('KvStore', () => {
     }
   });
 
+  test('open chunk files stay within the LRU limit, never mix chunks up, and an evicted chunk still reads for a reader that holds it', async () => {
+    const d = mkdtempSync(path.join(os.tmpdir(), 'cbf-'));
+    const openFds = (): number => readdirSync('/proc/self/fd').length;
+    try {
+      const s = new KvStore(d, 0, 2); // at most 2 idle files kept open
+      const base = openFds();
+      const kvOf = (c: number): Float32Array => Float32Array.from({ length: 2 * 2 * 3 * 4 }, (_, i) => c * 1000 + i);
+      const hs = [0, 1, 2, 3, 4].map((c) => {
+        const h = chunkHash('m', [c]);
+        s.put(h, `chunk ${c}`, 3, 2, 4, kvOf(c));
+        return h;
+      });
+      const readAll = async (hashes: string[]): Promise<Float32Array[]> => {
+        const r = await s.reader(hashes);
+        const K = [0, 1].map(() => new Float32Array(hashes.length * 3 * 4));
+        const V = [0, 1].map(() => new Float32Array(hashes.length * 3 * 4));
+        await r.readLayers(0, 2, K, V, hashes.map((_, i) => 3 * i), 4);
+        await r.close();
+        return K;
+      };
+      for (let round = 0; round < 3; round++) {
+        for (const [c, h] of hs.entries()) {
+          const K = await readAll([h]);
+          expect(Array.from(K[1])).toEqual(Array.from(kvOf(c).subarray(24, 36))); // layer 1's K of chunk c
+          expect(openFds() - base).toBeLessThanOrEqual(2);
+        }
+      }
+      const K = await readAll([hs[3], hs[1], hs[4]]); // several at once, in any order
+      expect(Array.from(K[0].subarray(12, 24))).toEqual(Array.from(kvOf(1).subarray(0, 12)));
+      // a reader holding chunk 0 while it is evicted still reads it; new readers are refused; its fd closes after
+      const held = await s.reader([hs[0]]);
+      s.touch(hs.slice(1));
+      expect(s.evict(4 * kvOf(0).byteLength)).toBe(1);
+      const K0 = [0, 1].map(() => new Float32Array(12));
+      await held.readLayers(0, 2, K0, [new Float32Array(12), new Float32Array(12)], [0], 4);
+      expect(Array.from(K0[1])).toEqual(Array.from(kvOf(0).subarray(24, 36)));
+      await held.close();
+      await expect(s.reader([hs[0]])).rejects.toThrow(/not in the KV store/);
+      expect(openFds() - base).toBeLessThanOrEqual(2);
+      s.close();
+      expect(openFds()).toBeLessThanOrEqual(base - 1); // the index closed too, and no chunk file left open
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+
   test('a chunk is computed once and found again by content', async () => {
     const before = store.stats().chunks;
     const h = await ensureChunk(model, store, chunks[0]);
     expect(store.stats().chunks).toBe(before);
     expect(store.meta(h)?.text).toBe(chunks[0]);
   });
+});
+
+test('topK picks the same tokens as sorting by deviation (descending) with ties by position', () => {
+  let seed = 7;
+  const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (let trial = 0; trial < 200; trial++) {
+    const n = 1 + Math.floor(rnd() * 60);
+    const vals = Float64Array.from({ length: n }, () => Math.floor(rnd() * 6)); // few distinct values: many ties
+    const keep = Math.floor(rnd() * (n + 2));
+    const ref = Array.from({ length: n }, (_, i) => i)
+      .sort((a, b) => vals[b] - vals[a] || a - b)
+      .slice(0, keep)
+      .sort((a, b) => a - b);
+    expect(topK(vals, keep)).toEqual(ref);
+  }
+  expect(() => topK(Float64Array.from([1, NaN, 2]), 1)).toThrow(RangeError);
 });
 
 test('bad selections are refused', () => {
