@@ -273,7 +273,9 @@ export async function prefill(model: BlendModel, store: KvStore | null, segments
     }
     gen = cachedLayers(reader, offsets, cachedAt, K, V, W, model, (l) => l < firstCheck, loadBy);
     pending = gen.next(); // issues the reads before the embedding
-    const hidden = model.embedInto(tokens, ws.hidden(n * d));
+    // hidden states of the rows recomputed last, packed: h.data [h.rows.length, d]; starts as every row's embedding.
+    // A layer whose S is the previous layer's S takes the previous output as is (no gather, no scatter back).
+    let h: { rows: readonly number[]; data: Float32Array } = { rows: allRows, data: model.embedInto(tokens, ws.hidden(n * d)) };
     let ahead: { rows: readonly number[]; data: Float32Array } | null = null; // next check layer's probe, if fused
     for (let l = 0; l < layers; l++) {
       const t0 = performance.now();
@@ -290,7 +292,7 @@ export async function prefill(model: BlendModel, store: KvStore | null, segments
         let chosen: number[] = [];
         if (keep > 0) {
           // the probe came with the previous layer's run (fused graph) for its rows S ⊇ cand, or runs now
-          const probe = ahead ?? { rows: cand, data: await model.probe(l, gather(hidden, cand, d), cand, selection!.by) };
+          const probe = ahead ?? { rows: cand, data: await model.probe(l, subRows(h, cand, d), cand, selection!.by) };
           const dev = deviation(probe.data, probe.rows, selection!.by === 'k' ? k : v, cand, W);
           chosen = topK(dev, keep).map((t) => cand[t]); // most deviating; ties by position
         }
@@ -303,16 +305,18 @@ export async function prefill(model: BlendModel, store: KvStore | null, segments
       const nextIsCheck = !!selection && selection.checkLayers.includes(l + 1);
       let out: LayerOut;
       if (nextIsCheck && model.hasFusedProbe(l)) {
-        const r = await model.layerProbe(l, gather(hidden, S, d), S, S, k, v, mask, selection!.by);
+        const r = await model.layerProbe(l, subRows(h, S, d), S, S, k, v, mask, selection!.by);
         ahead = { rows: S, data: r.probe };
         out = r;
-      } else out = await model.layer(l, gather(hidden, S, d), S, S, k, v, mask);
-      scatter(hidden, out.y, S, d);
+      } else out = await model.layer(l, subRows(h, S, d), S, S, k, v, mask);
+      h = { rows: S, data: out.y };
       scatter(k, out.k, S, W);
       scatter(v, out.v, S, W);
       recomputed.push(S.length);
     }
-    const logits = await model.head(hidden.subarray((n - 1) * d, n * d), 1);
+    const last = h.rows.length - 1; // the last token is uncached, so recomputed at every layer
+    if (h.rows[last] !== n - 1) throw new Error('the last token was not recomputed');
+    const logits = await model.head(h.data.subarray(last * d, (last + 1) * d), 1);
     return { logits, k: K, v: V, n, capacity: cap, recomputed, cachedTokens: cachedIdx.length, loadWaitMs };
   } finally {
     // after an error the loader may still have a read in flight: let it finish before its file closes
@@ -323,17 +327,24 @@ export async function prefill(model: BlendModel, store: KvStore | null, segments
   }
 }
 
-/** Rows `rows` of a [*, w] buffer, packed; ascending runs of consecutive rows are copied as one block. */
-function gather(src: Float32Array, rows: readonly number[], w: number): Float32Array {
-  if (rows.length > 0 && rows[rows.length - 1] - rows[0] === rows.length - 1) return src.subarray(rows[0] * w, (rows[0] + rows.length) * w); // one run: a view, no copy
-  const out = new Float32Array(rows.length * w);
-  forRuns(rows, (t, r, len) => out.set(src.subarray(r * w, (r + len) * w), t * w));
+/** Packed rows `want` of hidden states held for rows `h.rows` (want ⊆ h.rows, both ascending); the same buffer if equal. */
+function subRows(h: { rows: readonly number[]; data: Float32Array }, want: readonly number[], w: number): Float32Array {
+  if (want === h.rows) return h.data;
+  const out = new Float32Array(want.length * w);
+  let j = 0;
+  for (let t = 0; t < want.length; t++) {
+    while (h.rows[j] !== want[t]) if (++j >= h.rows.length) throw new Error(`row ${want[t]} has no hidden state`);
+    out.set(h.data.subarray(j * w, (j + 1) * w), t * w);
+  }
   return out;
 }
 
-/** Inverse of gather: packed rows of `src` written to rows `rows` of `dst`. */
+/** Packed rows of `src` written to rows `rows` of `dst` (runs of consecutive rows as one block). */
 function scatter(dst: Float32Array, src: Float32Array, rows: readonly number[], w: number): void {
-  forRuns(rows, (t, r, len) => dst.set(src.subarray(t * w, (t + len) * w), r * w));
+  forRuns(rows, (t, r, len) => {
+    if (len * w <= 256) for (let i = 0, a = t * w, b = r * w; i < len * w; i++) dst[b + i] = src[a + i]; // short runs: no subarray objects
+    else dst.set(src.subarray(t * w, (t + len) * w), r * w);
+  });
 }
 
 /** Calls f(packedIndex, firstRow, length) for each maximal run of consecutive rows. */
