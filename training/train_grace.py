@@ -90,10 +90,12 @@ class Codec(nn.Module):
         p = (cdf(y_noisy + 0.5) - cdf(y_noisy - 0.5)).clamp(min=1e-9)
         return -torch.log2(p).sum()
 
-    def forward(self, x, ref, pmax):
+    def forward(self, x, ref, pmax, noisy_decoder=False):
         y = self.enc(x, ref)
         y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
-        yq = y + (torch.round(y) - y).detach()  # straight-through rounding
+        # the decoder sees the noisy latent (Balle et al.'s training proxy: a small |y| is drowned by the noise, so
+        # the encoder must grow the elements worth sending) or the rounded one with straight-through gradients
+        yq = y_noisy if noisy_decoder else y + (torch.round(y) - y).detach()
         if pmax > 0:
             p = torch.rand(y.shape[0], 1, 1, 1) * pmax
             yq = yq * (torch.rand_like(y) >= p).float()
@@ -154,6 +156,9 @@ def train(args):
         if time.time() - t0 > 0.8 * args.minutes * 60:  # last 20% of the wall budget at lr/4
             for g in opt.param_groups:
                 g["lr"] = args.lr / 4
+        frac = (time.time() - t0) / (args.minutes * 60)
+        noisy = frac < args.noise_frac  # noise proxy first, then the rounding the codec really applies
+        lam = args.lam * (args.lam_warm + (1 - args.lam_warm) * min(1.0, frac / args.warm_frac)) if args.warm_frac > 0 else args.lam
         x0, x1, x2 = batch(data, args.bs, args.crop, rng)
         # reference: half the batch gets the model's own (masked) decode of x1 from x0
         ref = x1.clone()
@@ -162,10 +167,10 @@ def train(args):
             model.eval()
             ref[:hb], _ = model(x1[:hb], x0[:hb], max(args.pmax, 0.0))
             model.train()
-        xh, bits = model(x2, ref, args.pmax)
+        xh, bits = model(x2, ref, args.pmax, noisy)
         mse = F.mse_loss(xh, x2)
         bpp = bits / npx
-        loss = args.lam * 255 ** 2 * mse + bpp
+        loss = lam * 255 ** 2 * mse + bpp
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -174,7 +179,10 @@ def train(args):
         psnr = -10 * math.log10(max(mse.item(), 1e-10))
         ema = (psnr, bpp.item()) if ema is None else (0.98 * ema[0] + 0.02 * psnr, 0.98 * ema[1] + 0.02 * bpp.item())
         if step % 50 == 0:
-            rec = {"step": step, "min": round((time.time() - t0) / 60, 2), "psnr": round(ema[0], 2), "bpp": round(ema[1], 4)}
+            with torch.no_grad():  # share of latent elements that survive rounding (0 = a collapsed latent)
+                nz = float((torch.round(model.enc(x2, ref)) != 0).float().mean())
+            rec = {"step": step, "min": round((time.time() - t0) / 60, 2), "psnr": round(ema[0], 2), "bpp": round(ema[1], 4),
+                   "nonzero": round(nz, 4), "noisy": noisy, "lam": round(lam, 5)}
             log.append(rec)
             print(json.dumps(rec), flush=True)
         if step % 200 == 0:
@@ -247,6 +255,9 @@ if __name__ == "__main__":
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--noise-frac", type=float, default=0.0, help="share of the wall budget the decoder trains on the noisy latent")
+    ap.add_argument("--lam-warm", type=float, default=1.0, help="lambda multiplier at the start, annealed to 1")
+    ap.add_argument("--warm-frac", type=float, default=0.0, help="share of the wall budget the lambda warm-up lasts")
     ap.add_argument("--init")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--ckpt")
