@@ -25,6 +25,12 @@ export interface ChunkMeta {
   text: string;
 }
 
+interface FdEntry {
+  fd: number;
+  refs: number;
+  doomed: boolean;
+}
+
 export function chunkHash(modelId: string, tokens: readonly number[]): string {
   const h = createHash('sha256');
   h.update(modelId);
@@ -38,8 +44,12 @@ export class KvStore {
   private ramBytes = 0;
   private readonly metaStmt: Database.Statement;
   private readonly metas = new Map<string, ChunkMeta>();
-  /** open chunk files, least recently used first; `refs` = readers using the fd (an fd is closed only at 0) */
-  private readonly fds = new Map<string, { fd: number; refs: number; doomed: boolean }>();
+  /**
+   * Open chunk files, least recently used first; `refs` = readers using the fd (an fd is closed only at 0). A file
+   * that is replaced or evicted leaves the map at once (new readers open the new file); its fd is `doomed` and
+   * closes when its last reader releases it.
+   */
+  private readonly fds = new Map<string, FdEntry>();
 
   /** `dir` holds index.sqlite and the .kv files; `ramBytes` = RAM tier budget (0 disables it). */
   constructor(
@@ -133,13 +143,14 @@ export class KvStore {
       return m;
     });
     const fds: (number | null)[] = [];
-    const held: string[] = [];
+    const held: FdEntry[] = [];
     try {
       for (const m of metas) {
         if (this.ram.has(m.hash)) fds.push(null);
         else {
-          fds.push(this.acquire(m.hash));
-          held.push(m.hash);
+          const e = this.acquire(m.hash);
+          held.push(e);
+          fds.push(e.fd);
         }
       }
     } catch (e) {
@@ -150,24 +161,19 @@ export class KvStore {
   }
 
   /** An open fd for a chunk's file (from the LRU, or opened now), held until `release`. */
-  private acquire(hash: string): number {
+  private acquire(hash: string): FdEntry {
     let e = this.fds.get(hash);
     if (e) this.fds.delete(hash); // re-inserted below: most recently used last
     else e = { fd: openSync(this.file(hash), 'r'), refs: 0, doomed: false };
     e.refs++;
     this.fds.set(hash, e);
-    return e.fd;
+    return e;
   }
 
-  private release(hash: string): void {
-    const e = this.fds.get(hash);
-    if (!e) return;
+  private release(e: FdEntry): void {
     e.refs--;
-    if (e.refs === 0 && e.doomed) {
-      this.fds.delete(hash);
-      closeSync(e.fd);
-    }
-    this.trimFds();
+    if (e.refs === 0 && e.doomed) closeSync(e.fd);
+    else this.trimFds();
   }
 
   /** Close idle fds beyond the limit, least recently used first (fds in use are never closed). */
@@ -183,14 +189,13 @@ export class KvStore {
     }
   }
 
-  /** Drop a chunk's fd: closed now if idle, else when its last reader releases it. */
+  /** Drop a chunk's fd from the LRU: closed now if idle, else when its last reader releases it. */
   private forgetFile(hash: string): void {
     const e = this.fds.get(hash);
     if (!e) return;
-    if (e.refs === 0) {
-      this.fds.delete(hash);
-      closeSync(e.fd);
-    } else e.doomed = true;
+    this.fds.delete(hash);
+    if (e.refs === 0) closeSync(e.fd);
+    else e.doomed = true;
   }
 
   /** Remove least-recently-used chunks until the disk tier holds at most `maxBytes`. */

@@ -258,8 +258,14 @@ describe('KvStore', () => {
       const K0 = [0, 1].map(() => new Float32Array(12));
       await held.readLayers(0, 2, K0, [new Float32Array(12), new Float32Array(12)], [0], 4);
       expect(Array.from(K0[1])).toEqual(Array.from(kvOf(0).subarray(24, 36)));
-      await held.close();
       await expect(s.reader([hs[0]])).rejects.toThrow(/not in the KV store/);
+      // stored again (new content under the same key) while the old reader is open: new readers see the new file
+      s.put(hs[0], 'chunk 0 again', 3, 2, 4, kvOf(9));
+      const K9 = await readAll([hs[0]]);
+      expect(Array.from(K9[1])).toEqual(Array.from(kvOf(9).subarray(24, 36)));
+      await held.readLayers(0, 2, K0, [new Float32Array(12), new Float32Array(12)], [0], 4);
+      expect(Array.from(K0[1])).toEqual(Array.from(kvOf(0).subarray(24, 36))); // the held reader keeps its file
+      await held.close();
       expect(openFds() - base).toBeLessThanOrEqual(2);
       s.close();
       expect(openFds()).toBeLessThanOrEqual(base - 1); // the index closed too, and no chunk file left open
