@@ -92,18 +92,27 @@ function causalMask(pos: readonly number[], cap: number): Float32Array {
  */
 function deviation(fresh: Float32Array, have: readonly number[], cached: Float32Array, want: readonly number[], W: number): Float64Array {
   const out = new Float64Array(want.length);
-  let j = 0;
+  const at = indexIn(have, want);
   for (let t = 0; t < want.length; t++) {
-    const r = want[t];
-    while (have[j] !== r) if (++j >= have.length) throw new Error(`row ${r} missing from the probe`);
     let s = 0;
-    for (let c = 0, f = j * W, k = r * W; c < W; c++) {
+    for (let c = 0, f = at[t] * W, k = want[t] * W; c < W; c++) {
       const d = fresh[f + c] - cached[k + c];
       s += d * d;
     }
     out[t] = s;
   }
   return out;
+}
+
+/** For each row of `want`, its index in `have` (both ascending, want ⊆ have); throws if a row is missing. */
+function indexIn(have: readonly number[], want: readonly number[]): Int32Array {
+  const at = new Int32Array(want.length);
+  let j = 0;
+  for (let t = 0; t < want.length; t++) {
+    while (have[j] !== want[t]) if (++j >= have.length) throw new Error(`row ${want[t]} missing (not among the rows computed)`);
+    at[t] = j;
+  }
+  return at;
 }
 
 /**
@@ -331,11 +340,7 @@ export async function prefill(model: BlendModel, store: KvStore | null, segments
 function subRows(h: { rows: readonly number[]; data: Float32Array }, want: readonly number[], w: number): Float32Array {
   if (want === h.rows) return h.data;
   const out = new Float32Array(want.length * w);
-  let j = 0;
-  for (let t = 0; t < want.length; t++) {
-    while (h.rows[j] !== want[t]) if (++j >= h.rows.length) throw new Error(`row ${want[t]} has no hidden state`);
-    out.set(h.data.subarray(j * w, (j + 1) * w), t * w);
-  }
+  indexIn(h.rows, want).forEach((j, t) => out.set(h.data.subarray(j * w, (j + 1) * w), t * w));
   return out;
 }
 
