@@ -306,6 +306,9 @@ linePlot(path.join(outDir, 'grace_delay_cdf.png'), {
 
 writeResult('grace', {
   video: path.basename(args.video!),
+  dev_set: 'frames of the eight other shared clips (training/grace_prep.sh): training, the middle rung λ, the ladder bits/pixel',
+  eval_set: path.basename(args.video!) === 'parking-person-bicycle-432p.mp4' ? 'parking-person-bicycle-432p.mp4, held out of training (one scene, not leave-one-scene-out)' : `${path.basename(args.video!)} (not the default held-out clip)`,
+  preregistered: { resolution: '480x272', fps: 10, start_s: 2, rung: 'the ladder middle rung', min_packets: 8, mtu: MTU, intra_period: 10, intra_qp: INTRA_QP, x264: 'veryfast zerolatency, QP closest to Grace++ zero-loss rate', rtt_ms: 200, slack_ms: 30, seeds: 20 },
   params: { frames: N, fps: FPS, width: W, height: H, start_s: Number(args.start), rtt_ms: RTT, bandwidth_kbps: BW, slack_ms: SLACK, seeds: SEEDS, feedback_delay_frames: FB_DELAY, intra_qp: INTRA_QP, x264_qp: best.qp, grace_rung: ladder.rungs[rungIdx], ablation: ladder.ablation, model_params: m.params, loadavg_start: load0, loadavg_end: os.loadavg() },
   decode_fps_per_core: speed.decode_fps_per_core,
   encode_fps_per_core: speed.encode_fps_per_core,
