@@ -3,7 +3,8 @@
  * hindsight, a per-scene oracle, AWStream-style periodic profiling and Chameleon-style greedy one-knob profiling,
  * every byte on the wire counted, tuned on a development set and reported on a disjoint evaluation set.
  *
- *   npm run bench:oneadapt [-- --videos a.mp4:0-6,b.mp4:20-26,… --dev-videos … --target-f1 0.9 --tune]
+ *   npm run bench:oneadapt [-- --videos a.mp4:0-6,b.mp4:20-26,… --dev-videos … --target-f1 0.9 --dev-only]
+ * (--dev-only: run the development sweep and stop, for exploration that must not see the evaluation set)
  *
  * Clips: `file:start-end` (seconds; a bare name is looked up in ../shared/videos), each decoded at 10 fps and
  * SCALED (not cropped) to 640×360, concatenated in the order given; 1-s segments of 10 frames, each a closed
@@ -60,13 +61,12 @@ import { encodeMbMap } from '../wire/mbmap.ts';
 import { segmentWireBytes, wsFrameOverhead, PROTOCOL_VERSION, type SegmentHeader } from '../wire/protocol.ts';
 import type { Detection } from '../detector/postprocess.ts';
 import { ONEADAPT_TUNED } from '../config/schema.ts';
-import { DETECTOR_MODEL, loadFrames, SHARED } from '../testdata/fixtures.ts';
+import { DETECTOR_MODEL, loadFrames } from '../testdata/fixtures.ts';
 import { printTable, writeResult } from './report.ts';
+import { DEV_DEFAULT, EVAL_DEFAULT, parseClips, type Clip } from './oneadapt-sets.ts';
 import { panelPlot, type PanelSeries, type Rgb } from './panelplot.ts';
 
-/** Pre-registered before the evaluation run (see `preregistered` in the result file). */
-const DEV_DEFAULT = 'campus-576p.avi:0-3,highway-720p.mp4:0-3,people-indoor-432p.mp4:0-3,parking-topdown-432p.mp4:0-3,parking-person-bicycle-432p.mp4:0-3,towncentre-pedestrians-480p.mp4:0-3,residential-street-cars-352p.mp4:0-3,overhead-road-dusk-360p.mp4:0-3,office-lobby-fisheye-360p.mp4:0-3';
-const EVAL_DEFAULT = 'highway-720p.mp4:20-25,office-lobby-fisheye-360p.mp4:12-17,campus-576p.avi:55-60,overhead-road-dusk-360p.mp4:12-17,people-indoor-432p.mp4:100-105,residential-street-cars-352p.mp4:25-30,towncentre-pedestrians-480p.mp4:8-13,parking-topdown-432p.mp4:20-25,parking-person-bicycle-432p.mp4:25-30';
+/** Pre-registered before the evaluation run (see `preregistered` in the result file): DEV_DEFAULT, EVAL_DEFAULT. */
 
 const { values: args } = parseArgs({
   options: {
@@ -91,6 +91,8 @@ const { values: args } = parseArgs({
     'tune-lrs': { type: 'string', default: '' },
     'tune-scene': { type: 'string', default: 'burst' },
     'tune-monitor': { type: 'string', default: '0' },
+    /** stop after the development sweep (exploration that must not see the evaluation set) */
+    'dev-only': { type: 'boolean', default: false },
     /** extra labelled OneAdapt runs on the evaluation set (JSON overrides of the pick, ';'-separated) */
     'eval-variants': { type: 'string', default: '' },
     bootstrap: { type: 'string', default: '2000' },
@@ -118,19 +120,7 @@ const log = (...a: unknown[]): void => console.error(`[${(performance.now() / 10
 const tStart = performance.now();
 const mean = (a: number[]): number => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : 0);
 
-// ---------------------------------------------------------------- inputs
-interface Clip { file: string; name: string; startS: number; endS: number }
-function parseClips(list: string): Clip[] {
-  return list.split(',').filter(Boolean).map((item) => {
-    const m = /^(.+):(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)$/.exec(item.trim());
-    if (!m) throw new Error(`bad clip "${item}": expected file:start-end (seconds), e.g. highway-720p.mp4:20-26`);
-    const file = existsSync(m[1]) ? path.resolve(m[1]) : path.join(SHARED, 'videos', m[1]);
-    if (!existsSync(file)) throw new Error(`clip ${m[1]}: no such file (looked in . and ${path.join(SHARED, 'videos')})`);
-    const startS = Number(m[2]), endS = Number(m[3]);
-    if (!(endS - startS >= 1)) throw new Error(`clip ${item}: needs at least 1 s`);
-    return { file, name: path.basename(file).replace(/\.[^.]+$/, ''), startS, endS };
-  });
-}
+// ---------------------------------------------------------------- inputs: bench/oneadapt-sets.ts
 
 const analyzer = await SegmentAnalyzer.create({ modelPath: DETECTOR_MODEL });
 let detections = 0;
@@ -283,6 +273,8 @@ async function runOneAdapt(ds: DataSet, p: OaParams): Promise<OaRun> {
       probeMs.push(pr.probeMs);
       encodes += pr.encodes;
       decisions.push(ctrl.step(pr.probes, { bytes: rendered.encoded.data.length + overheadBytes, durationS: SEG / FPS, proxy: grad.proxy, f1: pendingF1, overheadBytes, signature: ds.signatures[s] }));
+      // OA_DEBUG=1: one line per step (knobs, O, R/O, both neighbours' R/O per knob, the moves)
+      if (process.env.OA_DEBUG) log(`seg ${s} scene ${ds.sceneOf[s]} ${cfgName(k)} O=${grad.proxy.toFixed(1)} R=${pr.currentR.toFixed(0)} R/O=${(pr.currentR / Math.max(grad!.proxy, 1)).toFixed(1)} probes ${pr.probes.map((q) => `${q.knob}:${q.dearer ? (q.dearer.r / Math.max(grad!.proxy, 1)).toFixed(0) : '-'}/${q.cheaper ? (q.cheaper.r / Math.max(grad!.proxy, 1)).toFixed(0) : '-'}`).join(' ')} → ${JSON.stringify(decisions.at(-1)!.grads)} ${decisions.at(-1)!.sceneChange.join(',')}`);
       pendingF1 = null;
     } else {
       rendered = await renderSegment(ds.segments[s], k, null, RENDER);
@@ -343,6 +335,11 @@ if (!args['no-tune']) {
   console.log(`dev pick: ${JSON.stringify(chosen)} (centre of the sweep: ${JSON.stringify(PRE)}); the evaluation uses the pick`);
 }
 const devMain = devRuns.get(JSON.stringify(chosen)) ?? (await runOneAdapt(dev, chosen));
+if (args['dev-only']) {
+  dev.saveCache();
+  log('--dev-only: stopping before the evaluation set');
+  process.exit(0);
+}
 
 // ---------------------------------------------------------------- evaluation set
 await evalSet.load();

@@ -1,5 +1,4 @@
 /** Answer and distribution metrics for the CacheBlend benchmark (pure). */
-import { rng } from '../numeric/random.ts';
 
 /** SQuAD-style token F1 between a predicted and a gold answer (bags of words). */
 export function tokenF1(pred: string, gold: string): number {
@@ -44,24 +43,4 @@ export function klDivergence(pLogits: Float32Array, qLogits: Float32Array): numb
   return Math.max(0, kl);
 }
 
-export function quantile(xs: readonly number[], q: number): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const pos = (s.length - 1) * q;
-  const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
-  return s[lo] + (s[hi] - s[lo]) * (pos - lo);
-}
-
-export const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
-
-/** 95% bootstrap interval of stat(sample) over resampled indices 0..n−1. */
-export function bootstrap(n: number, stat: (idx: number[]) => number, reps = 2000, seed = 1): [number, number] {
-  const r = rng(seed);
-  const vals: number[] = [];
-  for (let b = 0; b < reps; b++) {
-    const idx = Array.from({ length: n }, () => Math.floor(r() * n));
-    vals.push(stat(idx));
-  }
-  return [quantile(vals, 0.025), quantile(vals, 0.975)];
-}
+export { bootstrap, mean, quantile } from '../numeric/stats.ts';
