@@ -312,7 +312,12 @@ export class Agent {
 
   private onReply(r: Reply, replyBytes = 0): void {
     this.telemetry.reply(r, replyBytes);
-    this.pipeline.onReply(r);
+    try {
+      this.pipeline.onReply(r);
+    } catch (err) {
+      // a reply the agent cannot use (e.g. a malformed DNNGrad map) costs one OneAdapt step, never the process
+      this.log.warn({ component: 'uplink', segment: r.seq, err: (err as Error).message }, 'server reply not usable; ignored');
+    }
     this.log.info({ component: 'uplink', segment: r.seq, f1: r.f1?.f1, detections: r.detections.reduce((a, d) => a + d.length, 0), duplicate: r.duplicate }, 'server reply');
   }
 

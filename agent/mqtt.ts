@@ -464,7 +464,13 @@ export class MqttControl extends EventEmitter {
       return;
     }
     // Parse and validate synchronously (arrival order), run handlers one at a time.
-    const parsed = this.parseRequest(cmd, payload);
+    let parsed: ReturnType<MqttControl['parseRequest']>;
+    try {
+      parsed = this.parseRequest(cmd, payload);
+    } catch (err) {
+      // a bug in validation must cost one command, never the process (a persistent session would redeliver it)
+      parsed = { error: `could not check '${cmd}' request: ${(err as Error).message}` };
+    }
     const key = parsed.transaction === undefined ? undefined : `${cmd}\u0000${typeof parsed.transaction}:${String(parsed.transaction)}`;
     if (key !== undefined) {
       if (this.seen.has(key) || this.responses.get(key)) {
@@ -576,7 +582,7 @@ export class MqttControl extends EventEmitter {
     const out: Record<string, unknown> = {};
     const problems: string[] = [];
     for (const [k, v] of Object.entries(keys)) {
-      const s = schemas[k];
+      const s = Object.hasOwn(schemas, k) ? schemas[k] : undefined; // not Object.prototype's members
       if (!s) {
         problems.push(`keys.${k}: unknown key (known: ${Object.keys(schemas).join(', ')})`);
         continue;

@@ -135,7 +135,23 @@ export class IngestServer extends EventEmitter<IngestEvents> {
   }
 
   async start(): Promise<number> {
-    const handler = this.opts.httpHandler ?? ((_req, res) => res.writeHead(426, { 'content-type': 'text/plain' }).end('WebSocket endpoint\n'));
+    const inner = this.opts.httpHandler ?? ((_req, res) => res.writeHead(426, { 'content-type': 'text/plain' }).end('WebSocket endpoint\n'));
+    // a handler that throws or rejects (e.g. on a request line no URL parser accepts) answers an error; it
+    // never becomes an unhandled rejection that ends the process
+    const handler: http.RequestListener = (req, res) => {
+      const fail = (err: unknown): void => {
+        const bad = (err as { code?: unknown })?.code === 'ERR_INVALID_URL';
+        this.emit('rejected', `http handler: ${(err as Error)?.message ?? String(err)}`, req.socket.remoteAddress ?? '', null);
+        if (!res.headersSent) res.writeHead(bad ? 400 : 500, { 'content-type': 'text/plain' });
+        res.end(bad ? 'bad request\n' : 'internal error\n');
+      };
+      try {
+        const r = inner(req, res) as unknown;
+        if (r instanceof Promise) r.catch(fail);
+      } catch (err) {
+        fail(err);
+      }
+    };
     const server = this.opts.tls ? https.createServer({ cert: this.opts.tls.cert, key: this.opts.tls.key }, handler) : http.createServer(handler);
     // slow or silent HTTP clients: bounded header and request time
     server.headersTimeout = 10_000;

@@ -32,3 +32,26 @@ test('unreachable RTSP camera: the agent stays up, retries with backoff, and sto
   await new Promise((r) => setTimeout(r, 1000));
   expect(agent.captureFailures).toBe(n); // no retries after stop
 });
+
+test('a server reply the agent cannot use (malformed DNNGrad map) is logged and ignored, not a crash', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'reply-'));
+  const settings = AgentSettingsSchema.parse({
+    deviceId: 'cam-reply',
+    source: { kind: 'rtsp', uri: 'rtsp://127.0.0.1:1/stream' },
+    cheapModel: { enabled: false },
+    oneadapt: { enabled: true },
+    server: { url: 'ws://127.0.0.1:1/ingest' },
+    storage: { dir },
+    http: { host: '127.0.0.1', port: 0 },
+    log: { level: 'silent' },
+  });
+  const lines: string[] = [];
+  const logger = pino({ level: 'warn' }, { write: (s: string) => void lines.push(s) });
+  const agent = new Agent(settings, { logger, retryMs: 60_000 });
+  const reply = (data: string) => ({ type: 'reply' as const, segmentId: 'cam-reply-1', seq: 1, detections: [], f1: null, dnngrad: { frameIndex: 9, rows: 3, cols: 4, proxy: 1, data }, timings: { decodeMs: 1, detectMs: 1, gradMs: 1 }, duplicate: false });
+  // the 'reply' handler the uplink calls (private: the uplink is not connected in this test)
+  const onReply = (agent as unknown as { onReply(r: unknown): void }).onReply.bind(agent);
+  expect(() => onReply(reply(Buffer.from('not a map at all').toString('base64')))).not.toThrow();
+  expect(lines.some((l) => /server reply not usable; ignored/.test(l) && /bad magic/.test(l))).toBe(true);
+  await agent.stop();
+});

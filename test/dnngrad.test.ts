@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { oneAdaptProxy, oneAdaptProxyGraph, accmpegProxy, reduceToMacroblocks, saliencyToFrame, weightByPixelDiff, inputSaliency } from '../server/dnngrad.ts';
 import { rng } from '../numeric/random.ts';
+import { deflateRawSync } from 'node:zlib';
 import { encodeMbMap, decodeMbMap, mbMapWireBytes, mbMapErrorBound } from '../wire/mbmap.ts';
 import { Detector } from '../detector/detector.ts';
 import { letterboxFor, preprocess } from '../detector/preprocess.ts';
@@ -264,6 +265,21 @@ describe('MB map wire format', () => {
     expect(() => encodeMbMap({ rows: 1, cols: 1, data: Float32Array.of(NaN) })).toThrow(RangeError);
     const bad = Buffer.from(encodeMbMap(zeros)); bad[0] = 0;
     expect(() => decodeMbMap(bad)).toThrow(/magic/);
+  });
+  test('hostile maps: a small body that inflates past rows×cols, a huge declared grid, a NaN scale', () => {
+    const good = encodeMbMap({ rows: 3, cols: 4, data: Float32Array.from({ length: 12 }, (_, i) => i + 1) });
+    // 64 MiB of zeros deflate to ~64 kB: with the header's 3×4 grid only 12 bytes may be inflated
+    const bomb = Buffer.concat([good.subarray(0, 16), deflateRawSync(Buffer.alloc(64 << 20), { level: 9 })]);
+    expect(bomb.length).toBeLessThan(100_000);
+    expect(() => decodeMbMap(bomb)).toThrow(/does not inflate to 3x4/);
+    // 65535×65535 declared, a short body: an error about the body, not a 4 GB allocation
+    const huge = Buffer.from(good); huge.writeUInt16LE(65535, 4); huge.writeUInt16LE(65535, 6);
+    expect(() => decodeMbMap(huge)).toThrow(/codes, header says 65535x65535/);
+    const nan = Buffer.from(good); nan.writeFloatLE(NaN, 8);
+    expect(() => decodeMbMap(nan)).toThrow(/scale out of range/);
+    const rho = Buffer.from(good); rho.writeFloatLE(0, 12);
+    expect(() => decodeMbMap(rho)).toThrow(/scale out of range/);
+    expect(Array.from(decodeMbMap(good).data).every((v, i) => Math.abs(v - (i + 1)) <= 0.05 * (i + 1))).toBe(true);
   });
 });
 

@@ -217,6 +217,11 @@ describe('MqttControl (real mosquitto)', () => {
       ['set_config', JSON.stringify({ transaction: 'd', keys: { 'oneadapt.targetKbps': 'fast' } }), /keys\.oneadapt\.targetKbps/],
       ['set_config', JSON.stringify({ transaction: 'e', keys: { 'oneadapt.targetKbps': -5 } }), /keys\.oneadapt\.targetKbps: .*>0/],
       ['set_config', JSON.stringify({ transaction: 'f', keys: { 'no.such.knob': 1 } }), /keys\.no\.such\.knob: unknown key/],
+      // names every plain object inherits: unknown keys, not a TypeError that ended the agent (and, with the
+      // persistent session, a crash loop as the broker redelivered the message)
+      ['set_config', JSON.stringify({ transaction: 'f2', keys: { constructor: 1 } }), /keys\.constructor: unknown key/],
+      ['set_config', JSON.stringify({ transaction: 'f3', keys: { toString: 1, __defineGetter__: 2 } }), /keys\.toString: unknown key.*keys\.__defineGetter__: unknown key/],
+      ['set_config', '{"transaction": "f4", "keys": {"__proto__": 1}}', /keys|unknown key|at least one key/],
       ['set_config', JSON.stringify({ transaction: 'g', keys: { 'oneadapt.targetKbps': { nested: 1 } } }), /keys\.oneadapt\.targetKbps/],
       // one good key and one bad key: nothing is applied
       ['set_config', JSON.stringify({ transaction: 'h', keys: { 'oneadapt.targetKbps': 100, 'cheapModel.threshold': 7 } }), /cheapModel\.threshold/],

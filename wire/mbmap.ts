@@ -95,7 +95,14 @@ export function decodeMbMap(buf: Uint8Array): MbMap {
   const cols = b.readUInt16LE(6);
   const max = b.readFloatLE(8);
   const rho = b.readFloatLE(12);
-  const codes = inflateRawSync(b.subarray(HEADER));
+  if (!(Number.isFinite(max) && max >= 0 && rho > 0 && rho < 1)) throw new Error(`MB map scale out of range (max ${max}, floor ratio ${rho})`);
+  let codes: Buffer;
+  try {
+    // at most rows×cols bytes are inflated: a small body cannot expand into a large allocation
+    codes = inflateRawSync(b.subarray(HEADER), { maxOutputLength: Math.max(1, rows * cols) });
+  } catch (err) {
+    throw new Error(`MB map body does not inflate to ${rows}x${cols} codes: ${(err as Error).message}`);
+  }
   if (codes.length !== rows * cols) throw new Error(`MB map body has ${codes.length} codes, header says ${rows}x${cols}`);
   const levels = signed ? 127 : 255;
   const delta = Math.log(1 / rho) / (levels - 1);

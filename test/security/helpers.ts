@@ -2,6 +2,7 @@
  * Security test helpers: an ingest server with a counting processor and known camera tokens,
  * and a raw WebSocket client that writes exact bytes to the socket (for frames `ws` would never send).
  */
+import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { CameraTokens, hashToken } from '../../proc/auth.ts';
@@ -37,8 +38,8 @@ export class EchoProcessor implements SegmentProcessor {
   }
 }
 
-export async function startIngest(limits: Partial<IngestLimits> = {}, store: ReplyStore = new ServerStore(':memory:'), processor = new EchoProcessor()) {
-  const server = new IngestServer({ host: '127.0.0.1', port: 0, processor, store, auth: cameraAuth, limits });
+export async function startIngest(limits: Partial<IngestLimits> = {}, store: ReplyStore = new ServerStore(':memory:'), processor = new EchoProcessor(), httpHandler?: http.RequestListener) {
+  const server = new IngestServer({ host: '127.0.0.1', port: 0, processor, store, auth: cameraAuth, limits, httpHandler });
   const rejected: string[] = [];
   server.on('rejected', (r) => rejected.push(r));
   const port = await server.start();

@@ -2,7 +2,9 @@
  * Findings 1 and 7 of issue #13: one hostile packet must not take the server down, and idle,
  * stalled or excess connections must not hold it. Exact bytes over a real socket.
  */
+import net from 'node:net';
 import WebSocket from 'ws';
+import { FleetApi } from '../../server/fleet-api.ts';
 import { ServerStore } from '../../server/store.ts';
 import { parseServerMessage } from '../../wire/protocol.ts';
 import { RawWs, segment, startIngest, TOKENS, waitFor } from './helpers.ts';
@@ -43,6 +45,42 @@ describe('finding 1: protocol violations close one connection, never the server'
       // the server is still up and serves an authenticated camera
       const reply = await upload(s.url, 'camA', segment('camA', 'camA-seg-1', 0, 7));
       expect(reply).toMatchObject({ type: 'reply', segmentId: 'camA-seg-1', duplicate: false });
+    } finally {
+      await s.server.stop();
+    }
+  });
+});
+
+/** One raw HTTP/1.1 request over TCP; resolves with the status line (rejects after 5 s without an answer). */
+function rawHttp(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: '127.0.0.1', port });
+    sock.setTimeout(5000, () => sock.destroy(new Error('no answer within 5 s')));
+    let buf = '';
+    sock.on('data', (d) => (buf += d.toString('latin1')));
+    sock.on('error', reject);
+    sock.on('close', () => resolve(buf.split('\r\n')[0]));
+    sock.write(request);
+  });
+}
+
+describe('HTTP on the ingest port: a request line no URL parser accepts', () => {
+  test('answers 400 and the server keeps serving (it was an unhandled rejection that ended the process)', async () => {
+    // the server's own route handler (server/main.ts → FleetApi.handle parses the URL first)
+    const api = new FleetApi({ source: { fleet: () => [] }, asker: null, authorize: () => false });
+    const handler = async (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): Promise<void> => {
+      if (await api.handle(req, res)) return;
+      new URL(req.url ?? '/', 'http://localhost'); // as server/main.ts does next
+      res.writeHead(404).end();
+    };
+    const s = await startIngest({}, undefined, undefined, handler);
+    try {
+      const status = await rawHttp(s.port, 'GET http://[/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      expect(status).toBe('HTTP/1.1 400 Bad Request');
+      expect(s.rejected.some((r) => /http handler: .*Invalid URL/.test(r))).toBe(true);
+      expect(await rawHttp(s.port, 'GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).toBe('HTTP/1.1 404 Not Found');
+      const reply = await upload(s.url, 'camA', segment('camA', 'camA-seg-9', 0, 7));
+      expect(reply).toMatchObject({ type: 'reply', segmentId: 'camA-seg-9' });
     } finally {
       await s.server.stop();
     }
