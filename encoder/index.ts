@@ -94,7 +94,7 @@ interface NativeEncodeResult { data: Buffer; frameBytes: number[]; frameTypes: s
 interface NativeDecodeResult { width: number; height: number; fps: number; frames: Buffer[]; qps: Float32Array[]; warnings: string[] }
 interface NativeAddon {
   encode(frames: Uint8Array[], maps: (Float32Array | null)[], width: number, height: number, settings: Record<string, unknown>): Promise<NativeEncodeResult>;
-  decode(data: Uint8Array, codec: Codec, threads: number): Promise<NativeDecodeResult>;
+  decode(data: Uint8Array, codec: Codec, threads: number, maxFrames?: number, maxPixels?: number): Promise<NativeDecodeResult>;
   scale(src: Uint8Array, width: number, height: number, dstWidth: number, dstHeight: number, algo: ScaleAlgorithm): Buffer;
   scaleAsync(src: Uint8Array, width: number, height: number, dstWidth: number, dstHeight: number, algo: ScaleAlgorithm): Promise<Buffer>;
   versions(): { avcodec: string; avutil: string; swscale: string; h264: boolean; h265: boolean };
@@ -225,14 +225,21 @@ export async function encodeSegment(frames: YuvFrame[], qpMaps: (MbMap | null)[]
  * Decode an Annex B bytestream. A corrupt or truncated stream yields the frames that could be
  * decoded (with `warnings`), or EncoderError when none could.
  */
-export async function decodeSegment(data: Uint8Array, codec: Codec = 'h264', opts: { threads?: number } = {}): Promise<DecodedSegment> {
+/**
+ * Decode a bytestream to yuv420p frames. `maxFrames` / `maxPixels` bound what an untrusted stream may expand to
+ * (a few kB of skip frames decode to thousands of full frames): past either, the decode fails with an
+ * EncoderError instead of allocating.
+ */
+export async function decodeSegment(data: Uint8Array, codec: Codec = 'h264', opts: { threads?: number; maxFrames?: number; maxPixels?: number } = {}): Promise<DecodedSegment> {
   if (!(data instanceof Uint8Array)) throw new InvalidInputError('data must be a Uint8Array');
   if (data.length === 0) throw new InvalidInputError('empty bytestream');
   if (codec !== 'h264' && codec !== 'h265') throw new InvalidInputError(`codec must be h264 or h265, got ${codec}`);
   checkInt('threads', opts.threads, 0, 64);
+  checkInt('maxFrames', opts.maxFrames, 0, 2 ** 31 - 1);
+  checkInt('maxPixels', opts.maxPixels, 0, 2 ** 40);
   let out: NativeDecodeResult;
   try {
-    out = await native().decode(data, codec, opts.threads ?? 1);
+    out = await native().decode(data, codec, opts.threads ?? 1, opts.maxFrames ?? 0, opts.maxPixels ?? 0);
   } catch (err) {
     rethrow(err);
   }

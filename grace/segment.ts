@@ -96,7 +96,8 @@ export class GraceSegmentCodec {
   }
 
   /** Decode a segment made by encode(); throws GraceSegmentError on malformed input. */
-  async decode(data: Uint8Array): Promise<YuvFrame[]> {
+  /** Decode a segment; `expect` (the segment header's claims) bounds what an untrusted segment may expand to. */
+  async decode(data: Uint8Array, expect: { frames?: number; width?: number; height?: number } = {}): Promise<YuvFrame[]> {
     const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     let pos = 0;
     const need = (n: number): void => {
@@ -107,18 +108,22 @@ export class GraceSegmentCodec {
     const width = b.readUInt16BE(4), height = b.readUInt16BE(6), intraLen = b.readUInt32BE(8);
     pos = 12;
     if (width * height > MAX_PIXELS) throw new GraceSegmentError(`segment declares ${width}x${height}, more than ${MAX_PIXELS} pixels`);
+    if ((expect.width !== undefined && width !== expect.width) || (expect.height !== undefined && height !== expect.height)) {
+      throw new GraceSegmentError(`segment is ${width}x${height}, its header says ${expect.width}x${expect.height}`);
+    }
     try {
       this.models[0].checkSize(width, height);
     } catch (e) {
       throw new GraceSegmentError((e as Error).message);
     }
     need(intraLen);
-    const intraFrames = (await decodeSegment(b.subarray(pos, pos + intraLen))).frames;
+    const intraFrames = (await decodeSegment(b.subarray(pos, pos + intraLen), 'h264', { maxFrames: 1, maxPixels: width * height })).frames;
     pos += intraLen;
     if (intraFrames.length !== 1 || intraFrames[0].width !== width || intraFrames[0].height !== height) throw new GraceSegmentError('intra frame does not match the segment size');
     need(2);
     const n = b.readUInt16BE(pos);
     pos += 2;
+    if (expect.frames !== undefined && n + 1 > expect.frames) throw new GraceSegmentError(`segment holds ${n + 1} frames, its header says ${expect.frames}`);
     const rx = new GraceReceiver(this.models, this.tables, { width, height });
     const first = intraFrames[0];
     rx.start(yuvToRgbPlanar(first));

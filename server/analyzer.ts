@@ -136,8 +136,17 @@ export class SegmentAnalyzer implements SegmentProcessor {
     let frames: YuvFrame[];
     let refFrame: YuvFrame | null = null;
     try {
-      frames = header.codec === 'grace' ? await (await this.graceCodec()).decode(video) : (await decodeSegment(video, header.codec)).frames;
-      if (ref && header.ref) refFrame = (await decodeSegment(ref, header.ref.codec)).frames[0] ?? null;
+      // the header's size and frame count bound the decode: a few kB of skip frames must not expand without limit
+      const expect = { frames: header.frameCount, width: header.width, height: header.height };
+      frames = header.codec === 'grace'
+        ? await (await this.graceCodec()).decode(video, expect)
+        : (await decodeSegment(video, header.codec, { maxFrames: header.frameCount, maxPixels: header.width * header.height })).frames;
+      const off = frames.find((f) => f.width !== header.width || f.height !== header.height);
+      if (off) throw new Error(`decoded ${off.width}x${off.height}, the header says ${header.width}x${header.height}`);
+      if (ref && header.ref) {
+        refFrame = (await decodeSegment(ref, header.ref.codec, { maxFrames: 1, maxPixels: header.ref.width * header.ref.height })).frames[0] ?? null;
+        if (refFrame && (refFrame.width !== header.ref.width || refFrame.height !== header.ref.height)) throw new Error(`reference is ${refFrame.width}x${refFrame.height}, the header says ${header.ref.width}x${header.ref.height}`);
+      }
     } catch (e) {
       throw new SegmentDecodeError(header.segmentId, (e as Error).message);
     }

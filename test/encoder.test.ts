@@ -257,6 +257,23 @@ describe('(e) typed errors', () => {
     expect(headless).toBeInstanceOf(EncoderError);
   });
 
+  test('decode limits: a small stream of skip frames cannot expand past maxFrames / maxPixels', async () => {
+    // 300 identical 256×144 frames: a few kB of P-skip frames that decode to 300 × 55 kB
+    const still = scaleFrame(hw[0], 256, 144);
+    const many = Array.from({ length: 300 }, () => still);
+    const seg = await encodeSegment(many, many.map(() => null), { baseQp: 30, gop: 300 });
+    expect(seg.data.length).toBeLessThan(40_000);
+    expect((await decodeSegment(seg.data)).frames).toHaveLength(300); // no limit: all of them
+    const tooMany = await decodeSegment(seg.data, 'h264', { maxFrames: 10 }).catch((e: unknown) => e);
+    expect(tooMany).toBeInstanceOf(EncoderError);
+    expect((tooMany as Error).message).toMatch(/more than 10 frames/);
+    const tooBig = await decodeSegment(seg.data, 'h264', { maxPixels: 256 * 143 }).catch((e: unknown) => e);
+    expect(tooBig).toBeInstanceOf(EncoderError);
+    expect((tooBig as Error).message).toMatch(/256x144 exceeds the limit/);
+    expect((await decodeSegment(seg.data, 'h264', { maxFrames: 300, maxPixels: 256 * 144 })).frames).toHaveLength(300);
+    await expect(decodeSegment(seg.data, 'h264', { maxFrames: -1 })).rejects.toThrow(InvalidInputError);
+  });
+
   test('EncoderUnavailableError tells how to build', () => {
     expect(new EncoderUnavailableError('/x.node').message).toMatch(/npm run build:native/);
   });

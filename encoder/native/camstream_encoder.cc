@@ -365,14 +365,16 @@ Napi::Value Encode(const Napi::CallbackInfo& info) {
 
 class DecodeWorker : public Napi::AsyncWorker {
  public:
-  DecodeWorker(Napi::Env env, Napi::Uint8Array data, std::string codec, int threads)
+  DecodeWorker(Napi::Env env, Napi::Uint8Array data, std::string codec, int threads, int64_t maxFrames, int64_t maxPixels)
       : Napi::AsyncWorker(env),
         deferred_(Napi::Promise::Deferred::New(env)),
         ref_(Napi::Persistent(data.As<Napi::Object>())),
         data_(data.Data()),
         size_(data.ByteLength()),
         codec_(std::move(codec)),
-        threads_(threads) {}
+        threads_(threads),
+        maxFrames_(maxFrames),
+        maxPixels_(maxPixels) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
@@ -380,8 +382,9 @@ class DecodeWorker : public Napi::AsyncWorker {
     try {
       Run();
     } catch (const AvFailure& f) {
-      // Frames already decoded are still returned; the error only wins if there are none.
-      if (frames_.empty()) {
+      // Frames already decoded are still returned; the error only wins if there are none, or if the stream
+      // went past the caller's limits (an untrusted stream that is not what its sender declared).
+      if (frames_.empty() || f.step == "decode limit") {
         failure_ = f;
         SetError(f.message);
       } else {
@@ -491,7 +494,12 @@ class DecodeWorker : public Napi::AsyncWorker {
     if (w_ == 0) {
       w_ = f->width;
       h_ = f->height;
+      // limits before any frame is kept: a small stream of skip frames must not expand without bound
+      if (maxPixels_ > 0 && static_cast<int64_t>(w_) * h_ > maxPixels_)
+        Fail("decode limit", "frame size " + std::to_string(w_) + "x" + std::to_string(h_) + " exceeds the limit of " + std::to_string(maxPixels_) + " pixels");
     }
+    if (maxFrames_ > 0 && static_cast<int64_t>(frames_.size()) >= maxFrames_)
+      Fail("decode limit", "the stream holds more than " + std::to_string(maxFrames_) + " frames");
     const int w = w_, h = h_;
     std::vector<uint8_t> out(static_cast<size_t>(w) * h + 2 * static_cast<size_t>(w / 2) * (h / 2));
     const bool plain = (f->format == AV_PIX_FMT_YUV420P || f->format == AV_PIX_FMT_YUVJ420P) && f->width == w && f->height == h;
@@ -536,6 +544,8 @@ class DecodeWorker : public Napi::AsyncWorker {
   size_t size_;
   std::string codec_;
   int threads_;
+  int64_t maxFrames_;  // 0 = no limit
+  int64_t maxPixels_;  // 0 = no limit
   int w_ = 0, h_ = 0;
   double fps_ = 0;
   std::vector<std::vector<uint8_t>> frames_;
@@ -544,14 +554,17 @@ class DecodeWorker : public Napi::AsyncWorker {
   AvFailure failure_;
 };
 
-// decode(data: Uint8Array, codec: 'h264'|'h265', threads: number) -> Promise
+// decode(data: Uint8Array, codec: 'h264'|'h265', threads: number, maxFrames?: number, maxPixels?: number) -> Promise
+// (maxFrames / maxPixels: fail once the stream holds more frames, or a larger first frame; 0 or absent = no limit)
 Napi::Value Decode(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-    throw Napi::TypeError::New(env, "decode(data: Uint8Array, codec?, threads?)");
+    throw Napi::TypeError::New(env, "decode(data: Uint8Array, codec?, threads?, maxFrames?, maxPixels?)");
   std::string codec = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "h264";
   int threads = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 1;
-  auto* worker = new DecodeWorker(env, info[0].As<Napi::Uint8Array>(), codec, threads);
+  const int64_t maxFrames = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int64Value() : 0;
+  const int64_t maxPixels = info.Length() > 4 && info[4].IsNumber() ? info[4].As<Napi::Number>().Int64Value() : 0;
+  auto* worker = new DecodeWorker(env, info[0].As<Napi::Uint8Array>(), codec, threads, maxFrames, maxPixels);
   Napi::Promise p = worker->Promise();
   worker->Queue();
   return p;
