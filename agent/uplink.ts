@@ -41,6 +41,12 @@ export interface UplinkOptions {
   maxBufferedBytes?: number;
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /**
+   * the largest message the server accepts (its `ingest.maxPayloadBytes`; default 8 MiB, the server's default).
+   * A larger segment is kept in the outbox but not sent, so it cannot block the ones behind it; a close with
+   * code 1009 (message too big) also lowers this to below the largest segment that was in flight.
+   */
+  maxMessageBytes?: number;
 }
 
 export interface UplinkEvents {
@@ -57,6 +63,12 @@ export interface UplinkEvents {
 export class Uplink extends EventEmitter<UplinkEvents> {
   private ws: WebSocket | null = null;
   private inflight = new Set<string>();
+  /** bytes of each segment in flight (to learn the server's limit from a 1009 close) */
+  private inflightBytes = new Map<string, number>();
+  /** the server's message limit as learnt from 1009 closes */
+  private learntMaxBytes = Infinity;
+  /** segments too large to send, already reported on this connection */
+  private oversize = new Set<string>();
   private running = false;
   private backoff: number;
   private timer: NodeJS.Timeout | null = null;
@@ -140,6 +152,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       } else if (msg.type === 'reply') {
         this.outbox.ack(msg.segmentId);
         this.inflight.delete(msg.segmentId);
+        this.inflightBytes.delete(msg.segmentId);
         this.deferred.delete(msg.segmentId);
         const n = typeof data === 'string' ? Buffer.byteLength(data) : Buffer.isBuffer(data) ? data.length : Array.isArray(data) ? data.reduce((a, b) => a + b.length, 0) : data.byteLength;
         this.emit('reply', msg, n + wsFrameOverhead(n, false));
@@ -156,6 +169,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
           // the segment itself is bad and the server kept its bytes: nothing to resend
           this.outbox.ack(msg.segmentId);
           this.inflight.delete(msg.segmentId);
+          this.inflightBytes.delete(msg.segmentId);
           this.deferred.delete(msg.segmentId);
           this.emit('serverError', msg.error, msg.segmentId, false);
         } else {
@@ -172,10 +186,16 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     ws.on('error', (err) => {
       this.lastError = err.message; // e.g. TLS verification; 'close' follows and reconnects
     });
-    ws.on('close', (_code, reason) => {
+    ws.on('close', (code, reason) => {
       const was = this.connected;
       this.connected = false;
+      if (code === 1009 && this.inflightBytes.size) {
+        // message too big: the largest segment in flight is over the server's limit
+        this.learntMaxBytes = Math.min(this.learntMaxBytes, Math.max(...this.inflightBytes.values()) - 1);
+      }
       this.inflight.clear();
+      this.inflightBytes.clear();
+      this.oversize.clear();
       if (this.ws === ws) this.ws = null;
       if (was) this.emit('disconnected', reason.toString() || 'closed');
       if (!this.running) return;
@@ -187,6 +207,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   /** Resend this segment later (per-segment exponential backoff); the others keep flowing. */
   private defer(segmentId: string): void {
     this.inflight.delete(segmentId);
+    this.inflightBytes.delete(segmentId);
     const prev = this.deferred.get(segmentId);
     const delayMs = prev ? Math.min(prev.delayMs * 2, 60_000) : (this.opts.retryMs ?? 1000);
     this.deferred.set(segmentId, { at: Date.now() + delayMs, delayMs });
@@ -216,15 +237,30 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     const maxBuffered = this.opts.maxBufferedBytes ?? 8 << 20;
     if (this.inflight.size >= window) return;
     const now = Date.now();
-    for (const item of this.outbox.pending(window + this.inflight.size + this.deferred.size)) {
+    const cap = Math.min(this.opts.maxMessageBytes ?? 8 << 20, this.learntMaxBytes);
+    let skippedNew = false;
+    for (const item of this.outbox.pending(window + this.inflight.size + this.deferred.size + this.oversize.size)) {
       if (this.inflight.size >= window || ws.bufferedAmount > maxBuffered) break;
       if (this.inflight.has(item.segmentId)) continue;
       const d = this.deferred.get(item.segmentId);
       if (d && d.at > now) continue;
+      if (item.data.length > cap) {
+        // the server would close the connection on it, again at every reconnect: keep it, send the rest
+        if (!this.oversize.has(item.segmentId)) {
+          this.oversize.add(item.segmentId);
+          this.lastError = `segment ${item.segmentId} is ${item.data.length} bytes, more than the server accepts (${cap}); kept in the outbox, not sent`;
+          this.emit('serverError', this.lastError, item.segmentId, true);
+          skippedNew = true;
+        }
+        continue;
+      }
       this.inflight.add(item.segmentId);
+      this.inflightBytes.set(item.segmentId, item.data.length);
       this.sentCount++;
       ws.send(item.data, { binary: true });
     }
+    // a newly skipped segment took a place in this round's list: look further down it
+    if (skippedNew) return this.pump();
     // socket buffer was full: try again shortly
     if (ws.bufferedAmount > maxBuffered && this.inflight.size < window) setTimeout(() => this.pump(), 50).unref();
   }

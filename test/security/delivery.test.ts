@@ -169,3 +169,38 @@ test('finding 3: segment ids are random, and another camera cannot pre-claim the
     await s.server.stop();
   }
 });
+
+test('a segment larger than the server accepts is kept in the outbox and skipped; the ones behind it are delivered', async () => {
+  // the server's limit is 64 KiB; the agent does not know it and learns it from the 1009 close
+  const store = new ServerStore(':memory:');
+  const s = await startIngest({ maxPayloadBytes: 64 << 10 }, store);
+  const outbox = new MemOutbox();
+  outbox.items.push({ segmentId: 'camA-0', data: segment('camA', 'camA-0', 0) });
+  outbox.items.push({ segmentId: 'camA-big', data: segment('camA', 'camA-big', 1, 7, 100 << 10) });
+  for (let i = 2; i < 6; i++) outbox.items.push({ segmentId: `camA-${i}`, data: segment('camA', `camA-${i}`, i) });
+  const up = new Uplink(outbox, { url: s.url, cameraId: 'camA', token: TOKENS.camA, window: 1, minBackoffMs: 50 });
+  const errors: [string, string | undefined, boolean][] = [];
+  up.on('serverError', (e, id, kept) => errors.push([e, id, kept]));
+  up.start();
+  try {
+    await waitFor(() => outbox.depth() === 1, 20_000);
+    expect(outbox.items.map((i) => i.segmentId)).toEqual(['camA-big']); // kept, not lost
+    expect(store.results('camA').map((r) => r.seq)).toEqual([0, 2, 3, 4, 5]);
+    expect(errors.some(([e, id, kept]) => id === 'camA-big' && kept && /more than the server accepts/.test(e))).toBe(true);
+    // told the agent's own limit up front, it never sends it at all
+    const s2 = await startIngest({ maxPayloadBytes: 64 << 10 });
+    const box2 = new MemOutbox();
+    box2.items.push({ segmentId: 'camA-big', data: segment('camA', 'camA-big', 1, 7, 100 << 10) }, { segmentId: 'camA-7', data: segment('camA', 'camA-7', 7) });
+    const up2 = new Uplink(box2, { url: s2.url, cameraId: 'camA', token: TOKENS.camA, maxMessageBytes: 64 << 10 });
+    let disconnects = 0;
+    up2.on('disconnected', () => disconnects++);
+    up2.start();
+    await waitFor(() => box2.depth() === 1, 20_000);
+    expect(disconnects).toBe(0);
+    await up2.stop();
+    await s2.server.stop();
+  } finally {
+    await up.stop();
+    await s.server.stop();
+  }
+});
