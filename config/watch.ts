@@ -155,7 +155,12 @@ export class ConfigManager<S extends z.ZodType> extends EventEmitter<ConfigManag
    * rename, fsync dir), records a version (who, reason) and emits 'change'.
    */
   set(keys: Record<string, unknown>, who: string, reason: string): SetResult<z.output<S>> {
-    this.reload('reload before set');
+    const fresh = this.reload('reload before set');
+    // the file on disk is there but does not parse (an operator mid-edit): writing the last good config plus
+    // these keys would silently throw that edit away, so refuse until the file is fixed
+    if (!fresh.ok && fresh.error.issues.some((i) => i.kind !== 'io')) {
+      throw new ConfigError(this.file, [{ kind: 'io', path: '', message: `not changed: the file on disk is invalid (${fresh.error.issues.map((i) => i.message).join('; ')}); fix it first` }]);
+    }
     const prev = this.current;
     const doc = this.good!.doc.clone();
     for (const [dotted, value] of Object.entries(keys)) {

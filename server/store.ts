@@ -170,9 +170,13 @@ export class ServerStore implements ReplyStore {
     return rows.map((r) => ({ cameraId: r.camera_id, capturedAt: r.t, detections: JSON.parse(r.d) as number[][][] }));
   }
 
-  /** capturedAt of the newest segment (ms), or null when there is none. */
-  latestCapture(): number | null {
-    const r = this.db.prepare(`SELECT max(json_extract(header, '$.capturedAt')) AS t FROM results`).get() as { t: number | null };
+  /**
+   * capturedAt of the newest segment (ms), or null when there is none. Times past `nowMs + maxSkewMs` are
+   * ignored: capturedAt is the camera's claim, and one segment from the far future must not move every later
+   * question's window away from the real data.
+   */
+  latestCapture(nowMs = Date.now(), maxSkewMs = 86_400_000): number | null {
+    const r = this.db.prepare(`SELECT max(json_extract(header, '$.capturedAt')) AS t FROM results WHERE json_extract(header, '$.capturedAt') <= ?`).get(nowMs + maxSkewMs) as { t: number | null };
     return r.t;
   }
 

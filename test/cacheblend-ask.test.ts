@@ -114,6 +114,18 @@ describe('ask API', () => {
     expect(store.segmentEvents(T0 + 20 * 60_000).map((s) => s.cameraId)).toEqual(['gate-1', 'dock-2', 'lobby-3']);
   });
 
+  test('a camera clock in the far future does not move the ask window (latestCapture ignores it)', () => {
+    expect(store.latestCapture()).toBe(T0 + 28 * 60_000);
+    const own = new ServerStore(':memory:');
+    const good = header('gate-1', 1, T0, {});
+    own.saveReply(good, reply(good, [[]], 1));
+    const rogue = header('rogue-9', 99, 1e15, {});
+    own.saveReply(rogue, reply(rogue, [[]], 1));
+    expect(own.latestCapture()).toBe(T0);
+    expect(own.latestCapture(1e15)).toBe(1e15); // a server whose own clock is there sees it
+    own.close();
+  });
+
   test('AskService streams the chunks, then words, then a summary; chunk caches are reused on the next question', async () => {
     const collect = async (q: string): Promise<AskEvent[]> => {
       const out: AskEvent[] = [];

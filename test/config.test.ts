@@ -264,6 +264,18 @@ describe('ConfigManager', () => {
     expect(store.listConfigVersions(10).map((v) => v.reason)).toEqual(['reset', 'night mode', 'startup']);
   });
 
+  test('set() refuses while the file on disk is invalid, so an operator\'s half-done edit is not overwritten', () => {
+    mgr = new ConfigManager({ file, schema: AgentSettingsSchema, watch: false });
+    mgr.start();
+    const edit = MINIMAL + 'encoder:\n  baseQp: [oops\n';
+    writeFileSync(file, edit);
+    expect(() => mgr!.set({ 'encoder.preset': 'fast' }, 'mqtt:ops', 'remote')).toThrow(/file on disk is invalid.*fix it first/s);
+    expect(readFileSync(file, 'utf8')).toBe(edit); // the edit is still there
+    writeFileSync(file, MINIMAL + 'log:\n  level: warn\n'); // fixed
+    mgr.set({ 'encoder.preset': 'fast' }, 'mqtt:ops', 'remote');
+    expect(mgr.current.encoder.preset).toBe('fast');
+  });
+
   test('set() builds on a newer good file on disk', () => {
     mgr = new ConfigManager({ file, schema: AgentSettingsSchema, watch: false });
     mgr.start();
