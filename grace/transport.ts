@@ -14,8 +14,11 @@ import { EventEmitter } from 'node:events';
 import { NetEm, type NetEmOptions } from './netem.ts';
 import type { GraceReceiver, GraceSender, ReceivedFrame } from './session.ts';
 
-const T_MEDIA = 1;
-const T_FEEDBACK = 2;
+/** datagram types (first byte) */
+export const T_MEDIA = 1;
+export const T_FEEDBACK = 2;
+/** a media datagram more than this many frames past the last decoded one is not a frame of this stream */
+const MAX_FRAMES_AHEAD = 64;
 
 /** A UDP socket whose outgoing datagrams go through an emulated link. */
 class EmulatedSocket {
@@ -72,7 +75,8 @@ export class GraceUdpSender {
 
   constructor(private readonly sender: GraceSender, private readonly o: UdpSenderOptions) {
     this.link = new EmulatedSocket(o.net);
-    this.link.sock.on('message', (msg) => {
+    this.link.sock.on('message', (msg, rinfo) => {
+      if (rinfo.port !== this.o.port) return; // feedback only from the receiver we send to
       const fb = parseFeedback(msg);
       if (!fb) return;
       this.feedbackCount++;
@@ -128,6 +132,8 @@ export interface UdpReceiverOptions {
   net: NetEmOptions;
   /** frame deadline after its first packet, ms */
   slackMs: number;
+  /** the sender's port on 127.0.0.1; absent: the port of the first media datagram (then fixed) */
+  peerPort?: number;
 }
 
 interface Pending {
@@ -166,8 +172,11 @@ export class GraceUdpReceiver extends EventEmitter {
     const dv = new DataView(body.buffer);
     const frameId = dv.getUint32(5);
     const count = dv.getUint8(4);
-    if (frameId <= this.receiver.lastFrame || count === 0 || frameId > this.receiver.lastFrame + 10000) {
-      this.rejected++; // late (past its deadline), or implausible
+    // one peer only: the configured one, else the first that sent media (a datagram from anyone else, e.g. a
+    // forged frame id far ahead, must not make the receiver skip the real stream's frames)
+    const peer = this.o.peerPort ?? (this.senderPort || port);
+    if (port !== peer || frameId <= this.receiver.lastFrame || count === 0 || frameId > this.receiver.lastFrame + MAX_FRAMES_AHEAD) {
+      this.rejected++; // another sender, late (past its deadline), or implausible
       return;
     }
     this.senderPort = port;

@@ -3,7 +3,8 @@ import { GraceModel, loadLadder, loadTables } from '../grace/model.ts';
 import { yuvToRgbPlanar } from '../grace/color.ts';
 import { NetEm } from '../grace/netem.ts';
 import { GraceReceiver, GraceSender, type ReceivedFrame } from '../grace/session.ts';
-import { GraceUdpReceiver, GraceUdpSender } from '../grace/transport.ts';
+import dgram from 'node:dgram';
+import { GraceUdpReceiver, GraceUdpSender, T_MEDIA } from '../grace/transport.ts';
 import { loadFrames, sharedPath } from '../testdata/fixtures.ts';
 
 // the clip held out of Grace++ training
@@ -98,17 +99,26 @@ describe('Grace++ over UDP on loopback', () => {
     const frames: ReceivedFrame[] = [];
     const n = 7;
     const done = new Promise<void>((res) => udpRx.on('frame', (f: ReceivedFrame) => { frames.push(f); if (f.frameId === n) res(); }));
+    // a third party on loopback forges media datagrams (frame id far ahead, count 1) and feedback: ignored
+    const intruder = dgram.createSocket('udp4');
+    await new Promise<void>((r) => intruder.bind(0, '127.0.0.1', () => r()));
+    const forge = (frameId: number): Buffer => { const b = Buffer.alloc(5 + 40); b[0] = T_MEDIA; b[5 + 4] = 1; b.writeUInt32BE(frameId, 5 + 5); return b; };
+    let forged = 0;
     for (let i = 1; i <= n; i++) {
       await udpTx.sendFrame(rgb[i], 0);
+      if (i === 2 || i === 4) {
+        for (const id of [i + 1, i + 5000]) { intruder.send(forge(id), port, '127.0.0.1'); forged++; }
+      }
       await new Promise((r) => setTimeout(r, 60));
     }
+    intruder.close();
     await done;
     await new Promise((r) => setTimeout(r, 150)); // last feedback crosses the emulated link
     await udpTx.settle();
     udpTx.close();
     udpRx.close();
     expect(frames.map((f) => f.frameId)).toEqual(Array.from({ length: n }, (_, i) => i + 1));
-    expect(udpRx.rejected).toBe(0);
+    expect(udpRx.rejected).toBe(forged);
     expect(frames.some((f) => f.received.some((v) => !v))).toBe(true);
     expect(tx.acknowledged).toBe(n);
     for (const f of frames) expect(same(tx.exactState(f.frameId)!, f.rgb)).toBe(true);
