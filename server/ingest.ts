@@ -10,7 +10,10 @@
  *    connection with a final error naming the reason;
  *  - ping/pong liveness every `pingIntervalMs`; a message must complete within `partialTimeoutMs`
  *    of its first byte; a connection without messages for `idleTimeoutMs` is closed;
- *  - at most `maxConnections` TCP connections in all and `maxConnectionsPerAddress` per address.
+ *  - at most `maxConnections` TCP connections in all and `maxConnectionsPerAddress` per address; when the
+ *    total is reached, a new connection evicts the oldest one that has not authenticated after
+ *    `EVICT_AFTER_MS` (a camera sends its hello at once), so a few addresses holding silent connections
+ *    cannot keep real cameras out.
  *
  * Segments: each connection's segments are processed in order, one at a time (the socket is paused
  * while one is processed: the back-pressure the agent sees through its send window). Replies are
@@ -98,6 +101,7 @@ const CLOSE_POLICY = 1008;
 
 interface Conn {
   ws: WebSocket;
+  socket: Socket;
   address: string;
   cameraId: string | null;
   alive: boolean;
@@ -110,6 +114,9 @@ interface Conn {
   busy: boolean;
 }
 
+/** a connection still without a valid hello after this long may be evicted for a new one at the connection limit */
+export const EVICT_AFTER_MS = 1000;
+
 export class IngestServer extends EventEmitter<IngestEvents> {
   private wss: WebSocketServer | null = null;
   private http: http.Server | null = null;
@@ -117,6 +124,11 @@ export class IngestServer extends EventEmitter<IngestEvents> {
   private readonly conns = new Set<Conn>();
   private readonly perAddress = new Map<string, number>();
   private tcpCount = 0;
+  /** TCP sockets not (yet) authenticated, in arrival order, by remote address:port (the same for a TLS socket
+   * and the TCP socket under it) */
+  private readonly unauthed = new Map<string, { socket: Socket; at: number }>();
+  /** evicted sockets, already taken off tcpCount */
+  private readonly evicted = new Set<Socket>();
   readonly limits: IngestLimits;
   processed = 0;
 
@@ -196,6 +208,19 @@ export class IngestServer extends EventEmitter<IngestEvents> {
   private onTcp(socket: Socket): void {
     const address = socket.remoteAddress ?? '?';
     const n = this.perAddress.get(address) ?? 0;
+    if (this.tcpCount >= this.limits.maxConnections && n < this.limits.maxConnectionsPerAddress) {
+      // full: make room by closing the oldest connection that has had time to authenticate and has not
+      const now = Date.now();
+      for (const [key, { socket: old, at }] of this.unauthed) {
+        if (now - at < EVICT_AFTER_MS) break; // arrival order: the rest are younger
+        this.unauthed.delete(key);
+        this.emit('rejected', `evicted: connection limit reached and no hello after ${now - at} ms`, old.remoteAddress ?? '?', null);
+        old.destroy();
+        this.tcpCount--; // its 'close' handler will not count it again
+        this.evicted.add(old);
+        break;
+      }
+    }
     if (this.tcpCount >= this.limits.maxConnections || n >= this.limits.maxConnectionsPerAddress) {
       this.emit('rejected', this.tcpCount >= this.limits.maxConnections ? 'connection limit reached' : 'per-address connection limit reached', address, null);
       socket.destroy();
@@ -203,9 +228,12 @@ export class IngestServer extends EventEmitter<IngestEvents> {
     }
     this.tcpCount++;
     this.perAddress.set(address, n + 1);
+    const key = `${address}:${socket.remotePort}`;
+    this.unauthed.set(key, { socket, at: Date.now() });
     socket.on('error', () => socket.destroy());
     socket.once('close', () => {
-      this.tcpCount--;
+      if (this.unauthed.get(key)?.socket === socket) this.unauthed.delete(key);
+      if (!this.evicted.delete(socket)) this.tcpCount--;
       const left = (this.perAddress.get(address) ?? 1) - 1;
       if (left <= 0) this.perAddress.delete(address);
       else this.perAddress.set(address, left);
@@ -216,6 +244,7 @@ export class IngestServer extends EventEmitter<IngestEvents> {
     const address = req.socket.remoteAddress ?? '?';
     const conn: Conn = {
       ws,
+      socket: req.socket,
       address,
       cameraId: null,
       alive: true,
@@ -281,6 +310,7 @@ export class IngestServer extends EventEmitter<IngestEvents> {
     }
     clearTimeout(conn.helloTimer);
     conn.cameraId = hello.cameraId;
+    this.unauthed.delete(`${conn.socket.remoteAddress ?? '?'}:${conn.socket.remotePort}`);
     conn.ws.send(JSON.stringify({ type: 'welcome', v: PROTOCOL_VERSION, serverId: `camstream-server-${process.pid}`, cameraId: hello.cameraId }));
     this.emit('connection', hello.cameraId);
   }

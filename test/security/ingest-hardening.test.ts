@@ -5,6 +5,7 @@
 import net from 'node:net';
 import WebSocket from 'ws';
 import { FleetApi } from '../../server/fleet-api.ts';
+import { EVICT_AFTER_MS } from '../../server/ingest.ts';
 import { ServerStore } from '../../server/store.ts';
 import { parseServerMessage } from '../../wire/protocol.ts';
 import { RawWs, segment, startIngest, TOKENS, waitFor } from './helpers.ts';
@@ -122,6 +123,32 @@ describe('finding 7: connections are bounded', () => {
     } finally {
       more.forEach((c) => c.end());
       await t.server.stop();
+    }
+  });
+
+  test('at the connection limit, a silent connection older than EVICT_AFTER_MS makes room; an authenticated one never does', async () => {
+    const s = await startIngest({ maxConnectionsPerAddress: 10, maxConnections: 2 });
+    const silent = await RawWs.connect(s.port); // never says hello
+    // camera A authenticates and stays connected
+    const a = new WebSocket(s.url);
+    const welcomed = new Promise<void>((r) => a.on('message', (d) => { if (parseServerMessage(d.toString()).type === 'welcome') r(); }));
+    await new Promise((r, j) => { a.once('open', r); a.once('error', j); });
+    a.send(hello('camA').toString());
+    await welcomed;
+    try {
+      // both slots taken, the silent one too young to evict: refused as before
+      await expect(RawWs.connect(s.port)).rejects.toThrow(/upgrade refused/);
+      await new Promise((r) => setTimeout(r, EVICT_AFTER_MS + 200));
+      // now camera B gets in by evicting the silent connection, not camera A
+      const reply = await upload(s.url, 'camB', segment('camB', 'camB-seg-1', 0, 3));
+      expect(reply).toMatchObject({ type: 'reply', segmentId: 'camB-seg-1' });
+      await waitFor(() => silent.closed);
+      expect(s.rejected.some((r) => /^evicted: connection limit reached and no hello after \d+ ms$/.test(r))).toBe(true);
+      expect(a.readyState).toBe(WebSocket.OPEN);
+    } finally {
+      a.close();
+      silent.end();
+      await s.server.stop();
     }
   });
 
