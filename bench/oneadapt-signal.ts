@@ -21,7 +21,7 @@
  *   npm run bench:oneadapt-signal [-- --dev-videos a.mp4:0-3,… --videos b.mp4:20-25,… --target-f1 0.9]
  *
  * Frames, segments and accuracy as bench:oneadapt (10 fps, 640×360, 10-frame segments, ACCURACY on frames 1, 5,
- * 9, dropped frames answered by the last sent one); bytes are the segment's video bytes (headers ≈ 0.4 kB per
+ * 9, dropped frames answered by the last sent one); plot bench/results/oneadapt-signal.png; bytes are the segment's video bytes (headers ≈ 0.4 kB per
  * segment whatever the configuration). 95% intervals: paired bootstrap over evaluation segments.
  */
 import path from 'node:path';
@@ -37,6 +37,8 @@ import { oneAdaptProxy, oneAdaptProxyGraph, reduceToMacroblocks, ONEADAPT_PROXY 
 import { GradientModel, ProxyGradModel } from '../server/onnxgrad/index.ts';
 import { DETECTOR_MODEL, loadFrames } from '../testdata/fixtures.ts';
 import { bootstrap } from '../numeric/stats.ts';
+import type { Rgb } from './canvas.ts';
+import { linePlot } from './plot.ts';
 import { printTable, writeResult } from './report.ts';
 import { DEV_DEFAULT, EVAL_DEFAULT, parseClips } from './oneadapt-sets.ts'; // the same sets as bench:oneadapt
 
@@ -235,3 +237,23 @@ writeResult('oneadapt-signal', {
   eval_curves: Object.fromEntries(SIGNALS.map((s) => [s, curve(evalSegs, s)])),
   segments: { dev: dev.length, eval: evalSegs.length },
 });
+
+// plot: bytes vs F1 on the evaluation set — each signal's τ sweep, the fixed configurations' frontier, the
+// per-segment oracle and, as single points, each signal's selection at its development τ
+const frontier: { x: number; y: number }[] = [];
+for (const t of evalSegs[0].cfgs.map((_, i) => totals(evalSegs.map((g) => g.cfgs[i]))).sort((a, b) => a.bytes - b.bytes)) {
+  if (!frontier.length || t.f1 > frontier[frontier.length - 1].y) frontier.push({ x: t.bytes / 1000, y: t.f1 });
+}
+const COLORS: Record<Signal, Rgb> = { accgrad: [200, 40, 40], accgrad_cells: [230, 140, 0], proxy_change: [140, 60, 180], cell_change: [30, 130, 60] };
+const plotFile = path.resolve('bench', 'results', 'oneadapt-signal.png');
+linePlot(plotFile, {
+  title: 'Ideal selection under each signal vs fixed configurations (evaluation set)',
+  xLabel: 'kB (video, 45 segments)',
+  yLabel: 'mean per-frame F1',
+  series: [
+    { name: 'fixed configurations (frontier)', color: [0, 0, 0], points: frontier },
+    ...SIGNALS.map((s) => ({ name: `${s} (tau sweep)`, color: COLORS[s], points: curve(evalSegs, s).map((p) => ({ x: p.bytes / 1000, y: p.f1 })) })),
+    ...(oracle ? [{ name: 'per-segment oracle', color: [40, 90, 220] as Rgb, points: [{ x: oracle.bytes / 1000, y: oracle.f1 }] }] : []),
+  ],
+});
+console.log(`plot: ${plotFile}`);
