@@ -155,6 +155,10 @@ export class StatusPage {
     const server = http.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => sendError(res, err));
     });
+    // slow or silent clients cannot pile up (the page may be bound beyond localhost on a 2 GB board)
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 30_000;
+    server.maxConnections = 64;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.opts.port ?? 0, this.opts.host ?? '127.0.0.1', () => {

@@ -24,6 +24,8 @@ export interface AskMqttOptions {
   /** the server's token check */
   authorized: (token: string | undefined) => boolean;
   log?: { warn: (o: object, msg: string) => void; error: (o: object, msg: string) => void };
+  /** how long one answer's publishes may wait for the broker's acknowledgements before the next question; default 10 s */
+  publishTimeoutMs?: number;
 }
 
 export class AskMqttBridge {
@@ -70,15 +72,27 @@ export class AskMqttBridge {
       return;
     }
     const reply = `${this.requestTopic}/${idOnly.data.id}`;
-    const send = (ev: object): Promise<unknown> => this.client!.publishAsync(reply, JSON.stringify(ev), { qos: 1 });
+    // Publishes are queued, not awaited inside the asker: a broker that is down or never acknowledges must not
+    // hold the ask service's one-question lock (HTTP /api/ask waits on it too). mqtt.js keeps their order.
+    const sent: Promise<unknown>[] = [];
+    const send = (ev: object): void => {
+      sent.push(this.client!.publishAsync(reply, JSON.stringify(ev), { qos: 1 }).catch((e: Error) => this.o.log?.warn({ component: 'ask-mqtt', err: e.message }, 'answer not published')));
+    };
     const req = RequestSchema.safeParse(raw);
-    if (!req.success) return void (await send({ type: 'error', error: req.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') }));
-    if (!this.o.authorized(req.data.token)) return void (await send({ type: 'error', error: 'missing or invalid token' }));
-    try {
-      for await (const ev of this.o.asker.ask(req.data.question)) await send(ev);
-    } catch (e) {
-      await send({ type: 'error', error: (e as Error).message });
+    if (!req.success) send({ type: 'error', error: req.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
+    else if (!this.o.authorized(req.data.token)) send({ type: 'error', error: 'missing or invalid token' });
+    else {
+      try {
+        for await (const ev of this.o.asker.ask(req.data.question)) send(ev);
+      } catch (e) {
+        send({ type: 'error', error: (e as Error).message });
+      }
     }
+    // the next MQTT question waits for this answer's acknowledgements, but not for ever
+    let timer: NodeJS.Timeout | undefined;
+    const acked = await Promise.race([Promise.all(sent).then(() => true), new Promise<boolean>((r) => { timer = setTimeout(() => r(false), this.o.publishTimeoutMs ?? 10_000); })]);
+    clearTimeout(timer);
+    if (!acked) this.o.log?.warn({ component: 'ask-mqtt', topic: reply }, 'answer not acknowledged by the broker in time; going on');
   }
 
   async stop(): Promise<void> {

@@ -52,6 +52,13 @@ describe('unit files', () => {
     expect(text).toMatch(/^SupplementaryGroups=.*video/m);
   });
 
+  test('the server cannot write its own config (auth tokens); the agent can (remote set_config)', () => {
+    const server = readFileSync(join(DEPLOY, 'camstream-server.service'), 'utf8');
+    expect(server).toMatch(/^ReadOnlyPaths=\/etc\/camstream$/m);
+    expect(server).not.toMatch(/^ReadWritePaths=.*\/etc\/camstream/m);
+    expect(readFileSync(join(DEPLOY, 'camstream-agent.service'), 'utf8')).toMatch(/^ReadWritePaths=.*\/etc\/camstream/m);
+  });
+
   test('agent ExecStart and device access', () => {
     const text = readFileSync(join(DEPLOY, 'camstream-agent.service'), 'utf8');
     expect(text).toContain('ExecStart=/usr/bin/node /opt/camstream/dist/agent/main.js --config /etc/camstream/agent.yaml');
