@@ -62,9 +62,8 @@ export interface UplinkEvents {
 
 export class Uplink extends EventEmitter<UplinkEvents> {
   private ws: WebSocket | null = null;
-  private inflight = new Set<string>();
-  /** bytes of each segment in flight (to learn the server's limit from a 1009 close) */
-  private inflightBytes = new Map<string, number>();
+  /** segments in flight, with their bytes (the largest one is over the server's limit after a 1009 close) */
+  private inflight = new Map<string, number>();
   /** the server's message limit as learnt from 1009 closes */
   private learntMaxBytes = Infinity;
   /** segments too large to send, already reported on this connection */
@@ -152,7 +151,6 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       } else if (msg.type === 'reply') {
         this.outbox.ack(msg.segmentId);
         this.inflight.delete(msg.segmentId);
-        this.inflightBytes.delete(msg.segmentId);
         this.deferred.delete(msg.segmentId);
         const n = typeof data === 'string' ? Buffer.byteLength(data) : Buffer.isBuffer(data) ? data.length : Array.isArray(data) ? data.reduce((a, b) => a + b.length, 0) : data.byteLength;
         this.emit('reply', msg, n + wsFrameOverhead(n, false));
@@ -160,7 +158,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       } else if (msg.type === 'error') {
         // the server answers one connection's segments in order: an error that could not name its
         // segment (unparseable message) is about the oldest one in flight
-        if (!msg.segmentId && msg.code !== 'auth' && msg.code !== 'protocol' && msg.code !== 'identity') msg.segmentId = this.inflight.values().next().value;
+        if (!msg.segmentId && msg.code !== 'auth' && msg.code !== 'protocol' && msg.code !== 'identity') msg.segmentId = this.inflight.keys().next().value;
         if (msg.retryable) {
           // not the segment's fault: it stays in the outbox and is resent later
           if (msg.segmentId) this.defer(msg.segmentId);
@@ -169,7 +167,6 @@ export class Uplink extends EventEmitter<UplinkEvents> {
           // the segment itself is bad and the server kept its bytes: nothing to resend
           this.outbox.ack(msg.segmentId);
           this.inflight.delete(msg.segmentId);
-          this.inflightBytes.delete(msg.segmentId);
           this.deferred.delete(msg.segmentId);
           this.emit('serverError', msg.error, msg.segmentId, false);
         } else {
@@ -189,12 +186,11 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     ws.on('close', (code, reason) => {
       const was = this.connected;
       this.connected = false;
-      if (code === 1009 && this.inflightBytes.size) {
+      if (code === 1009 && this.inflight.size) {
         // message too big: the largest segment in flight is over the server's limit
-        this.learntMaxBytes = Math.min(this.learntMaxBytes, Math.max(...this.inflightBytes.values()) - 1);
+        this.learntMaxBytes = Math.min(this.learntMaxBytes, Math.max(...this.inflight.values()) - 1);
       }
       this.inflight.clear();
-      this.inflightBytes.clear();
       this.oversize.clear();
       if (this.ws === ws) this.ws = null;
       if (was) this.emit('disconnected', reason.toString() || 'closed');
@@ -207,7 +203,6 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   /** Resend this segment later (per-segment exponential backoff); the others keep flowing. */
   private defer(segmentId: string): void {
     this.inflight.delete(segmentId);
-    this.inflightBytes.delete(segmentId);
     const prev = this.deferred.get(segmentId);
     const delayMs = prev ? Math.min(prev.delayMs * 2, 60_000) : (this.opts.retryMs ?? 1000);
     this.deferred.set(segmentId, { at: Date.now() + delayMs, delayMs });
@@ -254,8 +249,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
         }
         continue;
       }
-      this.inflight.add(item.segmentId);
-      this.inflightBytes.set(item.segmentId, item.data.length);
+      this.inflight.set(item.segmentId, item.data.length);
       this.sentCount++;
       ws.send(item.data, { binary: true });
     }

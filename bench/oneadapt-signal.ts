@@ -26,9 +26,7 @@
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import type { YuvFrame } from '../encoder/frame.ts';
 import { Detector } from '../detector/detector.ts';
-import type { Detection } from '../detector/postprocess.ts';
 import { preprocess } from '../detector/preprocess.ts';
 import { dnnView, renderSegment, type RenderKnobs } from '../oneadapt/render.ts';
 import { accGrad, rgbErrorPerMb } from '../oneadapt/inputgrad.ts';
@@ -36,6 +34,7 @@ import { ACCURACY, frameF1 } from '../server/accuracy.ts';
 import { oneAdaptProxy, oneAdaptProxyGraph, reduceToMacroblocks, ONEADAPT_PROXY } from '../server/dnngrad.ts';
 import { GradientModel, ProxyGradModel } from '../server/onnxgrad/index.ts';
 import { DETECTOR_MODEL, loadFrames } from '../testdata/fixtures.ts';
+import { rng } from '../numeric/random.ts';
 import { bootstrap } from '../numeric/stats.ts';
 import type { Rgb } from './canvas.ts';
 import { linePlot } from './plot.ts';
@@ -66,27 +65,10 @@ const det = await Detector.load(DETECTOR_MODEL, { device: 'cpu', threads: 2 });
 const grad = await ProxyGradModel.load(DETECTOR_MODEL, { proxy: oneAdaptProxyGraph(), intraOpNumThreads: 2 });
 const vjp = await GradientModel.load(DETECTOR_MODEL, { intraOpNumThreads: 2 });
 const classes = ONEADAPT_PROXY.classes;
-let signSeed = 7;
-const sign = (): number => ((signSeed = (signSeed * 1103515245 + 12345) >>> 0) < 2 ** 31 ? -1 : 1);
-/** ∂(Σ ε_c σ_c)/∂raw over the proxy's candidate (cell, class) pairs, ε_c = ±1 at random (the proxy's seed with signs). */
-function signedSeed(raw: Float32Array): Float32Array {
-  const { sharpness: k, centre, candidateScore } = ONEADAPT_PROXY;
-  const seed = new Float32Array(raw.length);
-  for (let c = 0; c < raw.length / 85; c++) {
-    const o = c * 85, obj = raw[o + 4];
-    let dObj = 0;
-    for (const cl of classes) {
-      const cls = raw[o + 5 + cl];
-      if (obj * cls < candidateScore) continue;
-      const sg = 1 / (1 + Math.exp(-k * (obj * cls - centre)));
-      const d = sign() * k * sg * (1 - sg);
-      dObj += d * cls;
-      seed[o + 5 + cl] = d * obj;
-    }
-    seed[o + 4] = dObj;
-  }
-  return seed;
-}
+const signs = rng(7);
+const sign = (): number => (signs() < 0.5 ? -1 : 1);
+/** ∂(Σ ε_c σ_c)/∂raw over the proxy's candidate (cell, class) pairs, ε_c = ±1 at random. */
+const signedSeed = (raw: Float32Array): Float32Array => oneAdaptProxy(raw, { sign }).seed;
 
 /** σ(k·(obj·cls − centre)) of every (cell, class) pair of the proxy's classes: the proxy's soft detections. */
 function softDetections(raw: Float32Array): Float32Array {
@@ -98,7 +80,6 @@ function softDetections(raw: Float32Array): Float32Array {
   }
   return out;
 }
-const scale = (d: Detection[], f: YuvFrame): Detection[] => d.map((b) => ({ ...b, x1: (b.x1 * W) / f.width, x2: (b.x2 * W) / f.width, y1: (b.y1 * H) / f.height, y2: (b.y2 * H) / f.height }));
 
 async function measure(list: string, label: string): Promise<Seg[]> {
   const segs: Seg[] = [];
@@ -129,7 +110,7 @@ async function measure(list: string, label: string): Promise<Seg[]> {
         for (let j = 0; j < POS.length; j++) {
           const v = view[POS[j]];
           const d = await det.detect(v);
-          f1 += frameF1(scale(d.detections, v), orig[j].dets, ACCURACY).f1;
+          f1 += frameF1(d.detections, orig[j].dets, ACCURACY).f1; // the view is at W×H, as the original
           R += accGrad(orig[j].g, rgbErrorPerMb(v, seg[POS[j]]));
           const xv = preprocess(v).input;
           let q = 0;
@@ -190,6 +171,7 @@ for (const s of SIGNALS) {
 const fixed = bestFixed(evalSegs);
 const fixedPick = evalSegs.map((g) => g.cfgs[fixed.idx]);
 const devFixed = bestFixed(dev);
+const devFixedEval = totals(evalSegs.map((g) => g.cfgs[devFixed.idx]));
 let oracle: { bytes: number; f1: number; pick: Cfg[] } | null = null;
 for (let e = -8; e <= -2; e += 0.02) {
   const mu = 10 ** e; // F1 per byte
@@ -217,7 +199,7 @@ const rows = SIGNALS.map((s) => {
 printTable(`Ideal selection under each signal (τ from the development set, target F1 ${TARGET}); saving vs the best fixed configuration on the evaluation set`, [
   ...rows.map((r) => ({ method: `cheapest with ${r.signal} ≤ ${r.tau.toPrecision(3)}`, dev_kB: r.dev_kB, dev_f1: r.dev_f1, eval_kB: r.eval_kB, eval_f1: r.eval_f1, saving: `${(r.saving * 100).toFixed(0)}% [${(r.lo * 100).toFixed(0)}, ${(r.hi * 100).toFixed(0)}]`, f1_diff: `${r.f1Diff.toFixed(3)} [${r.f1Lo.toFixed(3)}, ${r.f1Hi.toFixed(3)}]` })),
   { method: `best fixed (eval, hindsight): ${cfgName(fixedPick[0])}`, dev_kB: NaN, dev_f1: NaN, eval_kB: fixed.bytes / 1000, eval_f1: fixed.f1, saving: '0%', f1_diff: '0' },
-  { method: `best fixed on dev: ${cfgName(dev[0].cfgs[devFixed.idx])}`, dev_kB: devFixed.bytes / 1000, dev_f1: devFixed.f1, eval_kB: totals(evalSegs.map((g) => g.cfgs[devFixed.idx])).bytes / 1000, eval_f1: totals(evalSegs.map((g) => g.cfgs[devFixed.idx])).f1, saving: '', f1_diff: '' },
+  { method: `best fixed on dev: ${cfgName(dev[0].cfgs[devFixed.idx])}`, dev_kB: devFixed.bytes / 1000, dev_f1: devFixed.f1, eval_kB: devFixedEval.bytes / 1000, eval_f1: devFixedEval.f1, saving: '', f1_diff: '' },
   ...(oracle ? [{ method: 'per-segment oracle (F1 known)', dev_kB: NaN, dev_f1: NaN, eval_kB: oracle.bytes / 1000, eval_f1: oracle.f1, saving: `${((1 - oracle.bytes / fixed.bytes) * 100).toFixed(0)}%`, f1_diff: (oracle.f1 - fixed.f1).toFixed(3) }] : []),
 ]);
 // the whole τ curve on the evaluation set, for the plot-minded reader
@@ -226,20 +208,21 @@ const curve = (segs: Seg[], s: Signal): { tau: number; bytes: number; f1: number
   const step = Math.max(1, Math.floor(ts.length / 40));
   return ts.filter((_, i) => i % step === 0).map((tau) => ({ tau, ...totals(select(segs, s, tau)) }));
 };
+const evalCurves = Object.fromEntries(SIGNALS.map((s) => [s, curve(evalSegs, s)])) as Record<Signal, ReturnType<typeof curve>>;
 writeResult('oneadapt-signal', {
   dev_set: args['dev-videos']!.split(','),
   eval_set: args.videos!.split(','),
   preregistered: { target_f1: TARGET, grid: GRID, rule: 'per signal: τ = the cheapest development-set selection with F1 >= target; applied unchanged to the evaluation set', bytes: 'video bytes per segment', accuracy: 'ACCURACY (road classes, score >= 0.3, IoU 0.5) on frames 1, 5, 9 of every 10-frame segment, vs YOLOX-Nano on the original frame' },
   signals: rows,
   best_fixed: { config: cfgName(fixedPick[0]), bytes: fixed.bytes, f1: fixed.f1, rule: `cheapest grid config with eval F1 >= ${TARGET} (hindsight)` },
-  best_fixed_dev: { config: cfgName(dev[0].cfgs[devFixed.idx]), dev_bytes: devFixed.bytes, dev_f1: devFixed.f1, eval: totals(evalSegs.map((g) => g.cfgs[devFixed.idx])) },
+  best_fixed_dev: { config: cfgName(dev[0].cfgs[devFixed.idx]), dev_bytes: devFixed.bytes, dev_f1: devFixed.f1, eval: devFixedEval },
   per_segment_oracle: oracle ? { bytes: oracle.bytes, f1: oracle.f1 } : null,
-  eval_curves: Object.fromEntries(SIGNALS.map((s) => [s, curve(evalSegs, s)])),
+  eval_curves: evalCurves,
   segments: { dev: dev.length, eval: evalSegs.length },
 });
 
-// plot: bytes vs F1 on the evaluation set — each signal's τ sweep, the fixed configurations' frontier, the
-// per-segment oracle and, as single points, each signal's selection at its development τ
+// plot: bytes vs F1 on the evaluation set — each signal's τ sweep, the fixed configurations' frontier and the
+// per-segment oracle
 const frontier: { x: number; y: number }[] = [];
 for (const t of evalSegs[0].cfgs.map((_, i) => totals(evalSegs.map((g) => g.cfgs[i]))).sort((a, b) => a.bytes - b.bytes)) {
   if (!frontier.length || t.f1 > frontier[frontier.length - 1].y) frontier.push({ x: t.bytes / 1000, y: t.f1 });
@@ -252,7 +235,7 @@ linePlot(plotFile, {
   yLabel: 'mean per-frame F1',
   series: [
     { name: 'fixed configurations (frontier)', color: [0, 0, 0], points: frontier },
-    ...SIGNALS.map((s) => ({ name: `${s} (tau sweep)`, color: COLORS[s], points: curve(evalSegs, s).map((p) => ({ x: p.bytes / 1000, y: p.f1 })) })),
+    ...SIGNALS.map((s) => ({ name: `${s} (tau sweep)`, color: COLORS[s], points: evalCurves[s].map((p) => ({ x: p.bytes / 1000, y: p.f1 })) })),
     ...(oracle ? [{ name: 'per-segment oracle', color: [40, 90, 220] as Rgb, points: [{ x: oracle.bytes / 1000, y: oracle.f1 }] }] : []),
   ],
 });

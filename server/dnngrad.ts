@@ -39,6 +39,9 @@ export interface OneAdaptProxyOptions {
    * It is a hard gate: no gradient flows into the box coordinates. Default 0 (no filter). */
   minBoxArea?: number;
   inputSize?: number;
+  /** Hutchinson probes (bench:oneadapt-signal): each candidate pair's term is multiplied by sign() (±1), drawn in
+   * cell-then-class order, so the seed is ∂(Σ ε_c σ_c)/∂raw; default +1 for every pair (the proxy itself) */
+  sign?: () => number;
 }
 
 /** OneAdapt's proxy as the product and the benchmark use it: the F1 measurement's classes and score threshold
@@ -77,8 +80,9 @@ export function oneAdaptProxy(raw: Float32Array, opts: OneAdaptProxyOptions = {}
       const cls = raw[o + 5 + c];
       if (obj * cls < floor) continue;
       const sg = 1 / (1 + Math.exp(-k * (obj * cls - centre)));
-      value += sg;
-      const d = k * sg * (1 - sg);
+      const e = opts.sign ? opts.sign() : 1;
+      value += e * sg;
+      const d = e * k * sg * (1 - sg);
       dObj += d * cls;
       seed[o + 5 + c] = d * obj;
     }

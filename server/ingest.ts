@@ -117,6 +117,9 @@ interface Conn {
 /** a connection still without a valid hello after this long may be evicted for a new one at the connection limit */
 export const EVICT_AFTER_MS = 1000;
 
+/** remote address:port, the same for a TLS socket and the TCP socket under it */
+const peerKey = (socket: Socket): string => `${socket.remoteAddress ?? '?'}:${socket.remotePort}`;
+
 export class IngestServer extends EventEmitter<IngestEvents> {
   private wss: WebSocketServer | null = null;
   private http: http.Server | null = null;
@@ -124,11 +127,8 @@ export class IngestServer extends EventEmitter<IngestEvents> {
   private readonly conns = new Set<Conn>();
   private readonly perAddress = new Map<string, number>();
   private tcpCount = 0;
-  /** TCP sockets not (yet) authenticated, in arrival order, by remote address:port (the same for a TLS socket
-   * and the TCP socket under it) */
+  /** TCP sockets not (yet) authenticated, in arrival order, by peerKey */
   private readonly unauthed = new Map<string, { socket: Socket; at: number }>();
-  /** evicted sockets, already taken off tcpCount */
-  private readonly evicted = new Set<Socket>();
   readonly limits: IngestLimits;
   processed = 0;
 
@@ -208,32 +208,32 @@ export class IngestServer extends EventEmitter<IngestEvents> {
   private onTcp(socket: Socket): void {
     const address = socket.remoteAddress ?? '?';
     const n = this.perAddress.get(address) ?? 0;
+    let evicted = false;
     if (this.tcpCount >= this.limits.maxConnections && n < this.limits.maxConnectionsPerAddress) {
       // full: make room by closing the oldest connection that has had time to authenticate and has not
-      const now = Date.now();
-      for (const [key, { socket: old, at }] of this.unauthed) {
-        if (now - at < EVICT_AFTER_MS) break; // arrival order: the rest are younger
-        this.unauthed.delete(key);
-        this.emit('rejected', `evicted: connection limit reached and no hello after ${now - at} ms`, old.remoteAddress ?? '?', null);
-        old.destroy();
-        this.tcpCount--; // its 'close' handler will not count it again
-        this.evicted.add(old);
-        break;
+      // (the unauthed map is in arrival order; its 'close' handler then counts it out as usual)
+      const oldest = this.unauthed.entries().next().value;
+      const age = oldest ? Date.now() - oldest[1].at : 0;
+      if (oldest && age >= EVICT_AFTER_MS) {
+        this.unauthed.delete(oldest[0]);
+        this.emit('rejected', `evicted: connection limit reached and no hello after ${age} ms`, oldest[1].socket.remoteAddress ?? '?', null);
+        oldest[1].socket.destroy();
+        evicted = true;
       }
     }
-    if (this.tcpCount >= this.limits.maxConnections || n >= this.limits.maxConnectionsPerAddress) {
+    if ((this.tcpCount >= this.limits.maxConnections && !evicted) || n >= this.limits.maxConnectionsPerAddress) {
       this.emit('rejected', this.tcpCount >= this.limits.maxConnections ? 'connection limit reached' : 'per-address connection limit reached', address, null);
       socket.destroy();
       return;
     }
     this.tcpCount++;
     this.perAddress.set(address, n + 1);
-    const key = `${address}:${socket.remotePort}`;
+    const key = peerKey(socket);
     this.unauthed.set(key, { socket, at: Date.now() });
     socket.on('error', () => socket.destroy());
     socket.once('close', () => {
       if (this.unauthed.get(key)?.socket === socket) this.unauthed.delete(key);
-      if (!this.evicted.delete(socket)) this.tcpCount--;
+      this.tcpCount--;
       const left = (this.perAddress.get(address) ?? 1) - 1;
       if (left <= 0) this.perAddress.delete(address);
       else this.perAddress.set(address, left);
@@ -310,7 +310,7 @@ export class IngestServer extends EventEmitter<IngestEvents> {
     }
     clearTimeout(conn.helloTimer);
     conn.cameraId = hello.cameraId;
-    this.unauthed.delete(`${conn.socket.remoteAddress ?? '?'}:${conn.socket.remotePort}`);
+    this.unauthed.delete(peerKey(conn.socket));
     conn.ws.send(JSON.stringify({ type: 'welcome', v: PROTOCOL_VERSION, serverId: `camstream-server-${process.pid}`, cameraId: hello.cameraId }));
     this.emit('connection', hello.cameraId);
   }

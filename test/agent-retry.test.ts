@@ -6,17 +6,21 @@ import { pino } from 'pino';
 import { Agent } from '../agent/agent.ts';
 import { AgentSettingsSchema } from '../config/schema.ts';
 
-test('unreachable RTSP camera: the agent stays up, retries with backoff, and stop() ends the retries', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'retry-'));
-  const settings = AgentSettingsSchema.parse({
-    deviceId: 'cam-down',
+/** An agent whose camera (RTSP) and server are both unreachable. */
+const downSettings = (deviceId: string, extra: object = {}) =>
+  AgentSettingsSchema.parse({
+    deviceId,
     source: { kind: 'rtsp', uri: 'rtsp://127.0.0.1:1/stream' },
     cheapModel: { enabled: false },
     server: { url: 'ws://127.0.0.1:1/ingest' },
-    storage: { dir },
+    storage: { dir: mkdtempSync(path.join(os.tmpdir(), `${deviceId}-`)) },
     http: { host: '127.0.0.1', port: 0 },
     log: { level: 'silent' },
+    ...extra,
   });
+
+test('unreachable RTSP camera: the agent stays up, retries with backoff, and stop() ends the retries', async () => {
+  const settings = downSettings('cam-down');
   const agent = new Agent(settings, { logger: pino({ level: 'silent' }), retryMs: 100 });
   await agent.start(); // does not throw: a camera that is down is an operating condition, not a crash
   const t0 = Date.now();
@@ -34,17 +38,7 @@ test('unreachable RTSP camera: the agent stays up, retries with backoff, and sto
 });
 
 test('a server reply the agent cannot use (malformed DNNGrad map) is logged and ignored, not a crash', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'reply-'));
-  const settings = AgentSettingsSchema.parse({
-    deviceId: 'cam-reply',
-    source: { kind: 'rtsp', uri: 'rtsp://127.0.0.1:1/stream' },
-    cheapModel: { enabled: false },
-    oneadapt: { enabled: true },
-    server: { url: 'ws://127.0.0.1:1/ingest' },
-    storage: { dir },
-    http: { host: '127.0.0.1', port: 0 },
-    log: { level: 'silent' },
-  });
+  const settings = downSettings('cam-reply', { oneadapt: { enabled: true } });
   const lines: string[] = [];
   const logger = pino({ level: 'warn' }, { write: (s: string) => void lines.push(s) });
   const agent = new Agent(settings, { logger, retryMs: 60_000 });

@@ -76,6 +76,18 @@ describe('proxy seeds vs finite differences on the real detector output (dog.jpg
     // non-road classes and box coordinates get no gradient
     for (let c = 0; c < 3549; c++) for (let k = 0; k < 80; k++) if (!ROAD_CLASSES.includes(k) && seed[c * ROW + 5 + k] !== 0) throw new Error(`class ${k} got gradient`);
     for (const d of dets) for (let j = 0; j < 4; j++) expect(seed[d.cell * ROW + j]).toBe(0);
+    // Hutchinson probes: with signs ε, the value is Σ ε σ and the seed its gradient (finite differences again)
+    let draws = 0;
+    const alternating = () => (draws++ % 2 ? -1 : 1);
+    const probe = oneAdaptProxy(raw, { sign: alternating });
+    expect(draws).toBe(candidates); // one sign per candidate pair
+    expect(Math.abs(probe.value)).toBeLessThan(value);
+    const fs = (x: Float32Array) => { draws = 0; return oneAdaptProxy(x, { sign: alternating }).value; };
+    for (const d of dets.filter((d) => ROAD_CLASSES.includes(d.classId)).slice(0, 3)) {
+      const i = d.cell * ROW + 5 + d.classId;
+      const g = fd(fs, raw, i, 1e-3);
+      expect(Math.abs(probe.seed[i] - g)).toBeLessThanOrEqual(1e-3 + 2e-2 * Math.abs(g));
+    }
   });
 
   test('OneAdapt proxy of an empty scene is exactly 0 with no gradient (no tail of near-zero cells)', () => {
