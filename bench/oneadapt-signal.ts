@@ -21,8 +21,8 @@
  *   npm run bench:oneadapt-signal [-- --dev-videos a.mp4:0-3,… --videos b.mp4:20-25,… --target-f1 0.9]
  *
  * Frames, segments and accuracy as bench:oneadapt (10 fps, 640×360, 10-frame segments, ACCURACY on frames 1, 5,
- * 9, dropped frames answered by the last sent one); plot bench/results/oneadapt-signal.png; bytes are the segment's video bytes (headers ≈ 0.4 kB per
- * segment whatever the configuration). 95% intervals: paired bootstrap over evaluation segments.
+ * 9, dropped frames answered by the last sent one); plot bench/results/oneadapt-signal.png; bytes are bytes on the wire (video,
+ * segment header, WebSocket framing: segmentWireBytes, as bench:oneadapt). 95% intervals: paired bootstrap over evaluation segments.
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -39,7 +39,8 @@ import { bootstrap } from '../numeric/stats.ts';
 import type { Rgb } from './canvas.ts';
 import { linePlot } from './plot.ts';
 import { printTable, writeResult } from './report.ts';
-import { DEV_DEFAULT, EVAL_DEFAULT, parseClips } from './oneadapt-sets.ts'; // the same sets as bench:oneadapt
+import { benchHeader, DEV_DEFAULT, EVAL_DEFAULT, parseClips } from './oneadapt-sets.ts';
+import { segmentWireBytes } from '../wire/protocol.ts'; // the same sets as bench:oneadapt
 
 const { values: args } = parseArgs({
   options: {
@@ -121,7 +122,8 @@ async function measure(list: string, label: string): Promise<Seg[]> {
           for (let t = 0; t < s.length; t++) cell += Math.abs(s[t] - orig[j].soft[t]);
         }
         const n = POS.length;
-        cfgs.push({ k: { resolution, fps, qp }, bytes: r.encoded.data.length, f1: f1 / n, sig: { accgrad: R / n / O, accgrad_cells: hutch / n / O, proxy_change: dO / n / O, cell_change: cell / n / O } });
+        // bytes on the wire: the video plus its segment header and WebSocket framing (no reference frame here)
+        cfgs.push({ k: { resolution, fps, qp }, bytes: segmentWireBytes(benchHeader(segs.length, r, k, 0, W, H)).total, f1: f1 / n, sig: { accgrad: R / n / O, accgrad_cells: hutch / n / O, proxy_change: dO / n / O, cell_change: cell / n / O } });
       }
       segs.push({ clip: path.basename(c.file), startS: c.startS + i / FPS, cfgs });
     }
@@ -212,7 +214,7 @@ const evalCurves = Object.fromEntries(SIGNALS.map((s) => [s, curve(evalSegs, s)]
 writeResult('oneadapt-signal', {
   dev_set: args['dev-videos']!.split(','),
   eval_set: args.videos!.split(','),
-  preregistered: { target_f1: TARGET, grid: GRID, rule: 'per signal: τ = the cheapest development-set selection with F1 >= target; applied unchanged to the evaluation set', bytes: 'video bytes per segment', accuracy: 'ACCURACY (road classes, score >= 0.3, IoU 0.5) on frames 1, 5, 9 of every 10-frame segment, vs YOLOX-Nano on the original frame' },
+  preregistered: { target_f1: TARGET, grid: GRID, rule: 'per signal: τ = the cheapest development-set selection with F1 >= target; applied unchanged to the evaluation set', bytes: 'bytes on the wire per segment: video, segment header, WebSocket framing (bench:oneadapt segmentWireBytes); no reference frames', accuracy: 'ACCURACY (road classes, score >= 0.3, IoU 0.5) on frames 1, 5, 9 of every 10-frame segment, vs YOLOX-Nano on the original frame' },
   signals: rows,
   best_fixed: { config: cfgName(fixedPick[0]), bytes: fixed.bytes, f1: fixed.f1, rule: `cheapest grid config with eval F1 >= ${TARGET} (hindsight)` },
   best_fixed_dev: { config: cfgName(dev[0].cfgs[devFixed.idx]), dev_bytes: devFixed.bytes, dev_f1: devFixed.f1, eval: devFixedEval },
@@ -231,7 +233,7 @@ const COLORS: Record<Signal, Rgb> = { accgrad: [200, 40, 40], accgrad_cells: [23
 const plotFile = path.resolve('bench', 'results', 'oneadapt-signal.png');
 linePlot(plotFile, {
   title: 'Ideal selection under each signal vs fixed configurations (evaluation set)',
-  xLabel: 'kB (video, 45 segments)',
+  xLabel: 'kB on the wire (45 segments)',
   yLabel: 'mean per-frame F1',
   series: [
     { name: 'fixed configurations (frontier)', color: [0, 0, 0], points: frontier },

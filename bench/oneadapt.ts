@@ -58,12 +58,12 @@ import { contentSignature } from '../oneadapt/scene.ts';
 import { SegmentAnalyzer } from '../server/analyzer.ts';
 import { ACCURACY, f1FromCounts, frameF1, type FrameF1 } from '../server/accuracy.ts';
 import { encodeMbMap } from '../wire/mbmap.ts';
-import { segmentWireBytes, wsFrameOverhead, PROTOCOL_VERSION, type SegmentHeader } from '../wire/protocol.ts';
+import { segmentWireBytes, wsFrameOverhead, type SegmentHeader } from '../wire/protocol.ts';
 import type { Detection } from '../detector/postprocess.ts';
 import { ONEADAPT_TUNED } from '../config/schema.ts';
 import { DETECTOR_MODEL, loadFrames } from '../testdata/fixtures.ts';
 import { printTable, writeResult } from './report.ts';
-import { DEV_DEFAULT, EVAL_DEFAULT, parseClips, type Clip } from './oneadapt-sets.ts';
+import { benchHeader, DEV_DEFAULT, EVAL_DEFAULT, parseClips, type Clip } from './oneadapt-sets.ts';
 import { panelPlot, type PanelSeries, type Rgb } from './panelplot.ts';
 
 /** Pre-registered before the evaluation run (see `preregistered` in the result file): DEV_DEFAULT, EVAL_DEFAULT. */
@@ -132,15 +132,8 @@ const detect = async (f: YuvFrame): Promise<{ dets: Detection[]; raw: Float32Arr
   return { dets: r.detections.map((b) => ({ ...b, x1: b.x1 * sx, x2: b.x2 * sx, y1: b.y1 * sy, y2: b.y2 * sy })), raw: r.raw };
 };
 
-/** A realistic header for a rendering, to count its bytes exactly as the agent sends them. */
-function header(seq: number, r: Rendered, k: RenderKnobs, ref: number): SegmentHeader {
-  return {
-    type: 'segment', v: PROTOCOL_VERSION, segmentId: `bench-cam-1764640000000-${seq}`, cameraId: 'bench-cam', seq, codec: r.encoded.codec,
-    width: r.encoded.width, height: r.encoded.height, fps: k.fps, frameCount: r.sent.length, ptsMs: r.sent.map((i) => seq * 1000 + i * 100),
-    capturedAt: 1764640000000 + seq * 1000, knobs: { ...k }, videoBytes: r.encoded.data.length,
-    ...(ref > 0 ? { ref: { frameIndex: r.sent.length - 1, codec: 'h264' as const, width: W, height: H, bytes: ref } } : {}),
-  };
-}
+/** A realistic header for a rendering (bench/oneadapt-sets.ts), to count its bytes exactly as the agent sends them. */
+const header = (seq: number, r: Rendered, k: RenderKnobs, ref: number): SegmentHeader => benchHeader(seq, r, k, ref, W, H);
 
 interface Outcome { video: number; wire: number; headers: number; frames: FrameF1[]; computeS: number }
 class DataSet {
