@@ -313,7 +313,7 @@ export class Agent {
   private onReply(r: Reply, replyBytes = 0): void {
     this.telemetry.reply(r, replyBytes);
     try {
-      this.pipeline.onReply(r);
+      this.pipeline.onReply(r, this.settings);
     } catch (err) {
       // a reply the agent cannot use (e.g. a malformed DNNGrad map) costs one OneAdapt step, never the process
       this.log.warn({ component: 'uplink', segment: r.seq, err: (err as Error).message }, 'server reply not usable; ignored');
@@ -327,7 +327,7 @@ export class Agent {
       deviceId: this.deviceId,
       t: Date.now(),
       sourceRunning: this.capture.capturing,
-      extra: { captureFailures: this.capture.failures, decodeIssues: this.capture.decodeIssues, health: this.health().reason ?? 'ok', uplinkError: this.uplink?.fatalError ?? this.uplink?.lastError ?? null, retrying: this.capture.retrying, adapting: this.pipeline.oneadapt ? [...this.pipeline.oneadapt.knobs.keys()] : [], accmpeg: this.pipeline.cheap !== null, uplinkKbps: t.uplinkKbps },
+      extra: { captureFailures: this.capture.failures, decodeIssues: this.capture.decodeIssues, health: this.health().reason ?? 'ok', uplinkError: this.uplink?.fatalError ?? this.uplink?.lastError ?? null, retrying: this.capture.retrying, adapting: this.pipeline.oneadapt ? [...this.pipeline.oneadapt.knobs.keys()] : [], accmpeg: this.pipeline.cheap !== null, accmpegCalibratedThreshold: this.pipeline.calibratedThreshold, uplinkKbps: t.uplinkKbps },
       pipelineRunning: this.capture.running,
       knobs: this.pipeline.knobs(this.settings) as unknown as Record<string, number>,
       bitrateKbps: t.lastBitrate,

@@ -9,6 +9,7 @@
 import type { MbMap, YuvFrame } from '../encoder/frame.ts';
 import { encodeSegment, type Codec } from '../encoder/index.ts';
 import { meanMap } from '../cheapmodel/qpmap.ts';
+import { calibrateThreshold, sampleFromSaliency, type CalibrationSample } from '../cheapmodel/calibrate.ts';
 import { GraceSegmentCodec, type GraceRendered } from '../grace/segment.ts';
 import type { AdaptOptions, OneAdaptController, Decision } from '../oneadapt/adapt.ts';
 import { DEFAULT_KNOBS } from '../oneadapt/knobs.ts';
@@ -92,6 +93,11 @@ export class EdgePipeline {
   private inflight: Promise<void> | null = null;
   /** Grace++ segment codec, loaded on the first segment with encoder.codec = grace */
   private grace: GraceSegmentCodec | null = null;
+  /** AccMPEG α re-calibration: the cheap model's map of each recent segment's last frame (until its reply), the
+   * samples (map + the server's label of that frame) and the α they give (null: none yet, the configured α) */
+  private pendingMaps = new Map<number, { p: MbMap; width: number; height: number }>();
+  private calibSamples: CalibrationSample[] = [];
+  calibratedThreshold: number | null = null;
   /** the latest segment, kept until it is probed or the next one replaces it */
   private lastJob: ProbeJob | null = null;
 
@@ -125,7 +131,24 @@ export class EdgePipeline {
 
   /** The knobs a segment is rendered with now: the settings' fixed values, overridden by OneAdapt's. */
   knobs(s: AgentSettings): RenderKnobs {
-    return { ...EdgePipeline.fixedKnobs(s), ...(this.oneadapt?.values() ?? {}) };
+    const fixed = EdgePipeline.fixedKnobs(s);
+    if (s.cheapModel.calibrate.enabled && this.calibratedThreshold !== null) fixed.threshold = this.calibratedThreshold;
+    return { ...fixed, ...(this.oneadapt?.values() ?? {}) };
+  }
+
+  /** A sample for α's re-calibration: the server's DNNGrad of a segment's last frame beside the cheap model's map of it. */
+  private calibrate(r: Reply, s: AgentSettings['cheapModel']): void {
+    const d = r.dnngrad;
+    const mine = this.pendingMaps.get(r.seq);
+    this.pendingMaps.delete(r.seq);
+    if (!s.calibrate.enabled || !d || !mine) return;
+    const g = gradToSourceGrid(decodeMbMap(Buffer.from(d.data, 'base64')), d.width ?? mine.width, d.height ?? mine.height, mine.width, mine.height);
+    if (g.rows !== mine.p.rows || g.cols !== mine.p.cols) return;
+    this.calibSamples.push(sampleFromSaliency(mine.p, g));
+    while (this.calibSamples.length > s.calibrate.samples) this.calibSamples.shift();
+    if (this.calibSamples.length >= s.calibrate.minSamples) {
+      this.calibratedThreshold = calibrateThreshold(this.calibSamples, { smooth: s.smooth, minFraction: s.minFraction, dilate: s.dilate }, s.calibrate.targetRecall) ?? this.calibratedThreshold;
+    }
   }
 
   /** Segments processed so far. */
@@ -134,7 +157,8 @@ export class EdgePipeline {
   }
 
   /** Take the server's reply: the monitor's F1 and the DNNGrad map drive the next probe. */
-  onReply(r: Reply): void {
+  onReply(r: Reply, s?: AgentSettings): void {
+    if (s) this.calibrate(r, s.cheapModel);
     if (r.f1) this.freshF1 = r.f1.f1;
     const d = r.dnngrad;
     if (d) this.setGradient(decodeMbMap(Buffer.from(d.data, 'base64')), d.proxy, d.width ?? null, d.height ?? null);
@@ -162,12 +186,18 @@ export class EdgePipeline {
       const maps: MbMap[] = [];
       for (const f of picked) maps.push(await this.cheap.importance(f));
       importance = meanMap(maps);
+      if (s.cheapModel.calibrate.enabled) {
+        // the server's DNNGrad comes for the last sent frame: keep the map of the last frame until the reply
+        this.pendingMaps.set(this.seq, { p: maps[maps.length - 1], width: frames[0].width, height: frames[0].height });
+        for (const k of this.pendingMaps.keys()) if (k < this.seq - 64) this.pendingMaps.delete(k);
+      }
       cheapS = (performance.now() - t) / 1000 / picked.length;
     }
     const knobs = this.knobs(s);
     const opts: RenderOptions = {
       srcFps,
       lowQpDelta: s.cheapModel.lowQp - s.cheapModel.highQp,
+      assignment: { smooth: s.cheapModel.smooth, minFraction: s.cheapModel.minFraction, dilate: s.cheapModel.dilate },
       encoder: { codec: (s.encoder.codec === 'hevc' ? 'h265' : 'h264') as Codec, preset: s.encoder.preset as never },
     };
     const t0 = performance.now();

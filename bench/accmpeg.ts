@@ -1,225 +1,408 @@
 /**
- * AccMPEG benchmark (npm run bench:accmpeg): bytes vs detector F1 on HELD-OUT real video.
+ * AccMPEG benchmark (npm run bench:accmpeg): bytes vs detector F1, AccMPEG against uniform QP, on scenes the
+ * cheap model never saw.
  *
- *   npm run bench:accmpeg [-- --start 55 --duration 24 --labels data/labels/campus-heldout]
+ *   npm run bench:accmpeg                         leave-one-scene-out over the nine scenes (bench/accmpeg-scenes.ts)
+ *   npm run bench:accmpeg -- --scenes a,b,c       only these held-out scenes (settings still chosen on the others' dev spans)
+ *   npm run bench:accmpeg -- --phase dev          the development phase only (prints the chosen settings; no evaluation)
+ *   npm run bench:accmpeg -- --video PATH [--start S] [--duration S] [--model M]
+ *                                                 the shipped model and the agent's default rule on any clip
  *
- * Video: campus-576p.avi 55–79 s at its native 10 fps (the cheap model was trained on 0–50 s only).
- * The frames (and the oracle's labels) come from the labelling CLI's output for that span; if the
- * label directory is missing it is produced first with labelVideo() (≈0.4–0.7 s per frame here).
- * Chunks of 10 frames, each a closed GOP starting with an I frame (renderSegment, veryfast, no B).
- *
- * Accuracy: YOLOX-Nano on the ORIGINAL frames is the reference; detections with score ≥ 0.4,
- * road classes (person, bicycle, car, motorcycle, bus, train, truck), IoU 0.5, same class;
- * "f1" = aggregate F1 over all frames (summed TP/FP/FN), "mean_f1" = mean per-frame F1.
- *
- * Configurations, all in one run on the same frames:
- *   uniform  — one QP for every MB: 26…44, 47, 50 (AWStream-style baseline)
- *   accmpeg  — cheap model P(important) on the first and last frame of each chunk, mean of the two
- *              maps, binarised at threshold α (sweep), 3×3 opening+closing, important MBs at QP 30,
- *              the rest at QP 40 (AccMPEG's two absolute levels)
- *   oracle   — the same but the map is, per MB, the fraction of the chunk's 10 frames whose true
- *              accuracy-gradient label is 1 (sal > T, T = the training label threshold), i.e. it
- *              knows every frame's labels; stored as k/10 − 0.01 for k ≥ 1 labelled frames (so that
- *              α = 0.1 means "more than 1 frame" despite float32 rounding); same α sweep and QPs
- *   *_low_qp — AccMPEG and oracle at α = 0.5 with the rest at QP 44/47/50 (important still at 30),
- *              to extend both curves to the byte range of uniform QP 40–50
- * byte_saving_at_equal_f1: 1 − bytes(AccMPEG at α) / bytes(uniform curve at the same F1), the
- * uniform curve = its Pareto frontier (points not beaten in F1 by a cheaper QP: what a profiler that
- * picks the cheapest QP reaching a target F1 would use), interpolated linearly in (F1, bytes); null where the
- * AccMPEG F1 is outside the uniform curve's measured F1 range. The headline value is AccMPEG's default α = 0.2.
+ * Protocol (../shared/notes/evaluation.md):
+ * - Fold s: the cheap model data/cheap/loso/saldiff-s.onnx is trained on the OTHER eight scenes' training spans
+ *   (training/train_loso.sh; made here if missing). Nothing of scene s is used to train or to choose a setting.
+ * - Development: every rule setting of GRID (α/floor, important QP, rest QP) and the uniform curve are measured on
+ *   each scene's dev span with that scene's fold model. For fold s the setting with the best median saving over the
+ *   OTHER scenes' dev spans is pre-registered; then the evaluation span of s is measured once with it.
+ * - Every byte of every chunk counted (the encoded segment; the same container for every scheme); chunks of 10
+ *   frames at 10 fps, each a closed GOP (renderSegment, x264 veryfast).
+ * - Accuracy (server/accuracy.ts ACCURACY, the same as bench:oneadapt and the server): YOLOX-Nano on the original
+ *   frames is the reference; road classes, score ≥ 0.3, IoU 0.5, same class; aggregate F1 over a span's frames.
+ * - Saving at equal F1 = 1 − bytes / (the uniform curve's Pareto frontier interpolated at the same F1). Above the
+ *   best uniform F1 the best uniform point's bytes are used (a lower bound on the saving); below the cheapest
+ *   uniform point's F1, that point's bytes (flagged: uniform is then both cheaper and more accurate).
+ *   95% interval: bootstrap over chunks (the same resample for uniform and AccMPEG), 2000 draws.
+ * - In the same run: the oracle (the same rule on the frames' true labels), AccMPEG's code's label (sal) model, every
+ *   grid setting on the evaluation span (reported, not chosen), and the paper's delay model per chunk
+ *   (RTT + bytes/bandwidth + encode + cheap model on two frames).
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { PNG } from 'pngjs';
 import { renderSegment } from '../oneadapt/render.ts';
 import { decodeSegment, scaleFrame } from '../encoder/index.ts';
 import type { MbMap, YuvFrame } from '../encoder/frame.ts';
 import { CheapModel, DEFAULT_CHEAP_MODEL } from '../cheapmodel/model.ts';
-import { readLabelDir } from '../cheapmodel/labels.ts';
+import { coverLabels, readLabelDir } from '../cheapmodel/labels.ts';
 import { importanceMask, meanMap, fractionImportant } from '../cheapmodel/qpmap.ts';
 import { Detector } from '../detector/detector.ts';
-import { ROAD_CLASSES, type Detection } from '../detector/postprocess.ts';
-import { segmentF1 } from '../server/accuracy.ts';
+import type { Detection } from '../detector/postprocess.ts';
+import { ACCURACY, segmentF1 } from '../server/accuracy.ts';
 import { labelVideo } from '../server/label-cli.ts';
+import { ACCMPEG_DEFAULTS } from '../config/schema.ts';
 import { DETECTOR_MODEL, VIDEOS, loadFrames } from '../testdata/fixtures.ts';
+import { bootstrap, median } from '../numeric/stats.ts';
+import { SCENES, labelDir, type Scene, type Span } from './accmpeg-scenes.ts';
 import { printTable, writeResult } from './report.ts';
 import { linePlot } from './plot.ts';
 
 const CHUNK = 10;
-const SCORE = 0.4;
-const UNIFORM_QPS = [26, 28, 30, 32, 34, 36, 38, 40, 42, 44, 47, 50];
-const THRESHOLDS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7];
-const HIGH_QP = 30;
-const LOW_QP = 40;
-const DEFAULT_ALPHA = 0.2;
-/** second sweep: α fixed, the unimportant MBs' QP lowered further (reaches the low-byte end of the uniform curve) */
-const LOW_SWEEP_ALPHA = 0.5;
-const LOW_SWEEP_QPS = [44, 47, 50];
+const FPS = 10;
+const UNIFORM_QPS = [24, 26, 28, 30, 32, 34, 36, 38, 40, 43, 46, 50];
+/** α / floor pairs: "sparse" and "generous"; each with dilation by one MB and no opening/closing */
+const RULES = [{ name: 'sparse', threshold: 0.5, minFraction: 0.05 }, { name: 'generous', threshold: 0.3, minFraction: 0.15 }];
+const HIGH_QPS = [28, 32, 36];
+const LOW_QPS = [44, 50];
+const DILATE = 1;
+/** label mass a frame's true labels cover (training/train_cheap.py --cover) */
+const COVER = 0.5;
+const EPOCHS = 15;
+/** the paper's delay model */
+const RTT_MS = 100;
+const UPLINK_BPS = 1e6;
 
-interface Point { bytes: number; f1: number; mean_f1: number }
+interface Setting { rule: string; threshold: number; minFraction: number; highQp: number; lowQp: number }
+const GRID: Setting[] = RULES.flatMap((r) => HIGH_QPS.flatMap((h) => LOW_QPS.map((l) => ({ rule: r.name, threshold: r.threshold, minFraction: r.minFraction, highQp: h, lowQp: l }))));
+const key = (s: Setting): string => `${s.rule}/${s.highQp}/${s.lowQp}`;
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      start: { type: 'string', default: '55' },
-      duration: { type: 'string', default: '24' },
-      labels: { type: 'string', default: 'data/labels/campus-heldout' },
-      model: { type: 'string', default: DEFAULT_CHEAP_MODEL },
-    },
-  });
-  const startS = Number(values.start), durationS = Number(values.duration);
-  const labelDir = path.resolve(values.labels!);
-  if (!existsSync(path.join(labelDir, 'meta.json'))) {
-    console.error(`labelling ${VIDEOS.campus} ${startS}–${startS + durationS} s at 10 fps into ${labelDir} …`);
-    mkdirSync(labelDir, { recursive: true });
-    await labelVideo({ video: VIDEOS.campus, out: labelDir, modelPath: DETECTOR_MODEL, fps: 10, startS, durationS });
+interface ChunkStat { bytes: number; tp: number; fp: number; fn: number; encodeMs: number; important: number }
+type Stats = ChunkStat[];
+interface Pt { bytes: number; f1: number }
+
+const f1Of = (tp: number, fp: number, fn: number): number => (tp + fp + fn === 0 ? 1 : (2 * tp) / (2 * tp + fp + fn));
+function agg(s: Stats, idx: number[]): Pt {
+  let bytes = 0, tp = 0, fp = 0, fn = 0;
+  for (const i of idx) { bytes += s[i].bytes; tp += s[i].tp; fp += s[i].fp; fn += s[i].fn; }
+  return { bytes, f1: f1Of(tp, fp, fn) };
+}
+
+/**
+ * Uniform bytes needed for `f1` on the uniform Pareto frontier. `above`: f1 beyond the best uniform point (its
+ * bytes: the saving is then a lower bound); `below`: f1 under the cheapest uniform point's, which already reaches
+ * more (its bytes: AccMPEG costs more than the cheapest uniform point yet scores lower, a loss either way).
+ */
+function uniformBytesAt(uniform: Pt[], f1: number): { bytes: number; above: boolean; below: boolean } {
+  const front: Pt[] = [];
+  for (const u of [...uniform].sort((a, b) => a.bytes - b.bytes)) if (front.length === 0 || u.f1 > front[front.length - 1].f1) front.push(u);
+  if (f1 <= front[0].f1) return { bytes: front[0].bytes, above: false, below: f1 < front[0].f1 };
+  for (let i = 1; i < front.length; i++) {
+    const a = front[i - 1], b = front[i];
+    if (b.f1 >= f1) return { bytes: a.bytes + ((f1 - a.f1) / (b.f1 - a.f1)) * (b.bytes - a.bytes), above: false, below: false };
   }
-  const ls = readLabelDir(labelDir);
-  if (ls.meta.video !== path.basename(VIDEOS.campus) || ls.meta.fps !== 10) throw new Error(`${labelDir} is not campus at 10 fps`);
-  const frames = ls.frames;
-  const nChunks = Math.floor(frames.length / CHUNK);
-  const chunks = Array.from({ length: nChunks }, (_, c) => frames.slice(c * CHUNK, (c + 1) * CHUNK));
-  const used = nChunks * CHUNK;
-  console.error(`${ls.meta.video} ${ls.meta.startS}–${ls.meta.startS + used / 10} s: ${used} frames ${ls.meta.width}x${ls.meta.height}, ${nChunks} chunks`);
+  return { bytes: front[front.length - 1].bytes, above: true, below: false };
+}
 
-  // label threshold = the one the cheap model was trained with (training/train_log.json)
-  const trainLog = JSON.parse(readFileSync(path.resolve('training', 'train_log.json'), 'utf8')) as { threshold: number };
-  const T = trainLog.threshold;
+function savingOn(uniform: Stats[], point: Stats, idx: number[]): number {
+  const p = agg(point, idx);
+  return 1 - p.bytes / uniformBytesAt(uniform.map((s) => agg(s, idx)), p.f1).bytes;
+}
 
-  const det = await Detector.load(DETECTOR_MODEL, { device: 'cpu' });
-  const detectAll = async (fs: YuvFrame[]): Promise<Detection[][]> => {
+function compare(uniform: Stats[], point: Stats): { saving: number; ci_low: number; ci_high: number; above_uniform_range: boolean; below_uniform_range: boolean; bytes: number; f1: number; uniform_bytes_at_f1: number } {
+  const all = point.map((_, i) => i);
+  const p = agg(point, all);
+  const u = uniformBytesAt(uniform.map((s) => agg(s, all)), p.f1);
+  const [lo, hi] = bootstrap(point.length, (idx) => savingOn(uniform, point, idx), 2000, 1);
+  return { saving: savingOn(uniform, point, all), ci_low: lo, ci_high: hi, above_uniform_range: u.above, below_uniform_range: u.below, bytes: p.bytes, f1: p.f1, uniform_bytes_at_f1: u.bytes };
+}
+
+/** AccMPEG points that beat some uniform point in both bytes (fewer) and F1 (higher or equal). */
+function dominating(uniform: { qp: number; pt: Pt }[], points: { name: string; pt: Pt }[]): { point: string; dominates_uniform_qp: number[] }[] {
+  return points
+    .map((p) => ({ point: p.name, dominates_uniform_qp: uniform.filter((u) => p.pt.bytes < u.pt.bytes && p.pt.f1 >= u.pt.f1).map((u) => u.qp) }))
+    .filter((d) => d.dominates_uniform_qp.length > 0);
+}
+
+class Evaluator {
+  constructor(private readonly det: Detector) {}
+
+  private async detect(fs: YuvFrame[]): Promise<Detection[][]> {
     const out: Detection[][] = [];
-    for (const f of fs) out.push((await det.detect(f, { confThreshold: SCORE })).detections);
+    for (const f of fs) out.push((await this.det.detect(f, { confThreshold: ACCURACY.scoreThreshold })).detections);
     return out;
-  };
-  const reference = await detectAll(frames.slice(0, used));
-  const refCount = reference.flat().filter((d) => ROAD_CLASSES.includes(d.classId)).length;
-  console.error(`reference: ${refCount} road-class detections (score ≥ ${SCORE}) in ${used} frames`);
-
-  const run = async (maps: (MbMap | null)[], qp: number, threshold: number, lowDelta: number): Promise<Point & { important: number }> => {
-    let bytes = 0, imp = 0;
-    const decoded: YuvFrame[] = [];
-    for (let c = 0; c < nChunks; c++) {
-      const r = await renderSegment(chunks[c], { resolution: 1, fps: 10, qp, threshold }, maps[c], { srcFps: 10, lowQpDelta: lowDelta });
-      bytes += r.encoded.data.length;
-      if (maps[c]) imp += fractionImportant(importanceMask(maps[c]!, { threshold })) / nChunks;
-      decoded.push(...(await decodeSegment(r.encoded.data, r.encoded.codec)).frames);
-    }
-    const f = segmentF1(await detectAll(decoded), reference, { classes: ROAD_CLASSES, scoreThreshold: SCORE, iouThreshold: 0.5 });
-    return { bytes, f1: f.aggregateF1, mean_f1: f.meanF1, important: imp };
-  };
-
-  // cheap model maps: first and last frame of each chunk
-  const model = await CheapModel.load(values.model!);
-  const cheapMaps: MbMap[] = [];
-  for (const ch of chunks) cheapMaps.push(meanMap([await model.importance(ch[0]), await model.importance(ch[CHUNK - 1])]));
-  // oracle maps: per MB, fraction of the chunk's frames labelled important
-  const oracleMaps: MbMap[] = chunks.map((_, c) => meanMap(ls.sal.slice(c * CHUNK, (c + 1) * CHUNK).map((m) => ({ ...m, data: m.data.map((v) => (v > T ? 1 : 0)) })))).map((m) => ({ ...m, data: m.data.map((v) => (v > 0 ? v - 0.01 : 0)) }));
-
-  const uniform: (Point & { qp: number })[] = [];
-  for (const qp of UNIFORM_QPS) {
-    const p = await run(chunks.map(() => null), qp, 0, 0);
-    uniform.push({ qp, bytes: p.bytes, f1: p.f1, mean_f1: p.mean_f1 });
-    console.error(`uniform qp ${qp}: ${p.bytes} B f1 ${p.f1.toFixed(4)}`);
   }
-  const sweep = async (maps: MbMap[], name: string): Promise<(Point & { threshold: number; important_frac: number })[]> => {
-    const out: (Point & { threshold: number; important_frac: number })[] = [];
-    for (const a of THRESHOLDS) {
-      const p = await run(maps, HIGH_QP, a, LOW_QP - HIGH_QP);
-      out.push({ threshold: a, bytes: p.bytes, f1: p.f1, mean_f1: p.mean_f1, important_frac: p.important });
-      console.error(`${name} α ${a}: ${p.bytes} B f1 ${p.f1.toFixed(4)} important ${(100 * p.important).toFixed(1)}%`);
+
+  /** One span: its chunks, the reference detections on the original frames. */
+  async span(frames: YuvFrame[]): Promise<{ chunks: YuvFrame[][]; ref: Detection[][][] }> {
+    const n = Math.floor(frames.length / CHUNK);
+    if (n === 0) throw new Error(`span has ${frames.length} frames, fewer than one chunk of ${CHUNK}`);
+    const chunks = Array.from({ length: n }, (_, c) => frames.slice(c * CHUNK, (c + 1) * CHUNK));
+    const ref: Detection[][][] = [];
+    for (const ch of chunks) ref.push(await this.detect(ch));
+    return { chunks, ref };
+  }
+
+  /** Per-chunk bytes and F1 counts under uniform QP (maps null) or an AccMPEG rule over per-chunk importance maps. */
+  async run(sp: { chunks: YuvFrame[][]; ref: Detection[][][] }, maps: MbMap[] | null, s: Setting | { qp: number }): Promise<Stats> {
+    const out: Stats = [];
+    for (let c = 0; c < sp.chunks.length; c++) {
+      const t = performance.now();
+      const acc = 'highQp' in s;
+      const r = await renderSegment(
+        sp.chunks[c],
+        { resolution: 1, fps: FPS, qp: acc ? s.highQp : s.qp, threshold: acc ? s.threshold : 0 },
+        acc && maps ? maps[c] : null,
+        { srcFps: FPS, lowQpDelta: acc ? s.lowQp - s.highQp : 0, assignment: acc ? { smooth: false, minFraction: s.minFraction, dilate: DILATE } : undefined },
+      );
+      const encodeMs = performance.now() - t;
+      const decoded = (await decodeSegment(r.encoded.data, r.encoded.codec)).frames;
+      const f = segmentF1(await this.detect(decoded), sp.ref[c], ACCURACY);
+      const important = acc && maps ? fractionImportant(importanceMask(maps[c], { threshold: s.threshold, smooth: false, minFraction: s.minFraction, dilate: DILATE })) : 0;
+      out.push({ bytes: r.encoded.data.length, tp: f.tp, fp: f.fp, fn: f.fn, encodeMs, important });
     }
     return out;
-  };
-  const accmpeg = await sweep(cheapMaps, 'accmpeg');
-  const oracle = await sweep(oracleMaps, 'oracle');
-  const lowSweep = async (maps: MbMap[], name: string): Promise<(Point & { threshold: number; low_qp: number; important_frac: number })[]> => {
-    const out: (Point & { threshold: number; low_qp: number; important_frac: number })[] = [];
-    for (const lq of LOW_SWEEP_QPS) {
-      const p = await run(maps, HIGH_QP, LOW_SWEEP_ALPHA, lq - HIGH_QP);
-      out.push({ threshold: LOW_SWEEP_ALPHA, low_qp: lq, bytes: p.bytes, f1: p.f1, mean_f1: p.mean_f1, important_frac: p.important });
-      console.error(`${name} α ${LOW_SWEEP_ALPHA} low QP ${lq}: ${p.bytes} B f1 ${p.f1.toFixed(4)}`);
-    }
+  }
+
+  async uniform(sp: { chunks: YuvFrame[][]; ref: Detection[][][] }): Promise<Stats[]> {
+    const out: Stats[] = [];
+    for (const qp of UNIFORM_QPS) out.push(await this.run(sp, null, { qp }));
     return out;
-  };
-  const accmpegLow = await lowSweep(cheapMaps, 'accmpeg');
-  const oracleLow = await lowSweep(oracleMaps, 'oracle');
+  }
+}
 
-  // uniform bytes needed for a given F1: linear interpolation on the uniform Pareto frontier
-  const byBytes: Point[] = [];
-  for (const u of [...uniform].sort((a, b) => a.bytes - b.bytes)) if (byBytes.length === 0 || u.f1 > byBytes[byBytes.length - 1].f1) byBytes.push(u);
-  const uniformBytesAt = (f1: number): number | null => {
-    if (f1 < byBytes[0].f1) return null; // below the cheapest uniform point measured: unknown
-    if (f1 === byBytes[0].f1) return byBytes[0].bytes;
-    for (let i = 1; i < byBytes.length; i++) {
-      const a = byBytes[i - 1], b = byBytes[i];
-      if (b.f1 >= f1 && a.f1 < f1) return a.bytes + ((f1 - a.f1) / (b.f1 - a.f1)) * (b.bytes - a.bytes);
-    }
-    return null;
-  };
-  const saving = (p: Point): number | null => {
-    const u = uniformBytesAt(p.f1);
-    return u === null ? null : 1 - p.bytes / u;
-  };
-  const savingRows = (pts: (Point & { threshold: number; low_qp?: number })[]): { threshold: number; low_qp: number; f1: number; bytes: number; uniform_bytes_at_f1: number | null; saving: number | null }[] =>
-    pts.map((p) => ({ threshold: p.threshold, low_qp: p.low_qp ?? LOW_QP, f1: p.f1, bytes: p.bytes, uniform_bytes_at_f1: uniformBytesAt(p.f1), saving: saving(p) }));
+/** AccMPEG's chunk map: the mean of the cheap model's maps on the chunk's first and last frames. */
+async function cheapMaps(model: CheapModel, chunks: YuvFrame[][]): Promise<{ maps: MbMap[]; msPerFrame: number }> {
+  const maps: MbMap[] = [];
+  const t = performance.now();
+  for (const ch of chunks) maps.push(meanMap([await model.importance(ch[0]), await model.importance(ch[ch.length - 1])]));
+  return { maps, msPerFrame: (performance.now() - t) / (2 * chunks.length) };
+}
 
-  // cheap model cost on a 720p frame
+const spanFrames = (video: string, sp: Span): YuvFrame[] => loadFrames(video, Math.round(sp.durationS * sp.fps), { startS: sp.startS, fps: sp.fps });
+
+function ensureLabels(s: Scene, part: 'train' | 'eval'): Promise<unknown> | null {
+  const dir = path.resolve(labelDir(s.name, part));
+  if (existsSync(path.join(dir, 'meta.json'))) return null;
+  console.error(`labelling ${s.name} ${part} span …`);
+  return labelVideo({ video: s.video, out: dir, modelPath: DETECTOR_MODEL, ...s[part] });
+}
+
+const foldModel = (label: string, scene: string): string => path.resolve('data', 'cheap', 'loso', `${label}-${scene}.onnx`);
+
+function ensureFoldModel(label: string, held: string): string {
+  const out = foldModel(label, held);
+  if (existsSync(out)) return out;
+  mkdirSync(path.dirname(out), { recursive: true });
+  const train = SCENES.filter((s) => s.name !== held).map((s) => path.resolve(labelDir(s.name, 'train')));
+  console.error(`training the ${label} cheap model without ${held} …`);
+  execFileSync('/usr/bin/python3', ['training/train_cheap.py', '--label', label, '--cover', String(COVER), '--epochs', String(EPOCHS), '--train', ...train, '--out', out, '--log', out.replace(/\.onnx$/, '.json')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  return out;
+}
+
+function delayMs(bytesPerChunk: number, encodeMs: number, cheapMs: number): number {
+  return RTT_MS + (bytesPerChunk * 8 * 1000) / UPLINK_BPS + encodeMs + cheapMs;
+}
+
+const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+
+async function cheapMs720(model: CheapModel): Promise<number> {
   const hw = scaleFrame(loadFrames(VIDEOS.highway, 1, { startS: 25 })[0], 1280, 720);
   for (let i = 0; i < 3; i++) await model.importance(hw);
   const times: number[] = [];
   for (let i = 0; i < 20; i++) { const t = performance.now(); await model.importance(hw); times.push(performance.now() - t); }
-  times.sort((a, b) => a - b);
-  const ms720 = times[times.length >> 1];
+  return median(times);
+}
 
-  const f = (p: Point): Record<string, number> => ({ KB: p.bytes / 1024, f1: p.f1, mean_f1: p.mean_f1 });
-  printTable(`uniform QP (${used} frames, ${nChunks} chunks of ${CHUNK})`, uniform.map((u) => ({ qp: u.qp, ...f(u) })));
-  const accSave = savingRows(accmpeg), oraSave = savingRows(oracle);
-  const accLowSave = savingRows(accmpegLow), oraLowSave = savingRows(oracleLow);
-  printTable(`AccMPEG cheap model (QP ${HIGH_QP}/${LOW_QP})`, accmpeg.map((a, i) => ({ alpha: a.threshold, imp_pct: 100 * a.important_frac, ...f(a), saving: accSave[i].saving ?? NaN })));
-  printTable(`oracle labels (QP ${HIGH_QP}/${LOW_QP})`, oracle.map((a, i) => ({ alpha: a.threshold, imp_pct: 100 * a.important_frac, ...f(a), saving: oraSave[i].saving ?? NaN })));
-  printTable(`low-QP sweep (α ${LOW_SWEEP_ALPHA}, important QP ${HIGH_QP})`, [
-    ...accmpegLow.map((a, i) => ({ map: 'accmpeg', low_qp: a.low_qp, imp_pct: 100 * a.important_frac, ...f(a), saving: accLowSave[i].saving ?? NaN })),
-    ...oracleLow.map((a, i) => ({ map: 'oracle', low_qp: a.low_qp, imp_pct: 100 * a.important_frac, ...f(a), saving: oraLowSave[i].saving ?? NaN })),
-  ]);
-  console.log(`\ncheap model: ${ms720.toFixed(1)} ms per 1280x720 frame (median of 20, incl. YUV→RGB)`);
+/** Grid of per-scene plots (uniform curve, AccMPEG's grid, the pre-registered point, the oracle) in one PNG. */
+function scenePlots(file: string, scenes: { name: string; uniform: Pt[]; grid: Pt[]; chosen: Pt; oracle: Pt }[]): void {
+  const tiles: PNG[] = [];
+  const tmp = path.resolve('bench', 'results', '.tile.png');
+  for (const s of scenes) {
+    linePlot(tmp, {
+      title: `${s.name.toUpperCase()} (HELD OUT)`,
+      xLabel: 'KB PER 10 S',
+      yLabel: 'F1',
+      width: 560,
+      height: 380,
+      series: [
+        { name: 'UNIFORM QP', color: [40, 40, 200], points: s.uniform.map((p) => ({ x: p.bytes / 1000, y: p.f1 })) },
+        { name: 'ACCMPEG GRID', color: [240, 150, 40], points: [...s.grid].sort((a, b) => a.bytes - b.bytes).map((p) => ({ x: p.bytes / 1000, y: p.f1 })) },
+        { name: 'PRE-REGISTERED', color: [220, 30, 30], points: [{ x: s.chosen.bytes / 1000, y: s.chosen.f1 }] },
+        { name: 'ORACLE', color: [30, 150, 60], points: [{ x: s.oracle.bytes / 1000, y: s.oracle.f1 }] },
+      ],
+    });
+    tiles.push(PNG.sync.read(readFileSync(tmp)));
+  }
+  rmSync(tmp, { force: true });
+  const cols = 3, tw = tiles[0].width, th = tiles[0].height;
+  const out = new PNG({ width: cols * tw, height: Math.ceil(tiles.length / cols) * th });
+  out.data.fill(255);
+  tiles.forEach((t, i) => PNG.bitblt(t, out, 0, 0, tw, th, (i % cols) * tw, Math.floor(i / cols) * th));
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, PNG.sync.write(out));
+}
 
+async function loso(values: Record<string, string | boolean | undefined>): Promise<void> {
+  const held = values.scenes ? String(values.scenes).split(',') : SCENES.map((s) => s.name);
+  for (const h of held) if (!SCENES.some((s) => s.name === h)) throw new Error(`unknown scene ${h}; scenes: ${SCENES.map((s) => s.name).join(', ')}`);
+  for (const s of SCENES) for (const part of ['train', 'eval'] as const) await ensureLabels(s, part);
+  for (const s of SCENES) ensureFoldModel('saldiff', s.name);
+  const det = await Detector.load(DETECTOR_MODEL, { device: 'cpu' });
+  const ev = new Evaluator(det);
+
+  // ---- development: every scene's dev span, its own fold model, the uniform curve and every grid setting
+  const dev = new Map<string, { uniform: Stats[]; grid: Map<string, Stats> }>();
+  for (const s of SCENES) {
+    const t = performance.now();
+    const sp = await ev.span(spanFrames(s.video, s.dev));
+    const model = await CheapModel.load(foldModel('saldiff', s.name));
+    const { maps } = await cheapMaps(model, sp.chunks);
+    await model.release();
+    const uniform = await ev.uniform(sp);
+    const grid = new Map<string, Stats>();
+    for (const g of GRID) grid.set(key(g), await ev.run(sp, maps, g));
+    dev.set(s.name, { uniform, grid });
+    console.error(`dev ${s.name}: ${((performance.now() - t) / 1000).toFixed(0)} s`);
+  }
+  const devSaving = (scene: string, g: Setting): number => savingOn(dev.get(scene)!.uniform, dev.get(scene)!.grid.get(key(g))!, dev.get(scene)!.grid.get(key(g))!.map((_, i) => i));
+  const devTable = GRID.map((g) => ({ setting: key(g), ...Object.fromEntries(SCENES.map((s) => [s.name.slice(0, 10), devSaving(s.name, g)])) }));
+  printTable('development spans: saving at equal F1 per grid setting (each scene with its own held-out fold model)', devTable);
+  const choose = (heldOut: string): Setting => {
+    let best = GRID[0], bestV = -Infinity;
+    for (const g of GRID) {
+      const v = median(SCENES.filter((s) => s.name !== heldOut).map((s) => devSaving(s.name, g)));
+      if (v > bestV) { best = g; bestV = v; }
+    }
+    return best;
+  };
+  const chosen = new Map(held.map((h) => [h, choose(h)]));
+  printTable('pre-registered per fold (best median dev saving over the other scenes)', held.map((h) => ({ held_out: h, setting: key(chosen.get(h)!) })));
+  if (values.phase === 'dev') { await det.release(); return; }
+
+  // ---- evaluation: each held-out scene once, with its fold model and its pre-registered setting
+  const rows: Record<string, unknown>[] = [];
+  const plots: Parameters<typeof scenePlots>[1] = [];
+  for (const h of held) {
+    const s = SCENES.find((x) => x.name === h)!;
+    for (const m of ['sal']) ensureFoldModel(m, h);
+    const ls = readLabelDir(path.resolve(labelDir(h, 'eval')));
+    const sp = await ev.span(ls.frames);
+    const model = await CheapModel.load(foldModel('saldiff', h));
+    const { maps, msPerFrame } = await cheapMaps(model, sp.chunks);
+    await model.release();
+    const salModel = await CheapModel.load(foldModel('sal', h));
+    const salMaps = (await cheapMaps(salModel, sp.chunks)).maps;
+    await salModel.release();
+    const oracleMaps = sp.chunks.map((_, c) => meanMap(ls.saldiff.slice(c * CHUNK, (c + 1) * CHUNK).map((m) => ({ ...m, data: Float32Array.from(coverLabels(m, COVER)) }))));
+    const g = chosen.get(h)!;
+    const uniform = await ev.uniform(sp);
+    const grid = new Map<string, Stats>();
+    for (const x of GRID) grid.set(key(x), await ev.run(sp, maps, x));
+    const pre = grid.get(key(g))!;
+    const oracle = await ev.run(sp, oracleMaps, g);
+    const sal = await ev.run(sp, salMaps, g);
+    const all = pre.map((_, i) => i);
+    const c = compare(uniform, pre);
+    const uPts = uniform.map((u, i) => ({ qp: UNIFORM_QPS[i], pt: agg(u, all) }));
+    const gridPts = GRID.map((x) => ({ name: key(x), pt: agg(grid.get(key(x))!, all) }));
+    const chunkBytes = c.bytes / pre.length;
+    const uEnc = mean(uniform.flatMap((u) => u.map((x) => x.encodeMs)));
+    rows.push({
+      scene: h,
+      train_scenes: SCENES.filter((x) => x.name !== h).map((x) => x.name),
+      eval_span: s.eval,
+      setting: key(g),
+      saving_at_equal_f1: c.saving,
+      ci_low: c.ci_low,
+      ci_high: c.ci_high,
+      above_uniform_range: c.above_uniform_range,
+      below_uniform_range: c.below_uniform_range,
+      accmpeg: { bytes: c.bytes, f1: c.f1, important_frac: mean(pre.map((x) => x.important)) },
+      uniform_bytes_at_f1: c.uniform_bytes_at_f1,
+      oracle: { ...compare(uniform, oracle), important_frac: mean(oracle.map((x) => x.important)) },
+      sal_label_model: compare(uniform, sal),
+      dominating_points: dominating(uPts, gridPts),
+      uniform: uPts.map((u) => ({ qp: u.qp, bytes: u.pt.bytes, f1: u.pt.f1 })),
+      grid: gridPts.map((p) => ({ setting: p.name, bytes: p.pt.bytes, f1: p.pt.f1, saving: compare(uniform, grid.get(p.name)!).saving })),
+      delay_ms: {
+        accmpeg: delayMs(chunkBytes, mean(pre.map((x) => x.encodeMs)), 2 * msPerFrame),
+        uniform_at_equal_f1: delayMs(c.uniform_bytes_at_f1 / pre.length, uEnc, 0),
+        cheap_model_ms_per_frame: msPerFrame,
+      },
+      reference_detections: sp.ref.flat().flat().filter((d) => ACCURACY.classes.includes(d.classId) && d.score >= ACCURACY.scoreThreshold).length,
+    });
+    plots.push({ name: h, uniform: uPts.map((u) => u.pt), grid: gridPts.map((p) => p.pt), chosen: agg(pre, all), oracle: agg(oracle, all) });
+    console.error(`eval ${h}: ${key(g)} saving ${(100 * c.saving).toFixed(1)}% [${(100 * c.ci_low).toFixed(1)}, ${(100 * c.ci_high).toFixed(1)}]`);
+  }
+  await det.release();
+
+  const pct = (v: number | null): string => (v === null ? 'n/a' : Number.isFinite(v) ? `${(100 * v).toFixed(1)}%` : '-inf');
+  printTable('leave-one-scene-out evaluation (pre-registered setting per fold)', rows.map((r) => {
+    const o = r as { scene: string; setting: string; saving_at_equal_f1: number; ci_low: number; ci_high: number; accmpeg: { bytes: number; f1: number; important_frac: number }; oracle: { saving: number }; sal_label_model: { saving: number }; dominating_points: unknown[]; delay_ms: { accmpeg: number; uniform_at_equal_f1: number } };
+    return {
+      scene: o.scene, setting: o.setting, kB: o.accmpeg.bytes / 1000, f1: o.accmpeg.f1, imp_pct: 100 * o.accmpeg.important_frac,
+      saving: pct(o.saving_at_equal_f1), ci: `[${pct(o.ci_low)}, ${pct(o.ci_high)}]`, oracle: pct(o.oracle.saving), sal_model: pct(o.sal_label_model.saving),
+      dominating: o.dominating_points.length, delay_ms: `${o.delay_ms.accmpeg.toFixed(0)} vs ${o.delay_ms.uniform_at_equal_f1.toFixed(0)}`,
+    };
+  }));
+  const savings = rows.map((r) => (r as { saving_at_equal_f1: number }).saving_at_equal_f1);
+  const shipped = await CheapModel.load(DEFAULT_CHEAP_MODEL);
+  const ms720 = await cheapMs720(shipped);
+  await shipped.release();
+  console.log(`\nmedian saving ${pct(median(savings))}; scenes with the interval above 0: ${rows.filter((r) => (r as { ci_low: number }).ci_low > 0).length}/${rows.length}; shipped cheap model ${ms720.toFixed(1)} ms per 1280x720 frame`);
   const plotFile = path.resolve('bench', 'results', 'accmpeg.png');
-  mkdirSync(path.dirname(plotFile), { recursive: true });
-  linePlot(plotFile, {
-    title: `ACCMPEG ON CAMPUS ${ls.meta.startS}-${ls.meta.startS + used / 10} S (HELD OUT)`,
-    xLabel: 'KB (10 FPS, 10-FRAME CHUNKS)',
-    yLabel: 'F1 VS DETECTOR ON ORIGINAL',
-    series: [
-      { name: 'UNIFORM QP', color: [40, 40, 200], points: uniform.map((p) => ({ x: p.bytes / 1024, y: p.f1 })) },
-      { name: 'ACCMPEG', color: [220, 60, 30], points: accmpeg.map((p) => ({ x: p.bytes / 1024, y: p.f1 })) },
-      { name: 'ORACLE', color: [30, 150, 60], points: oracle.map((p) => ({ x: p.bytes / 1024, y: p.f1 })) },
-      { name: `ACCMPEG A=${LOW_SWEEP_ALPHA} QP 30/44-50`, color: [240, 150, 40], points: accmpegLow.map((p) => ({ x: p.bytes / 1024, y: p.f1 })) },
-      { name: `ORACLE A=${LOW_SWEEP_ALPHA} QP 30/44-50`, color: [120, 200, 120], points: oracleLow.map((p) => ({ x: p.bytes / 1024, y: p.f1 })) },
-    ],
-  });
-  console.log(`wrote ${plotFile}`);
-
-  const headline = accSave.find((s) => s.threshold === DEFAULT_ALPHA)!;
+  scenePlots(plotFile, plots);
   writeResult('accmpeg', {
-    video: `${ls.meta.video} ${ls.meta.startS}-${ls.meta.startS + used / 10} s, ${ls.meta.width}x${ls.meta.height}, 10 fps, ${used} frames, ${nChunks} chunks of ${CHUNK} (held out: training used 0-50 s)`,
-    accuracy: { detector: 'yolox_nano.onnx', reference: 'detections on the original frames', score_threshold: SCORE, iou: 0.5, classes: 'road (person, bicycle, car, motorcycle, bus, train, truck)', f1: 'aggregate', reference_detections: refCount },
-    encoding: { chunk: CHUNK, gop: 'closed, one I frame per chunk', preset: 'veryfast', accmpeg_qp: { important: HIGH_QP, rest: LOW_QP }, smoothing: '3x3 opening then closing', map: 'mean of first and last frame maps (cheap model); fraction of the 10 frames labelled important (oracle)' },
-    label_threshold_sal: T,
-    cheap_model: path.relative(process.cwd(), values.model!),
-    uniform,
-    accmpeg,
-    oracle,
-    accmpeg_low_qp: accmpegLow,
-    oracle_low_qp: oracleLow,
-    byte_saving_at_equal_f1: headline.saving,
-    byte_saving_note: `AccMPEG at alpha=${DEFAULT_ALPHA} (AccMPEG's default) vs the uniform curve interpolated at the same aggregate F1; per-threshold values below (null: F1 above the best uniform point)`,
-    byte_saving_by_threshold: { accmpeg: accSave, oracle: oraSave, accmpeg_low_qp: accLowSave, oracle_low_qp: oraLowSave },
-    byte_saving_range_accmpeg: { min: Math.min(...accSave.concat(accLowSave).flatMap((s) => (s.saving === null ? [] : [s.saving]))), max: Math.max(...accSave.concat(accLowSave).flatMap((s) => (s.saving === null ? [] : [s.saving]))) },
+    protocol: 'leave-one-scene-out: fold model trained on the other eight scenes\' training spans; setting chosen by the best median saving on the other scenes\' development spans (each with its own fold model), fixed before the held-out evaluation span was measured once',
+    dev_set: SCENES.map((s) => ({ scene: s.name, span: s.dev })),
+    eval_set: SCENES.filter((s) => held.includes(s.name)).map((s) => ({ scene: s.name, span: s.eval })),
+    preregistered: { rule: `P > alpha, or the top minFraction of MBs if fewer; no opening/closing; dilate ${DILATE} MB; chunk map = mean of the first and last frames' maps`, grid: GRID, chosen_per_fold: Object.fromEntries(chosen), epochs: EPOCHS, label: `saldiff (saliency x |HQ-LQ|, LQ = QP 40), per-frame cover ${COVER}`, uniform_qps: UNIFORM_QPS },
+    accuracy: { detector: 'yolox_nano.onnx', reference: 'detections on the original frames', ...ACCURACY, classes: 'road (person, bicycle, car, motorcycle, bus, train, truck)', f1: 'aggregate over the span' },
+    sizes: 'bytes (1 kB = 1000 B)',
+    delay_model: { rtt_ms: RTT_MS, uplink_bps: UPLINK_BPS, per_chunk: 'RTT + bytes/bandwidth + encode + cheap model on two frames' },
+    leave_one_scene_out: rows,
+    median_saving: median(savings),
+    scenes_with_ci_above_zero: rows.filter((r) => (r as { ci_low: number }).ci_low > 0).length,
+    cheap_model: path.relative(process.cwd(), DEFAULT_CHEAP_MODEL),
     cheap_model_ms_720p: ms720,
   });
+}
+
+/** The shipped model and the agent's default rule on any clip, against the uniform curve. */
+async function clip(values: Record<string, string | boolean | undefined>): Promise<void> {
+  const video = path.resolve(String(values.video));
+  const startS = Number(values.start ?? 0), durationS = Number(values.duration ?? 10);
+  const det = await Detector.load(DETECTOR_MODEL, { device: 'cpu' });
+  const ev = new Evaluator(det);
+  const sp = await ev.span(spanFrames(video, { startS, durationS, fps: FPS }));
+  const modelPath = String(values.model ?? DEFAULT_CHEAP_MODEL);
+  const model = await CheapModel.load(modelPath);
+  const { maps, msPerFrame } = await cheapMaps(model, sp.chunks);
+  const ms720 = await cheapMs720(model);
   await model.release();
+  const d = ACCMPEG_DEFAULTS;
+  const setting: Setting = { rule: 'default', threshold: d.threshold, minFraction: d.minFraction, highQp: d.highQp, lowQp: d.lowQp };
+  const uniform = await ev.uniform(sp);
+  const pre = await ev.run(sp, maps, setting);
   await det.release();
+  const all = pre.map((_, i) => i);
+  const c = compare(uniform, pre);
+  const uPts = uniform.map((u, i) => ({ qp: UNIFORM_QPS[i], pt: agg(u, all) }));
+  printTable(`uniform QP (${path.basename(video)} ${startS}-${startS + durationS} s at ${FPS} fps, ${sp.chunks.length} chunks)`, uPts.map((u) => ({ qp: u.qp, kB: u.pt.bytes / 1000, f1: u.pt.f1 })));
+  printTable('AccMPEG (shipped model, agent defaults)', [{ setting: key(setting), kB: c.bytes / 1000, f1: c.f1, saving: c.saving, ci_low: c.ci_low, ci_high: c.ci_high, imp_pct: 100 * mean(pre.map((x) => x.important)) }]);
+  writeResult('accmpeg-clip', {
+    video: path.basename(video), start_s: startS, duration_s: durationS, fps: FPS, chunks: sp.chunks.length, model: path.relative(process.cwd(), modelPath),
+    setting, accuracy: ACCURACY, uniform: uPts.map((u) => ({ qp: u.qp, bytes: u.pt.bytes, f1: u.pt.f1 })), accmpeg: c,
+    dominating_points: dominating(uPts, [{ name: key(setting), pt: agg(pre, all) }]),
+    delay_ms: { accmpeg: delayMs(c.bytes / pre.length, mean(pre.map((x) => x.encodeMs)), 2 * msPerFrame), uniform_at_equal_f1: delayMs(c.uniform_bytes_at_f1 / pre.length, mean(uniform.flat().map((x) => x.encodeMs)), 0) },
+    cheap_model_ms_720p: ms720,
+  });
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      video: { type: 'string' },
+      start: { type: 'string' },
+      duration: { type: 'string' },
+      model: { type: 'string' },
+      scenes: { type: 'string' },
+      phase: { type: 'string' },
+    },
+  });
+  if (values.video) await clip(values);
+  else await loso(values);
 }
 
 main().catch((e) => {

@@ -51,3 +51,23 @@ export function rocAuc(scores: ArrayLike<number>, labels: ArrayLike<number | boo
   const nneg = n - npos;
   return npos === 0 || nneg === 0 ? NaN : (sum - (npos * (npos + 1)) / 2) / (npos * nneg);
 }
+
+/**
+ * AccMPEG labels with a per-frame threshold: 1 on the smallest set of macroblocks that holds `cover` of the
+ * frame's total label mass (ties: lower index first), 0 elsewhere; all 0 on a frame without any (no detection).
+ * Scale-free across cameras, resolutions and contrast. Mirrors cover_labels() in training/train_cheap.py.
+ */
+export function coverLabels(m: MbMap, cover: number): Uint8Array {
+  const out = new Uint8Array(m.data.length);
+  let total = 0;
+  for (const v of m.data) total += v;
+  if (!(total > 0)) return out;
+  const order = Array.from({ length: m.data.length }, (_, i) => i).sort((i, j) => m.data[j] - m.data[i] || i - j);
+  let acc = 0;
+  for (const i of order) {
+    out[i] = 1;
+    acc += m.data[i];
+    if (acc >= cover * total) break;
+  }
+  return out;
+}

@@ -1,7 +1,12 @@
 /**
  * AccMPEG's quality assignment (pure): per-macroblock P(important) → binary mask → two QP levels.
- * As in AccMPEG's code: binarise at α, 3×3 morphological opening (remove specks) then closing
- * (fill holes), important macroblocks at the high-quality QP (30), the rest at the low one (40).
+ * AccMPEG's code: binarise at α, 3×3 morphological opening (remove specks) then closing (fill holes),
+ * important macroblocks at the high-quality QP, the rest at the low one.
+ * Two additions so that a model unsure of a new scene cannot collapse to "nothing is important":
+ *   - a floor (minFraction): the highest-P macroblocks are important up to that share of the frame;
+ *   - dilation by `dilate` macroblocks (the detector needs the object's surroundings, and objects
+ *     move between the chunk's scored frames).
+ * With smoothing off, a single-MB object (a distant car) survives (the opening would delete it).
  */
 import { type MbMap } from '../encoder/frame.ts';
 import { nativeKernels } from '../encoder/kernels.ts';
@@ -11,6 +16,8 @@ export interface QpAssignment {
   highQp: number; // QP for important macroblocks
   lowQp: number; // QP for the rest
   smooth?: boolean; // opening + closing (default true)
+  minFraction?: number; // floor: at least this share of MBs (highest P first) important (default 0)
+  dilate?: number; // dilate the mask by this many MBs (3×3 max per step; default 0)
 }
 
 export function binarize(p: MbMap, threshold: number): Uint8Array {
@@ -44,19 +51,34 @@ function morph(m: Uint8Array, rows: number, cols: number, op: 'min' | 'max'): Ui
 export const opening = (m: Uint8Array, rows: number, cols: number): Uint8Array => morph(morph(m, rows, cols, 'min'), rows, cols, 'max');
 export const closing = (m: Uint8Array, rows: number, cols: number): Uint8Array => morph(morph(m, rows, cols, 'max'), rows, cols, 'min');
 
-/** The binary importance mask after thresholding and smoothing (C++ kernel when built; = importanceMaskTs). */
-export function importanceMask(p: MbMap, a: Pick<QpAssignment, 'threshold' | 'smooth'>): Uint8Array {
+type MaskRule = Pick<QpAssignment, 'threshold' | 'smooth' | 'minFraction' | 'dilate'>;
+
+/** The binary importance mask: threshold and smoothing (C++ kernel when built; = importanceMaskTs), then floor and dilation. */
+export function importanceMask(p: MbMap, a: MaskRule): Uint8Array {
   const k = nativeKernels();
   if (!k || p.data.length !== p.rows * p.cols) return importanceMaskTs(p, a);
   const m = new Uint8Array(p.data.length);
   k.importanceMask(p.data, p.rows, p.cols, a.threshold, a.smooth !== false, m);
-  return m;
+  return floorAndDilate(m, p, a);
 }
 
 /** The TypeScript reference of importanceMask(). */
-export function importanceMaskTs(p: MbMap, a: Pick<QpAssignment, 'threshold' | 'smooth'>): Uint8Array {
+export function importanceMaskTs(p: MbMap, a: MaskRule): Uint8Array {
   let m = binarize(p, a.threshold);
   if (a.smooth !== false) m = closing(opening(m, p.rows, p.cols), p.rows, p.cols);
+  return floorAndDilate(m, p, a);
+}
+
+function floorAndDilate(m: Uint8Array, p: MbMap, a: MaskRule): Uint8Array {
+  const want = Math.ceil((a.minFraction ?? 0) * m.length);
+  let have = 0;
+  for (const v of m) have += v;
+  if (have < want) {
+    // the highest-P macroblocks not yet marked (ties: lower index first), until the floor is reached
+    const order = Array.from({ length: m.length }, (_, i) => i).sort((i, j) => p.data[j] - p.data[i] || i - j);
+    for (let k = 0; k < order.length && have < want; k++) if (!m[order[k]]) { m[order[k]] = 1; have++; }
+  }
+  for (let d = 0; d < (a.dilate ?? 0); d++) m = morph(m, p.rows, p.cols, 'max');
   return m;
 }
 

@@ -75,16 +75,38 @@ export const EncoderSchema = z
   })
   .prefault({});
 
+/**
+ * AccMPEG's quality rule as pre-registered by bench:accmpeg's development phase (the setting with the best median
+ * saving over all nine scenes' development spans, each scored by a cheap model that never saw that scene).
+ */
+export const ACCMPEG_DEFAULTS = { threshold: 0.5, minFraction: 0.05, dilate: 1, highQp: 32, lowQp: 50 } as const;
+
 export const CheapModelSchema = z
   .strictObject({
     /** ONNX file of the AccMPEG cheap model; default: the trained model bundled in cheapmodel/models/ */
     path: z.string().min(1).optional(),
     /** run the cheap model on every k-th frame */
     everyK: z.number().int().min(1).default(10),
-    /** α on P(important). 0.5 for the bundled model: it marks ~5% of MBs, the labels' rate (bench:accmpeg) */
-    threshold: z.number().min(0).max(1).default(0.5),
-    highQp: qp.default(30),
-    lowQp: qp.default(40),
+    /** α on P(important) */
+    threshold: z.number().min(0).max(1).default(ACCMPEG_DEFAULTS.threshold),
+    /** floor: at least this share of macroblocks (the highest P) important, so a new scene never gets none */
+    minFraction: z.number().min(0).max(1).default(ACCMPEG_DEFAULTS.minFraction),
+    /** grow the important region by this many macroblocks */
+    dilate: z.number().int().min(0).max(8).default(ACCMPEG_DEFAULTS.dilate),
+    /** AccMPEG's code's 3×3 opening + closing of the mask (off: it deletes one-MB objects such as distant cars) */
+    smooth: z.boolean().default(false),
+    highQp: qp.default(ACCMPEG_DEFAULTS.highQp),
+    lowQp: qp.default(ACCMPEG_DEFAULTS.lowQp),
+    /** re-calibrate α for this camera from the server's labels (cheapmodel/calibrate.ts): the largest α whose mask
+     * covers targetRecall of the labelled macroblocks over the last `samples` segments, once minSamples are in */
+    calibrate: z
+      .strictObject({
+        enabled: z.boolean().default(false),
+        targetRecall: z.number().gt(0).max(1).default(0.9),
+        samples: z.number().int().min(1).max(1000).default(30),
+        minSamples: z.number().int().min(1).max(1000).default(5),
+      })
+      .prefault({}),
     /** AccMPEG on by default (the agent's main job uses the trained model) */
     enabled: z.boolean().default(true),
   })

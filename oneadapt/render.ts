@@ -5,7 +5,7 @@
  */
 import { decodeSegment, encodeSegment, scaleFrameAsync, type EncodedSegment, type EncoderSettings } from '../encoder/index.ts';
 import { mbGrid, type MbMap, type YuvFrame } from '../encoder/frame.ts';
-import { qpMapFromImportance } from '../cheapmodel/qpmap.ts';
+import { qpMapFromImportance, type QpAssignment } from '../cheapmodel/qpmap.ts';
 import { resampleMap, scaledSize } from '../media/scale.ts';
 import { accGrad, keptFrames, rgbErrorPerMb, sampledIndices } from './inputgrad.ts';
 
@@ -24,6 +24,8 @@ export interface RenderOptions {
   srcFps: number;
   /** QP added to macroblocks the cheap model does not mark important (AccMPEG: 40 − 30) */
   lowQpDelta: number;
+  /** AccMPEG's mask rule beyond the threshold (floor, dilation, smoothing); default: opening + closing only */
+  assignment?: Pick<QpAssignment, 'smooth' | 'minFraction' | 'dilate'>;
   encoder?: EncoderSettings;
 }
 
@@ -61,7 +63,7 @@ export async function renderSegment(frames: YuvFrame[], knobs: RenderKnobs, impo
   let offsets: MbMap | null = null;
   if (importance) {
     const g = mbGrid(width, height);
-    qpMap = qpMapFromImportance(resampleMap(importance, g.rows, g.cols), { threshold: knobs.threshold, highQp: knobs.qp, lowQp: Math.min(51, knobs.qp + opts.lowQpDelta) });
+    qpMap = qpMapFromImportance(resampleMap(importance, g.rows, g.cols), { ...opts.assignment, threshold: knobs.threshold, highQp: knobs.qp, lowQp: Math.min(51, knobs.qp + opts.lowQpDelta) });
     offsets = { ...qpMap, data: qpMap.data.map((q) => q - knobs.qp) };
   }
   const encoded = await encodeSegment(toSend, toSend.map(() => offsets), {
