@@ -5,6 +5,8 @@
  *   npm run bench:accmpeg                         leave-one-scene-out over the nine scenes (bench/accmpeg-scenes.ts)
  *   npm run bench:accmpeg -- --scenes a,b,c       only these held-out scenes (settings still chosen on the others' dev spans)
  *   npm run bench:accmpeg -- --phase dev          the development phase only (prints the chosen settings; no evaluation)
+ *   npm run bench:accmpeg -- --reuse-dev          take the development results from data/accmpeg/dev-cache.json (same settings
+ *                                                 and models only) instead of measuring them again
  *   npm run bench:accmpeg -- --video PATH [--start S] [--duration S] [--model M]
  *                                                 the shipped model and the agent's default rule on any clip
  *
@@ -37,6 +39,7 @@ import type { MbMap, YuvFrame } from '../encoder/frame.ts';
 import { CheapModel, DEFAULT_CHEAP_MODEL } from '../cheapmodel/model.ts';
 import { coverLabels, readLabelDir } from '../cheapmodel/labels.ts';
 import { importanceMask, meanMap, fractionImportant } from '../cheapmodel/qpmap.ts';
+import { calibrateThreshold, sampleFromSaliency } from '../cheapmodel/calibrate.ts';
 import { Detector } from '../detector/detector.ts';
 import type { Detection } from '../detector/postprocess.ts';
 import { ACCURACY, segmentF1 } from '../server/accuracy.ts';
@@ -53,7 +56,7 @@ const FPS = 10;
 const UNIFORM_QPS = [24, 26, 28, 30, 32, 34, 36, 38, 40, 43, 46, 50];
 /** α / floor pairs: "sparse" and "generous"; each with dilation by one MB and no opening/closing */
 const RULES = [{ name: 'sparse', threshold: 0.5, minFraction: 0.05 }, { name: 'generous', threshold: 0.3, minFraction: 0.15 }];
-const HIGH_QPS = [28, 32, 36];
+const HIGH_QPS = [30, 34, 38];
 const LOW_QPS = [44, 50];
 const DILATE = 1;
 /** label mass a frame's true labels cover (training/train_cheap.py --cover) */
@@ -62,6 +65,8 @@ const EPOCHS = 15;
 /** the paper's delay model */
 const RTT_MS = 100;
 const UPLINK_BPS = 1e6;
+/** the agent's default cheapModel.calibrate.targetRecall */
+const CALIB_RECALL = 0.9;
 
 interface Setting { rule: string; threshold: number; minFraction: number; highQp: number; lowQp: number }
 const GRID: Setting[] = RULES.flatMap((r) => HIGH_QPS.flatMap((h) => LOW_QPS.map((l) => ({ rule: r.name, threshold: r.threshold, minFraction: r.minFraction, highQp: h, lowQp: l }))));
@@ -99,11 +104,11 @@ function savingOn(uniform: Stats[], point: Stats, idx: number[]): number {
   return 1 - p.bytes / uniformBytesAt(uniform.map((s) => agg(s, idx)), p.f1).bytes;
 }
 
-function compare(uniform: Stats[], point: Stats): { saving: number; ci_low: number; ci_high: number; above_uniform_range: boolean; below_uniform_range: boolean; bytes: number; f1: number; uniform_bytes_at_f1: number } {
-  const all = point.map((_, i) => i);
+function compare(uniform: Stats[], point: Stats, subset?: number[]): { saving: number; ci_low: number; ci_high: number; above_uniform_range: boolean; below_uniform_range: boolean; bytes: number; f1: number; uniform_bytes_at_f1: number } {
+  const all = subset ?? point.map((_, i) => i);
   const p = agg(point, all);
   const u = uniformBytesAt(uniform.map((s) => agg(s, all)), p.f1);
-  const [lo, hi] = bootstrap(point.length, (idx) => savingOn(uniform, point, idx), 2000, 1);
+  const [lo, hi] = bootstrap(all.length, (idx) => savingOn(uniform, point, idx.map((i) => all[i])), 2000, 1);
   return { saving: savingOn(uniform, point, all), ci_low: lo, ci_high: hi, above_uniform_range: u.above, below_uniform_range: u.below, bytes: p.bytes, f1: p.f1, uniform_bytes_at_f1: u.bytes };
 }
 
@@ -243,7 +248,16 @@ async function loso(values: Record<string, string | boolean | undefined>): Promi
 
   // ---- development: every scene's dev span, its own fold model, the uniform curve and every grid setting
   const dev = new Map<string, { uniform: Stats[]; grid: Map<string, Stats> }>();
+  const cacheFile = path.resolve('data', 'accmpeg', 'dev-cache.json');
+  const cacheKey = JSON.stringify({ GRID, UNIFORM_QPS, DILATE, scenes: SCENES.map((s) => [s.name, s.dev]), models: SCENES.map((s) => readFileSync(foldModel('saldiff', s.name)).length) });
+  if (values['reuse-dev'] && existsSync(cacheFile)) {
+    const c = JSON.parse(readFileSync(cacheFile, 'utf8')) as { key: string; dev: [string, { uniform: Stats[]; grid: [string, Stats][] }][] };
+    if (c.key !== cacheKey) throw new Error(`${cacheFile} was made with other settings or models; run without --reuse-dev`);
+    for (const [k, v] of c.dev) dev.set(k, { uniform: v.uniform, grid: new Map(v.grid) });
+    console.error(`development results reused from ${cacheFile}`);
+  }
   for (const s of SCENES) {
+    if (dev.has(s.name)) continue;
     const t = performance.now();
     const sp = await ev.span(spanFrames(s.video, s.dev));
     const model = await CheapModel.load(foldModel('saldiff', s.name));
@@ -254,6 +268,8 @@ async function loso(values: Record<string, string | boolean | undefined>): Promi
     for (const g of GRID) grid.set(key(g), await ev.run(sp, maps, g));
     dev.set(s.name, { uniform, grid });
     console.error(`dev ${s.name}: ${((performance.now() - t) / 1000).toFixed(0)} s`);
+    mkdirSync(path.dirname(cacheFile), { recursive: true });
+    writeFileSync(cacheFile, JSON.stringify({ key: cacheKey, dev: [...dev].map(([k, v]) => [k, { uniform: v.uniform, grid: [...v.grid] }]) }));
   }
   const devSaving = (scene: string, g: Setting): number => savingOn(dev.get(scene)!.uniform, dev.get(scene)!.grid.get(key(g))!, dev.get(scene)!.grid.get(key(g))!.map((_, i) => i));
   const devTable = GRID.map((g) => ({ setting: key(g), ...Object.fromEntries(SCENES.map((s) => [s.name.slice(0, 10), devSaving(s.name, g)])) }));
@@ -292,6 +308,17 @@ async function loso(values: Record<string, string | boolean | undefined>): Promi
     const pre = grid.get(key(g))!;
     const oracle = await ev.run(sp, oracleMaps, g);
     const sal = await ev.run(sp, salMaps, g);
+    // per-camera α: calibrated on the first half's chunks (the saliency label of each chunk's last frame beside the
+    // cheap model's map of it, as the agent pairs them with the server's replies), compared on the second half
+    const half = Math.floor(sp.chunks.length / 2);
+    const lastMaps: MbMap[] = [];
+    const calModel = await CheapModel.load(foldModel('saldiff', h));
+    for (let c = 0; c < half; c++) lastMaps.push(await calModel.importance(sp.chunks[c][CHUNK - 1]));
+    await calModel.release();
+    const calRule = { smooth: false, minFraction: g.minFraction, dilate: DILATE };
+    const alphaCal = calibrateThreshold(lastMaps.map((m, c) => sampleFromSaliency(m, ls.sal[c * CHUNK + CHUNK - 1])), calRule, CALIB_RECALL) ?? g.threshold;
+    const calibrated = await ev.run(sp, maps, { ...g, threshold: alphaCal });
+    const secondHalf = pre.map((_, i) => i).slice(half);
     const all = pre.map((_, i) => i);
     const c = compare(uniform, pre);
     const uPts = uniform.map((u, i) => ({ qp: UNIFORM_QPS[i], pt: agg(u, all) }));
@@ -312,6 +339,7 @@ async function loso(values: Record<string, string | boolean | undefined>): Promi
       uniform_bytes_at_f1: c.uniform_bytes_at_f1,
       oracle: { ...compare(uniform, oracle), important_frac: mean(oracle.map((x) => x.important)) },
       sal_label_model: compare(uniform, sal),
+      calibration: { alpha: alphaCal, target_recall: CALIB_RECALL, calibrated_on_chunks: `0-${half - 1}`, compared_on_chunks: `${half}-${pre.length - 1}`, shipped_alpha: compare(uniform, pre, secondHalf), calibrated_alpha: compare(uniform, calibrated, secondHalf) },
       dominating_points: dominating(uPts, gridPts),
       uniform: uPts.map((u) => ({ qp: u.qp, bytes: u.pt.bytes, f1: u.pt.f1 })),
       grid: gridPts.map((p) => ({ setting: p.name, bytes: p.pt.bytes, f1: p.pt.f1, saving: compare(uniform, grid.get(p.name)!).saving })),
@@ -329,10 +357,11 @@ async function loso(values: Record<string, string | boolean | undefined>): Promi
 
   const pct = (v: number | null): string => (v === null ? 'n/a' : Number.isFinite(v) ? `${(100 * v).toFixed(1)}%` : '-inf');
   printTable('leave-one-scene-out evaluation (pre-registered setting per fold)', rows.map((r) => {
-    const o = r as { scene: string; setting: string; saving_at_equal_f1: number; ci_low: number; ci_high: number; accmpeg: { bytes: number; f1: number; important_frac: number }; oracle: { saving: number }; sal_label_model: { saving: number }; dominating_points: unknown[]; delay_ms: { accmpeg: number; uniform_at_equal_f1: number } };
+    const o = r as { scene: string; setting: string; saving_at_equal_f1: number; ci_low: number; ci_high: number; accmpeg: { bytes: number; f1: number; important_frac: number }; oracle: { saving: number }; sal_label_model: { saving: number }; calibration: { alpha: number; shipped_alpha: { saving: number }; calibrated_alpha: { saving: number } }; dominating_points: unknown[]; delay_ms: { accmpeg: number; uniform_at_equal_f1: number } };
     return {
       scene: o.scene, setting: o.setting, kB: o.accmpeg.bytes / 1000, f1: o.accmpeg.f1, imp_pct: 100 * o.accmpeg.important_frac,
       saving: pct(o.saving_at_equal_f1), ci: `[${pct(o.ci_low)}, ${pct(o.ci_high)}]`, oracle: pct(o.oracle.saving), sal_model: pct(o.sal_label_model.saving),
+      calib: `a=${o.calibration.alpha} ${pct(o.calibration.shipped_alpha.saving)}->${pct(o.calibration.calibrated_alpha.saving)}`,
       dominating: o.dominating_points.length, delay_ms: `${o.delay_ms.accmpeg.toFixed(0)} vs ${o.delay_ms.uniform_at_equal_f1.toFixed(0)}`,
     };
   }));
@@ -344,6 +373,7 @@ async function loso(values: Record<string, string | boolean | undefined>): Promi
   const plotFile = path.resolve('bench', 'results', 'accmpeg.png');
   scenePlots(plotFile, plots);
   writeResult('accmpeg', {
+    dev_reused: Boolean(values['reuse-dev']),
     protocol: 'leave-one-scene-out: fold model trained on the other eight scenes\' training spans; setting chosen by the best median saving on the other scenes\' development spans (each with its own fold model), fixed before the held-out evaluation span was measured once',
     dev_set: SCENES.map((s) => ({ scene: s.name, span: s.dev })),
     eval_set: SCENES.filter((s) => held.includes(s.name)).map((s) => ({ scene: s.name, span: s.eval })),
@@ -399,6 +429,7 @@ async function main(): Promise<void> {
       model: { type: 'string' },
       scenes: { type: 'string' },
       phase: { type: 'string' },
+      'reuse-dev': { type: 'boolean' },
     },
   });
   if (values.video) await clip(values);

@@ -79,7 +79,7 @@ export const EncoderSchema = z
  * AccMPEG's quality rule as pre-registered by bench:accmpeg's development phase (the setting with the best median
  * saving over all nine scenes' development spans, each scored by a cheap model that never saw that scene).
  */
-export const ACCMPEG_DEFAULTS = { threshold: 0.5, minFraction: 0.05, dilate: 1, highQp: 32, lowQp: 50 } as const;
+export const ACCMPEG_DEFAULTS = { threshold: 0.5, minFraction: 0.05, dilate: 1, highQp: 38, lowQp: 44 } as const;
 
 export const CheapModelSchema = z
   .strictObject({
