@@ -25,8 +25,10 @@
  *   uniform point's F1, that point's bytes (flagged: uniform is then both cheaper and more accurate).
  *   95% interval: bootstrap over chunks (the same resample for uniform and AccMPEG), 2000 draws.
  * - In the same run: the oracle (the same rule on the frames' true labels), AccMPEG's code's label (sal) model, every
- *   grid setting on the evaluation span (reported, not chosen), and the paper's delay model per chunk
- *   (RTT + bytes/bandwidth + encode + cheap model on two frames).
+ *   grid setting on the evaluation span (reported, not chosen), the paper's delay model per chunk
+ *   (RTT + bytes/bandwidth + encode + cheap model on two frames), and the agent's per-camera α calibration
+ *   (cheapmodel/calibrate.ts): α calibrated on the first half of the evaluation chunks from the saliency label of
+ *   each chunk's last frame (standing in for the server's DNNGrad reply), both α compared on the second half.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -46,8 +48,9 @@ import { ACCURACY, segmentF1 } from '../server/accuracy.ts';
 import { labelVideo } from '../server/label-cli.ts';
 import { ACCMPEG_DEFAULTS } from '../config/schema.ts';
 import { DETECTOR_MODEL, VIDEOS, loadFrames } from '../testdata/fixtures.ts';
-import { bootstrap, median } from '../numeric/stats.ts';
+import { median } from '../numeric/stats.ts';
 import { SCENES, labelDir, type Scene, type Span } from './accmpeg-scenes.ts';
+import { agg, compare, dominating, savingOn, type Pt, type Stats } from './equal-f1.ts';
 import { printTable, writeResult } from './report.ts';
 import { linePlot } from './plot.ts';
 
@@ -71,53 +74,6 @@ const CALIB_RECALL = 0.9;
 interface Setting { rule: string; threshold: number; minFraction: number; highQp: number; lowQp: number }
 const GRID: Setting[] = RULES.flatMap((r) => HIGH_QPS.flatMap((h) => LOW_QPS.map((l) => ({ rule: r.name, threshold: r.threshold, minFraction: r.minFraction, highQp: h, lowQp: l }))));
 const key = (s: Setting): string => `${s.rule}/${s.highQp}/${s.lowQp}`;
-
-interface ChunkStat { bytes: number; tp: number; fp: number; fn: number; encodeMs: number; important: number }
-type Stats = ChunkStat[];
-interface Pt { bytes: number; f1: number }
-
-const f1Of = (tp: number, fp: number, fn: number): number => (tp + fp + fn === 0 ? 1 : (2 * tp) / (2 * tp + fp + fn));
-function agg(s: Stats, idx: number[]): Pt {
-  let bytes = 0, tp = 0, fp = 0, fn = 0;
-  for (const i of idx) { bytes += s[i].bytes; tp += s[i].tp; fp += s[i].fp; fn += s[i].fn; }
-  return { bytes, f1: f1Of(tp, fp, fn) };
-}
-
-/**
- * Uniform bytes needed for `f1` on the uniform Pareto frontier. `above`: f1 beyond the best uniform point (its
- * bytes: the saving is then a lower bound); `below`: f1 under the cheapest uniform point's, which already reaches
- * more (its bytes: AccMPEG costs more than the cheapest uniform point yet scores lower, a loss either way).
- */
-function uniformBytesAt(uniform: Pt[], f1: number): { bytes: number; above: boolean; below: boolean } {
-  const front: Pt[] = [];
-  for (const u of [...uniform].sort((a, b) => a.bytes - b.bytes)) if (front.length === 0 || u.f1 > front[front.length - 1].f1) front.push(u);
-  if (f1 <= front[0].f1) return { bytes: front[0].bytes, above: false, below: f1 < front[0].f1 };
-  for (let i = 1; i < front.length; i++) {
-    const a = front[i - 1], b = front[i];
-    if (b.f1 >= f1) return { bytes: a.bytes + ((f1 - a.f1) / (b.f1 - a.f1)) * (b.bytes - a.bytes), above: false, below: false };
-  }
-  return { bytes: front[front.length - 1].bytes, above: true, below: false };
-}
-
-function savingOn(uniform: Stats[], point: Stats, idx: number[]): number {
-  const p = agg(point, idx);
-  return 1 - p.bytes / uniformBytesAt(uniform.map((s) => agg(s, idx)), p.f1).bytes;
-}
-
-function compare(uniform: Stats[], point: Stats, subset?: number[]): { saving: number; ci_low: number; ci_high: number; above_uniform_range: boolean; below_uniform_range: boolean; bytes: number; f1: number; uniform_bytes_at_f1: number } {
-  const all = subset ?? point.map((_, i) => i);
-  const p = agg(point, all);
-  const u = uniformBytesAt(uniform.map((s) => agg(s, all)), p.f1);
-  const [lo, hi] = bootstrap(all.length, (idx) => savingOn(uniform, point, idx.map((i) => all[i])), 2000, 1);
-  return { saving: savingOn(uniform, point, all), ci_low: lo, ci_high: hi, above_uniform_range: u.above, below_uniform_range: u.below, bytes: p.bytes, f1: p.f1, uniform_bytes_at_f1: u.bytes };
-}
-
-/** AccMPEG points that beat some uniform point in both bytes (fewer) and F1 (higher or equal). */
-function dominating(uniform: { qp: number; pt: Pt }[], points: { name: string; pt: Pt }[]): { point: string; dominates_uniform_qp: number[] }[] {
-  return points
-    .map((p) => ({ point: p.name, dominates_uniform_qp: uniform.filter((u) => p.pt.bytes < u.pt.bytes && p.pt.f1 >= u.pt.f1).map((u) => u.qp) }))
-    .filter((d) => d.dominates_uniform_qp.length > 0);
-}
 
 class Evaluator {
   constructor(private readonly det: Detector) {}
