@@ -176,6 +176,7 @@ export class EdgePipeline {
    */
   async process(frames: YuvFrame[], srcFps: number, s: AgentSettings): Promise<SegmentOutput> {
     let importance: MbMap | null = null;
+    let lastMap: MbMap | null = null;
     let cheapS: number | null = null;
     if (this.cheap) {
       const t = performance.now();
@@ -186,11 +187,7 @@ export class EdgePipeline {
       const maps: MbMap[] = [];
       for (const f of picked) maps.push(await this.cheap.importance(f));
       importance = meanMap(maps);
-      if (s.cheapModel.calibrate.enabled) {
-        // the server's DNNGrad comes for the last sent frame: keep the map of the last frame until the reply
-        this.pendingMaps.set(this.seq, { p: maps[maps.length - 1], width: frames[0].width, height: frames[0].height });
-        for (const k of this.pendingMaps.keys()) if (k < this.seq - 64) this.pendingMaps.delete(k);
-      }
+      lastMap = maps[maps.length - 1];
       cheapS = (performance.now() - t) / 1000 / picked.length;
     }
     const knobs = this.knobs(s);
@@ -209,6 +206,12 @@ export class EdgePipeline {
       : await renderSegment(frames, knobs, importance, opts);
     const encodeS = (performance.now() - t0) / 1000;
     const seq = this.seq++;
+    if (lastMap && s.cheapModel.calibrate.enabled && rendered.sent[rendered.sent.length - 1] === frames.length - 1) {
+      // the server's DNNGrad comes for the last sent frame: when that is the segment's last frame (which the cheap
+      // model scored), keep its map until the reply
+      this.pendingMaps.set(seq, { p: lastMap, width: frames[0].width, height: frames[0].height });
+      for (const k of this.pendingMaps.keys()) if (k < seq - 64) this.pendingMaps.delete(k);
+    }
     // the accuracy monitor: on every N-th segment, the last sent frame at source size as one high-quality I-frame
     const every = s.monitor.referenceEvery;
     const refIdx = rendered.sent[rendered.sent.length - 1];

@@ -19,7 +19,7 @@ import { ACCURACY, segmentF1 } from '../server/accuracy.ts';
 import { CheapModel } from '../cheapmodel/model.ts';
 import { importanceMask, type QpAssignment } from '../cheapmodel/qpmap.ts';
 import { DETECTOR_MODEL, loadFrames } from '../testdata/fixtures.ts';
-import { SCENES } from './accmpeg-scenes.ts';
+import { SCENES } from '../testdata/scenes.ts';
 
 type Rule = Pick<QpAssignment, 'threshold' | 'smooth' | 'minFraction' | 'dilate'>;
 const det = await Detector.load(DETECTOR_MODEL, { device: 'cpu' });

@@ -2,7 +2,7 @@
  * AccMPEG benchmark (npm run bench:accmpeg): bytes vs detector F1, AccMPEG against uniform QP, on scenes the
  * cheap model never saw.
  *
- *   npm run bench:accmpeg                         leave-one-scene-out over the nine scenes (bench/accmpeg-scenes.ts)
+ *   npm run bench:accmpeg                         leave-one-scene-out over the nine scenes (testdata/scenes.ts)
  *   npm run bench:accmpeg -- --scenes a,b,c       only these held-out scenes (settings still chosen on the others' dev spans)
  *   npm run bench:accmpeg -- --phase dev          the development phase only (prints the chosen settings; no evaluation)
  *   npm run bench:accmpeg -- --reuse-dev          take the development results from data/accmpeg/dev-cache.json (same settings
@@ -49,8 +49,8 @@ import { labelVideo } from '../server/label-cli.ts';
 import { ACCMPEG_DEFAULTS } from '../config/schema.ts';
 import { DETECTOR_MODEL, VIDEOS, loadFrames } from '../testdata/fixtures.ts';
 import { median } from '../numeric/stats.ts';
-import { SCENES, labelDir, type Scene, type Span } from './accmpeg-scenes.ts';
-import { agg, compare, dominating, savingOn, type Pt, type Stats } from './equal-f1.ts';
+import { SCENES, labelDir, type Scene, type Span } from '../testdata/scenes.ts';
+import { agg, compare, dominating, savingOn, type Pt, type Stats } from '../numeric/equal-f1.ts';
 import { printTable, writeResult } from './report.ts';
 import { linePlot } from './plot.ts';
 

@@ -76,8 +76,9 @@ export const EncoderSchema = z
   .prefault({});
 
 /**
- * AccMPEG's quality rule as pre-registered by bench:accmpeg's development phase (the setting with the best median
- * saving over all nine scenes' development spans, each scored by a cheap model that never saw that scene).
+ * AccMPEG's quality rule as picked by bench:accmpeg's development phase: the grid setting with the best median
+ * saving over all nine scenes' development spans, each scored by a cheap model that never saw that scene. That
+ * median is −2% (no better than uniform QP at equal F1); see the README's AccMPEG results.
  */
 export const ACCMPEG_DEFAULTS = { threshold: 0.5, minFraction: 0.05, dilate: 1, highQp: 38, lowQp: 44 } as const;
 

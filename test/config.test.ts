@@ -43,7 +43,7 @@ describe('load', () => {
   test('example files are valid', () => {
     const a = loadAgentConfig(join(ROOT, 'config/examples/agent.yaml'));
     expect(a.deviceId).toBe('cam-lobby-01');
-    expect(a.cheapModel).toMatchObject({ enabled: true, threshold: 0.5, highQp: 30, lowQp: 40 });
+    expect(a.cheapModel).toMatchObject({ enabled: true, threshold: 0.5, minFraction: 0.05, dilate: 1, highQp: 38, lowQp: 44, calibrate: { enabled: false } });
     const s = loadServerConfig(join(ROOT, 'config/examples/server.yaml'));
     expect(s.detector.device).toBe('cuda');
     expect(s.listen.port).toBe(8443);
@@ -54,7 +54,7 @@ describe('load', () => {
     expect(c.profile).toBe('edge-cpu');
     expect(c.source).toEqual({ kind: 'file', uri: '/tmp/clip.mp4', loop: true });
     expect(c.encoder).toEqual({ codec: 'h264', baseQp: 30, preset: 'veryfast', segmentFrames: 10, graceKbps: 400 });
-    expect(c.cheapModel).toEqual({ everyK: 10, threshold: 0.5, highQp: 30, lowQp: 40, enabled: true });
+    expect(c.cheapModel).toEqual({ everyK: 10, threshold: 0.5, minFraction: 0.05, dilate: 1, smooth: false, highQp: 38, lowQp: 44, calibrate: { enabled: false, targetRecall: 0.9, samples: 30, minSamples: 5 }, enabled: true });
     expect(c.oneadapt.enabled).toBe(false);
     expect(c.mqtt).toMatchObject({ enabled: false, baseTopic: 'camstream', discoveryPrefix: 'homeassistant' });
     expect(c.server.url).toMatch(/^ws:\/\//);

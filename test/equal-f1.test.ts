@@ -1,4 +1,4 @@
-import { agg, compare, dominating, savingOn, uniformBytesAt, type Stats } from '../bench/equal-f1.ts';
+import { agg, compare, dominating, savingOn, uniformBytesAt, type Stats } from '../numeric/equal-f1.ts';
 
 // per-chunk stats: bytes and detection counts (encodeMs/important unused here)
 const chunk = (bytes: number, tp: number, fp: number, fn: number) => ({ bytes, tp, fp, fn, encodeMs: 0, important: 0 });

@@ -1,12 +1,12 @@
 /**
- * Labels every scene's training and evaluation span (bench/accmpeg-scenes.ts) with the labelling CLI's
+ * Labels every scene's training and evaluation span (testdata/scenes.ts) with the labelling CLI's
  * labelVideo(): npx tsx training/label_scenes.ts [scene …]. Skips spans already labelled.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { labelVideo } from '../server/label-cli.ts';
 import { DETECTOR_MODEL } from '../testdata/fixtures.ts';
-import { SCENES, labelDir } from '../bench/accmpeg-scenes.ts';
+import { SCENES, labelDir } from '../testdata/scenes.ts';
 
 const only = process.argv.slice(2);
 for (const s of SCENES) {

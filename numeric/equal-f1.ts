@@ -1,9 +1,9 @@
 /**
  * "Bytes saved at equal accuracy" against a uniform-QP curve, per chunk and with a bootstrap interval over chunks
- * (pure; bench:accmpeg). Each scheme is a list of per-chunk stats (bytes and detection counts); F1 is aggregated
+ * (pure; used by bench:accmpeg). Each scheme is a list of per-chunk stats (bytes and detection counts); F1 is aggregated
  * over the chunks a statistic looks at, so a bootstrap resample re-aggregates instead of averaging per-chunk F1s.
  */
-import { bootstrap } from '../numeric/stats.ts';
+import { bootstrap } from './stats.ts';
 
 export interface ChunkStat { bytes: number; tp: number; fp: number; fn: number; encodeMs: number; important: number }
 export type Stats = ChunkStat[];

@@ -8,7 +8,7 @@
  * Spans were fixed before any AccMPEG result was computed (evaluation = the last 10 s of each clip,
  * except people-indoor, whose last minutes are mostly empty: 100–110 s there).
  */
-import { sharedPath } from '../testdata/fixtures.ts';
+import { sharedPath } from './fixtures.ts';
 
 export interface Span { startS: number; durationS: number; fps: number }
 export interface Scene { name: string; video: string; train: Span; dev: Span; eval: Span }
