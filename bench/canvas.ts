@@ -92,5 +92,7 @@ export function niceScale(lo: number, hi: number, ticks = 6): { lo: number; hi: 
   const raw = span / ticks;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw)!;
-  return { lo: Math.floor(lo / step) * step, hi: Math.ceil(hi / step) * step, step };
+  const l = Math.floor(lo / step) * step, h = Math.ceil(hi / step) * step;
+  // all values equal and on a tick (e.g. F1 = 1 everywhere): open one step below so the data is drawn
+  return { lo: h === l ? l - step : l, hi: h, step };
 }
