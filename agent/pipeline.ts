@@ -95,7 +95,7 @@ export class EdgePipeline {
   private grace: GraceSegmentCodec | null = null;
   /** AccMPEG α re-calibration: the cheap model's map of each recent segment's last frame (until its reply), the
    * samples (map + the server's label of that frame) and the α they give (null: none yet, the configured α) */
-  private pendingMaps = new Map<number, { p: MbMap; width: number; height: number }>();
+  private pendingMaps = new Map<string, { p: MbMap; width: number; height: number }>();
   private calibSamples: CalibrationSample[] = [];
   calibratedThreshold: number | null = null;
   /** the latest segment, kept until it is probed or the next one replaces it */
@@ -136,13 +136,17 @@ export class EdgePipeline {
     return { ...fixed, ...(this.oneadapt?.values() ?? {}) };
   }
 
-  /** A sample for α's re-calibration: the server's DNNGrad of a segment's last frame beside the cheap model's map of it. */
-  private calibrate(r: Reply, s: AgentSettings['cheapModel']): void {
+  /**
+   * A sample for α's re-calibration: the server's DNNGrad of a segment's last frame (the gradient of OneAdapt's
+   * proxy on the decoded frame, per MB: a saliency label, though not the saldiff label the model was trained on)
+   * beside the cheap model's map of it. Matched by segment id (seq restarts with the process; the outbox does not).
+   */
+  private calibrate(r: Reply, map: MbMap, s: AgentSettings['cheapModel']): void {
+    const mine = this.pendingMaps.get(r.segmentId);
+    this.pendingMaps.delete(r.segmentId);
+    if (!s.calibrate.enabled || !r.dnngrad || !mine) return;
     const d = r.dnngrad;
-    const mine = this.pendingMaps.get(r.seq);
-    this.pendingMaps.delete(r.seq);
-    if (!s.calibrate.enabled || !d || !mine) return;
-    const g = gradToSourceGrid(decodeMbMap(Buffer.from(d.data, 'base64')), d.width ?? mine.width, d.height ?? mine.height, mine.width, mine.height);
+    const g = gradToSourceGrid(map, d.width ?? mine.width, d.height ?? mine.height, mine.width, mine.height);
     if (g.rows !== mine.p.rows || g.cols !== mine.p.cols) return;
     this.calibSamples.push(sampleFromSaliency(mine.p, g));
     while (this.calibSamples.length > s.calibrate.samples) this.calibSamples.shift();
@@ -158,10 +162,12 @@ export class EdgePipeline {
 
   /** Take the server's reply: the monitor's F1 and the DNNGrad map drive the next probe. */
   onReply(r: Reply, s?: AgentSettings): void {
-    if (s) this.calibrate(r, s.cheapModel);
     if (r.f1) this.freshF1 = r.f1.f1;
     const d = r.dnngrad;
-    if (d) this.setGradient(decodeMbMap(Buffer.from(d.data, 'base64')), d.proxy, d.width ?? null, d.height ?? null);
+    if (!d) return;
+    const map = decodeMbMap(Buffer.from(d.data, 'base64'));
+    if (s) this.calibrate(r, map, s.cheapModel);
+    this.setGradient(map, d.proxy, d.width ?? null, d.height ?? null);
   }
 
   /** A DNNGrad map, the proxy value O it was taken at and the size of the frame it was taken on (null: source size). */
@@ -206,18 +212,18 @@ export class EdgePipeline {
       : await renderSegment(frames, knobs, importance, opts);
     const encodeS = (performance.now() - t0) / 1000;
     const seq = this.seq++;
-    if (lastMap && s.cheapModel.calibrate.enabled && rendered.sent[rendered.sent.length - 1] === frames.length - 1) {
-      // the server's DNNGrad comes for the last sent frame: when that is the segment's last frame (which the cheap
-      // model scored), keep its map until the reply
-      this.pendingMaps.set(seq, { p: lastMap, width: frames[0].width, height: frames[0].height });
-      for (const k of this.pendingMaps.keys()) if (k < seq - 64) this.pendingMaps.delete(k);
-    }
     // the accuracy monitor: on every N-th segment, the last sent frame at source size as one high-quality I-frame
     const every = s.monitor.referenceEvery;
     const refIdx = rendered.sent[rendered.sent.length - 1];
     const ref = every > 0 && seq % every === 0 ? await encodeSegment([frames[refIdx]], [null], { baseQp: s.monitor.referenceQp, gop: 1, codec: 'h264' }) : null;
     const cameraId = this.o.deviceId ?? s.deviceId;
     const segmentId = newSegmentId(cameraId);
+    if (lastMap && s.cheapModel.calibrate.enabled && rendered.sent[rendered.sent.length - 1] === frames.length - 1) {
+      // the server's DNNGrad comes for the last sent frame: when that is the segment's last frame (which the cheap
+      // model scored), keep its map until the reply
+      this.pendingMaps.set(segmentId, { p: lastMap, width: frames[0].width, height: frames[0].height });
+      for (const k of this.pendingMaps.keys()) if (this.pendingMaps.size > 64) this.pendingMaps.delete(k); // oldest first
+    }
     const header: SegmentHeader = {
       type: 'segment',
       v: PROTOCOL_VERSION,

@@ -12,10 +12,12 @@
  *
  * Protocol (../shared/notes/evaluation.md):
  * - Fold s: the cheap model data/cheap/loso/saldiff-s.onnx is trained on the OTHER eight scenes' training spans
- *   (training/train_loso.sh; made here if missing). Nothing of scene s is used to train or to choose a setting.
+ *   (training/train_loso.sh; made here if missing). No frame of scene s trains it or scores a setting choice.
  * - Development: every rule setting of GRID (α/floor, important QP, rest QP) and the uniform curve are measured on
  *   each scene's dev span with that scene's fold model. For fold s the setting with the best median saving over the
- *   OTHER scenes' dev spans is pre-registered; then the evaluation span of s is measured once with it.
+ *   OTHER scenes' dev spans is pre-registered; then the evaluation span of s is measured once with it. (Second-order
+ *   caveat: each other scene s′ was scored with its own fold model, whose training included s's training span;
+ *   nested folds, a model per pair of held-out scenes, would remove that and cost 36 more models.)
  * - Every byte of every chunk counted (the encoded segment; the same container for every scheme); chunks of 10
  *   frames at 10 fps, each a closed GOP (renderSegment, x264 veryfast).
  * - Accuracy (server/accuracy.ts ACCURACY, the same as bench:oneadapt and the server): YOLOX-Nano on the original
@@ -31,6 +33,7 @@
  *   each chunk's last frame (standing in for the server's DNNGrad reply), both α compared on the second half.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -205,7 +208,7 @@ async function loso(values: Record<string, string | boolean | undefined>): Promi
   // ---- development: every scene's dev span, its own fold model, the uniform curve and every grid setting
   const dev = new Map<string, { uniform: Stats[]; grid: Map<string, Stats> }>();
   const cacheFile = path.resolve('data', 'accmpeg', 'dev-cache.json');
-  const cacheKey = JSON.stringify({ GRID, UNIFORM_QPS, DILATE, scenes: SCENES.map((s) => [s.name, s.dev]), models: SCENES.map((s) => readFileSync(foldModel('saldiff', s.name)).length) });
+  const cacheKey = JSON.stringify({ GRID, UNIFORM_QPS, DILATE, CHUNK, FPS, COVER, EPOCHS, ACCURACY, scenes: SCENES.map((s) => [s.name, s.dev]), models: SCENES.map((s) => createHash('sha256').update(readFileSync(foldModel('saldiff', s.name))).digest('hex')) });
   if (values['reuse-dev'] && existsSync(cacheFile)) {
     const c = JSON.parse(readFileSync(cacheFile, 'utf8')) as { key: string; dev: [string, { uniform: Stats[]; grid: [string, Stats][] }][] };
     if (c.key !== cacheKey) throw new Error(`${cacheFile} was made with other settings or models; run without --reuse-dev`);

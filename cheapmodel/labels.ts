@@ -59,10 +59,10 @@ export function rocAuc(scores: ArrayLike<number>, labels: ArrayLike<number | boo
  */
 export function coverLabels(m: MbMap, cover: number): Uint8Array {
   const out = new Uint8Array(m.data.length);
-  let total = 0;
-  for (const v of m.data) total += v;
-  if (!(total > 0)) return out;
   const order = Array.from({ length: m.data.length }, (_, i) => i).sort((i, j) => m.data[j] - m.data[i] || i - j);
+  let total = 0;
+  for (const i of order) total += m.data[i]; // summed in the running sum's order, so cover = 1 stops at the last MB
+  if (!(total > 0)) return out;
   let acc = 0;
   for (const i of order) {
     out[i] = 1;

@@ -1,9 +1,10 @@
 /**
  * AccMPEG's cheap model on the camera: one P(important) per 16×16 macroblock of a frame.
  *
- * The model (cheapmodel/models/accmpeg_cheap.onnx, trained by training/train_cheap.py) is a small CNN
- * trained from scratch on our own labelling CLI's accuracy-gradient labels. Its input is the frame at
- * half resolution in RGB, built here from YUV420p exactly as the training script builds it:
+ * The model (cheapmodel/models/accmpeg_cheap.onnx, trained by training/train_cheap.py) is YOLOX-Nano's frozen
+ * COCO backbone (stride 8 and 16) with a small head trained on our labelling CLI's accuracy-gradient labels; the
+ * graph converts its input back to YOLOX's BGR 0–255 itself. Its input is the frame at half resolution in RGB,
+ * built here from YUV420p exactly as the training script builds it:
  *   - luma averaged over each 2×2 block, chroma taken as-is (the U/V planes are already half-res);
  *   - BT.601 limited range → RGB, clamped to 0–255 (media/colour.ts);
  *   - normalised (rgb/255 − 0.5)/0.25, CHW float32;

@@ -104,10 +104,11 @@ export const CheapModelSchema = z
       .strictObject({
         enabled: z.boolean().default(false),
         targetRecall: z.number().gt(0).max(1).default(0.9),
-        samples: z.number().int().min(1).max(1000).default(30),
-        minSamples: z.number().int().min(1).max(1000).default(5),
+        samples: z.number().int().min(1).max(200).default(30),
+        minSamples: z.number().int().min(1).max(200).default(5),
       })
-      .prefault({}),
+      .prefault({})
+      .refine((c) => c.minSamples <= c.samples, { message: 'minSamples must not exceed samples (calibration would never run)', path: ['minSamples'] }),
     /** AccMPEG on by default (the agent's main job uses the trained model) */
     enabled: z.boolean().default(true),
   })

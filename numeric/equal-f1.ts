@@ -19,7 +19,7 @@ export function agg(s: Stats, idx: number[]): Pt {
 /**
  * Uniform bytes needed for `f1` on the uniform Pareto frontier. `above`: f1 beyond the best uniform point (its
  * bytes: the saving is then a lower bound); `below`: f1 under the cheapest uniform point's, which already reaches
- * more (its bytes: AccMPEG costs more than the cheapest uniform point yet scores lower, a loss either way).
+ * more (its bytes; savingOn() then counts no positive saving, since uniform at that lower F1 could cost even less).
  */
 export function uniformBytesAt(uniform: Pt[], f1: number): { bytes: number; above: boolean; below: boolean } {
   const front: Pt[] = [];
@@ -34,7 +34,9 @@ export function uniformBytesAt(uniform: Pt[], f1: number): { bytes: number; abov
 
 export function savingOn(uniform: Stats[], point: Stats, idx: number[]): number {
   const p = agg(point, idx);
-  return 1 - p.bytes / uniformBytesAt(uniform.map((s) => agg(s, idx)), p.f1).bytes;
+  const u = uniformBytesAt(uniform.map((s) => agg(s, idx)), p.f1);
+  const saving = 1 - p.bytes / u.bytes;
+  return u.below ? Math.min(0, saving) : saving;
 }
 
 export function compare(uniform: Stats[], point: Stats, subset?: number[]): { saving: number; ci_low: number; ci_high: number; above_uniform_range: boolean; below_uniform_range: boolean; bytes: number; f1: number; uniform_bytes_at_f1: number } {

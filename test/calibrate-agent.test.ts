@@ -17,8 +17,8 @@ const objects = new Set([0, 4, 7, 18, 22, 32, 36, 47]);
 const under: MbMap = { rows, cols, data: Float32Array.from({ length: rows * cols }, (_, i) => (objects.has(i) ? 0.18 : 0.02)) };
 const serverGrad: MbMap = { rows, cols, data: Float32Array.from({ length: rows * cols }, (_, i) => (objects.has(i) ? 5e-3 : 1e-5)) };
 
-const reply = (seq: number, grad: MbMap | null): Reply => ({
-  type: 'reply', segmentId: `s${seq}`, seq, detections: [], f1: null, duplicate: false, timings: { decodeMs: 0, detectMs: 0, gradMs: 0 },
+const reply = (out: { segmentId: string; seq: number }, grad: MbMap | null): Reply => ({
+  type: 'reply', segmentId: out.segmentId, seq: out.seq, detections: [], f1: null, duplicate: false, timings: { decodeMs: 0, detectMs: 0, gradMs: 0 },
   dnngrad: grad ? { frameIndex: 9, rows: grad.rows, cols: grad.cols, width: W, height: H, proxy: 1, data: encodeMbMap(grad).toString('base64') } : null,
 });
 
@@ -30,21 +30,22 @@ test('α falls to cover the objects the server labels, after minSamples replies;
   expect(p.knobs(s).threshold).toBe(s.cheapModel.threshold);
   expect([...importanceMask(under, { threshold: s.cheapModel.threshold, smooth: false })].some((v) => v)).toBe(false);
   const a = await p.process(frames.map((f) => ({ ...f, data: f.data.slice() })), 10, s);
-  p.onReply(reply(a.seq, serverGrad), s);
+  p.onReply(reply(a, serverGrad), s);
   expect(p.calibratedThreshold).toBeNull(); // one sample < minSamples
   const b = await p.process(frames.map((f) => ({ ...f, data: f.data.slice() })), 10, s);
-  p.onReply(reply(b.seq, null), s); // a reply without DNNGrad is no sample
+  p.onReply(reply(b, null), s); // a reply without DNNGrad is no sample
   expect(p.calibratedThreshold).toBeNull();
   const c = await p.process(frames.map((f) => ({ ...f, data: f.data.slice() })), 10, s);
-  p.onReply(reply(c.seq, serverGrad), s);
+  p.onReply(reply(c, serverGrad), s);
   const alpha = p.calibratedThreshold!;
   expect(alpha).toBeLessThan(0.18);
   expect(p.knobs(s).threshold).toBe(alpha);
   // the next segment's QP map gives the objects the high-quality QP
   const d = await p.process(frames.map((f) => ({ ...f, data: f.data.slice() })), 10, s);
   for (const i of objects) expect(d.rendered.qpMap!.data[i]).toBe(s.cheapModel.highQp);
-  // a reply for a segment it has no map of (another run's, or already used) changes nothing
-  p.onReply(reply(c.seq, { rows, cols, data: new Float32Array(rows * cols).fill(1) }), s);
+  // a reply for a segment it has no map of (already used, or another run's with the same seq) changes nothing
+  p.onReply(reply(c, { rows, cols, data: new Float32Array(rows * cols).fill(1) }), s);
+  p.onReply(reply({ segmentId: 'cam-previous-run', seq: d.seq }, { rows, cols, data: new Float32Array(rows * cols).fill(1) }), s);
   expect(p.calibratedThreshold).toBe(alpha);
   // calibration off (the default): the configured α stays
   const off = AgentSettingsSchema.parse({ ...s, cheapModel: { ...s.cheapModel, calibrate: { ...s.cheapModel.calibrate, enabled: false } } });

@@ -33,8 +33,13 @@ test('saving at equal F1 aggregates counts over chunks, and its bootstrap interv
   expect(m.ci_high).toBeGreaterThan(m.saving);
   // a scheme more expensive than uniform at its F1 saves a negative amount
   expect(compare(uniform, scheme(25, 9, 1, 1)).saving).toBeCloseTo(1 - 25 / 20, 12);
-  // on a subset of chunks only those chunks count
-  expect(compare(uniform, mixed, [0]).saving).toBeCloseTo(1 - 8 / 20, 12);
+  // on a subset of chunks only those chunks count, and the bootstrap resamples within them
+  const sub = compare(uniform, mixed, [2, 3]);
+  expect(sub.saving).toBeCloseTo(1 - 28 / 40, 12);
+  const same = compare(uniform, [chunk(99, 0, 9, 9), chunk(99, 0, 9, 9), chunk(14, 9, 1, 1), chunk(14, 9, 1, 1)], [2, 3]);
+  expect([same.saving, same.ci_low, same.ci_high].map((v) => v.toFixed(9))).toEqual(Array(3).fill((0.3).toFixed(9)));
+  // below the cheapest uniform point's F1 with fewer bytes: no positive saving is claimed
+  expect(savingOn(uniform, scheme(5, 1, 5, 5), [0, 1, 2, 3])).toBe(0);
 });
 
 test('dominating points beat a uniform point in bytes and F1 both', () => {

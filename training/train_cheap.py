@@ -162,11 +162,12 @@ def cover_labels(lab, cover):
     """Per frame: 1 on the smallest set of MBs holding `cover` of the frame's total (= cheapmodel/labels.ts coverLabels)."""
     out = np.zeros(lab.shape, dtype=np.float32)
     for i, f in enumerate(lab.reshape(len(lab), -1)):
-        t = float(f.sum(dtype=np.float64))
-        if t <= 0:
-            continue
         order = np.argsort(-f, kind='stable')
-        k = int(np.searchsorted(np.cumsum(f[order], dtype=np.float64), cover * t)) + 1
+        cum = np.cumsum(f[order], dtype=np.float64)
+        t = float(cum[-1])  # summed in the same order as the running sum (as the TypeScript twin does)
+        if not t > 0:  # no detection (or NaN): no positive
+            continue
+        k = min(len(f), int(np.searchsorted(cum, cover * t)) + 1)
         out.reshape(len(lab), -1)[i, order[:k]] = 1
     return out
 
