@@ -25,7 +25,7 @@ import { Detector } from '../detector/detector.ts';
 import { postprocess } from '../detector/postprocess.ts';
 import { preprocess } from '../detector/preprocess.ts';
 import { decodeSegment, encodeSegment } from '../encoder/index.ts';
-import { median } from '../numeric/stats.ts';
+import { bootstrap, median } from '../numeric/stats.ts';
 import { oneAdaptProxy, oneAdaptProxyGraph, reduceToMacroblocks } from '../server/dnngrad.ts';
 import { ProxyGradModel, buildVjpModel, buildVjpModelCached, finiteDifferenceCheck, profileModel, type OpTime } from '../server/onnxgrad/index.ts';
 import { DETECTOR_MODEL, VIDEOS, loadFrames } from '../testdata/fixtures.ts';
@@ -101,6 +101,8 @@ for (let rep = 0; rep < REPS; rep++) {
 }
 const detector_ms = median(detMs);
 const dnngrad_ms = median(gradMs);
+// 95% interval of the ratio of medians: bootstrap over the interleaved (detector, detector + DNNGrad) pairs
+const ratioCi = bootstrap(detMs.length, (idx) => median(idx.map((i) => gradMs[i])) / median(idx.map((i) => detMs[i])), 2000, 1);
 
 // the same interleaved inference-only measurement with onnxruntime's default (spinning) sessions, for comparison
 const detSpin = await Detector.load(DETECTOR_MODEL, { device: 'cpu', threads: THREADS });
@@ -182,6 +184,7 @@ printTable(`streams per server at 10 fps, ${SEGMENT_FRAMES}-frame segments (deco
   { work: 'without DNNGrad (10 detector runs)', ms_per_stream_second: decode_ms_per_segment + SEGMENT_FRAMES * detector_ms, streams: streams_without_dnngrad },
 ]);
 const kr = (p: typeof prof.combined, v: 'totalMs' | 'minTotalMs'): string => (p[v] / prof.detector[v]).toFixed(2);
+console.log(`\nratio of medians, detector + DNNGrad / detector: ${(dnngrad_ms / detector_ms).toFixed(2)} (95% bootstrap interval over the ${detMs.length} interleaved pairs ${ratioCi.map((v) => v.toFixed(2)).join('–')})`);
 console.log(`\nkernel-time ratio combined / detector (onnxruntime profile totals; per-node median | fastest run): ${kr(prof.combined, 'totalMs')} | ${kr(prof.combined, 'minTotalMs')}; without the layout-friendly adjoints ${kr(prof.combined_v3, 'totalMs')} | ${kr(prof.combined_v3, 'minTotalMs')}`);
 for (const [name, p] of Object.entries(prof)) printTable(`onnxruntime profile: ${name} (kernel total ${p.totalMs.toFixed(1)} ms; fastest runs ${p.minTotalMs.toFixed(1)} ms)`, top(p.ops));
 console.log(`\ngraph build ${buildMs.toFixed(0)} ms, load from cache ${cachedLoadMs.toFixed(0)} ms; load average after ${loadAfter.map((v) => v.toFixed(2)).join(' ')}`);
@@ -190,6 +193,7 @@ writeResult('server', {
   detector_ms,
   dnngrad_ms,
   dnngrad_over_detector: dnngrad_ms / detector_ms,
+  dnngrad_over_detector_ci95: ratioCi,
   detector_inference_ms: median(detInferMs),
   dnngrad_inference_ms: median(gradInferMs),
   fastest_ms: { detector: Math.min(...detMs), dnngrad: Math.min(...gradMs), detector_inference: Math.min(...detInferMs), dnngrad_inference: Math.min(...gradInferMs) },
