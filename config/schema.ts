@@ -268,6 +268,15 @@ export const ServerSettingsSchema = z.strictObject({
       failuresRetentionHours: z.number().positive().default(24 * 7),
     })
     .prefault({}),
+  /** AccMPEG training labels from the uploads (server/label-store.ts): every N-th segment's last decoded frame,
+   * written under <storage.dir>/labels/<camera>/ in the labelling CLI's format, for a per-camera cheap model */
+  labels: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      everyN: z.number().int().min(1).max(100000).default(10),
+      maxFramesPerCamera: z.number().int().min(1).max(100000).default(1000),
+    })
+    .prefault({}),
   /** operators' questions over the event logs (CacheBlend): /fleet, /api/fleet, /api/ask and MQTT camstream/server/ask */
   ask: z
     .strictObject({

@@ -20,6 +20,7 @@ import { encodeMbMap } from '../wire/mbmap.ts';
 import type { SegmentProcessor } from './ingest.ts';
 import { ProxyGradModel, type GradientModelOptions } from './onnxgrad/index.ts';
 import { InvalidSegmentError, type Reply, type SegmentHeader } from '../wire/protocol.ts';
+import type { LabelStore } from './label-store.ts';
 
 export interface AnalyzerOptions {
   modelPath: string;
@@ -42,6 +43,8 @@ export interface AnalyzerOptions {
   onFallback?: (model: 'detector' | 'dnngrad', reason: string) => void;
   /** folder for the generated DNNGrad graph (keyed by the detector's hash); none: rebuilt in memory */
   cacheDir?: string;
+  /** AccMPEG training labels from the uploads: offered each segment's last decoded frame (off: none) */
+  labels?: Pick<LabelStore, 'offer'>;
 }
 
 /**
@@ -152,6 +155,8 @@ export class SegmentAnalyzer implements SegmentProcessor {
     }
     if (frames.length === 0) throw new SegmentDecodeError(header.segmentId, 'no frames decoded');
     const decodeMs = now() - t;
+    // queued per camera, off the reply's path; offer() never rejects
+    void this.opts.labels?.offer(header.cameraId, header.seq, frames[frames.length - 1]);
 
     // every frame but the last: the detector; the last: one run of the DNNGrad graph gives its detections too
     t = now();

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { FfmpegSource } from '../media/capture.ts';
 import { decodeSegment, encodeSegment } from '../encoder/index.ts';
-import { mbGrid, type MbMap } from '../encoder/frame.ts';
+import { mbGrid, type MbMap, type YuvFrame } from '../encoder/frame.ts';
 import { planePerMb } from '../media/mb.ts';
 import { postprocess } from '../detector/postprocess.ts';
 import { preprocess, INPUT_SIZE } from '../detector/preprocess.ts';
@@ -38,6 +38,19 @@ export interface LabelOptions {
 
 const write = (s: WriteStream, buf: Uint8Array): Promise<void> => new Promise((res, rej) => s.write(buf, (e) => (e ? rej(e) : res())));
 
+/** AccMPEG's labels of one frame (see the header): per-MB saliency and saliency·|HQ − LQ|, the proxy, the detections. */
+export async function labelFrame(grad: GradientModel, f: YuvFrame, o: { lqQp?: number; scoreThreshold?: number } = {}): Promise<{ sal: MbMap; saldiff: MbMap; proxy: number; detections: number }> {
+  const { input, letterbox } = preprocess(f);
+  const raw = await grad.forward(input, [1, 3, INPUT_SIZE, INPUT_SIZE]);
+  // detections from the same forward pass the gradient uses (no second detector run)
+  const dets = postprocess(raw, letterbox, { confThreshold: o.scoreThreshold ?? 0.3 });
+  const { value, seed } = accmpegProxy(raw, dets, { minScore: o.scoreThreshold ?? 0.3 });
+  const { gradInput } = await grad.vjp(input, [1, 3, INPUT_SIZE, INPUT_SIZE], seed);
+  const s = saliencyToFrame(gradInput, letterbox, f.width, f.height);
+  const lq = (await decodeSegment((await encodeSegment([f], [null], { baseQp: o.lqQp ?? 40, gop: 1 })).data)).frames[0];
+  return { sal: planePerMb(s, f.width, f.height), saldiff: weightByPixelDiff(s, f, lq, { reduce: 'sum' }), proxy: value, detections: dets.length };
+}
+
 export async function labelVideo(o: LabelOptions): Promise<{ frames: number; rows: number; cols: number; msPerFrame: number }> {
   mkdirSync(o.out, { recursive: true });
   const grad = await GradientModel.load(o.modelPath);
@@ -50,20 +63,11 @@ export async function labelVideo(o: LabelOptions): Promise<{ frames: number; row
   const t0 = performance.now();
   for await (const f of src) {
     const t = performance.now();
-    const { input, letterbox } = preprocess(f);
-    const raw = await grad.forward(input, [1, 3, INPUT_SIZE, INPUT_SIZE]);
-    // detections from the same forward pass the gradient uses (no second detector run)
-    const dets = postprocess(raw, letterbox, { confThreshold: o.scoreThreshold ?? 0.3 });
-    const { value, seed } = accmpegProxy(raw, dets, { minScore: o.scoreThreshold ?? 0.3 });
-    const { gradInput } = await grad.vjp(input, [1, 3, INPUT_SIZE, INPUT_SIZE], seed);
-    const s = saliencyToFrame(gradInput, letterbox, f.width, f.height);
-    const lq = (await decodeSegment((await encodeSegment([f], [null], { baseQp: o.lqQp ?? 40, gop: 1 })).data)).frames[0];
-    const a = planePerMb(s, f.width, f.height);
-    const b = weightByPixelDiff(s, f, lq, { reduce: 'sum' });
-    await write(sal, new Uint8Array(a.data.buffer));
-    await write(saldiff, new Uint8Array(b.data.buffer));
+    const l = await labelFrame(grad, f, o);
+    await write(sal, new Uint8Array(l.sal.data.buffer));
+    await write(saldiff, new Uint8Array(l.saldiff.data.buffer));
     await write(yuv, f.data);
-    frames.push({ index: frames.length, ptsMs: f.ptsMs + Math.round((o.startS ?? 0) * 1000), proxy: value, detections: dets.length });
+    frames.push({ index: frames.length, ptsMs: f.ptsMs + Math.round((o.startS ?? 0) * 1000), proxy: l.proxy, detections: l.detections });
     o.onFrame?.(frames.length - 1, performance.now() - t);
   }
   await Promise.all([sal, saldiff, yuv].map((s) => new Promise((r) => s.end(r))));

@@ -15,6 +15,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { configPathFromArgv, loadServerConfig } from '../config/load.ts';
 import type { ServerSettings } from '../config/schema.ts';
 import { SegmentAnalyzer } from './analyzer.ts';
+import { LabelStore } from './label-store.ts';
 import { f1FromCounts } from './accuracy.ts';
 import { IngestServer } from './ingest.ts';
 import { ServerStore } from './store.ts';
@@ -47,8 +48,15 @@ export async function startServer(settings: ServerSettings, log = rootLogger('ca
   const stage = new Histogram({ name: 'camstream_server_stage_seconds', help: 'Processing time per segment by stage', labelNames: ['stage'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] });
   const failed = new Counter({ name: 'camstream_server_segments_failed_total', help: 'Segments rejected (corrupt, undecodable)', registers: [registry] });
 
+  const labels = settings.labels.enabled
+    ? await LabelStore.create({
+      dir: path.join(settings.storage.dir, 'labels'), modelPath: settings.detector.modelPath, everyN: settings.labels.everyN, maxFramesPerCamera: settings.labels.maxFramesPerCamera,
+      onError: (cameraId, err) => log.error({ component: 'labels', cameraId, err: err.message }, 'label store write failed; labelling stopped for this camera'),
+    })
+    : undefined;
   // the DNNGrad graph (forward + proxy + backward) is built once per detector file and transform version, then read from here
   const analyzer = await SegmentAnalyzer.create({
+    labels,
     modelPath: settings.detector.modelPath,
     device: settings.detector.device,
     cacheDir: path.join(settings.storage.dir, 'model-cache'),
@@ -150,6 +158,7 @@ export async function startServer(settings: ServerSettings, log = rootLogger('ca
       await ingest.stop();
       await fleetAsk.stop();
       await analyzer.close();
+      await labels?.close();
       store.close();
     },
   };

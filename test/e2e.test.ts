@@ -3,7 +3,8 @@
  * streamed, decoded, detected, scored against the reference frame and answered with DNNGrad,
  * which drives OneAdapt's knob updates.
  */
-import { mkdtempSync } from 'node:fs';
+import { readLabelDir } from '../cheapmodel/labels.ts';
+import { mkdtempSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -19,7 +20,7 @@ const API_TOKEN = 'e2e-api-reader-token-0123456789';
 test('agent streams real segments; server stores F1 and returns DNNGrad; OneAdapt steps', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'e2e-'));
   const log = pino({ level: process.env.DEBUG_LOG ? 'info' : 'silent' });
-  const server = await startServer(ServerSettingsSchema.parse({ listen: { host: '127.0.0.1', port: 0 }, auth: { cameras: { 'e2e-cam': hashToken(CAM_TOKEN) }, apiTokens: [hashToken(API_TOKEN)] }, detector: { modelPath: DETECTOR_MODEL }, storage: { dir: path.join(dir, 'srv') }, log: { level: 'silent' } }), log);
+  const server = await startServer(ServerSettingsSchema.parse({ listen: { host: '127.0.0.1', port: 0 }, auth: { cameras: { 'e2e-cam': hashToken(CAM_TOKEN) }, apiTokens: [hashToken(API_TOKEN)] }, detector: { modelPath: DETECTOR_MODEL }, storage: { dir: path.join(dir, 'srv') }, labels: { enabled: true, everyN: 2 }, log: { level: 'silent' } }), log);
   const settings = AgentSettingsSchema.parse({
     deviceId: 'e2e-cam',
     // scaled to 384×216 so the probes (2 extra encodes per knob) stay affordable on a loaded 2-core machine
@@ -68,4 +69,12 @@ test('agent streams real segments; server stores F1 and returns DNNGrad; OneAdap
   expect(Object.keys(agent.decisions[0].grads)).toEqual(expect.arrayContaining(['fps', 'qp', 'resolution']));
   // AccMPEG is on by default (bundled cheap model), so the threshold knob adapts too
   expect(adapting).toEqual(['resolution', 'fps', 'qp', 'threshold']);
+  // the server's label store kept segments 0 and 2 (everyN 2), in the labelling CLI's format, per frame size
+  const camDir = path.join(dir, 'srv', 'labels', 'e2e-cam');
+  const sets = readdirSync(camDir).map((s) => readLabelDir(path.join(camDir, s)));
+  expect(sets.flatMap((s) => s.meta.frames.map((f) => (f as unknown as { seq: number }).seq)).sort()).toEqual([0, 2]);
+  // saliency exactly where the detector found something (S = Σ scores of its detections)
+  for (const s of sets) {
+    s.sal.forEach((m, i) => expect(m.data.some((v) => v > 0)).toBe((s.meta.frames[i] as unknown as { detections: number }).detections > 0));
+  }
 }, 400_000);
