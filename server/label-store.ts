@@ -31,13 +31,13 @@ export interface LabelStoreOptions {
   onError?: (cameraId: string, err: Error) => void;
 }
 
-export type OfferResult = 'stored' | 'not-due' | 'full' | 'refused' | 'error';
+export type OfferResult = 'stored' | 'not-due' | 'busy' | 'full' | 'refused' | 'error';
 
 /** camera ids become folder names: the config's device-id alphabet only */
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 interface FrameEntry { ptsMs: number; seq: number; proxy: number; detections: number }
-interface CameraState { count: number; failed: boolean; queue: Promise<unknown> }
+interface CameraState { count: number; failed: boolean; pending: number; queue: Promise<unknown> }
 
 export class LabelStore {
   private readonly cams = new Map<string, CameraState>();
@@ -60,8 +60,11 @@ export class LabelStore {
     if (!SAFE_ID.test(cameraId)) return Promise.resolve('refused');
     if (seq % this.o.everyN !== 0) return Promise.resolve('not-due');
     let cam = this.cams.get(cameraId);
-    if (!cam) this.cams.set(cameraId, (cam = { count: 0, failed: false, queue: Promise.resolve() }));
+    if (!cam) this.cams.set(cameraId, (cam = { count: 0, failed: false, pending: 0, queue: Promise.resolve() }));
     const st = cam;
+    // labelling slower than the camera's segments: skip rather than queue frames without bound
+    if (st.pending >= 2) return Promise.resolve('busy');
+    st.pending++;
     const run = st.queue.then(async (): Promise<OfferResult> => {
       if (st.failed) return 'error';
       if (st.count >= this.o.maxFramesPerCamera) return 'full';
@@ -86,7 +89,7 @@ export class LabelStore {
         return 'error';
       }
     });
-    st.queue = run;
+    st.queue = run.finally(() => { st.pending--; });
     return run;
   }
 

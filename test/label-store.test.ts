@@ -25,6 +25,10 @@ test('stores every N-th segment in the labelling CLI format, up to the cap, and 
   expect(await store.offer('cam-1', 2, frames[1])).toBe('stored');
   expect(await store.offer('cam-1', 4, frames[2])).toBe('full');
   await store.close();
+  // offers faster than labelling: at most two wait, the rest are skipped instead of queued without bound
+  const busy = await LabelStore.create({ dir: path.join(tmp, 'b'), modelPath: requireFile(DETECTOR_MODEL), everyN: 1, maxFramesPerCamera: 100 });
+  expect(await Promise.all([0, 1, 2, 3].map((i) => busy.offer('cam-3', i, frames[0])))).toEqual(['stored', 'stored', 'busy', 'busy']);
+  await busy.close();
   const ls = readLabelDir(store.dirFor('cam-1', frames[0].width, frames[0].height));
   expect(ls.frames.length).toBe(2);
   expect(Buffer.compare(Buffer.from(ls.frames[1].data), Buffer.from(frames[1].data))).toBe(0);
