@@ -10,11 +10,12 @@
  * gives a cheap model that has seen this camera (training/README.md), for `cheapModel.path` on that agent.
  * The frames are decoded uploads (what the server sees), not the camera's originals.
  *
- * offer() never throws and never delays the reply: work is queued per camera, a write error (disk full, bad
- * permissions) stops labelling for that camera with the reason logged, and the files written so far stay readable.
+ * offer() never throws and never delays the reply: one frame is labelled at a time for the whole server (at most two
+ * wait; more are skipped), a write error (disk full, bad permissions) stops labelling for that camera with the
+ * reason logged, a labelling error loses that frame only, and the files written so far stay readable.
  */
-import { appendFile, mkdir, readFile, rename, truncate, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, truncate } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { YuvFrame } from '../encoder/frame.ts';
 import { mbGrid, yuvFrameSize } from '../encoder/frame.ts';
@@ -28,7 +29,8 @@ export interface LabelStoreOptions {
   everyN: number;
   maxFramesPerCamera: number;
   lqQp?: number;
-  onError?: (cameraId: string, err: Error) => void;
+  /** `stopped`: labelling for this camera stopped (its folder or the disk failed); else only this frame was lost */
+  onError?: (cameraId: string, err: Error, stopped: boolean) => void;
 }
 
 export type OfferResult = 'stored' | 'not-due' | 'busy' | 'full' | 'refused' | 'error';
@@ -37,12 +39,15 @@ export type OfferResult = 'stored' | 'not-due' | 'busy' | 'full' | 'refused' | '
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 interface FrameEntry { ptsMs: number; seq: number; proxy: number; detections: number }
-interface CameraState { count: number; failed: boolean; pending: number; queue: Promise<unknown> }
+interface CameraState { count: number | null; failed: boolean }
 
 export class LabelStore {
   private readonly cams = new Map<string, CameraState>();
   /** frames listed in each folder's meta.json (loaded from disk on first use, so a restart appends) */
   private readonly dirs = new Map<string, FrameEntry[]>();
+  /** one label at a time for the whole server (it competes with the detector for the cores), at most 2 waiting */
+  private queue: Promise<unknown> = Promise.resolve();
+  private pending = 0;
   private constructor(private readonly grad: GradientModel, private readonly o: LabelStoreOptions) {}
 
   static async create(o: LabelStoreOptions): Promise<LabelStore> {
@@ -60,58 +65,92 @@ export class LabelStore {
     if (!SAFE_ID.test(cameraId)) return Promise.resolve('refused');
     if (seq % this.o.everyN !== 0) return Promise.resolve('not-due');
     let cam = this.cams.get(cameraId);
-    if (!cam) this.cams.set(cameraId, (cam = { count: 0, failed: false, pending: 0, queue: Promise.resolve() }));
+    if (!cam) this.cams.set(cameraId, (cam = { count: null, failed: false }));
     const st = cam;
-    // labelling slower than the camera's segments: skip rather than queue frames without bound
-    if (st.pending >= 2) return Promise.resolve('busy');
-    st.pending++;
-    const run = st.queue.then(async (): Promise<OfferResult> => {
-      if (st.failed) return 'error';
-      if (st.count >= this.o.maxFramesPerCamera) return 'full';
-      try {
-        // one folder per frame size (the agent's resolution knob may change it)
-        const dir = this.dirFor(cameraId, frame.width, frame.height);
-        const { listed, loaded } = await this.open(dir, frame);
-        st.count += loaded; // frames a previous run left in this folder count towards the cap
-        if (st.count >= this.o.maxFramesPerCamera) return 'full';
-        const l = await labelFrame(this.grad, frame, { lqQp: this.o.lqQp });
-        // data first, then meta.json: a reader never sees meta.json list a frame whose data is missing
-        await appendFile(path.join(dir, 'sal.f32'), new Uint8Array(l.sal.data.buffer));
-        await appendFile(path.join(dir, 'saldiff.f32'), new Uint8Array(l.saldiff.data.buffer));
-        await appendFile(path.join(dir, 'frames.yuv'), frame.data.subarray(0, yuvFrameSize(frame.width, frame.height)));
-        listed.push({ ptsMs: frame.ptsMs, seq, proxy: l.proxy, detections: l.detections });
-        await this.writeMeta(dir, frame, cameraId, listed);
-        st.count++;
-        return 'stored';
-      } catch (e) {
-        st.failed = true;
-        this.o.onError?.(cameraId, e instanceof Error ? e : new Error(String(e)));
-        return 'error';
-      }
-    });
-    st.queue = run.finally(() => { st.pending--; });
+    // labelling slower than the segments come: skip rather than queue frames without bound
+    if (this.pending >= 2) return Promise.resolve('busy');
+    this.pending++;
+    const run = this.queue.then(() => this.label(cameraId, st, seq, frame));
+    this.queue = run.finally(() => { this.pending--; });
     return run;
   }
 
+  private async label(cameraId: string, st: CameraState, seq: number, frame: YuvFrame): Promise<OfferResult> {
+    if (st.failed) return 'error';
+    const report = (e: unknown, stopped: boolean): void => {
+      try { this.o.onError?.(cameraId, e instanceof Error ? e : new Error(String(e)), stopped); } catch { /* a logger's fault is not ours */ }
+    };
+    let dir: string, listed: FrameEntry[];
+    try {
+      // every size folder a previous run left counts towards the camera's cap
+      st.count ??= await this.framesOnDisk(cameraId);
+      if (st.count >= this.o.maxFramesPerCamera) return 'full';
+      // one folder per frame size (the agent's resolution knob may change it)
+      dir = this.dirFor(cameraId, frame.width, frame.height);
+      listed = await this.open(dir, frame);
+    } catch (e) {
+      st.failed = true; // the folder is unusable (unreadable meta.json, missing data): stop, keep what is there
+      report(e, true);
+      return 'error';
+    }
+    let l: Awaited<ReturnType<typeof labelFrame>>;
+    try {
+      l = await labelFrame(this.grad, frame, { lqQp: this.o.lqQp });
+    } catch (e) {
+      report(e, false); // this frame only
+      return 'error';
+    }
+    try {
+      // data first (flushed to disk), then meta.json: a reader never sees meta.json list a frame whose data is missing
+      await appendDurable(path.join(dir, 'sal.f32'), new Uint8Array(l.sal.data.buffer));
+      await appendDurable(path.join(dir, 'saldiff.f32'), new Uint8Array(l.saldiff.data.buffer));
+      await appendDurable(path.join(dir, 'frames.yuv'), frame.data.subarray(0, yuvFrameSize(frame.width, frame.height)));
+      listed.push({ ptsMs: frame.ptsMs, seq, proxy: l.proxy, detections: l.detections });
+      await this.writeMeta(dir, frame, cameraId, listed);
+      st.count++;
+      return 'stored';
+    } catch (e) {
+      st.failed = true; // disk full or read-only: stop for this camera
+      this.dirs.delete(dir); // the next process re-reads meta.json and cuts the files back to it
+      report(e, true);
+      return 'error';
+    }
+  }
+
+  /** Frames listed by every size folder of a camera (unreadable meta.json files count as none). */
+  private async framesOnDisk(cameraId: string): Promise<number> {
+    const camDir = path.join(this.o.dir, cameraId);
+    if (!existsSync(camDir)) return 0;
+    let n = 0;
+    for (const d of await readdir(camDir)) {
+      try { n += (JSON.parse(await readFile(path.join(camDir, d, 'meta.json'), 'utf8')) as { frames: unknown[] }).frames.length; } catch { /* none */ }
+    }
+    return n;
+  }
+
   /**
-   * A folder's frame list. On first use in this process, from its meta.json, with the data files cut back to the
-   * frames it lists (a crash between the appends and meta.json leaves a partial tail; it is dropped, never misread).
+   * A folder's frame list. On first use in this process, from its meta.json, with the data files cut to the frames
+   * that both meta.json lists and every data file holds whole: a crash between the appends and meta.json leaves a
+   * partial tail (dropped), and a power loss can leave data shorter than meta.json (those frames are dropped too,
+   * never padded or misread).
    */
-  private async open(dir: string, frame: YuvFrame): Promise<{ listed: FrameEntry[]; loaded: number }> {
+  private async open(dir: string, frame: YuvFrame): Promise<FrameEntry[]> {
     const known = this.dirs.get(dir);
-    if (known) return { listed: known, loaded: 0 };
+    if (known) return known;
     await mkdir(dir, { recursive: true });
     const metaFile = path.join(dir, 'meta.json');
-    const listed: FrameEntry[] = existsSync(metaFile) ? (JSON.parse(await readFile(metaFile, 'utf8')) as { frames: FrameEntry[] }).frames.map(({ ptsMs, seq, proxy, detections }) => ({ ptsMs, seq, proxy, detections })) : [];
+    let listed: FrameEntry[] = existsSync(metaFile) ? (JSON.parse(await readFile(metaFile, 'utf8')) as { frames: FrameEntry[] }).frames.map(({ ptsMs, seq, proxy, detections }) => ({ ptsMs, seq, proxy, detections })) : [];
     const { rows, cols } = mbGrid(frame.width, frame.height);
-    const n = listed.length;
-    for (const [f, per] of [['sal.f32', rows * cols * 4], ['saldiff.f32', rows * cols * 4], ['frames.yuv', yuvFrameSize(frame.width, frame.height)]] as const) {
-      const file = path.join(dir, f);
-      if (existsSync(file)) await truncate(file, n * per);
-      else if (n > 0) throw new Error(`${file} is missing but meta.json lists ${n} frames`);
+    const files = [['sal.f32', rows * cols * 4], ['saldiff.f32', rows * cols * 4], ['frames.yuv', yuvFrameSize(frame.width, frame.height)]] as const;
+    let n = listed.length;
+    for (const [f, per] of files) n = Math.min(n, existsSync(path.join(dir, f)) ? Math.floor(statSync(path.join(dir, f)).size / per) : 0);
+    for (const [f, per] of files) if (existsSync(path.join(dir, f))) await truncate(path.join(dir, f), n * per);
+    if (n < listed.length) {
+      listed = listed.slice(0, n);
+      await this.writeMeta(dir, frame, path.basename(path.dirname(dir)), listed);
     }
     this.dirs.set(dir, listed);
-    return { listed, loaded: n };
+    return listed;
   }
 
   private async writeMeta(dir: string, frame: YuvFrame, cameraId: string, frames: FrameEntry[]): Promise<void> {
@@ -121,15 +160,32 @@ export class LabelStore {
       lqQp: this.o.lqQp ?? 40, scoreThreshold: 0.3, detector: path.basename(this.o.modelPath), source: 'server label store',
       frames: frames.map((f, index) => ({ index, ...f })),
     };
-    // written whole to a temporary name, then renamed: meta.json is always a complete file
+    // written whole to a temporary name, flushed, then renamed: meta.json is always a complete file
     const tmp = path.join(dir, 'meta.json.tmp');
-    await writeFile(tmp, JSON.stringify(meta, null, 1));
+    const h = await open(tmp, 'w');
+    try {
+      await h.writeFile(JSON.stringify(meta, null, 1));
+      await h.sync();
+    } finally {
+      await h.close();
+    }
     await rename(tmp, path.join(dir, 'meta.json'));
   }
 
   /** Waits for queued labels, then releases the gradient model. */
   async close(): Promise<void> {
-    await Promise.all([...this.cams.values()].map((c) => c.queue));
+    await this.queue;
     await this.grad.release();
+  }
+}
+
+/** Append and flush to disk before returning. */
+async function appendDurable(file: string, data: Uint8Array): Promise<void> {
+  const h = await open(file, 'a');
+  try {
+    await h.write(data);
+    await h.sync();
+  } finally {
+    await h.close();
   }
 }

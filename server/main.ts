@@ -51,18 +51,24 @@ export async function startServer(settings: ServerSettings, log = rootLogger('ca
   const labels = settings.labels.enabled
     ? await LabelStore.create({
       dir: path.join(settings.storage.dir, 'labels'), modelPath: settings.detector.modelPath, everyN: settings.labels.everyN, maxFramesPerCamera: settings.labels.maxFramesPerCamera,
-      onError: (cameraId, err) => log.error({ component: 'labels', cameraId, err: err.message }, 'label store write failed; labelling stopped for this camera'),
+      onError: (cameraId, err, stopped) => log.error({ component: 'labels', cameraId, err: err.message }, stopped ? 'label store failed; labelling stopped for this camera' : 'labelling one frame failed'),
     })
     : undefined;
   // the DNNGrad graph (forward + proxy + backward) is built once per detector file and transform version, then read from here
-  const analyzer = await SegmentAnalyzer.create({
-    labels,
-    modelPath: settings.detector.modelPath,
-    device: settings.detector.device,
-    cacheDir: path.join(settings.storage.dir, 'model-cache'),
-    onFallback: (model, reason) =>
-      log.warn({ component: model, reason }, `CUDA execution provider unavailable for the ${model}: running on CPU (install onnxruntime-node's CUDA provider: deploy/jetson/README.md, "GPU")`),
-  });
+  let analyzer: SegmentAnalyzer;
+  try {
+    analyzer = await SegmentAnalyzer.create({
+      labels,
+      modelPath: settings.detector.modelPath,
+      device: settings.detector.device,
+      cacheDir: path.join(settings.storage.dir, 'model-cache'),
+      onFallback: (model, reason) =>
+        log.warn({ component: model, reason }, `CUDA execution provider unavailable for the ${model}: running on CPU (install onnxruntime-node's CUDA provider: deploy/jetson/README.md, "GPU")`),
+    });
+  } catch (e) {
+    await labels?.close(); // no model session left behind when the server cannot start
+    throw e;
+  }
   log.info({ component: 'dnngrad', fromCache: analyzer.gradFromCache }, 'DNNGrad graph ready');
   const store = new ServerStore(path.join(settings.storage.dir, 'server.db'), {
     failures: { maxRows: settings.storage.failuresMaxRows, maxBytes: settings.storage.failuresMaxBytes, retentionMs: settings.storage.failuresRetentionHours * 3600_000 },

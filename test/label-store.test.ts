@@ -3,7 +3,7 @@
  * written in the CLI's format (readable by readLabelDir and the training script), capped, restart-safe, and
  * failing closed (no throw) on bad camera ids and write errors.
  */
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, appendFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, appendFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LabelStore } from '../server/label-store.ts';
@@ -50,6 +50,22 @@ test('stores every N-th segment in the labelling CLI format, up to the cap, and 
   expect(after.frames.length).toBe(3);
   expect(Buffer.compare(Buffer.from(after.frames[2].data), Buffer.from(frames[2].data))).toBe(0);
   expect(statSync(path.join(d, 'sal.f32')).size).toBe(3 * after.meta.rows * after.meta.cols * 4);
+  // data shorter than meta.json lists (a power loss after the rename): the frames without whole data are dropped,
+  // never padded with zeros; labelling appends after the last whole frame
+  const mb4 = after.meta.rows * after.meta.cols * 4;
+  truncateSync(path.join(d, 'saldiff.f32'), 2 * mb4 - 10);
+  const third = await LabelStore.create({ dir, modelPath: requireFile(DETECTOR_MODEL), everyN: 1, maxFramesPerCamera: 10 });
+  expect(await third.offer('cam-1', 7, frames[0])).toBe('stored');
+  await third.close();
+  const cut = readLabelDir(d);
+  expect(cut.meta.frames.map((f) => (f as unknown as { seq: number }).seq)).toEqual([0, 7]);
+  expect(Buffer.compare(Buffer.from(cut.frames[1].data), Buffer.from(frames[0].data))).toBe(0);
+  expect([...cut.saldiff[0].data]).toEqual([...ls.saldiff[0].data]);
+  // the cap counts every size folder of the camera, also after a restart
+  const small = { ...frames[0], width: 64, height: 48, data: frames[0].data.subarray(0, 64 * 48 * 1.5) };
+  const capped = await LabelStore.create({ dir, modelPath: requireFile(DETECTOR_MODEL), everyN: 1, maxFramesPerCamera: 2 });
+  expect(await capped.offer('cam-1', 8, small)).toBe('full');
+  await capped.close();
 }, 120_000);
 
 test('a write error stops labelling for that camera, reported once, without throwing', async () => {
