@@ -10,35 +10,27 @@
  * reference box centres each mask covers. Compare the printed points with the uniform curve of the same span
  * (bench:accmpeg's development table, data/accmpeg/dev-cache.json).
  */
-import { renderSegment } from '../oneadapt/render.ts';
-import { decodeSegment } from '../encoder/index.ts';
-import { mbGrid, type MbMap, type YuvFrame } from '../encoder/frame.ts';
+import { mbGrid, type MbMap } from '../encoder/frame.ts';
 import { Detector } from '../detector/detector.ts';
 import type { Detection } from '../detector/postprocess.ts';
-import { ACCURACY, segmentF1 } from '../server/accuracy.ts';
+import { ACCURACY } from '../server/accuracy.ts';
 import { CheapModel } from '../cheapmodel/model.ts';
-import { importanceMask, type QpAssignment } from '../cheapmodel/qpmap.ts';
-import { DETECTOR_MODEL, loadFrames } from '../testdata/fixtures.ts';
+import { importanceMask } from '../cheapmodel/qpmap.ts';
+import { DETECTOR_MODEL } from '../testdata/fixtures.ts';
 import { SCENES } from '../testdata/scenes.ts';
+import { agg } from '../numeric/equal-f1.ts';
+import { DILATE, Evaluator, spanFrames, type Setting } from './accmpeg-eval.ts';
 
-type Rule = Pick<QpAssignment, 'threshold' | 'smooth' | 'minFraction' | 'dilate'>;
 const det = await Detector.load(DETECTOR_MODEL, { device: 'cpu' });
-const detect = async (fs: YuvFrame[]): Promise<Detection[][]> => {
-  const out: Detection[][] = [];
-  for (const f of fs) out.push((await det.detect(f, { confThreshold: ACCURACY.scoreThreshold })).detections);
-  return out;
-};
+const ev = new Evaluator(det);
 const road = (d: Detection): boolean => ACCURACY.classes.includes(d.classId);
 const pairs = (process.env.PAIRS ?? '30/44,34/46,38/50').split(',').map((s) => s.split('/').map(Number));
 
 for (const name of process.argv.slice(2)) {
   const s = SCENES.find((x) => x.name === name);
   if (!s) throw new Error(`unknown scene ${name}`);
-  const frames = loadFrames(s.video, Math.round(s.dev.durationS * s.dev.fps), { startS: s.dev.startS, fps: s.dev.fps });
-  const chunks = Array.from({ length: Math.floor(frames.length / 10) }, (_, c) => frames.slice(c * 10, c * 10 + 10));
-  const ref: Detection[][][] = [];
-  for (const ch of chunks) ref.push(await detect(ch));
-  const { rows, cols } = mbGrid(frames[0].width, frames[0].height);
+  const { chunks, ref } = await ev.span(spanFrames(s.video, s.dev));
+  const { rows, cols } = mbGrid(chunks[0][0].width, chunks[0][0].height);
   const boxMaps: MbMap[] = ref.map((r) => {
     const d = new Float32Array(rows * cols);
     for (const b of r.flat().filter(road)) {
@@ -56,10 +48,13 @@ for (const name of process.argv.slice(2)) {
     maxMaps.push({ rows, cols, data: d });
   }
   await model.release();
-  const coverage = (maps: MbMap[], rule: Rule): string => {
+  // the boxes: every marked MB (no floor); the cheap maps: the agent's rule
+  const boxRule = { rule: 'boxes', threshold: 0.5, minFraction: 0 };
+  const cheapRule = { rule: 'cheap max-of-3', threshold: 0.5, minFraction: 0.05 };
+  const coverage = (maps: MbMap[], rule: typeof boxRule): string => {
     let hit = 0, all = 0, area = 0;
     maps.forEach((m, c) => {
-      const mk = importanceMask(m, rule);
+      const mk = importanceMask(m, { threshold: rule.threshold, smooth: false, minFraction: rule.minFraction, dilate: DILATE });
       area += mk.reduce((a, v) => a + v, 0) / mk.length / maps.length;
       for (const b of ref[c].flat().filter(road)) {
         all++;
@@ -68,19 +63,12 @@ for (const name of process.argv.slice(2)) {
     });
     return `box centres covered ${(hit / all).toFixed(2)}, area ${(100 * area).toFixed(0)}%`;
   };
-  const boxRule: Rule = { threshold: 0.5, smooth: false, dilate: 1 };
-  const cheapRule: Rule = { threshold: 0.5, smooth: false, minFraction: 0.05, dilate: 1 };
   console.log(`${name}: boxes ${coverage(boxMaps, boxRule)} | cheap max-of-3 ${coverage(maxMaps, cheapRule)}`);
   for (const [h, l] of pairs) {
-    for (const [label, maps, rule] of [['boxes', boxMaps, boxRule], ['cheap max-of-3', maxMaps, cheapRule]] as const) {
-      let bytes = 0, tp = 0, fp = 0, fn = 0;
-      for (let c = 0; c < chunks.length; c++) {
-        const r = await renderSegment(chunks[c], { resolution: 1, fps: 10, qp: h, threshold: rule.threshold }, maps[c], { srcFps: 10, lowQpDelta: l - h, assignment: rule });
-        bytes += r.encoded.data.length;
-        const f = segmentF1(await detect((await decodeSegment(r.encoded.data, r.encoded.codec)).frames), ref[c], ACCURACY);
-        tp += f.tp; fp += f.fp; fn += f.fn;
-      }
-      console.log(`  ${label} QP ${h}/${l}: ${(bytes / 1000).toFixed(0)} kB, F1 ${((2 * tp) / (2 * tp + fp + fn)).toFixed(3)}`);
+    for (const [maps, rule] of [[boxMaps, boxRule], [maxMaps, cheapRule]] as const) {
+      const st = await ev.run({ chunks, ref }, maps, { ...rule, highQp: h, lowQp: l } satisfies Setting);
+      const p = agg(st, st.map((_, i) => i));
+      console.log(`  ${rule.rule} QP ${h}/${l}: ${(p.bytes / 1000).toFixed(0)} kB, F1 ${p.f1.toFixed(3)}`);
     }
   }
 }

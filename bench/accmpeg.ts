@@ -38,33 +38,29 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { PNG } from 'pngjs';
-import { renderSegment } from '../oneadapt/render.ts';
-import { decodeSegment, scaleFrame } from '../encoder/index.ts';
-import type { MbMap, YuvFrame } from '../encoder/frame.ts';
+import { scaleFrame } from '../encoder/index.ts';
+import type { MbMap } from '../encoder/frame.ts';
 import { CheapModel, DEFAULT_CHEAP_MODEL } from '../cheapmodel/model.ts';
 import { coverLabels, readLabelDir } from '../cheapmodel/labels.ts';
-import { importanceMask, meanMap, fractionImportant } from '../cheapmodel/qpmap.ts';
+import { meanMap } from '../cheapmodel/qpmap.ts';
 import { calibrateThreshold, sampleFromSaliency } from '../cheapmodel/calibrate.ts';
 import { Detector } from '../detector/detector.ts';
-import type { Detection } from '../detector/postprocess.ts';
-import { ACCURACY, segmentF1 } from '../server/accuracy.ts';
+import { ACCURACY } from '../server/accuracy.ts';
 import { labelVideo } from '../server/label-cli.ts';
 import { ACCMPEG_DEFAULTS } from '../config/schema.ts';
 import { DETECTOR_MODEL, VIDEOS, loadFrames } from '../testdata/fixtures.ts';
-import { median } from '../numeric/stats.ts';
-import { SCENES, labelDir, type Scene, type Span } from '../testdata/scenes.ts';
+import { mean, median } from '../numeric/stats.ts';
+import { SCENES, labelDir, type Scene } from '../testdata/scenes.ts';
 import { agg, compare, dominating, savingOn, type Pt, type Stats } from '../numeric/equal-f1.ts';
+import { CHUNK, DILATE, Evaluator, FPS, cheapMaps, key, spanFrames, type Setting } from './accmpeg-eval.ts';
 import { printTable, writeResult } from './report.ts';
 import { linePlot } from './plot.ts';
 
-const CHUNK = 10;
-const FPS = 10;
 const UNIFORM_QPS = [24, 26, 28, 30, 32, 34, 36, 38, 40, 43, 46, 50];
 /** α / floor pairs: "sparse" and "generous"; each with dilation by one MB and no opening/closing */
 const RULES = [{ name: 'sparse', threshold: 0.5, minFraction: 0.05 }, { name: 'generous', threshold: 0.3, minFraction: 0.15 }];
 const HIGH_QPS = [30, 34, 38];
 const LOW_QPS = [44, 50];
-const DILATE = 1;
 /** label mass a frame's true labels cover (training/train_cheap.py --cover) */
 const COVER = 0.5;
 const EPOCHS = 15;
@@ -74,66 +70,7 @@ const UPLINK_BPS = 1e6;
 /** the agent's default cheapModel.calibrate.targetRecall */
 const CALIB_RECALL = 0.9;
 
-interface Setting { rule: string; threshold: number; minFraction: number; highQp: number; lowQp: number }
 const GRID: Setting[] = RULES.flatMap((r) => HIGH_QPS.flatMap((h) => LOW_QPS.map((l) => ({ rule: r.name, threshold: r.threshold, minFraction: r.minFraction, highQp: h, lowQp: l }))));
-const key = (s: Setting): string => `${s.rule}/${s.highQp}/${s.lowQp}`;
-
-class Evaluator {
-  constructor(private readonly det: Detector) {}
-
-  private async detect(fs: YuvFrame[]): Promise<Detection[][]> {
-    const out: Detection[][] = [];
-    for (const f of fs) out.push((await this.det.detect(f, { confThreshold: ACCURACY.scoreThreshold })).detections);
-    return out;
-  }
-
-  /** One span: its chunks, the reference detections on the original frames. */
-  async span(frames: YuvFrame[]): Promise<{ chunks: YuvFrame[][]; ref: Detection[][][] }> {
-    const n = Math.floor(frames.length / CHUNK);
-    if (n === 0) throw new Error(`span has ${frames.length} frames, fewer than one chunk of ${CHUNK}`);
-    const chunks = Array.from({ length: n }, (_, c) => frames.slice(c * CHUNK, (c + 1) * CHUNK));
-    const ref: Detection[][][] = [];
-    for (const ch of chunks) ref.push(await this.detect(ch));
-    return { chunks, ref };
-  }
-
-  /** Per-chunk bytes and F1 counts under uniform QP (maps null) or an AccMPEG rule over per-chunk importance maps. */
-  async run(sp: { chunks: YuvFrame[][]; ref: Detection[][][] }, maps: MbMap[] | null, s: Setting | { qp: number }): Promise<Stats> {
-    const out: Stats = [];
-    for (let c = 0; c < sp.chunks.length; c++) {
-      const t = performance.now();
-      const acc = 'highQp' in s;
-      const r = await renderSegment(
-        sp.chunks[c],
-        { resolution: 1, fps: FPS, qp: acc ? s.highQp : s.qp, threshold: acc ? s.threshold : 0 },
-        acc && maps ? maps[c] : null,
-        { srcFps: FPS, lowQpDelta: acc ? s.lowQp - s.highQp : 0, assignment: acc ? { smooth: false, minFraction: s.minFraction, dilate: DILATE } : undefined },
-      );
-      const encodeMs = performance.now() - t;
-      const decoded = (await decodeSegment(r.encoded.data, r.encoded.codec)).frames;
-      const f = segmentF1(await this.detect(decoded), sp.ref[c], ACCURACY);
-      const important = acc && maps ? fractionImportant(importanceMask(maps[c], { threshold: s.threshold, smooth: false, minFraction: s.minFraction, dilate: DILATE })) : 0;
-      out.push({ bytes: r.encoded.data.length, tp: f.tp, fp: f.fp, fn: f.fn, encodeMs, important });
-    }
-    return out;
-  }
-
-  async uniform(sp: { chunks: YuvFrame[][]; ref: Detection[][][] }): Promise<Stats[]> {
-    const out: Stats[] = [];
-    for (const qp of UNIFORM_QPS) out.push(await this.run(sp, null, { qp }));
-    return out;
-  }
-}
-
-/** AccMPEG's chunk map: the mean of the cheap model's maps on the chunk's first and last frames. */
-async function cheapMaps(model: CheapModel, chunks: YuvFrame[][]): Promise<{ maps: MbMap[]; msPerFrame: number }> {
-  const maps: MbMap[] = [];
-  const t = performance.now();
-  for (const ch of chunks) maps.push(meanMap([await model.importance(ch[0]), await model.importance(ch[ch.length - 1])]));
-  return { maps, msPerFrame: (performance.now() - t) / (2 * chunks.length) };
-}
-
-const spanFrames = (video: string, sp: Span): YuvFrame[] => loadFrames(video, Math.round(sp.durationS * sp.fps), { startS: sp.startS, fps: sp.fps });
 
 function ensureLabels(s: Scene, part: 'train' | 'eval'): Promise<unknown> | null {
   const dir = path.resolve(labelDir(s.name, part));
@@ -157,8 +94,6 @@ function ensureFoldModel(label: string, held: string): string {
 function delayMs(bytesPerChunk: number, encodeMs: number, cheapMs: number): number {
   return RTT_MS + (bytesPerChunk * 8 * 1000) / UPLINK_BPS + encodeMs + cheapMs;
 }
-
-const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 
 async function cheapMs720(model: CheapModel): Promise<number> {
   const hw = scaleFrame(loadFrames(VIDEOS.highway, 1, { startS: 25 })[0], 1280, 720);
@@ -222,7 +157,7 @@ async function loso(values: Record<string, string | boolean | undefined>): Promi
     const model = await CheapModel.load(foldModel('saldiff', s.name));
     const { maps } = await cheapMaps(model, sp.chunks);
     await model.release();
-    const uniform = await ev.uniform(sp);
+    const uniform = await ev.uniform(sp, UNIFORM_QPS);
     const grid = new Map<string, Stats>();
     for (const g of GRID) grid.set(key(g), await ev.run(sp, maps, g));
     dev.set(s.name, { uniform, grid });
@@ -261,7 +196,7 @@ async function loso(values: Record<string, string | boolean | undefined>): Promi
     await salModel.release();
     const oracleMaps = sp.chunks.map((_, c) => meanMap(ls.saldiff.slice(c * CHUNK, (c + 1) * CHUNK).map((m) => ({ ...m, data: Float32Array.from(coverLabels(m, COVER)) }))));
     const g = chosen.get(h)!;
-    const uniform = await ev.uniform(sp);
+    const uniform = await ev.uniform(sp, UNIFORM_QPS);
     const grid = new Map<string, Stats>();
     for (const x of GRID) grid.set(key(x), await ev.run(sp, maps, x));
     const pre = grid.get(key(g))!;
@@ -370,7 +305,7 @@ async function clip(values: Record<string, string | boolean | undefined>): Promi
   await model.release();
   const d = ACCMPEG_DEFAULTS;
   const setting: Setting = { rule: 'default', threshold: d.threshold, minFraction: d.minFraction, highQp: d.highQp, lowQp: d.lowQp };
-  const uniform = await ev.uniform(sp);
+  const uniform = await ev.uniform(sp, UNIFORM_QPS);
   const pre = await ev.run(sp, maps, setting);
   await det.release();
   const all = pre.map((_, i) => i);
