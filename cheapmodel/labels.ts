@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { yuvFrameSize, type MbMap, type YuvFrame } from '../encoder/frame.ts';
+import { indicesByValueDesc } from '../numeric/stats.ts';
 
 export interface LabelSet {
   meta: { video: string; width: number; height: number; rows: number; cols: number; fps: number; startS: number; frames: { ptsMs: number }[] };
@@ -59,7 +60,7 @@ export function rocAuc(scores: ArrayLike<number>, labels: ArrayLike<number | boo
  */
 export function coverLabels(m: MbMap, cover: number): Uint8Array {
   const out = new Uint8Array(m.data.length);
-  const order = Array.from({ length: m.data.length }, (_, i) => i).sort((i, j) => m.data[j] - m.data[i] || i - j);
+  const order = indicesByValueDesc(m.data);
   let total = 0;
   for (const i of order) total += m.data[i]; // summed in the running sum's order, so cover = 1 stops at the last MB
   if (!(total > 0)) return out;

@@ -10,6 +10,7 @@
  */
 import { type MbMap } from '../encoder/frame.ts';
 import { nativeKernels } from '../encoder/kernels.ts';
+import { indicesByValueDesc } from '../numeric/stats.ts';
 
 export interface QpAssignment {
   threshold: number; // α on P(important)
@@ -75,7 +76,7 @@ function floorAndDilate(m: Uint8Array, p: MbMap, a: MaskRule): Uint8Array {
   for (const v of m) have += v;
   if (have < want) {
     // the highest-P macroblocks not yet marked (ties: lower index first), until the floor is reached
-    const order = Array.from({ length: m.length }, (_, i) => i).sort((i, j) => p.data[j] - p.data[i] || i - j);
+    const order = indicesByValueDesc(p.data);
     for (let k = 0; k < order.length && have < want; k++) if (!m[order[k]]) { m[order[k]] = 1; have++; }
   }
   for (let d = 0; d < (a.dilate ?? 0); d++) m = morph(m, p.rows, p.cols, 'max');

@@ -3,17 +3,16 @@
  * (pure; used by bench:accmpeg). Each scheme is a list of per-chunk stats (bytes and detection counts); F1 is aggregated
  * over the chunks a statistic looks at, so a bootstrap resample re-aggregates instead of averaging per-chunk F1s.
  */
-import { bootstrap } from './stats.ts';
+import { bootstrap, f1FromCounts } from './stats.ts';
 
 export interface ChunkStat { bytes: number; tp: number; fp: number; fn: number; encodeMs: number; important: number }
 export type Stats = ChunkStat[];
 export interface Pt { bytes: number; f1: number }
 
-export const f1Of = (tp: number, fp: number, fn: number): number => (tp + fp + fn === 0 ? 1 : (2 * tp) / (2 * tp + fp + fn));
 export function agg(s: Stats, idx: number[]): Pt {
   let bytes = 0, tp = 0, fp = 0, fn = 0;
   for (const i of idx) { bytes += s[i].bytes; tp += s[i].tp; fp += s[i].fp; fn += s[i].fn; }
-  return { bytes, f1: f1Of(tp, fp, fn) };
+  return { bytes, f1: f1FromCounts(tp, fp, fn) };
 }
 
 /**

@@ -30,6 +30,12 @@ export function quantile(xs: readonly number[], q: number): number {
 
 export const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
+/** F1 from true positives, false positives and false negatives; 1 when there is nothing to find and nothing found. */
+export function f1FromCounts(tp: number, fp: number, fn: number): number {
+  const d = 2 * tp + fp + fn;
+  return d === 0 ? 1 : (2 * tp) / d;
+}
+
 /** 95% bootstrap interval of stat(sample) over resampled indices 0..n−1. */
 export function bootstrap(n: number, stat: (idx: number[]) => number, reps = 2000, seed = 1): [number, number] {
   const r = rng(seed);
@@ -39,4 +45,9 @@ export function bootstrap(n: number, stat: (idx: number[]) => number, reps = 200
     vals.push(stat(idx));
   }
   return [quantile(vals, 0.025), quantile(vals, 0.975)];
+}
+
+/** Indices of `xs` from the largest value to the smallest (ties: lower index first). */
+export function indicesByValueDesc(xs: ArrayLike<number>): number[] {
+  return Array.from({ length: xs.length }, (_, i) => i).sort((i, j) => xs[j] - xs[i] || i - j);
 }

@@ -4,6 +4,7 @@
  * reference box of the same class with the largest IoU ≥ iouThreshold.
  */
 import { iou, ROAD_CLASSES, type Box } from '../detector/postprocess.ts';
+import { f1FromCounts } from '../numeric/stats.ts';
 
 export interface ScoredBox extends Box {
   score: number;
@@ -48,10 +49,7 @@ export interface AggregateF1 {
   meanF1: number;
 }
 
-export function f1FromCounts(tp: number, fp: number, fn: number): number {
-  const d = 2 * tp + fp + fn;
-  return d === 0 ? 1 : (2 * tp) / d;
-}
+export { f1FromCounts };
 
 function keep<T extends ScoredBox>(dets: readonly T[], classes: Set<number> | null, thr: number): T[] {
   return dets.filter((d) => d.score >= thr && (!classes || classes.has(d.classId)));

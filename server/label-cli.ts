@@ -38,16 +38,34 @@ export interface LabelOptions {
 
 const write = (s: WriteStream, buf: Uint8Array): Promise<void> => new Promise((res, rej) => s.write(buf, (e) => (e ? rej(e) : res())));
 
+/** Labelling settings unless given: the detections S sums, and the low-quality encode behind |HQ − LQ|. */
+export const LABEL_DEFAULTS = { lqQp: 40, scoreThreshold: 0.3 } as const;
+
+/** A label folder's meta.json: what readLabelDir and training/train_cheap.py read, and how the labels were made. */
+export function labelSetMeta(
+  o: { video: string; width: number; height: number; fps: number | null; startS: number; lqQp?: number; scoreThreshold?: number; modelPath: string },
+  frames: object[],
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  const { rows, cols } = mbGrid(o.width, o.height);
+  return {
+    video: o.video, width: o.width, height: o.height, rows, cols, fps: o.fps, startS: o.startS, ...extra,
+    lqQp: o.lqQp ?? LABEL_DEFAULTS.lqQp, scoreThreshold: o.scoreThreshold ?? LABEL_DEFAULTS.scoreThreshold, detector: path.basename(o.modelPath),
+    files: { sal: 'sal.f32', saldiff: 'saldiff.f32', frames: 'frames.yuv (YUV420p, width×height)' },
+    frames,
+  };
+}
+
 /** AccMPEG's labels of one frame (see the header): per-MB saliency and saliency·|HQ − LQ|, the proxy, the detections. */
 export async function labelFrame(grad: GradientModel, f: YuvFrame, o: { lqQp?: number; scoreThreshold?: number } = {}): Promise<{ sal: MbMap; saldiff: MbMap; proxy: number; detections: number }> {
   const { input, letterbox } = preprocess(f);
   const raw = await grad.forward(input, [1, 3, INPUT_SIZE, INPUT_SIZE]);
   // detections from the same forward pass the gradient uses (no second detector run)
-  const dets = postprocess(raw, letterbox, { confThreshold: o.scoreThreshold ?? 0.3 });
-  const { value, seed } = accmpegProxy(raw, dets, { minScore: o.scoreThreshold ?? 0.3 });
+  const dets = postprocess(raw, letterbox, { confThreshold: o.scoreThreshold ?? LABEL_DEFAULTS.scoreThreshold });
+  const { value, seed } = accmpegProxy(raw, dets, { minScore: o.scoreThreshold ?? LABEL_DEFAULTS.scoreThreshold });
   const { gradInput } = await grad.vjp(input, [1, 3, INPUT_SIZE, INPUT_SIZE], seed);
   const s = saliencyToFrame(gradInput, letterbox, f.width, f.height);
-  const lq = (await decodeSegment((await encodeSegment([f], [null], { baseQp: o.lqQp ?? 40, gop: 1 })).data)).frames[0];
+  const lq = (await decodeSegment((await encodeSegment([f], [null], { baseQp: o.lqQp ?? LABEL_DEFAULTS.lqQp, gop: 1 })).data)).frames[0];
   return { sal: planePerMb(s, f.width, f.height), saldiff: weightByPixelDiff(s, f, lq, { reduce: 'sum' }), proxy: value, detections: dets.length };
 }
 
@@ -71,21 +89,7 @@ export async function labelVideo(o: LabelOptions): Promise<{ frames: number; row
     o.onFrame?.(frames.length - 1, performance.now() - t);
   }
   await Promise.all([sal, saldiff, yuv].map((s) => new Promise((r) => s.end(r))));
-  const meta = {
-    video: path.basename(o.video),
-    width: src.width,
-    height: src.height,
-    rows,
-    cols,
-    fps: o.fps,
-    startS: o.startS ?? 0,
-    durationS: o.durationS ?? null,
-    lqQp: o.lqQp ?? 40,
-    scoreThreshold: o.scoreThreshold ?? 0.3,
-    detector: path.basename(o.modelPath),
-    files: { sal: 'sal.f32', saldiff: 'saldiff.f32', frames: 'frames.yuv (YUV420p, width×height)' },
-    frames,
-  };
+  const meta = labelSetMeta({ ...o, video: path.basename(o.video), width: src.width, height: src.height, startS: o.startS ?? 0 }, frames, { durationS: o.durationS ?? null });
   writeFileSync(path.join(o.out, 'meta.json'), JSON.stringify(meta, null, 1));
   await grad.release();
   return { frames: frames.length, rows, cols, msPerFrame: (performance.now() - t0) / Math.max(1, frames.length) };

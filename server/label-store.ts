@@ -20,7 +20,7 @@ import path from 'node:path';
 import type { YuvFrame } from '../encoder/frame.ts';
 import { mbGrid, yuvFrameSize } from '../encoder/frame.ts';
 import { GradientModel } from './onnxgrad/index.ts';
-import { labelFrame } from './label-cli.ts';
+import { labelFrame, labelSetMeta } from './label-cli.ts';
 
 export interface LabelStoreOptions {
   dir: string;
@@ -154,12 +154,11 @@ export class LabelStore {
   }
 
   private async writeMeta(dir: string, frame: YuvFrame, cameraId: string, frames: FrameEntry[]): Promise<void> {
-    const { rows, cols } = mbGrid(frame.width, frame.height);
-    const meta = {
-      video: `${cameraId} (decoded uploads)`, width: frame.width, height: frame.height, rows, cols, fps: null, startS: 0,
-      lqQp: this.o.lqQp ?? 40, scoreThreshold: 0.3, detector: path.basename(this.o.modelPath), source: 'server label store',
-      frames: frames.map((f, index) => ({ index, ...f })),
-    };
+    const meta = labelSetMeta(
+      { video: `${cameraId} (decoded uploads)`, width: frame.width, height: frame.height, fps: null, startS: 0, lqQp: this.o.lqQp, modelPath: this.o.modelPath },
+      frames.map((f, index) => ({ index, ...f })),
+      { source: 'server label store' },
+    );
     // written whole to a temporary name, flushed, then renamed: meta.json is always a complete file
     const tmp = path.join(dir, 'meta.json.tmp');
     const h = await open(tmp, 'w');

@@ -3,7 +3,7 @@
  * coverage of a known statistic, its determinism by seed and its narrowing with the sample size.
  */
 import { describe, expect, test } from '@jest/globals';
-import { bootstrap, mean, median, quantile } from '../numeric/stats.ts';
+import { bootstrap, indicesByValueDesc, mean, median, quantile } from '../numeric/stats.ts';
 import { rng } from '../numeric/random.ts';
 
 describe('quantile / median / mean', () => {
@@ -52,4 +52,9 @@ describe('bootstrap', () => {
     expect(ratio).toBeGreaterThan(1.6);
     expect(ratio).toBeLessThan(2.5);
   });
+});
+
+test('indicesByValueDesc orders from the largest value, ties by the lower index', () => {
+  expect(indicesByValueDesc(Float32Array.from([0.2, 0.9, 0.2, 0.5, 0.9]))).toEqual([1, 4, 3, 0, 2]);
+  expect(indicesByValueDesc([])).toEqual([]);
 });
