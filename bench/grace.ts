@@ -43,6 +43,7 @@ import { psnrY, ssimDb, ssimY } from '../grace/quality.ts';
 import { loadFrames, sharedPath } from '../testdata/fixtures.ts';
 import { printTable, writeResult } from './report.ts';
 import { linePlot } from './plot.ts';
+import { mean } from '../numeric/stats.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -137,7 +138,6 @@ async function graceRun(ms: GraceModel[], rung: number, loss: number, seed: numb
   return out;
 }
 
-const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 const dbOf = (ssims: number[]): number => ssimDb(mean(ssims));
 
 interface QRow { scheme: string; loss: number; ssim_db: number; psnr: number; kbps: number }
