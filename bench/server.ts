@@ -63,6 +63,10 @@ const cached = await ProxyGradModel.load(DETECTOR_MODEL, { proxy, intraOpNumThre
 const cachedLoadMs = performance.now() - t0;
 if (!cached.fromCache) throw new Error('second load did not come from the cache');
 await cached.release();
+// timing bound, not a gradient: the same graph with every SiLU's backward (two Muls and a depthwise conv)
+// replaced by passing the gradient through — what the combined graph would cost if onnxruntime had a free
+// fused SiLU-gradient kernel
+const bound = await ProxyGradModel.fromBytes(new Uint8Array(readFileSync(DETECTOR_MODEL)), { proxy, fuseSilu: 'omit', intraOpNumThreads: THREADS, spinning: false });
 
 /** The analyzer's per-frame DNNGrad work: one run gives detections and the MB map. */
 async function detectAndGrad(f: (typeof frames)[number]): Promise<number> {
@@ -74,12 +78,13 @@ async function detectAndGrad(f: (typeof frames)[number]): Promise<number> {
 }
 
 // warm-up (first runs allocate arenas and pick kernels)
-for (let i = 0; i < 3; i++) { await det.detect(frames[i % frames.length]); await detectAndGrad(frames[i % frames.length]); }
+for (let i = 0; i < 3; i++) { await det.detect(frames[i % frames.length]); await detectAndGrad(frames[i % frames.length]); await bound.run(preprocess(frames[i % frames.length]).input); }
 
 const detMs: number[] = [];
 const gradMs: number[] = [];
 const detInferMs: number[] = [];
 const gradInferMs: number[] = [];
+const boundInferMs: number[] = [];
 const wire: number[] = [];
 for (let rep = 0; rep < REPS; rep++) {
   for (const f of frames) {
@@ -97,6 +102,9 @@ for (let rep = 0; rep < REPS; rep++) {
     t = performance.now();
     await grad.run(input);
     gradInferMs.push(performance.now() - t);
+    t = performance.now();
+    await bound.run(input);
+    boundInferMs.push(performance.now() - t);
   }
 }
 const detector_ms = median(detMs);
@@ -160,12 +168,14 @@ const prof = {
   old_vjp: await profileModel(oldBytes, { images: x, grad_output: seed }, { intraOpNumThreads: THREADS, runs: 21 }),
   combined: await profileModel(combinedBytes, { images: x }, { intraOpNumThreads: THREADS, runs: 21 }),
   combined_v3: await profileModel(buildVjpModel(forwardBytes, { proxy, layoutFriendly: false }), { images: x }, { intraOpNumThreads: THREADS, runs: 21 }),
+  bound_free_silu_backward: await profileModel(buildVjpModel(forwardBytes, { proxy, fuseSilu: 'omit' }), { images: x }, { intraOpNumThreads: THREADS, runs: 21 }),
 };
 const r2 = (v: number): number => Math.round(v * 100) / 100;
 const top = (ops: OpTime[], n = 10): { op: string; ms: number; min_ms: number; nodes: number }[] => ops.slice(0, n).map((o) => ({ op: o.op, ms: r2(o.ms), min_ms: r2(o.minMs), nodes: o.nodes }));
 
 await det.release();
 await grad.release();
+await bound.release();
 rmSync(cacheDir, { recursive: true, force: true });
 const loadAfter = os.loadavg();
 
@@ -174,6 +184,8 @@ printTable(`bench:server — ${frames.length} frames × ${REPS} reps of ${path.b
   { path: 'detector alone (preprocess + inference + NMS)', median_ms: detector_ms, inference_only_ms: median(detInferMs), fastest_ms: Math.min(...detMs) },
   { path: 'detector + DNNGrad, one graph (+ MB map + wire)', median_ms: dnngrad_ms, inference_only_ms: median(gradInferMs), fastest_ms: Math.min(...gradMs) },
   { path: 'ratio', median_ms: dnngrad_ms / detector_ms, inference_only_ms: median(gradInferMs) / median(detInferMs), fastest_ms: Math.min(...gradMs) / Math.min(...detMs) },
+  { path: 'bound: combined graph with every SiLU backward free (wrong gradient)', median_ms: '', inference_only_ms: median(boundInferMs), fastest_ms: Math.min(...boundInferMs) },
+  { path: '… bound / detector', median_ms: '', inference_only_ms: median(boundInferMs) / median(detInferMs), fastest_ms: Math.min(...boundInferMs) / Math.min(...detInferMs) },
   { path: 'inference only, sessions spinning (onnxruntime default): detector', median_ms: '', inference_only_ms: median(spinDet), fastest_ms: Math.min(...spinDet) },
   { path: '… detector + DNNGrad', median_ms: '', inference_only_ms: median(spinGrad), fastest_ms: Math.min(...spinGrad) },
   { path: '… ratio', median_ms: '', inference_only_ms: median(spinGrad) / median(spinDet), fastest_ms: Math.min(...spinGrad) / Math.min(...spinDet) },
@@ -185,6 +197,7 @@ printTable(`streams per server at 10 fps, ${SEGMENT_FRAMES}-frame segments (deco
 ]);
 const kr = (p: typeof prof.combined, v: 'totalMs' | 'minTotalMs'): string => (p[v] / prof.detector[v]).toFixed(2);
 console.log(`\nratio of medians, detector + DNNGrad / detector: ${(dnngrad_ms / detector_ms).toFixed(2)} (95% bootstrap interval over the ${detMs.length} interleaved pairs ${ratioCi.map((v) => v.toFixed(2)).join('–')})`);
+console.log(`\nbound (every SiLU backward free, wrong gradient) / detector, kernel time: ${kr(prof.bound_free_silu_backward, 'totalMs')} | ${kr(prof.bound_free_silu_backward, 'minTotalMs')}; inference wall clock ${(median(boundInferMs) / median(detInferMs)).toFixed(2)}`);
 console.log(`\nkernel-time ratio combined / detector (onnxruntime profile totals; per-node median | fastest run): ${kr(prof.combined, 'totalMs')} | ${kr(prof.combined, 'minTotalMs')}; without the layout-friendly adjoints ${kr(prof.combined_v3, 'totalMs')} | ${kr(prof.combined_v3, 'minTotalMs')}`);
 for (const [name, p] of Object.entries(prof)) printTable(`onnxruntime profile: ${name} (kernel total ${p.totalMs.toFixed(1)} ms; fastest runs ${p.minTotalMs.toFixed(1)} ms)`, top(p.ops));
 console.log(`\ngraph build ${buildMs.toFixed(0)} ms, load from cache ${cachedLoadMs.toFixed(0)} ms; load average after ${loadAfter.map((v) => v.toFixed(2)).join(' ')}`);
@@ -206,6 +219,17 @@ writeResult('server', {
   dnngrad_bytes_per_frame: median(wire),
   op_profile: { combined: top(prof.combined.ops, 12), combined_v3: top(prof.combined_v3.ops, 12), detector: top(prof.detector.ops, 8), old_vjp: top(prof.old_vjp.ops, 10) },
   kernel_ratio: prof.combined.totalMs / prof.detector.totalMs,
+  bound_free_silu_backward: {
+    what: 'timing bound, not a gradient: the combined graph with every SiLU backward (2 Mul + 1 depthwise Conv) replaced by passing the gradient through',
+    inference_ms: median(boundInferMs),
+    over_detector_inference: median(boundInferMs) / median(detInferMs),
+    fastest_over_detector_inference: Math.min(...boundInferMs) / Math.min(...detInferMs),
+    // the issue's per-frame ratio if the combined run cost the bound's time (same preprocess, NMS, MB map, wire)
+    per_frame_over_detector: (dnngrad_ms - median(gradInferMs) + median(boundInferMs)) / detector_ms,
+    kernel_ratio: prof.bound_free_silu_backward.totalMs / prof.detector.totalMs,
+    kernel_ratio_fastest: prof.bound_free_silu_backward.minTotalMs / prof.detector.minTotalMs,
+    op_profile: top(prof.bound_free_silu_backward.ops, 8),
+  },
   kernel_ratio_fastest: prof.combined.minTotalMs / prof.detector.minTotalMs,
   op_profile_total_ms: { combined: prof.combined.totalMs, combined_v3: prof.combined_v3.totalMs, detector: prof.detector.totalMs, old_vjp: prof.old_vjp.totalMs },
   op_profile_fastest_total_ms: { combined: prof.combined.minTotalMs, combined_v3: prof.combined_v3.minTotalMs, detector: prof.detector.minTotalMs, old_vjp: prof.old_vjp.minTotalMs },

@@ -11,6 +11,8 @@ export const LossModel = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('iid'), p: z.number().min(0).max(1) }),
   /** Gilbert–Elliott: Good state loses nothing, Bad loses everything; mean loss p, mean burst length `burst` packets */
   z.object({ kind: z.literal('ge'), p: z.number().min(0).max(0.99), burst: z.number().min(1) }),
+  /** these packets (0-based, in the order handed to the link) are lost, no others: scripted losses for tests */
+  z.object({ kind: z.literal('list'), lost: z.array(z.number().int().min(0)) }),
 ]);
 export type LossModel = z.infer<typeof LossModel>;
 
@@ -26,6 +28,7 @@ export type NetEmOptions = z.infer<typeof NetEmOptions>;
 export function describeLoss(l: LossModel): string {
   if (l.kind === 'none') return 'none';
   if (l.kind === 'iid') return `iid ${(l.p * 100).toFixed(0)}%`;
+  if (l.kind === 'list') return `packets ${l.lost.join(',')} lost`;
   return `GE ${(l.p * 100).toFixed(0)}% burst ${l.burst}`;
 }
 
@@ -50,6 +53,7 @@ export class NetEm {
   private drop(): boolean {
     const l = this.o.loss;
     if (l.kind === 'none') return false;
+    if (l.kind === 'list') return l.lost.includes(this.sent - 1);
     if (l.kind === 'iid') return this.uniform() < l.p;
     // state transition, then loss by state
     const pBG = 1 / l.burst;

@@ -76,8 +76,8 @@ export interface GraceSimOptions {
 }
 
 /**
- * Grace++: decode whatever arrived by the deadline; no retransmission; a frame with no packet is not
- * rendered. Intra-refresh frames (x264) need every packet: a lost one is NACKed and resent one RTT
+ * Grace++: decode whatever arrived once the frame's last packet is in (holes before it are lost: FIFO link)
+ * or, when the tail is lost, at the deadline; no retransmission; a frame with no packet is not rendered. Intra-refresh frames (x264) need every packet: a lost one is NACKed and resent one RTT
  * later, again until it arrives.
  */
 export function simulateGrace(frames: FrameSpec[], o: GraceSimOptions): DelayResult {
@@ -110,7 +110,10 @@ export function simulateGrace(frames: FrameSpec[], o: GraceSimOptions): DelayRes
     }
     const first = Math.min(...got);
     const deadline = first + o.slackMs;
-    const ready = got.length === f.packets.length ? Math.min(Math.max(...got), deadline) : deadline;
+    // loss detection by sequence (the link is FIFO): once the frame's last packet is in, every packet still
+    // missing is lost, so the frame decodes then; when the tail itself is lost, at the deadline
+    const tail = arrivals[arrivals.length - 1];
+    const ready = tail !== null ? Math.min(tail, deadline) : deadline;
     const done = Math.max(ready, decoderFree) + o.decodeMs;
     decoderFree = done;
     render.push(done);

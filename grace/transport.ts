@@ -4,8 +4,10 @@
  *
  * Datagrams: [type u8][seq u32][body]. type 1 = media (body = a Grace++ packet), type 2 = feedback
  * (body = frameId u32, count u8, bitmask of the packet indices the receiver decoded).
- * The receiver decodes frame f when all its packets are in, or `slackMs` after its first packet
- * arrived (the frame deadline), or — if none of f arrived — once a later frame is due; nothing
+ * The receiver decodes frame f when all its packets are in, or when a packet that was sent after every
+ * missing one arrives (f's last packet, or any packet of a later frame: the path is taken as FIFO, so the
+ * missing ones are lost), or `slackMs` after its first packet arrived (the frame deadline), or — if none
+ * of f arrived — once a later frame is due; nothing
  * waits for retransmission. After decoding it reports the subset it used; the sender re-derives the
  * same reconstruction (grace/session.ts).
  */
@@ -172,6 +174,7 @@ export class GraceUdpReceiver extends EventEmitter {
     const dv = new DataView(body.buffer);
     const frameId = dv.getUint32(5);
     const count = dv.getUint8(4);
+    const index = dv.getUint8(3);
     // one peer only: the configured one, else the first that sent media (a datagram from anyone else, e.g. a
     // forged frame id far ahead, must not make the receiver skip the real stream's frames)
     const peer = this.o.peerPort ?? (this.senderPort || port);
@@ -189,9 +192,18 @@ export class GraceUdpReceiver extends EventEmitter {
     }
     if (p.ready) return;
     p.packets.push(body);
-    if (p.packets.length >= p.count) {
+    // complete, or its last packet is in (holes before it are lost); a malformed or duplicate packet that
+    // only claims to be the last makes the frame decode early with what it has: never worse than a loss
+    if (p.packets.length >= p.count || index === p.count - 1) {
       clearTimeout(p.timer);
       p.ready = true;
+    }
+    // any packet of this frame was sent after every packet of earlier frames: those still pending are done
+    for (const [id, q] of this.pending) {
+      if (id < frameId && !q.ready) {
+        clearTimeout(q.timer);
+        q.ready = true;
+      }
     }
     this.maxSeen = Math.max(this.maxSeen, frameId);
     void this.pump();

@@ -123,4 +123,42 @@ describe('Grace++ over UDP on loopback', () => {
     expect(tx.acknowledged).toBe(n);
     for (const f of frames) expect(same(tx.exactState(f.frameId)!, f.rgb)).toBe(true);
   });
+
+  test('a lost packet is detected by what arrives after it, not by waiting for the deadline', async () => {
+    const o = { width: W, height: H, minPackets: 6 };
+    // frame 1 is coded against the start reference only, so a dry run gives its packet count
+    const dry = new GraceSender(models, tables, o);
+    dry.start(grey);
+    const n1 = (await dry.encode(rgb[1], 0)).packets.length;
+    const tx = new GraceSender(models, tables, o);
+    const rx = new GraceReceiver(models, tables, o);
+    tx.start(grey);
+    rx.start(grey);
+    const slackMs = 3000; // far longer than the test: a frame decoded at its deadline would fail it
+    const udpRx = new GraceUdpReceiver(rx, { net: { loss: { kind: 'none' }, rttMs: 20, bandwidthKbps: 0, seed: 1 }, slackMs });
+    const port = await udpRx.bind();
+    // lost: frame 1's last packet (only frame 2's packets reveal it) and frame 2's second packet (its last reveals it)
+    const udpTx = new GraceUdpSender(tx, { port, net: { loss: { kind: 'list', lost: [n1 - 1, n1 + 1] }, rttMs: 20, bandwidthKbps: 20000, seed: 1 } });
+    await udpTx.bind();
+    const got = new Map<number, ReceivedFrame & { at: number }>();
+    const done = new Promise<void>((res) => udpRx.on('frame', (f: ReceivedFrame & { at: number }) => { got.set(f.frameId, f); if (f.frameId === 3) res(); }));
+    const sentAt: number[] = [];
+    for (let i = 1; i <= 3; i++) {
+      const r = await udpTx.sendFrame(rgb[i], 0);
+      sentAt[i] = performance.now();
+      if (i === 1) expect(r.packets).toBe(n1);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await done;
+    udpTx.close();
+    udpRx.close();
+    const f1 = got.get(1)!, f2 = got.get(2)!;
+    expect(f1.received.map((v, i) => v || i)).toEqual(f1.received.map((_, i) => (i === n1 - 1 ? n1 - 1 : true)));
+    expect(f2.received.filter((v) => !v)).toHaveLength(1);
+    expect(f2.received[1]).toBe(false);
+    // frame 1 waited for frame 2's first packet (sent 100 ms later), frame 2 for its own last packet
+    expect(f1.at).toBeGreaterThanOrEqual(sentAt[2] - 1);
+    expect(f1.at - sentAt[1]).toBeLessThan(slackMs / 2);
+    expect(f2.at - sentAt[2]).toBeLessThan(slackMs / 2);
+  });
 });

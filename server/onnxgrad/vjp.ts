@@ -26,8 +26,12 @@ export interface VjpOptions {
    * way, kept for comparison and as the fallback for configurations conv.ts does not handle).
    */
   convAdjoint?: 'conv' | 'transpose';
-  /** Fuse the adjoint of SiLU (x·Sigmoid(x)) into g·s·(1 + x − y) (default true). */
-  fuseSilu?: boolean;
+  /**
+   * Fuse the adjoint of SiLU (x·Sigmoid(x)) into g·s·(1 + x − y) (default true). 'omit' passes g through
+   * unchanged instead: a WRONG gradient, only for timing the bound "what if each SiLU's backward were free"
+   * (bench:server); never used by the product.
+   */
+  fuseSilu?: boolean | 'omit';
   /**
    * Graph-level speed-ups (default true): a Focus/space-to-depth stem (Concat of the four stride-2 Slice
    * pairs of one tensor) gets one ConvTranspose with 0/1 weights as its adjoint instead of eight Slice
@@ -639,7 +643,7 @@ export function buildVjpModel(forwardModelBytes: Uint8Array, opts: VjpOptions = 
     const need = (node.input as string[]).map((x) => !!x && dependsOnX.has(x));
     const silu = opts.fuseSilu !== false ? siluInput(node, producer, readers) : null;
     if (silu && g[0]) {
-      addContrib(silu.x, siluAdjoint(b, g[0], silu.x, silu.s, node.output[0]));
+      addContrib(silu.x, opts.fuseSilu === 'omit' ? g[0] : siluAdjoint(b, g[0], silu.x, silu.s, node.output[0]));
       continue;
     }
     let dx: (string | null)[];
