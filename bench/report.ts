@@ -8,8 +8,8 @@ export function benchMeta(): { date: string; commit: string; cpu: string } {
   let commit = 'unknown';
   try {
     commit = execSync('git rev-parse --short HEAD', { encoding: 'utf8' }).trim();
-    // tracked files changed since that commit (results aside): the run is not reproducible from the hash alone
-    const dirty = execSync("git status --porcelain --untracked-files=no -- . ':!bench/results'", { encoding: 'utf8' }).trim();
+    // tracked files changed since that commit (results and docs aside): the run is not reproducible from the hash alone
+    const dirty = execSync("git status --porcelain --untracked-files=no -- . ':!bench/results' ':!*.md'", { encoding: 'utf8' }).trim();
     if (dirty) commit += '-dirty';
   } catch { /* not a git checkout */ }
   const cpus = os.cpus();
