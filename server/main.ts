@@ -39,6 +39,19 @@ export async function startServer(settings: ServerSettings, log = rootLogger('ca
   log.level = settings.log.level;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // what has been opened so far, closed in reverse order if a later step fails (port in use, bad TLS file, …)
+  const opened: (() => unknown)[] = [];
+  try {
+    return await startOpened(settings, log, registry, opened);
+  } catch (e) {
+    for (const close of opened.reverse()) {
+      try { await close(); } catch { /* already failing: the first error is the one to report */ }
+    }
+    throw e;
+  }
+}
+
+async function startOpened(settings: ServerSettings, log: ReturnType<typeof rootLogger>, registry: Registry, opened: (() => unknown)[]): Promise<RunningServer> {
   const segs = new Counter({ name: 'camstream_server_segments_total', help: 'Segments processed', registers: [registry] });
   const bytes = new Counter({ name: 'camstream_server_segment_bytes_total', help: 'Video bytes received', registers: [registry] });
   // every uplink byte, by part (video, reference frames, headers incl. WebSocket framing); replies separately
@@ -54,25 +67,22 @@ export async function startServer(settings: ServerSettings, log = rootLogger('ca
       onError: (cameraId, err, stopped) => log.error({ component: 'labels', cameraId, err: err.message }, stopped ? 'label store failed; labelling stopped for this camera' : 'labelling one frame failed'),
     })
     : undefined;
+  if (labels) opened.push(() => labels.close());
   // the DNNGrad graph (forward + proxy + backward) is built once per detector file and transform version, then read from here
-  let analyzer: SegmentAnalyzer;
-  try {
-    analyzer = await SegmentAnalyzer.create({
-      labels,
-      modelPath: settings.detector.modelPath,
-      device: settings.detector.device,
-      cacheDir: path.join(settings.storage.dir, 'model-cache'),
-      onFallback: (model, reason) =>
-        log.warn({ component: model, reason }, `CUDA execution provider unavailable for the ${model}: running on CPU (install onnxruntime-node's CUDA provider: deploy/jetson/README.md, "GPU")`),
-    });
-  } catch (e) {
-    await labels?.close(); // no model session left behind when the server cannot start
-    throw e;
-  }
+  const analyzer = await SegmentAnalyzer.create({
+    labels,
+    modelPath: settings.detector.modelPath,
+    device: settings.detector.device,
+    cacheDir: path.join(settings.storage.dir, 'model-cache'),
+    onFallback: (model, reason) =>
+      log.warn({ component: model, reason }, `CUDA execution provider unavailable for the ${model}: running on CPU (install onnxruntime-node's CUDA provider: deploy/jetson/README.md, "GPU")`),
+  });
+  opened.push(() => analyzer.close());
   log.info({ component: 'dnngrad', fromCache: analyzer.gradFromCache }, 'DNNGrad graph ready');
   const store = new ServerStore(path.join(settings.storage.dir, 'server.db'), {
     failures: { maxRows: settings.storage.failuresMaxRows, maxBytes: settings.storage.failuresMaxBytes, retentionMs: settings.storage.failuresRetentionHours * 3600_000 },
   });
+  opened.push(() => store.close());
   const apiTokens = new TokenSet(settings.auth.apiTokens);
   const cameras = new CameraTokens(settings.auth.cameras);
   if (cameras.size === 0) log.warn({ component: 'auth' }, 'auth.cameras is empty: no camera can upload (npm run token -- <camera> makes a token)');
@@ -86,6 +96,7 @@ export async function startServer(settings: ServerSettings, log = rootLogger('ca
     tokenOk: (token) => apiTokens.has(token),
     log,
   });
+  opened.push(() => fleetAsk.stop());
   /** the store answers and the listener is up (what /healthz and the systemd watchdog report) */
   const health = (): { ok: boolean; reason?: string } => {
     try {
