@@ -91,19 +91,29 @@ export class BlendModel {
   static async load(dir = DEFAULT_MODEL_DIR, threads = 1): Promise<BlendModel> {
     const metaFile = path.join(dir, 'model.json');
     if (!existsSync(metaFile)) throw new Error(`no CacheBlend model in ${dir} (model.json missing)`);
-    const meta = MetaSchema.parse(JSON.parse(readFileSync(metaFile, 'utf8')));
+    let meta: z.infer<typeof MetaSchema>;
+    try {
+      meta = MetaSchema.parse(JSON.parse(readFileSync(metaFile, 'utf8')));
+    } catch (e) {
+      throw new Error(`CacheBlend model ${metaFile} is unreadable: ${(e as Error).message}`);
+    }
     const opts: ort.InferenceSession.SessionOptions = { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all', executionMode: 'sequential' };
-    const open = (f: string): Promise<ort.InferenceSession> => ort.InferenceSession.create(path.join(dir, f), opts);
     const L = meta.config.layers;
-    const [embedS, headS, ...rest] = await Promise.all([
-      open('embed.onnx'),
-      open('head.onnx'),
-      ...Array.from({ length: L }, (_, i) => open(`layer${i}.onnx`)),
-      ...Array.from({ length: L }, (_, i) => open(`k${i}.onnx`)),
-      ...Array.from({ length: L }, (_, i) => open(`v${i}.onnx`)),
-    ]);
+    const files = ['embed.onnx', 'head.onnx', ...['layer', 'k', 'v'].flatMap((p) => Array.from({ length: L }, (_, i) => `${p}${i}.onnx`)),
+      ...Array.from({ length: L }, (_, i) => `layer${i}p.onnx`).filter((f) => existsSync(path.join(dir, f)))];
+    // every graph or none: a file that does not load is named, and the sessions already open are released
+    const settled = await Promise.allSettled(files.map((f) => ort.InferenceSession.create(path.join(dir, f), opts)));
+    const bad = settled.findIndex((r) => r.status === 'rejected');
+    if (bad >= 0) {
+      await Promise.all(settled.map((r) => (r.status === 'fulfilled' ? r.value.release().catch(() => undefined) : undefined)));
+      throw new Error(`CacheBlend model file ${path.join(dir, files[bad])} does not load: ${((settled[bad] as PromiseRejectedResult).reason as Error)?.message}`);
+    }
+    const sessions = new Map(files.map((f, i) => [f, (settled[i] as PromiseFulfilledResult<ort.InferenceSession>).value]));
+    const get = (f: string): ort.InferenceSession => sessions.get(f)!;
+    const [embedS, headS] = [get('embed.onnx'), get('head.onnx')];
+    const rest = [...['layer', 'k', 'v'].flatMap((p) => Array.from({ length: L }, (_, i) => get(`${p}${i}.onnx`)))];
     const probes = Array.from({ length: L }, (_, i) => ({ k: rest[L + i], v: rest[2 * L + i] }));
-    const fused = await Promise.all(Array.from({ length: L }, (_, i) => (existsSync(path.join(dir, `layer${i}p.onnx`)) ? open(`layer${i}p.onnx`) : null)));
+    const fused = Array.from({ length: L }, (_, i) => sessions.get(`layer${i}p.onnx`) ?? null);
     const m = new BlendModel(meta, embedS, headS, rest.slice(0, L), probes, fused);
     m.table = await m.embed(Array.from({ length: meta.config.vocab }, (_, i) => i));
     return m;

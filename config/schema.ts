@@ -252,6 +252,10 @@ export const ServerSettingsSchema = z.strictObject({
       partialTimeoutMs: z.number().int().positive().default(60_000),
       maxConnections: z.number().int().positive().default(64),
       maxConnectionsPerAddress: z.number().int().positive().default(8),
+      /** largest decoded size a segment may declare (frames × width × height × 1.5 B, reference included) */
+      maxDecodedBytes: z.number().int().min(16 << 20).max(16 << 30).default(512 << 20),
+      /** segments decoded and analysed at once over all connections */
+      maxConcurrentSegments: z.number().int().min(1).max(64).default(2),
     })
     .prefault({}),
   detector: z.strictObject({

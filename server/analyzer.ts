@@ -8,8 +8,8 @@
  *  (b) when the segment carries a high-quality reference frame (the agent's sampled accuracy monitor,
  *      `monitor.referenceEvery`), the F1 of the streamed frame against the detector's output on it.
  */
-import { decodeSegment } from '../encoder/index.ts';
-import { GraceSegmentCodec } from '../grace/segment.ts';
+import { decodeSegment, EncoderError, InvalidInputError } from '../encoder/index.ts';
+import { GraceSegmentCodec, GraceSegmentError } from '../grace/segment.ts';
 import type { YuvFrame } from '../encoder/frame.ts';
 import { ACCURACY, frameF1, type F1Options } from './accuracy.ts';
 import { Detector, ExecutionProviderError, type DetectorDevice } from '../detector/detector.ts';
@@ -45,6 +45,33 @@ export interface AnalyzerOptions {
   cacheDir?: string;
   /** AccMPEG training labels from the uploads: offered each segment's last decoded frame (off: none) */
   labels?: Pick<LabelStore, 'offer'>;
+  /**
+   * Largest decoded size a segment may declare (frames × width × height × 1.5 bytes of YUV420p, its reference
+   * frame included; default 512 MiB): a header may claim up to 1000 frames of 8192×8192, ~100 GB decoded.
+   */
+  maxDecodedBytes?: number;
+  /** segments decoded and analysed at once, over all connections (default 2): bounds memory and shares the cores */
+  maxConcurrent?: number;
+}
+
+export const ANALYZER_DEFAULTS = { maxDecodedBytes: 512 << 20, maxConcurrent: 2 } as const;
+
+/** At most n tasks at a time, the rest wait in arrival order (written here: a dozen lines, no dependency needed). */
+class Slots {
+  private busy = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly n: number) {}
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.busy >= this.n) await new Promise<void>((r) => this.waiting.push(r));
+    else this.busy++;
+    try {
+      return await task();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next(); // the slot passes straight to the next task
+      else this.busy--;
+    }
+  }
 }
 
 /**
@@ -75,6 +102,18 @@ export class SegmentDecodeError extends InvalidSegmentError {
     super(`cannot decode segment ${segmentId}: ${detail}`, segmentId);
     this.name = 'SegmentDecodeError';
   }
+}
+
+/**
+ * Whether a decode failure is the segment's own fault (final) or the server's (the agent keeps the segment and
+ * retries): only what the bytes themselves cause — libavcodec's bitstream steps, the declared-size limits, a
+ * malformed Grace++ container, a size that disagrees with the header — is final. A codec library or model that
+ * does not load, an allocation failure or an onnxruntime error must not make the agent delete its video.
+ */
+const BITSTREAM_STEPS = new Set(['decode', 'decode limit', 'parse bytestream', 'send packet to decoder', 'receive frame from decoder', 'flush decoder', 'convert decoded frame']);
+export function isSegmentFault(e: unknown): boolean {
+  if (e instanceof EncoderError) return BITSTREAM_STEPS.has(e.step);
+  return e instanceof InvalidInputError || e instanceof GraceSegmentError || e instanceof SegmentDecodeError;
 }
 
 const now = (): number => performance.now();
@@ -130,11 +169,27 @@ export class SegmentAnalyzer implements SegmentProcessor {
 
   /** The Grace++ decoder, loaded on the first Grace++ segment. */
   private graceCodec(): Promise<GraceSegmentCodec> {
-    this.grace ??= GraceSegmentCodec.load();
+    // a failed load is not kept: the next Grace++ segment tries again (the models may be fixed meanwhile)
+    this.grace ??= GraceSegmentCodec.load().catch((e: unknown) => {
+      this.grace = undefined;
+      throw e;
+    });
     return this.grace;
   }
 
-  async process(header: SegmentHeader, video: Buffer, ref: Buffer | null): Promise<Omit<Reply, 'type' | 'duplicate'>> {
+  private slots: Slots | undefined;
+
+  process(header: SegmentHeader, video: Buffer, ref: Buffer | null): Promise<Omit<Reply, 'type' | 'duplicate'>> {
+    const declared = header.frameCount * header.width * header.height * 1.5 + (header.ref ? header.ref.width * header.ref.height * 1.5 : 0);
+    const max = this.opts.maxDecodedBytes ?? ANALYZER_DEFAULTS.maxDecodedBytes;
+    if (declared > max) {
+      return Promise.reject(new SegmentDecodeError(header.segmentId, `declares ${(declared / 2 ** 20).toFixed(0)} MiB of decoded frames, more than the server's limit of ${(max / 2 ** 20).toFixed(0)} MiB (ingest.maxDecodedBytes)`));
+    }
+    this.slots ??= new Slots(this.opts.maxConcurrent ?? ANALYZER_DEFAULTS.maxConcurrent);
+    return this.slots.run(() => this.processOne(header, video, ref));
+  }
+
+  private async processOne(header: SegmentHeader, video: Buffer, ref: Buffer | null): Promise<Omit<Reply, 'type' | 'duplicate'>> {
     let t = now();
     let frames: YuvFrame[];
     let refFrame: YuvFrame | null = null;
@@ -145,13 +200,15 @@ export class SegmentAnalyzer implements SegmentProcessor {
         ? await (await this.graceCodec()).decode(video, expect)
         : (await decodeSegment(video, header.codec, { maxFrames: header.frameCount, maxPixels: header.width * header.height })).frames;
       const off = frames.find((f) => f.width !== header.width || f.height !== header.height);
-      if (off) throw new Error(`decoded ${off.width}x${off.height}, the header says ${header.width}x${header.height}`);
+      if (off) throw new SegmentDecodeError(header.segmentId, `decoded ${off.width}x${off.height}, the header says ${header.width}x${header.height}`);
       if (ref && header.ref) {
         refFrame = (await decodeSegment(ref, header.ref.codec, { maxFrames: 1, maxPixels: header.ref.width * header.ref.height })).frames[0] ?? null;
-        if (refFrame && (refFrame.width !== header.ref.width || refFrame.height !== header.ref.height)) throw new Error(`reference is ${refFrame.width}x${refFrame.height}, the header says ${header.ref.width}x${header.ref.height}`);
+        if (refFrame && (refFrame.width !== header.ref.width || refFrame.height !== header.ref.height)) throw new SegmentDecodeError(header.segmentId, `reference is ${refFrame.width}x${refFrame.height}, the header says ${header.ref.width}x${header.ref.height}`);
       }
     } catch (e) {
-      throw new SegmentDecodeError(header.segmentId, (e as Error).message);
+      if (e instanceof SegmentDecodeError) throw e;
+      if (isSegmentFault(e)) throw new SegmentDecodeError(header.segmentId, (e as Error).message);
+      throw new Error(`server could not decode segment ${header.segmentId}: ${(e as Error).message}`, { cause: e });
     }
     if (frames.length === 0) throw new SegmentDecodeError(header.segmentId, 'no frames decoded');
     const decodeMs = now() - t;

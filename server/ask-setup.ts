@@ -45,8 +45,17 @@ export async function startFleetAsk(o: {
   if (o.settings.enabled) {
     if (!existsSync(path.join(dir, 'model.json'))) o.log.warn({ component: 'ask', dir }, 'no CacheBlend model: /api/ask answers 503');
     else {
-      model = await BlendModel.load(dir);
-      kv = new KvStore(path.join(o.storageDir, 'cacheblend'), o.settings.cache.ramMiB * 2 ** 20);
+      // an optional feature: a model or cache folder that cannot be opened leaves /api/ask at 503, the server runs
+      try {
+        model = await BlendModel.load(dir);
+        kv = new KvStore(path.join(o.storageDir, 'cacheblend'), o.settings.cache.ramMiB * 2 ** 20);
+      } catch (e) {
+        o.log.error({ component: 'ask', dir, err: (e as Error).message }, 'CacheBlend model or cache unusable: /api/ask answers 503');
+        await model?.release();
+        model = null;
+      }
+    }
+    if (model && kv) {
       const span = o.settings.windows * WINDOW_MIN * 60_000;
       service = new AskService(
         model,

@@ -74,6 +74,8 @@ async function startOpened(settings: ServerSettings, log: ReturnType<typeof root
     modelPath: settings.detector.modelPath,
     device: settings.detector.device,
     cacheDir: path.join(settings.storage.dir, 'model-cache'),
+    maxDecodedBytes: settings.ingest.maxDecodedBytes,
+    maxConcurrent: settings.ingest.maxConcurrentSegments,
     onFallback: (model, reason) =>
       log.warn({ component: model, reason }, `CUDA execution provider unavailable for the ${model}: running on CPU (install onnxruntime-node's CUDA provider: deploy/jetson/README.md, "GPU")`),
   });

@@ -391,7 +391,8 @@ class DecodeWorker : public Napi::AsyncWorker {
         warnings_.push_back(f.message);
       }
     } catch (const std::exception& e) {
-      failure_ = AvFailure{"decode", e.what()};
+      // not the bytestream's doing (allocation failure and the like): a step name the server treats as its own fault
+      failure_ = AvFailure{"internal", e.what()};
       SetError(e.what());
     }
   }

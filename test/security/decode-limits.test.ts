@@ -3,8 +3,10 @@
  * hundreds of full frames (or a frame larger than declared) are a rejected segment, not an allocation that grows
  * with the stream (found by a review: 30 kB decoded to 345 MB before the limits).
  */
-import { encodeSegment, scaleFrame } from '../../encoder/index.ts';
-import { SegmentAnalyzer, SegmentDecodeError } from '../../server/analyzer.ts';
+import { EncoderError, EncoderUnavailableError, InvalidInputError, encodeSegment, scaleFrame } from '../../encoder/index.ts';
+import { GraceModelError } from '../../grace/model.ts';
+import { GraceSegmentError } from '../../grace/segment.ts';
+import { SegmentAnalyzer, SegmentDecodeError, isSegmentFault } from '../../server/analyzer.ts';
 import { PROTOCOL_VERSION, type SegmentHeader } from '../../wire/protocol.ts';
 import { DETECTOR_MODEL, VIDEOS, loadFrames } from '../../testdata/fixtures.ts';
 
@@ -42,4 +44,44 @@ test('a larger frame than declared, and a reference frame that is a whole stream
   // what the header declares decodes as before
   const ok = await an.process(header({}), Buffer.from(seg.data), null);
   expect(ok.detections).toHaveLength(2);
+});
+
+test('a header declaring more decoded bytes than the server allows is rejected before any decoding', async () => {
+  const small = await SegmentAnalyzer.create({ modelPath: DETECTOR_MODEL, threads: 1, dnngrad: false, maxDecodedBytes: 16 << 20 });
+  try {
+    // 1000 frames of 8192×8192 would be ~100 GB; the bytes are not even looked at
+    const err = await small.process(header({ width: 8192, height: 8192, frameCount: 1000 }), Buffer.from('not video'), null).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SegmentDecodeError);
+    expect((err as Error).message).toMatch(/more than the server's limit of 16 MiB/);
+  } finally {
+    await small.close();
+  }
+});
+
+test('failures that are not the segment\'s fault are not final (the agent keeps and resends the segment)', () => {
+  expect(isSegmentFault(new EncoderError('decode', 'Invalid data found when processing input'))).toBe(true);
+  expect(isSegmentFault(new EncoderError('decode limit', 'more than 2 frames'))).toBe(true);
+  expect(isSegmentFault(new GraceSegmentError('not a Grace++ segment'))).toBe(true);
+  expect(isSegmentFault(new InvalidInputError('empty bytestream'))).toBe(true);
+  for (const e of [new EncoderError('alloc frame', 'Cannot allocate memory'), new EncoderError('internal', 'std::bad_alloc'), new EncoderError('find decoder', 'hevc'),
+    new EncoderUnavailableError('/x/camstream_encoder.node'), new GraceModelError('grace_mid.onnx does not load'), new Error('onnxruntime: failed to allocate')]) {
+    expect(isSegmentFault(e)).toBe(false);
+  }
+});
+
+test('two segments at most are analysed at once, whatever the number of connections', async () => {
+  const two = [still, still];
+  const seg = await encodeSegment(two, two.map(() => null), { baseQp: 30 });
+  const limited = await SegmentAnalyzer.create({ modelPath: DETECTOR_MODEL, threads: 1, dnngrad: false, maxConcurrent: 2 });
+  let running = 0;
+  let peak = 0;
+  const orig = limited.detector.detect.bind(limited.detector);
+  limited.detector.detect = async (f) => { running++; peak = Math.max(peak, running); try { await new Promise((r) => setTimeout(r, 20)); return await orig(f); } finally { running--; } };
+  try {
+    const results = await Promise.all(Array.from({ length: 6 }, (_, i) => limited.process(header({ segmentId: `cam-1-${i}`, seq: i }), Buffer.from(seg.data), null)));
+    expect(results.every((r) => r.detections.length === 2)).toBe(true);
+    expect(peak).toBe(2);
+  } finally {
+    await limited.close();
+  }
 });
