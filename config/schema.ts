@@ -253,7 +253,7 @@ export const ServerSettingsSchema = z.strictObject({
       maxConnections: z.number().int().positive().default(64),
       maxConnectionsPerAddress: z.number().int().positive().default(8),
       /** largest decoded size a segment may declare (frames × width × height × 1.5 B, reference included) */
-      maxDecodedBytes: z.number().int().min(16 << 20).max(16 << 30).default(512 << 20),
+      maxDecodedBytes: z.number().int().min(16 * 2 ** 20).max(16 * 2 ** 30).default(512 * 2 ** 20),
       /** segments decoded and analysed at once over all connections */
       maxConcurrentSegments: z.number().int().min(1).max(64).default(2),
     })

@@ -13,7 +13,7 @@
  * daemon over a typo); otherwise the error goes to the logger.
  */
 import { EventEmitter } from 'node:events';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { isScalar } from 'yaml';
 import type { z } from 'zod';
@@ -134,7 +134,7 @@ export class ConfigManager<S extends z.ZodType> extends EventEmitter<ConfigManag
     const changedKeys = diffKeys(prev, parsed.value);
     if (changedKeys.length > 0) {
       this.log.info({ component: 'config', file: this.file, changedKeys }, 'config reloaded');
-      this.emit('change', parsed.value, prev, changedKeys);
+      this.emitChange(parsed.value, prev, changedKeys);
     }
     return { ok: true, changed: changedKeys.length > 0, config: parsed.value, changedKeys };
   }
@@ -180,10 +180,16 @@ export class ConfigManager<S extends z.ZodType> extends EventEmitter<ConfigManag
     writeFileAtomic(this.file, text);
     this.good = parsed;
     this.lastSeenText = text;
-    const version = this.store?.saveConfigVersion(text, who, reason);
+    // the file is written: the new settings apply even if the history cannot be recorded (full disk)
+    let version: number | undefined;
+    try {
+      version = this.store?.saveConfigVersion(text, who, reason);
+    } catch (e) {
+      this.log.error({ component: 'config', file: this.file, who, reason, err: (e as Error).message }, 'config applied, but its version could not be recorded');
+    }
     const changedKeys = diffKeys(prev, parsed.value);
     this.log.info({ component: 'config', file: this.file, who, reason, version, changedKeys }, 'config set');
-    if (changedKeys.length > 0) this.emit('change', parsed.value, prev, changedKeys);
+    if (changedKeys.length > 0) this.emitChange(parsed.value, prev, changedKeys);
     return { config: parsed.value, changedKeys, version };
   }
 
@@ -198,10 +204,24 @@ export class ConfigManager<S extends z.ZodType> extends EventEmitter<ConfigManag
     return parseConfigText(text, this.schema, this.file);
   }
 
+  /** History of applied configs; a store error (full disk) is logged, never thrown: the config still applies. */
   private recordIfNew(text: string, who: string, reason: string): void {
     if (!this.store) return;
-    if (this.store.latestConfigVersion()?.text === text) return;
-    this.store.saveConfigVersion(text, who, reason);
+    try {
+      if (this.store.latestConfigVersion()?.text === text) return;
+      this.store.saveConfigVersion(text, who, reason);
+    } catch (e) {
+      this.log.error({ component: 'config', file: this.file, reason, err: (e as Error).message }, 'config applied, but its version could not be recorded');
+    }
+  }
+
+  /** 'change' listeners run from a file-watch timer or SIGHUP: one that throws is logged, not a crash. */
+  private emitChange(next: z.output<S>, prev: z.output<S>, changedKeys: string[]): void {
+    try {
+      this.emit('change', next, prev, changedKeys);
+    } catch (e) {
+      this.log.error({ component: 'config', file: this.file, changedKeys, err: (e as Error).message }, 'applying the new config failed in a listener');
+    }
   }
 
   private startWatching(): void {
@@ -241,14 +261,19 @@ export function writeFileAtomic(file: string, text: string): void {
   } catch {
     /* new file */
   }
-  writeFileSync(tmp, text, { mode });
-  const fd = openSync(tmp, 'r+');
   try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    writeFileSync(tmp, text, { mode });
+    const fd = openSync(tmp, 'r+');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  } catch (e) {
+    rmSync(tmp, { force: true }); // a full disk leaves no half-written temp file behind; the old file is untouched
+    throw e;
   }
-  renameSync(tmp, file);
   const dfd = openSync(dir, 'r');
   try {
     fsyncSync(dfd);

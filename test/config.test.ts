@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AgentStore } from '../agent/store.ts';
 import { ConfigError, configPathFromArgv, loadAgentConfig, loadConfigFile, loadServerConfig, parseConfigText } from '../config/load.ts';
 import { AgentSettingsSchema, type AgentSettings } from '../config/schema.ts';
-import { ConfigManager, diffKeys } from '../config/watch.ts';
+import { ConfigManager, diffKeys, writeFileAtomic } from '../config/watch.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 let dir: string;
@@ -283,5 +283,43 @@ describe('ConfigManager', () => {
     mgr.set({ 'encoder.preset': 'fast' }, 'x', 'y');
     expect(mgr.current.log.level).toBe('warn');
     expect(mgr.current.encoder.preset).toBe('fast');
+  });
+  test('a full disk while recording the config history: the edit still applies, is logged, nothing throws', () => {
+    const logged: object[] = [];
+    const full = {
+      latestConfigVersion: () => store.latestConfigVersion(),
+      saveConfigVersion: (): number => { throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' }); },
+    };
+    mgr = new ConfigManager({ file, schema: AgentSettingsSchema, watch: false, store: full, logger: { info() {}, warn() {}, error: (o) => logged.push(o) } });
+    expect(() => mgr!.start()).not.toThrow(); // startup records a version: logged, the agent still starts
+    const changes: string[][] = [];
+    mgr.on('change', (_n, _p, k) => changes.push(k));
+    writeFileSync(file, MINIMAL + 'encoder:\n  baseQp: 34\n');
+    expect(mgr.reload()).toMatchObject({ ok: true, changedKeys: ['encoder.baseQp'] }); // the SIGHUP / file-watch path
+    const r = mgr.set({ 'encoder.baseQp': 36 }, 'mqtt:ops', 'night'); // the MQTT set_config path
+    expect(r).toMatchObject({ changedKeys: ['encoder.baseQp'], version: undefined });
+    expect(changes).toEqual([['encoder.baseQp'], ['encoder.baseQp']]);
+    expect(mgr.current.encoder.baseQp).toBe(36);
+    expect(logged.filter((o) => JSON.stringify(o).includes('disk is full'))).toHaveLength(3);
+  });
+
+  test('a change listener that throws is logged, not thrown out of reload() (a timer or SIGHUP would crash)', () => {
+    const logged: object[] = [];
+    mgr = new ConfigManager({ file, schema: AgentSettingsSchema, watch: false, logger: { info() {}, warn() {}, error: (o) => logged.push(o) } });
+    mgr.start();
+    mgr.on('change', () => { throw new Error('pipeline restart failed'); });
+    writeFileSync(file, MINIMAL + 'encoder:\n  baseQp: 34\n');
+    expect(mgr.reload()).toMatchObject({ ok: true, changedKeys: ['encoder.baseQp'] });
+    expect(JSON.stringify(logged)).toContain('pipeline restart failed');
+  });
+
+  test('writeFileAtomic that fails after writing its temp file leaves no temp file behind', () => {
+    const ro = join(dir, 'ro');
+    mkdirSync(join(ro, 'agent.yaml'), { recursive: true });
+    writeFileSync(join(ro, 'agent.yaml', 'keep'), 'x');
+    // the target is a non-empty directory: the temp file is written and synced, then the rename fails
+    expect(() => writeFileAtomic(join(ro, 'agent.yaml'), 'new\n')).toThrow();
+    expect(readFileSync(join(ro, 'agent.yaml', 'keep'), 'utf8')).toBe('x');
+    expect(readdirSync(ro).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   });
 });
