@@ -265,6 +265,7 @@ export const ServerSettingsSchema = z.strictObject({
   storage: z
     .strictObject({
       dir: z.string().min(1).default('/var/lib/camstream'),
+      /** per-segment results (detections, F1, bytes on the wire) stored longer ago than this are deleted, hourly */
       metricsRetentionHours: z.number().positive().default(24 * 7),
       /** rejected segments kept for inspection: capped and expiring */
       failuresMaxRows: z.number().int().positive().default(1000),

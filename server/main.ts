@@ -85,6 +85,19 @@ async function startOpened(settings: ServerSettings, log: ReturnType<typeof root
     failures: { maxRows: settings.storage.failuresMaxRows, maxBytes: settings.storage.failuresMaxBytes, retentionMs: settings.storage.failuresRetentionHours * 3600_000 },
   });
   opened.push(() => store.close());
+  // retention of the per-segment results: now, then hourly (a store error is logged; ingest goes on)
+  const prune = (): void => {
+    try {
+      const n = store.pruneResults(Date.now() - settings.storage.metricsRetentionHours * 3600_000);
+      if (n > 0) log.info({ component: 'store', deleted: n, retentionHours: settings.storage.metricsRetentionHours }, 'old results deleted');
+    } catch (e) {
+      log.error({ component: 'store', err: (e as Error).message }, 'deleting old results failed');
+    }
+  };
+  prune();
+  const pruneTimer = setInterval(prune, 3600_000);
+  pruneTimer.unref();
+  opened.push(() => clearInterval(pruneTimer));
   const apiTokens = new TokenSet(settings.auth.apiTokens);
   const cameras = new CameraTokens(settings.auth.cameras);
   if (cameras.size === 0) log.warn({ component: 'auth' }, 'auth.cameras is empty: no camera can upload (npm run token -- <camera> makes a token)');
@@ -174,6 +187,7 @@ async function startOpened(settings: ServerSettings, log: ReturnType<typeof root
     store,
     ingest,
     async stop() {
+      clearInterval(pruneTimer);
       await ingest.stop();
       await fleetAsk.stop();
       await analyzer.close();

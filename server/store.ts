@@ -67,6 +67,13 @@ const MIGRATIONS: string[] = [
     ALTER TABLE results_v2 RENAME TO results;
     CREATE INDEX results_camera ON results(camera_id, created_at);
     CREATE INDEX failures_created ON failures(created_at);`,
+  // capture time as a column (the ask window and latestCapture scanned every header's JSON), and indexes for the
+  // fleet page's last segment per camera and for retention
+  `ALTER TABLE results ADD COLUMN captured_at INTEGER;
+    UPDATE results SET captured_at = json_extract(header, '$.capturedAt');
+    CREATE INDEX results_captured ON results(captured_at);
+    CREATE INDEX results_camera_seq ON results(camera_id, seq);
+    CREATE INDEX results_created ON results(created_at);`,
 ];
 
 export class ServerStore implements ReplyStore {
@@ -96,8 +103,22 @@ export class ServerStore implements ReplyStore {
   /** `wireBytes`: what the segment cost on the uplink (video, reference frame, headers); default: the header's account */
   saveReply(header: SegmentHeader, reply: Reply, wireBytes?: number): void {
     this.db
-      .prepare('INSERT OR IGNORE INTO results (camera_id, segment_id, seq, bytes, f1, header, reply, created_at) VALUES (?,?,?,?,?,?,?,?)')
-      .run(header.cameraId, header.segmentId, header.seq, wireBytes ?? segmentWireBytes(header).total, reply.f1?.f1 ?? null, JSON.stringify(header), JSON.stringify(reply), Date.now());
+      .prepare('INSERT OR IGNORE INTO results (camera_id, segment_id, seq, bytes, f1, header, reply, created_at, captured_at) VALUES (?,?,?,?,?,?,?,?,?)')
+      .run(header.cameraId, header.segmentId, header.seq, wireBytes ?? segmentWireBytes(header).total, reply.f1?.f1 ?? null, JSON.stringify(header), JSON.stringify(reply), Date.now(), header.capturedAt);
+  }
+
+  /**
+   * Retention: delete results stored before `beforeMs`, at most `batch` rows per transaction (a long delete must
+   * not hold the write lock that ingest needs). Returns the number deleted.
+   */
+  pruneResults(beforeMs: number, batch = 5000): number {
+    const del = this.db.prepare('DELETE FROM results WHERE rowid IN (SELECT rowid FROM results WHERE created_at < ? LIMIT ?)');
+    let total = 0;
+    for (;;) {
+      const n = del.run(beforeMs, batch).changes;
+      total += n;
+      if (n < batch) return total;
+    }
   }
 
   /** Keep a rejected segment's bytes, within the failure limits (expired and oldest rows go first). */
@@ -165,7 +186,7 @@ export class ServerStore implements ReplyStore {
   /** Detections of every segment captured at or after `sinceMs` (the event logs' source). */
   segmentEvents(sinceMs: number): SegmentEvents[] {
     const rows = this.db
-      .prepare(`SELECT camera_id, json_extract(header, '$.capturedAt') AS t, json_extract(reply, '$.detections') AS d FROM results WHERE json_extract(header, '$.capturedAt') >= ? ORDER BY t`)
+      .prepare(`SELECT camera_id, captured_at AS t, json_extract(reply, '$.detections') AS d FROM results WHERE captured_at >= ? ORDER BY captured_at`)
       .all(sinceMs) as { camera_id: string; t: number; d: string }[];
     return rows.map((r) => ({ cameraId: r.camera_id, capturedAt: r.t, detections: JSON.parse(r.d) as number[][][] }));
   }
@@ -176,7 +197,7 @@ export class ServerStore implements ReplyStore {
    * question's window away from the real data.
    */
   latestCapture(nowMs = Date.now(), maxSkewMs = 86_400_000): number | null {
-    const r = this.db.prepare(`SELECT max(json_extract(header, '$.capturedAt')) AS t FROM results WHERE json_extract(header, '$.capturedAt') <= ?`).get(nowMs + maxSkewMs) as { t: number | null };
+    const r = this.db.prepare('SELECT max(captured_at) AS t FROM results WHERE captured_at <= ?').get(nowMs + maxSkewMs) as { t: number | null };
     return r.t;
   }
 
