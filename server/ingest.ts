@@ -13,7 +13,8 @@
  *  - at most `maxConnections` TCP connections in all and `maxConnectionsPerAddress` per address; when the
  *    total is reached, a new connection evicts the oldest one that has not authenticated after
  *    `EVICT_AFTER_MS` (a camera sends its hello at once), so a few addresses holding silent connections
- *    cannot keep real cameras out.
+ *    cannot keep real cameras out; likewise at an address's limit, among that address's connections (cameras
+ *    behind one NAT address share it with whatever else is there).
  *
  * Segments: each connection's segments are processed in order, one at a time (the socket is paused
  * while one is processed: the back-pressure the agent sees through its send window). Replies are
@@ -208,21 +209,26 @@ export class IngestServer extends EventEmitter<IngestEvents> {
   private onTcp(socket: Socket): void {
     const address = socket.remoteAddress ?? '?';
     const n = this.perAddress.get(address) ?? 0;
+    const full = this.tcpCount >= this.limits.maxConnections;
+    const addressFull = n >= this.limits.maxConnectionsPerAddress;
     let evicted = false;
-    if (this.tcpCount >= this.limits.maxConnections && n < this.limits.maxConnectionsPerAddress) {
-      // full: make room by closing the oldest connection that has had time to authenticate and has not
-      // (the unauthed map is in arrival order; its 'close' handler then counts it out as usual)
-      const oldest = this.unauthed.entries().next().value;
-      const age = oldest ? Date.now() - oldest[1].at : 0;
-      if (oldest && age >= EVICT_AFTER_MS) {
-        this.unauthed.delete(oldest[0]);
-        this.emit('rejected', `evicted: connection limit reached and no hello after ${age} ms`, oldest[1].socket.remoteAddress ?? '?', null);
-        oldest[1].socket.destroy();
+    if (full || addressFull) {
+      // make room by closing the oldest connection that has had time to authenticate and has not — from this
+      // address when the address is at its limit (so silent sockets from a shared NAT address cannot lock its
+      // cameras out), else from any address (the unauthed map is in arrival order; 'close' counts it out as usual)
+      for (const [k, u] of this.unauthed) {
+        if (addressFull && u.socket.remoteAddress !== address) continue;
+        const age = Date.now() - u.at;
+        if (age < EVICT_AFTER_MS) break; // the rest are younger
+        this.unauthed.delete(k);
+        this.emit('rejected', `evicted: ${addressFull ? 'per-address ' : ''}connection limit reached and no hello after ${age} ms`, u.socket.remoteAddress ?? '?', null);
+        u.socket.destroy();
         evicted = true;
+        break;
       }
     }
-    if ((this.tcpCount >= this.limits.maxConnections && !evicted) || n >= this.limits.maxConnectionsPerAddress) {
-      this.emit('rejected', this.tcpCount >= this.limits.maxConnections ? 'connection limit reached' : 'per-address connection limit reached', address, null);
+    if ((full || addressFull) && !evicted) {
+      this.emit('rejected', full ? 'connection limit reached' : 'per-address connection limit reached', address, null);
       socket.destroy();
       return;
     }

@@ -152,6 +152,23 @@ describe('finding 7: connections are bounded', () => {
     }
   });
 
+  test('at an address\'s limit, its own silent connection older than EVICT_AFTER_MS makes room for a camera behind the same address', async () => {
+    const s = await startIngest({ maxConnectionsPerAddress: 2, maxConnections: 100 });
+    const silent = [await RawWs.connect(s.port), await RawWs.connect(s.port)]; // same address (127.0.0.1), never say hello
+    try {
+      await expect(RawWs.connect(s.port)).rejects.toThrow(/upgrade refused/); // too young to evict
+      await new Promise((r) => setTimeout(r, EVICT_AFTER_MS + 200));
+      const reply = await upload(s.url, 'camB', segment('camB', 'camB-seg-9', 0, 3));
+      expect(reply).toMatchObject({ type: 'reply', segmentId: 'camB-seg-9' });
+      await waitFor(() => silent[0].closed);
+      expect(silent[1].closed).toBe(false); // only the oldest went
+      expect(s.rejected.some((r) => /^evicted: per-address connection limit reached and no hello after \d+ ms$/.test(r))).toBe(true);
+    } finally {
+      silent.forEach((c) => c.end());
+      await s.server.stop();
+    }
+  });
+
   test('before hello at most 64 KiB may be buffered', async () => {
     const s = await startIngest({ maxPayloadBytes: 4 << 20 });
     try {
