@@ -181,7 +181,7 @@ export interface CommandEvent {
 }
 
 export class MqttControlError extends Error {
-  constructor(message: string, readonly cmd?: string) {
+  constructor(message: string, readonly cmd?: string, readonly timedOut = false) {
     super(message);
     this.name = 'MqttControlError';
   }
@@ -488,14 +488,22 @@ export class MqttControl extends EventEmitter {
     }
     this.chain = this.chain.then(async () => {
       let response: CommandResponse;
+      let stillRunning: Promise<unknown> | undefined;
       if ('error' in parsed) {
         response = { status: 'error', error: parsed.error };
       } else {
+        let run: Promise<unknown> | undefined;
         try {
-          const data = await this.withTimeout(cmd, parsed.run());
+          run = parsed.run();
+          const data = await this.withTimeout(cmd, run);
           response = { status: 'ok', data: data === undefined ? {} : data };
         } catch (err) {
           response = { status: 'error', error: err instanceof Error ? err.message : String(err) };
+          // answered now, but still running: the next command waits for it (one at a time, below)
+          if (err instanceof MqttControlError && err.timedOut) {
+            response.error += '; it is still running, later commands wait for it';
+            stillRunning = run;
+          }
         }
       }
       if (parsed.transaction !== undefined) response.transaction = parsed.transaction;
@@ -511,6 +519,22 @@ export class MqttControl extends EventEmitter {
       } satisfies CommandEvent);
       if (key !== undefined) this.remember(key, response);
       this.respond(cmd, response);
+      if (stillRunning) {
+        // a repeat of this transaction gets the real outcome once there is one
+        let late: CommandResponse;
+        try {
+          const data = await stillRunning;
+          late = { status: 'ok', data: data === undefined ? {} : data };
+        } catch (e) {
+          late = { status: 'error', error: e instanceof Error ? e.message : String(e) };
+        }
+        if (parsed.transaction !== undefined) late.transaction = parsed.transaction;
+        this.log.info({ cmd, transaction: parsed.transaction, status: late.status, ms: Date.now() - started }, 'timed-out command finished');
+        if (key !== undefined) this.remember(key, late);
+      }
+    }).catch((e: unknown) => {
+      // a listener or publish that throws must not break the chain: every later command would be dropped
+      this.log.error({ cmd, err: e instanceof Error ? e.message : String(e) }, 'command handling failed');
     });
   }
 
@@ -598,7 +622,7 @@ export class MqttControl extends EventEmitter {
     const ms = this.opts.commandTimeoutMs ?? 30_000;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new MqttControlError(`'${cmd}' did not finish within ${ms} ms`, cmd)), ms);
+      timer = setTimeout(() => reject(new MqttControlError(`'${cmd}' did not finish within ${ms} ms`, cmd, true)), ms);
     });
     return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
   }

@@ -259,6 +259,40 @@ describe('MqttControl (real mosquitto)', () => {
     expect(fake.calls.filter((c) => c.name === 'setConfig')).toHaveLength(1);
   });
 
+  test('a command that times out is answered, but the next one waits for it; a repeat gets its real outcome', async () => {
+    const order: string[] = [];
+    class SlowAgent extends FakeAgent {
+      override async restartPipeline(): Promise<void> {
+        order.push('restart:start');
+        await sleep(800);
+        order.push('restart:end');
+      }
+      override async stopSource(): Promise<void> {
+        order.push('stop');
+        await super.stopSource();
+      }
+    }
+    const slow = new MqttControl({ url: broker.url, deviceId: 'camslow', handlers: new SlowAgent(), logger: silent, configKeys: {}, commandTimeoutMs: 200 });
+    await slow.start();
+    const o = await Observer.connect(broker.url, ['camstream/camslow/#']);
+    try {
+      const r1 = await o.request(slow, 'restart_pipeline', { transaction: 'slow-1' }, 'slow-1');
+      expect(r1).toMatchObject({ status: 'error', transaction: 'slow-1' });
+      expect(String(r1.error)).toMatch(/did not finish within 200 ms; it is still running/);
+      const r2 = await o.request(slow, 'stop_source', { transaction: 'next' }, 'next');
+      expect(r2).toMatchObject({ status: 'ok', transaction: 'next' });
+      expect(order).toEqual(['restart:start', 'restart:end', 'stop']); // one at a time
+      // the repeat of the timed-out transaction is not run again and gets what really happened
+      await o.client.publishAsync(slow.requestTopic('restart_pipeline'), JSON.stringify({ transaction: 'slow-1' }), { qos: 1 });
+      await waitFor(() => o.responses(slow.responseTopic('restart_pipeline'), 'slow-1').length === 2, 5000, 'repeat answer');
+      expect(o.responses(slow.responseTopic('restart_pipeline'), 'slow-1')[1]).toEqual({ status: 'ok', data: {}, transaction: 'slow-1' });
+      expect(order.filter((e) => e === 'restart:start')).toHaveLength(1);
+    } finally {
+      await o.close();
+      await slow.stop();
+    }
+  });
+
   test('a retained command is never executed', async () => {
     // someone publishes a command with retain=true; a fresh subscriber would get it on every subscribe
     await obs.client.publishAsync('camstream/camret/request/stop_source', JSON.stringify({ transaction: 'ret' }), { qos: 1, retain: true });
