@@ -15,6 +15,10 @@ const RequestSchema = z.strictObject({
   token: z.string().max(512).optional(),
 });
 
+/** largest request accepted (a question is at most 300 characters) and most questions waiting for an answer */
+const MAX_REQUEST_BYTES = 4096;
+const MAX_WAITING = 16;
+
 export interface AskMqttOptions {
   url: string;
   baseTopic: string;
@@ -32,6 +36,7 @@ export class AskMqttBridge {
   private client: MqttClient | null = null;
   private readonly requestTopic: string;
   private pending = Promise.resolve();
+  private waiting = 0;
 
   constructor(private readonly o: AskMqttOptions) {
     this.requestTopic = `${o.baseTopic}/server/ask`;
@@ -44,9 +49,7 @@ export class AskMqttBridge {
     this.client = client;
     client.on('error', (err) => this.o.log?.error({ component: 'ask-mqtt', err: err.message }, 'mqtt error'));
     client.on('message', (topic, payload, packet) => {
-      if (topic !== this.requestTopic || packet.retain) return;
-      // one question at a time, in arrival order
-      this.pending = this.pending.then(() => this.handle(payload)).catch((e) => this.o.log?.error({ component: 'ask-mqtt', err: (e as Error).message }, 'ask failed'));
+      if (topic === this.requestTopic && !packet.retain) this.onRequest(payload);
     });
     return new Promise<void>((resolve) => {
       client.on('connect', () => {
@@ -58,41 +61,66 @@ export class AskMqttBridge {
     });
   }
 
-  private async handle(payload: Buffer): Promise<void> {
+  /**
+   * Checked at once (a bad token or request is answered without waiting behind long answers); valid questions
+   * queue, one answered at a time in arrival order, at most MAX_WAITING of them.
+   */
+  private onRequest(payload: Buffer): void {
+    const r = this.check(payload);
+    if (!r) return;
+    if ('error' in r) return void this.publish(r.reply, { type: 'error', error: r.error });
+    if (this.waiting >= MAX_WAITING) return void this.publish(r.reply, { type: 'error', error: `server busy: ${MAX_WAITING} questions are waiting; ask again later` });
+    this.waiting++;
+    this.pending = this.pending
+      .then(() => this.answer(r.reply, r.question))
+      .catch((e) => this.o.log?.error({ component: 'ask-mqtt', err: (e as Error).message }, 'ask failed'))
+      .finally(() => { this.waiting--; });
+  }
+
+  /** A request's reply topic and question, or the error to answer there; null: dropped (nowhere to answer). */
+  private check(payload: Buffer): { reply: string; question: string } | { reply: string; error: string } | null {
+    if (payload.length > MAX_REQUEST_BYTES) {
+      this.o.log?.warn({ component: 'ask-mqtt', bytes: payload.length }, `ask request over ${MAX_REQUEST_BYTES} bytes: dropped`);
+      return null;
+    }
     let raw: unknown;
     try {
       raw = JSON.parse(payload.toString('utf8'));
     } catch {
       this.o.log?.warn({ component: 'ask-mqtt', bytes: payload.length }, 'ask request is not JSON: dropped');
-      return;
+      return null;
     }
     const idOnly = z.object({ id: RequestSchema.shape.id }).safeParse(raw);
     if (!idOnly.success) {
       this.o.log?.warn({ component: 'ask-mqtt' }, 'ask request without a valid id: dropped');
-      return;
+      return null;
     }
     const reply = `${this.requestTopic}/${idOnly.data.id}`;
+    const req = RequestSchema.safeParse(raw);
+    if (!req.success) return { reply, error: req.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
+    if (!this.o.authorized(req.data.token)) return { reply, error: 'missing or invalid token' };
+    return { reply, question: req.data.question };
+  }
+
+  private async answer(reply: string, question: string): Promise<void> {
     // Publishes are queued, not awaited inside the asker: a broker that is down or never acknowledges must not
     // hold the ask service's one-question lock (HTTP /api/ask waits on it too). mqtt.js keeps their order.
     const sent: Promise<unknown>[] = [];
-    const send = (ev: object): void => {
-      sent.push(this.client!.publishAsync(reply, JSON.stringify(ev), { qos: 1 }).catch((e: Error) => this.o.log?.warn({ component: 'ask-mqtt', err: e.message }, 'answer not published')));
-    };
-    const req = RequestSchema.safeParse(raw);
-    if (!req.success) send({ type: 'error', error: req.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
-    else if (!this.o.authorized(req.data.token)) send({ type: 'error', error: 'missing or invalid token' });
-    else {
-      try {
-        for await (const ev of this.o.asker.ask(req.data.question)) send(ev);
-      } catch (e) {
-        send({ type: 'error', error: (e as Error).message });
-      }
+    const send = (ev: object): void => { sent.push(this.publish(reply, ev)); };
+    try {
+      for await (const ev of this.o.asker.ask(question)) send(ev);
+    } catch (e) {
+      send({ type: 'error', error: (e as Error).message });
     }
     // the next MQTT question waits for this answer's acknowledgements, but not for ever
     let timer: NodeJS.Timeout | undefined;
     const acked = await Promise.race([Promise.all(sent).then(() => true), new Promise<boolean>((r) => { timer = setTimeout(() => r(false), this.o.publishTimeoutMs ?? 10_000); })]);
     clearTimeout(timer);
     if (!acked) this.o.log?.warn({ component: 'ask-mqtt', topic: reply }, 'answer not acknowledged by the broker in time; going on');
+  }
+
+  private publish(topic: string, ev: object): Promise<unknown> {
+    return this.client!.publishAsync(topic, JSON.stringify(ev), { qos: 1 }).catch((e: Error) => this.o.log?.warn({ component: 'ask-mqtt', err: e.message }, 'answer not published'));
   }
 
   async stop(): Promise<void> {

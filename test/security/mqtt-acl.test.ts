@@ -18,7 +18,7 @@ import { Mosquitto } from '../helpers/mosquitto.ts';
 import { waitFor } from './helpers.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const PASSWORDS = { 'fleet-admin': 'admin-pass-0123456789', camA: 'camA-pass-0123456789', camB: 'camB-pass-0123456789' };
+const PASSWORDS = { 'fleet-admin': 'admin-pass-0123456789', camA: 'camA-pass-0123456789', camB: 'camB-pass-0123456789', 'camstream-server': 'server-pass-0123456789' };
 const silent = pino({ level: 'silent' });
 
 class FakeAgent implements CommandHandlers {
@@ -123,6 +123,23 @@ test("a camera's credentials reach only its own topics", async () => {
   await status.subscribeAsync('camstream/camB/status', { qos: 1 });
   await waitFor(() => status.got.length > 0);
   expect(status.got[0].payload).toBe('online'); // the forged 'offline' never landed
+});
+
+test("the server's ask login reads questions and writes answers, and cannot command a camera", async () => {
+  const b = await camera('camB');
+  const srv = await client('camstream-server');
+  const admin = await client('fleet-admin');
+  await srv.subscribeAsync(['camstream/server/ask', 'camstream/camB/#'], { qos: 1 });
+  await admin.subscribeAsync('camstream/server/ask/+', { qos: 1 });
+  await admin.publishAsync('camstream/server/ask', JSON.stringify({ id: 'q1', question: 'trucks?' }), { qos: 1 });
+  await waitFor(() => srv.got.some((m) => m.topic === 'camstream/server/ask'));
+  await srv.publishAsync('camstream/server/ask/q1', JSON.stringify({ type: 'done' }), { qos: 1 });
+  await waitFor(() => admin.got.some((m) => m.topic === 'camstream/server/ask/q1'));
+  await expect(srv.publishAsync('camstream/camB/request/set_config', JSON.stringify({ transaction: 'x', keys: { 'oneadapt.targetKbps': 1 } }), { qos: 1 })).rejects.toThrow(/Not authorized/);
+  await ask(admin, 'camB', 'get_state', { transaction: 'srv-1' }); // camB's topics carry traffic meanwhile
+  await new Promise((r) => setTimeout(r, 300));
+  expect(b.fake.calls).toEqual([]);
+  expect(srv.got.filter((m) => m.topic.startsWith('camstream/camB/'))).toEqual([]);
 });
 
 test('set_config: only tunable keys, bounded values', async () => {
