@@ -16,8 +16,9 @@ import { DEFAULT_KNOBS } from '../oneadapt/knobs.ts';
 import type { ProbeRunner } from '../oneadapt/probe-pool.ts';
 import { gradToSourceGrid, renderSegment, type Rendered, type RenderKnobs, type RenderOptions } from '../oneadapt/render.ts';
 import { contentSignature } from '../oneadapt/scene.ts';
-import { newSegmentId, packSegment, PROTOCOL_VERSION, segmentWireBytes, type Reply, type SegmentHeader } from '../wire/protocol.ts';
-import { decodeMbMap } from '../wire/mbmap.ts';
+import { MAX_FRAME_SIDE, newSegmentId, packSegment, PROTOCOL_VERSION, segmentWireBytes, type Reply, type SegmentHeader } from '../wire/protocol.ts';
+import { decodeMbMap, MAX_MB_CELLS } from '../wire/mbmap.ts';
+import { mbGrid } from '../encoder/frame.ts';
 import type { AgentSettings } from '../config/schema.ts';
 
 /** What the pipeline needs from a cheap model (cheapmodel/model.ts implements it). */
@@ -70,14 +71,24 @@ export interface EdgePipelineOptions {
   probes: ProbeRunner | null;
   onDecision?: (d: Decision, info: ProbeInfo) => void;
   onProbeError?: (e: Error, segment: number) => void;
+  /** OneAdapt decisions kept in `decisions` (the most recent; default 100; Infinity keeps all) */
+  maxDecisions?: number;
 }
+
+/** default `maxDecisions` */
+export const DEFAULT_MAX_DECISIONS = 100;
 
 export class EdgePipeline {
   /** AccMPEG's cheap model (null: uniform QP) */
   cheap: ImportanceModel | null = null;
   /** OneAdapt's controller (null: fixed knobs) */
   oneadapt: OneAdaptController | null = null;
+  /** OneAdapt's most recent decisions, oldest first (bounded by `maxDecisions`) */
   readonly decisions: Decision[] = [];
+  /** decisions taken since start (also those no longer kept in `decisions`) */
+  decisionsTotal = 0;
+  /** the source frame size of the latest segment (a DNNGrad frame is that size or smaller); null before one */
+  private srcSize: { width: number; height: number } | null = null;
   /** probes started / skipped because the previous one was still running */
   probesStarted = 0;
   probesSkipped = 0;
@@ -160,12 +171,36 @@ export class EdgePipeline {
     return this.seq;
   }
 
-  /** Take the server's reply: the monitor's F1 and the DNNGrad map drive the next probe. */
+  /**
+   * The macroblock grid a reply's DNNGrad map must have: that of the frame size it names (the streamed size; absent:
+   * the source size), which may not exceed this camera's source frame (the resolution knob only scales down) nor
+   * the protocol's largest frame. Throws when the reply's declared grid is not that one. Without any frame size
+   * (none in the reply, no segment yet) the declared grid is taken, bounded by the protocol's largest frame.
+   */
+  private expectedGradGrid(d: NonNullable<Reply['dnngrad']>): { rows: number; cols: number } {
+    const src = this.srcSize;
+    const w = d.width ?? src?.width;
+    const h = d.height ?? src?.height;
+    if (w === undefined || h === undefined) {
+      // no frame size in the reply and no segment yet (a reply to another run's segment): only the protocol's bound
+      if (!(d.rows > 0 && d.cols > 0 && d.rows * d.cols <= MAX_MB_CELLS)) throw new Error(`DNNGrad reply declares a ${d.rows}x${d.cols} map, more than the largest frame's ${MAX_MB_CELLS} macroblocks`);
+      return { rows: d.rows, cols: d.cols };
+    }
+    const maxW = src?.width ?? MAX_FRAME_SIDE;
+    const maxH = src?.height ?? MAX_FRAME_SIDE;
+    if (w > maxW || h > maxH) throw new Error(`DNNGrad reply's frame size ${w}x${h} is larger than this camera's ${maxW}x${maxH}`);
+    const g = mbGrid(w, h);
+    if (d.rows !== g.rows || d.cols !== g.cols) throw new Error(`DNNGrad reply declares a ${d.rows}x${d.cols} map, the macroblock grid of ${w}x${h} is ${g.rows}x${g.cols}`);
+    return g;
+  }
+
+  /** Take the server's reply: the monitor's F1 and the DNNGrad map drive the next probe. Throws on a DNNGrad map
+   * that is not on the expected grid (checked before it is inflated). */
   onReply(r: Reply, s?: AgentSettings): void {
     if (r.f1) this.freshF1 = r.f1.f1;
     const d = r.dnngrad;
     if (!d) return;
-    const map = decodeMbMap(Buffer.from(d.data, 'base64'));
+    const map = decodeMbMap(Buffer.from(d.data, 'base64'), this.expectedGradGrid(d));
     if (s) this.calibrate(r, map, s.cheapModel);
     this.setGradient(map, d.proxy, d.width ?? null, d.height ?? null);
   }
@@ -196,6 +231,7 @@ export class EdgePipeline {
       lastMap = maps[maps.length - 1];
       cheapS = (performance.now() - t) / 1000 / picked.length;
     }
+    this.srcSize = { width: frames[0].width, height: frames[0].height };
     const knobs = this.knobs(s);
     const opts: RenderOptions = {
       srcFps,
@@ -287,7 +323,7 @@ export class EdgePipeline {
       .then((out) => {
         if (this.oneadapt !== ctrl) return; // OneAdapt was switched off or replaced meanwhile: the probe is stale
         const d = ctrl.step(out.probes, { bytes: bytes + overheadBytes, durationS, proxy: grad.proxy, f1, overheadBytes, signature });
-        this.decisions.push(d);
+        this.recordDecision(d);
         this.o.onDecision?.(d, { segment: seq, probeMs: out.probeMs, scale: out.scale });
       })
       .catch((e: unknown) => this.o.onProbeError?.(e instanceof Error ? e : new Error(String(e)), seq))
@@ -295,6 +331,13 @@ export class EdgePipeline {
         if (this.inflight === run) this.inflight = null;
       });
     this.inflight = run;
+  }
+
+  private recordDecision(d: Decision): void {
+    this.decisionsTotal++;
+    this.decisions.push(d);
+    const max = this.o.maxDecisions ?? DEFAULT_MAX_DECISIONS;
+    if (this.decisions.length > max) this.decisions.splice(0, this.decisions.length - max);
   }
 
   /** Resolves when the probe in flight (if any) has stepped the knobs. */

@@ -183,6 +183,12 @@ export class AgentStore {
       pending: db.prepare(
         'SELECT id, segment_id AS segmentId, camera_id AS cameraId, meta, data, bytes, created_ms AS createdMs FROM outbox WHERE acked_ms IS NULL ORDER BY id LIMIT ?',
       ),
+      // the same, leaving out a JSON array of segment ids (the uplink's in-flight and deferred ones): their rows,
+      // blobs included, are not read
+      pendingExcept: db.prepare(
+        'SELECT id, segment_id AS segmentId, camera_id AS cameraId, meta, data, bytes, created_ms AS createdMs FROM outbox WHERE acked_ms IS NULL AND segment_id NOT IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?',
+      ),
+      pendingIds: db.prepare('SELECT segment_id AS segmentId FROM outbox WHERE acked_ms IS NULL AND segment_id IN (SELECT value FROM json_each(?))'),
       ack: db.prepare('UPDATE outbox SET acked_ms = ?, data = NULL WHERE segment_id = ? AND acked_ms IS NULL'),
       isAcked: db.prepare('SELECT acked_ms AS ackedMs FROM outbox WHERE segment_id = ?'),
       stats: db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM outbox WHERE acked_ms IS NULL'),
@@ -273,10 +279,18 @@ export class AgentStore {
     return out;
   }
 
-  /** Unacknowledged segments, oldest first. */
-  pending(limit = 100): OutboxRow[] {
-    const rows = this.st.pending.all(limit) as (Omit<OutboxRow, 'meta'> & { meta: string })[];
+  /** Unacknowledged segments, oldest first, leaving out the segment ids in `exclude` (in SQL: their data is not read). */
+  pending(limit = 100, exclude?: Iterable<string>): OutboxRow[] {
+    const skip = exclude ? [...exclude] : [];
+    const rows = (skip.length ? this.st.pendingExcept.all(JSON.stringify(skip), limit) : this.st.pending.all(limit)) as (Omit<OutboxRow, 'meta'> & { meta: string })[];
     return rows.map((r) => ({ ...r, meta: JSON.parse(r.meta) as unknown }));
+  }
+
+  /** Which of these segment ids are still unacknowledged (not acked, not dropped by the cap, not pruned). */
+  pendingIds(segmentIds: Iterable<string>): Set<string> {
+    const ids = [...segmentIds];
+    if (ids.length === 0) return new Set();
+    return new Set((this.st.pendingIds.all(JSON.stringify(ids)) as { segmentId: string }[]).map((r) => r.segmentId));
   }
 
   /** Mark a segment acknowledged (frees its data). Returns false if unknown or already acked. */

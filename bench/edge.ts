@@ -108,7 +108,7 @@ const settings: AgentSettings = AgentSettingsSchema.parse({
 const src = new FfmpegSource({ kind: 'file', uri: video, durationS: seconds });
 const fpsList = [src.fps, ...DEFAULT_KNOBS.fps.values.filter((v) => v < src.fps)];
 const probes = new ProbeRunner();
-const pipeline = new EdgePipeline({ probes, onProbeError: (e, seg) => console.error(`probe of segment ${seg} failed: ${e.message}`) });
+const pipeline = new EdgePipeline({ probes, maxDecisions: Infinity, onProbeError: (e, seg) => console.error(`probe of segment ${seg} failed: ${e.message}`) });
 pipeline.cheap = await CheapModel.load(DEFAULT_CHEAP_MODEL);
 pipeline.oneadapt = new OneAdaptController({
   enabled: ['resolution', 'fps', 'qp', 'threshold'],

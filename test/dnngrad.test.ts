@@ -284,9 +284,10 @@ describe('MB map wire format', () => {
     const bomb = Buffer.concat([good.subarray(0, 16), deflateRawSync(Buffer.alloc(64 << 20), { level: 9 })]);
     expect(bomb.length).toBeLessThan(100_000);
     expect(() => decodeMbMap(bomb)).toThrow(/does not inflate to 3x4/);
-    // 65535×65535 declared, a short body: an error about the body, not a 4 GB allocation
+    // 65535×65535 declared: rejected by the header (more than the largest frame's grid) before inflating, not a 4 GB allocation
     const huge = Buffer.from(good); huge.writeUInt16LE(65535, 4); huge.writeUInt16LE(65535, 6);
-    expect(() => decodeMbMap(huge)).toThrow(/codes, header says 65535x65535/);
+    expect(() => decodeMbMap(huge)).toThrow(/declares 65535x65535 = \d+ cells, more than/);
+    expect(() => decodeMbMap(huge, { rows: 3, cols: 4 })).toThrow(/MB map is 65535x65535, expected 3x4/);
     const nan = Buffer.from(good); nan.writeFloatLE(NaN, 8);
     expect(() => decodeMbMap(nan)).toThrow(/scale out of range/);
     const rho = Buffer.from(good); rho.writeFloatLE(0, 12);

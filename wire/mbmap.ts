@@ -3,7 +3,15 @@
  * per MB, then raw-deflated. Used by the server to encode and by the agent to decode.
  */
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
-import type { MbMap } from '../encoder/frame.ts';
+import { MB, type MbMap } from '../encoder/frame.ts';
+import { MAX_FRAME_SIDE } from './protocol.ts';
+
+/** the most cells a map may declare without an expected grid: the macroblock grid of the largest frame the
+ * protocol allows (8192×8192 → 512×512) */
+export const MAX_MB_CELLS = Math.ceil(MAX_FRAME_SIDE / MB) ** 2;
+
+/** What the decoder expects: the exact grid (the receiver's own macroblock grid), or at most this many cells. */
+export type MbMapExpect = { rows: number; cols: number } | { maxCells: number };
 
 // ---------------------------------------------------------------------------------------------
 // Wire format for MB maps
@@ -86,13 +94,22 @@ export function encodeMbMap(map: MbMap, opts: MbWireOptions = {}): Buffer {
   return out;
 }
 
-export function decodeMbMap(buf: Uint8Array): MbMap {
+/**
+ * Decode a map. The declared grid is checked against `expect` (default: at most MAX_MB_CELLS cells) BEFORE
+ * anything is inflated or allocated, and at most rows×cols bytes are inflated: a hostile map costs nothing.
+ */
+export function decodeMbMap(buf: Uint8Array, expect: MbMapExpect = { maxCells: MAX_MB_CELLS }): MbMap {
   const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   if (b.length < HEADER || b[0] !== MAGIC0 || b[1] !== MAGIC1) throw new Error('not an MB map (bad magic)');
   if (b[2] !== VERSION) throw new Error(`unsupported MB map version ${b[2]}`);
   const signed = (b[3] & 1) === 1;
   const rows = b.readUInt16LE(4);
   const cols = b.readUInt16LE(6);
+  if ('rows' in expect) {
+    if (rows !== expect.rows || cols !== expect.cols) throw new Error(`MB map is ${rows}x${cols}, expected ${expect.rows}x${expect.cols}`);
+  } else if (rows * cols > expect.maxCells) {
+    throw new Error(`MB map declares ${rows}x${cols} = ${rows * cols} cells, more than ${expect.maxCells}`);
+  }
   const max = b.readFloatLE(8);
   const rho = b.readFloatLE(12);
   if (!(Number.isFinite(max) && max >= 0 && rho > 0 && rho < 1)) throw new Error(`MB map scale out of range (max ${max}, floor ratio ${rho})`);
