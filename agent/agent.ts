@@ -21,6 +21,7 @@ import { AgentTelemetry } from './telemetry.ts';
 import { SdNotify } from '../proc/sdnotify.ts';
 import type { YuvFrame } from '../encoder/frame.ts';
 import { CheapModel, DEFAULT_CHEAP_MODEL } from '../cheapmodel/model.ts';
+import { redactUri } from '../media/capture.ts';
 import { OneAdaptController, type Decision } from '../oneadapt/adapt.ts';
 import { ProbeRunner } from '../oneadapt/probe-pool.ts';
 import type { Reply } from '../wire/protocol.ts';
@@ -42,7 +43,8 @@ export interface AgentDeps {
   retryMs?: number;
   /** stop after this many segments (demo/tests); default: run until stopped */
   maxSegments?: number;
-  /** /healthz and the watchdog call the pipeline stuck after this long without a segment; default max(30 s, 5 segments) */
+  /** /healthz and the watchdog call the pipeline stuck after this long without a segment (or, for the watchdog, an
+   *  attempt to open the source) and no retry scheduled; default max(30 s, 5 segments) */
   stallMs?: number;
 }
 
@@ -59,6 +61,16 @@ export function openAgentStore(s: AgentSettings, log: Logger): AgentStore {
     logger: log.child({ component: 'store' }),
   });
 }
+
+/** An agent's health: `reason` is coarse (safe for the open /healthz), `detail` the redacted message (authenticated views, systemd STATUS=). */
+export interface AgentHealth {
+  ok: boolean;
+  reason?: string;
+  detail?: string;
+}
+
+/** The coarse /healthz reason of a failing stage. */
+const COARSE: Record<string, string> = { source: 'source down', encoder: 'encoder failed', store: 'store failed', pipeline: 'pipeline stuck' };
 
 export class Agent {
   private settings: AgentSettings;
@@ -78,13 +90,21 @@ export class Agent {
   /** metrics, status history, latest frame (agent/telemetry.ts) */
   private readonly telemetry: AgentTelemetry;
   private housekeepingTimer: NodeJS.Timeout | null = null;
+  private watchdogTimer: NodeJS.Timeout | null = null;
 
   constructor(settings: AgentSettings, private readonly deps: AgentDeps) {
     this.settings = settings;
     this.deviceId = settings.deviceId;
     this.log = deps.logger;
     this.metrics = new AgentMetrics({ defaultLabels: { device: settings.deviceId } });
-    this.telemetry = new AgentTelemetry(this.metrics, () => this.store);
+    // a metrics row that cannot be written (SQLITE_FULL…) is logged (once a minute per kind) and lost; segments and replies go on
+    const storeErrLog = new Map<string, { at: number; suppressed: number }>();
+    this.telemetry = new AgentTelemetry(this.metrics, () => this.store, (what, err) => {
+      const l = storeErrLog.get(what);
+      if (l && Date.now() - l.at < 60_000) return void l.suppressed++;
+      this.log.error({ component: 'store', what, err: err.message, suppressed: l?.suppressed || undefined }, 'store access for metrics failed; continuing without it');
+      storeErrLog.set(what, { at: Date.now(), suppressed: 0 });
+    });
     this.pipeline = new EdgePipeline({
       deviceId: settings.deviceId,
       probes: new ProbeRunner(),
@@ -108,7 +128,7 @@ export class Agent {
   get decisions(): readonly Decision[] {
     return this.pipeline.decisions;
   }
-  /** Every server reply so far (oldest first). */
+  /** The last server replies (oldest first; at most REPLIES_KEPT, see telemetry.ts). */
   get replies(): readonly Reply[] {
     return this.telemetry.replies;
   }
@@ -139,7 +159,7 @@ export class Agent {
       await this.mqtt.start();
     }
     this.page = new StatusPage({
-      provider: { getState: () => this.state(), getHistory: () => this.telemetry.history.list(), getLatestFrame: () => this.telemetry.latest, getHealth: () => this.health() },
+      provider: { getState: () => this.state(), getHistory: () => this.telemetry.history.list(), getLatestFrame: () => this.telemetry.latest, getHealth: () => this.health() }, // /healthz shows only the coarse reason
       metrics: this.metrics,
       tokens: new TokenSet(s.http.tokens),
       metricsPublic: s.http.metricsPublic,
@@ -150,19 +170,50 @@ export class Agent {
     await this.page.start();
     this.deps.config?.on('change', (next: AgentSettings, _prev: AgentSettings, keys: string[]) => this.applyConfig(next, keys));
     this.capture.start();
-    await this.sd.ready(`streaming ${s.source.uri}`);
-    // systemd restarts a stuck pipeline (source, encoder, store); a server outage is not a reason to
-    this.sd.watchdog(() => this.pipelineHealth());
+    await this.sd.ready(`streaming ${redactUri(s.source.uri)}`);
+    this.startWatchdog();
     this.log.info({ component: 'agent', device: s.deviceId, profile: s.profile, http: s.http.port }, 'agent started');
+  }
+
+  /**
+   * WATCHDOG=1 every WATCHDOG_USEC/2 while the process is live (liveness(): event loop turning, store readable,
+   * supervisor not stuck); systemd restarts the agent only when it is stuck. A camera or server that is down is
+   * not a reason: the supervisor and the uplink retry on their own, and a restart loop would hit StartLimitBurst
+   * and leave the unit failed when the camera comes back. STATUS= shows the operator's health (redacted) on change.
+   */
+  private startWatchdog(): void {
+    const every = this.sd.watchdogIntervalMs;
+    if (!this.sd.enabled || every === undefined || this.watchdogTimer) return;
+    let shown = 'healthy';
+    const tick = (): void => {
+      try {
+        const live = this.liveness();
+        if (live.ok) void this.sd.ping();
+        const h = this.health();
+        const text = !live.ok ? `unhealthy: ${live.reason ?? 'unknown'} (watchdog not fed)` : h.ok ? 'healthy' : `unhealthy: ${h.detail ?? h.reason ?? 'unknown'}`;
+        if (text !== shown) void this.sd.status(text);
+        shown = text;
+      } catch (e) {
+        this.log.error({ component: 'agent', err: (e as Error).message }, 'watchdog check failed');
+      }
+    };
+    tick();
+    this.watchdogTimer = setInterval(tick, every);
+    this.watchdogTimer.unref();
   }
 
   /** Retention: metrics history older than storage.metricsRetentionHours, acknowledged outbox ids older than a day. */
   private housekeeping(): void {
     if (!this.store) return;
-    const retentionMs = this.settings.storage.metricsRetentionHours * 3600_000;
-    const metrics = this.store.pruneMetrics(retentionMs);
-    const acked = this.store.pruneAcked(Date.now() - 24 * 3600_000);
-    if (metrics || acked) this.log.info({ component: 'store', metrics, acked }, 'pruned old rows');
+    try {
+      const retentionMs = this.settings.storage.metricsRetentionHours * 3600_000;
+      const metrics = this.store.pruneMetrics(retentionMs);
+      const acked = this.store.pruneAcked(Date.now() - 24 * 3600_000);
+      if (metrics || acked) this.log.info({ component: 'store', metrics, acked }, 'pruned old rows');
+    } catch (e) {
+      // a full disk or a locked database costs one pruning round (retried next hour), never the process
+      this.log.error({ component: 'store', err: (e as Error).message }, 'housekeeping failed; retrying at the next round');
+    }
   }
 
   private makeUplink(s: AgentSettings): Uplink {
@@ -256,23 +307,50 @@ export class Agent {
     this.log.info({ component: 'config', keys }, 'config applied');
   }
 
-  /** Source, encoder and store: what the systemd watchdog is fed on. */
-  pipelineHealth(): { ok: boolean; reason?: string } {
-    try {
-      this.store?.depth();
-    } catch (e) {
-      return { ok: false, reason: `store: ${(e as Error).message}` };
-    }
+  private stallMs(): number {
     const segS = this.settings.encoder.segmentFrames / (this.settings.source.fps ?? 10);
-    return this.capture.health(this.deps.stallMs ?? Math.max(30_000, 5 * segS * 1000));
+    return this.deps.stallMs ?? Math.max(30_000, 5 * segS * 1000);
   }
 
-  /** /healthz: the pipeline and the uplink. */
-  health(): { ok: boolean; reason?: string } {
+  /** The store answers a query (null), or why not. */
+  private storeError(): string | null {
+    try {
+      this.store?.depth();
+      return null;
+    } catch (e) {
+      return `store: ${(e as Error).message}`;
+    }
+  }
+
+  /**
+   * What the systemd watchdog is fed on: the process is not stuck (store readable, capture supervisor either
+   * producing segments, trying to open the source, or with a retry scheduled). A source that is down while a
+   * retry is scheduled is live here (and unhealthy in health()).
+   */
+  liveness(): { ok: boolean; reason?: string } {
+    const store = this.storeError();
+    if (store) return { ok: false, reason: store };
+    const stuck = this.capture.stuck(this.stallMs());
+    return stuck ? { ok: false, reason: stuck } : { ok: true };
+  }
+
+  /** Source, encoder and store as operators see them: a source that is down is not ok (reason redacted). */
+  pipelineHealth(): { ok: boolean; reason?: string; stage?: string } {
+    const store = this.storeError();
+    if (store) return { ok: false, stage: 'store', reason: store };
+    const h = this.capture.health(this.stallMs());
+    return h.ok ? h : { ...h, reason: h.reason && redactUri(h.reason, this.settings.source.uri) };
+  }
+
+  /**
+   * /healthz, the status page and MQTT state: the pipeline and the uplink. `reason` is coarse ('source down',
+   * 'uplink stopped'…) for the unauthenticated /healthz; `detail` is the redacted message.
+   */
+  health(): AgentHealth {
     const p = this.pipelineHealth();
-    if (!p.ok) return p;
-    if (this.uplink?.fatalError) return { ok: false, reason: `uplink: ${this.uplink.fatalError}` };
-    if (!this.uplink) return { ok: false, reason: 'uplink: not running' };
+    if (!p.ok) return { ok: false, reason: COARSE[p.stage ?? ''] ?? 'pipeline failed', detail: p.reason };
+    if (this.uplink?.fatalError) return { ok: false, reason: 'uplink stopped', detail: redactUri(`uplink: ${this.uplink.fatalError}`) };
+    if (!this.uplink) return { ok: false, reason: 'uplink not running', detail: 'uplink: not running' };
     return { ok: true };
   }
 
@@ -307,7 +385,16 @@ export class Agent {
     this.telemetry.segment(out, frames.length, srcFps, knobs);
     this.mqtt?.publishState(this.state());
     const { rendered, wire } = out;
-    this.log.info({ component: 'agent', segment: out.seq, bytes: rendered.encoded.data.length, refBytes: out.refBytes, headerBytes: wire.headers, wireBytes: wire.total, kbps: Math.round(this.telemetry.lastBitrate ?? 0), knobs: out.knobs, sent: rendered.sent.length, queue: store.depth() }, 'segment queued');
+    this.log.info({ component: 'agent', segment: out.seq, bytes: rendered.encoded.data.length, refBytes: out.refBytes, headerBytes: wire.headers, wireBytes: wire.total, kbps: Math.round(this.telemetry.lastBitrate ?? 0), knobs: out.knobs, sent: rendered.sent.length, queue: this.queueDepth() }, 'segment queued');
+  }
+
+  /** Outbox depth for reports; a store that cannot answer reports -1 rather than failing the caller. */
+  private queueDepth(): number {
+    try {
+      return this.store?.depth() ?? 0;
+    } catch {
+      return -1;
+    }
   }
 
   private onReply(r: Reply, replyBytes = 0): void {
@@ -327,16 +414,21 @@ export class Agent {
       deviceId: this.deviceId,
       t: Date.now(),
       sourceRunning: this.capture.capturing,
-      extra: { captureFailures: this.capture.failures, decodeIssues: this.capture.decodeIssues, health: this.health().reason ?? 'ok', uplinkError: this.uplink?.fatalError ?? this.uplink?.lastError ?? null, retrying: this.capture.retrying, adapting: this.pipeline.oneadapt ? [...this.pipeline.oneadapt.knobs.keys()] : [], accmpeg: this.pipeline.cheap !== null, accmpegCalibratedThreshold: this.pipeline.calibratedThreshold, uplinkKbps: t.uplinkKbps },
+      extra: { captureFailures: this.capture.failures, decodeIssues: this.capture.decodeIssues, health: this.healthText(), uplinkError: this.uplink?.fatalError ?? this.uplink?.lastError ?? null, retrying: this.capture.retrying, adapting: this.pipeline.oneadapt ? [...this.pipeline.oneadapt.knobs.keys()] : [], accmpeg: this.pipeline.cheap !== null, accmpegCalibratedThreshold: this.pipeline.calibratedThreshold, uplinkKbps: t.uplinkKbps },
       pipelineRunning: this.capture.running,
       knobs: this.pipeline.knobs(this.settings) as unknown as Record<string, number>,
       bitrateKbps: t.lastBitrate,
       f1: t.lastF1,
-      queueDepth: this.store?.depth() ?? 0,
+      queueDepth: this.queueDepth(),
       fps: this.capture.fps,
       segmentsEncoded: t.segmentsEncoded,
       lastSegment: this.pipeline.segments > 0 ? this.pipeline.segments - 1 : null,
     };
+  }
+
+  private healthText(): string {
+    const h = this.health();
+    return h.ok ? 'ok' : (h.detail ?? h.reason ?? 'unknown');
   }
 
   private handlers(): CommandHandlers {
@@ -362,6 +454,8 @@ export class Agent {
 
   /** Graceful stop (SIGTERM): stop capture, let the segment in flight reach the outbox, then close in reverse order. */
   async stop(): Promise<void> {
+    if (this.watchdogTimer) clearInterval(this.watchdogTimer);
+    this.watchdogTimer = null;
     await this.sd.stopping();
     this.sd.stopWatchdog();
     if (this.housekeepingTimer) clearInterval(this.housekeepingTimer);

@@ -5,7 +5,7 @@
  * What happens to a segment is the caller's `onSegment`; this file knows nothing of encoding or uplink.
  */
 import type { Logger } from 'pino';
-import { FfmpegSource, readAhead, segments } from '../media/capture.ts';
+import { FfmpegSource, readAhead, redactUri, segments } from '../media/capture.ts';
 import type { YuvFrame } from '../encoder/frame.ts';
 import type { SourceSettings } from '../config/schema.ts';
 
@@ -55,6 +55,8 @@ export class SourceSupervisor {
   /** the last error that stopped the pipeline, by stage; superseded by the next segment */
   private lastError: { stage: PipelineStage; message: string; at: number } | null = null;
   private lastSegmentAt = Date.now();
+  /** when the last attempt to open the source began (progress for the stall check, like a segment) */
+  private attemptAt = 0;
   /** file sources: where to resume after a failure (seconds) */
   private resumeAtS = 0;
   private decodeLog = { at: 0, suppressed: 0 };
@@ -84,6 +86,7 @@ export class SourceSupervisor {
     if (!this.wanted) this.lastSegmentAt = Date.now(); // (re)started on purpose: not stuck yet
     this.wanted = true;
     if (this.loop || this.retryTimer) return;
+    this.attemptAt = Date.now();
     const { source: s, segmentFrames } = this.o.settings();
     const log = this.o.logger;
     const resumeS = s.kind === 'file' ? this.resumeAtS : 0;
@@ -96,12 +99,14 @@ export class SourceSupervisor {
       });
     } catch (e) {
       this.failures++;
-      this.lastError = { stage: 'source', message: (e as Error).message, at: Date.now() };
-      log.error({ component: 'capture', err: (e as Error).message, retryMs: this.retryMs }, 'cannot open source; retrying');
+      const message = redactUri((e as Error).message, s.uri);
+      this.lastError = { stage: 'source', message, at: Date.now() };
+      log.error({ component: 'capture', err: message, retryMs: this.retryMs }, 'cannot open source; retrying');
       this.scheduleRetry();
       return;
     }
-    if (resumeS) log.info({ component: 'capture', source: s.uri, resumeS }, 'resuming the file where it stopped');
+    if (resumeS) log.info({ component: 'capture', source: redactUri(s.uri), resumeS }, 'resuming the file where it stopped');
+    this.attemptAt = Date.now(); // opened (probing can take seconds): the stall check counts from here
     this.source = src;
     this.o.onRunning?.(true);
     this.loop = this.run(src, s, segmentFrames, resumeS);
@@ -126,7 +131,7 @@ export class SourceSupervisor {
     } catch (e) {
       failed = true;
       const stage = e instanceof PipelineStageError ? e.stage : 'source';
-      const message = e instanceof PipelineStageError ? e.message.slice(stage.length + 2) : (e as Error).message;
+      const message = redactUri(e instanceof PipelineStageError ? e.message.slice(stage.length + 2) : (e as Error).message, s.uri);
       this.lastError = { stage, message, at: Date.now() };
       if (stage === 'source') this.failures++;
       // resume after the frames already turned into segments (none of them is sent twice under a new id)
@@ -135,7 +140,7 @@ export class SourceSupervisor {
         else if (resumeS > 0 && s.loop) this.resumeAtS = 0; // nothing after that point: a looped file starts over
         else if (resumeS > 0) {
           this.wanted = false; // nothing after that point and no loop: the file is done
-          this.o.logger.error({ component: 'capture', source: s.uri, atS: resumeS }, 'file source ends early (truncated?); capture finished');
+          this.o.logger.error({ component: 'capture', source: redactUri(s.uri), atS: resumeS }, 'file source ends early (truncated?); capture finished');
         }
       }
       this.o.logger.error(
@@ -159,7 +164,7 @@ export class SourceSupervisor {
       this.decodeLog.suppressed++;
       return;
     }
-    this.o.logger.warn({ component: 'capture', source: uri, frame: issue.frame, err: issue.message, more: this.decodeLog.suppressed || undefined }, 'decoder error in the source (damaged or truncated input)');
+    this.o.logger.warn({ component: 'capture', source: redactUri(uri), frame: issue.frame, err: issue.message, more: this.decodeLog.suppressed || undefined }, 'decoder error in the source (damaged or truncated input)');
     this.decodeLog = { at: now, suppressed: 0 };
   }
 
@@ -190,13 +195,33 @@ export class SourceSupervisor {
     await this.loop;
   }
 
-  /** Healthy unless a stage failed since the last segment or no segment came for stallMs (only while wanted). */
-  health(stallMs: number): { ok: boolean; reason?: string } {
+  /**
+   * What operators see (/healthz, status page): healthy unless a stage failed since the last segment or no
+   * segment came for stallMs (only while wanted). `stage` names the failing stage ('pipeline' for a stall);
+   * `reason` is the detail, with source credentials redacted. A source that is down is unhealthy here even
+   * while a retry is scheduled; whether the process is stuck is stuck()'s question.
+   */
+  health(stallMs: number): { ok: boolean; reason?: string; stage?: PipelineStage | 'pipeline' } {
     if (!this.wanted) return { ok: true };
     const e = this.lastError;
-    if (e && e.at >= this.lastSegmentAt) return { ok: false, reason: `${e.stage}: ${e.message}` };
+    if (e && e.at >= this.lastSegmentAt) return { ok: false, stage: e.stage, reason: `${e.stage}: ${e.message}` };
     const quietMs = Date.now() - this.lastSegmentAt;
-    if (quietMs > stallMs) return { ok: false, reason: `pipeline stuck: no segment for ${Math.round(quietMs / 1000)} s` };
+    if (quietMs > stallMs) return { ok: false, stage: 'pipeline', reason: `pipeline stuck: no segment for ${Math.round(quietMs / 1000)} s` };
     return { ok: true };
+  }
+
+  /**
+   * Whether the supervisor is stuck (what the systemd watchdog is fed on): wanted, no retry scheduled, and
+   * neither a segment nor an attempt to open the source for stallMs (e.g. capture open but no frames, or a
+   * segment that never finishes processing, or a live stream that ended with nothing to restart it).
+   * A source that is down with a retry scheduled is recovering, not stuck: restarting the process cannot
+   * bring a camera back. Returns the reason, or null.
+   */
+  stuck(stallMs: number): string | null {
+    if (!this.wanted || this.retryTimer) return null;
+    const quietMs = Date.now() - Math.max(this.lastSegmentAt, this.attemptAt);
+    if (quietMs <= stallMs) return null;
+    const what = this.loop ? 'capture open' : 'no capture and no retry scheduled';
+    return `pipeline stuck: no segment for ${Math.round(quietMs / 1000)} s (${what})`;
   }
 }

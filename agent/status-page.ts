@@ -7,7 +7,8 @@
  *   GET /api/state      provider.getState() as JSON
  *   GET /api/history    provider.getHistory() as JSON: [{ t, bitrateKbps, f1, knobs }]
  *   GET /api/frame.png  latest frame's luma in grey, QP offsets tinted over it (404 before the first frame)
- *   GET /healthz        {"status":"ok"} (503 when provider.getHealth() says otherwise)
+ *   GET /healthz        {"status":"ok"} (503 {"status":"unhealthy","reason":…} when provider.getHealth() says otherwise;
+ *                       open, so only the coarse reason, never `detail`, and URL credentials are redacted)
  *
  * Everything under /api/ and /metrics (unless `metricsPublic`) needs `Authorization: Bearer <token>`
  * (auth/tokens.ts); the page itself holds no data: open it as `http://host:8081/#token=<token>` and
@@ -22,6 +23,7 @@ import type { MbMap, YuvFrame } from '../encoder/frame.ts';
 import { HttpError, send, sendError, sendJson } from '../proc/http.ts';
 import type { AgentState } from './mqtt.ts';
 import { requireBearer, type TokenSet } from '../proc/auth.ts';
+import { redactUri } from '../media/capture.ts';
 
 export interface HistoryPoint {
   /** ms since epoch */
@@ -41,8 +43,8 @@ export interface StatusProvider {
   getState(): AgentState;
   getHistory(): HistoryPoint[];
   getLatestFrame(): LatestFrame | null;
-  /** optional liveness check for /healthz */
-  getHealth?(): { ok: boolean; reason?: string };
+  /** optional health check for /healthz: `reason` is shown there (keep it coarse), `detail` never is */
+  getHealth?(): { ok: boolean; reason?: string; detail?: string };
 }
 
 /** Anything with prom-client's exposition API (an AgentMetrics or a prom-client Registry). */
@@ -214,7 +216,8 @@ export class StatusPage {
         return;
       case '/healthz': {
         const h = p.getHealth?.() ?? { ok: true };
-        return send(res, h.ok ? 200 : 503, 'application/json; charset=utf-8', JSON.stringify(h.ok ? { status: 'ok' } : { status: 'unhealthy', reason: h.reason ?? 'unknown' }));
+        // unauthenticated: the coarse reason only (a provider's detail may name the camera URL), redacted again to be sure
+        return send(res, h.ok ? 200 : 503, 'application/json; charset=utf-8', JSON.stringify(h.ok ? { status: 'ok' } : { status: 'unhealthy', reason: redactUri(h.reason ?? 'unknown') }));
       }
       default:
         throw new HttpError(404, `no such page: ${path}`);

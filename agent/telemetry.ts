@@ -11,10 +11,15 @@ import type { Reply } from '../wire/protocol.ts';
 
 type Knobs = Record<string, number>;
 
+/** How many server replies are kept in memory (each carries detections and a base64 DNNGrad map). */
+export const REPLIES_KEPT = 100;
+
 export class AgentTelemetry {
   readonly history = new StatusHistory(600);
-  /** every server reply, oldest first (tests and the demo read them) */
+  /** the last REPLIES_KEPT server replies, oldest first (tests read them); a long run must not grow this without bound */
   readonly replies: Reply[] = [];
+  /** server replies received so far (all of them, not only those kept) */
+  repliesReceived = 0;
   segmentsEncoded = 0;
   latest: LatestFrame | null = null;
   lastF1: number | null = null;
@@ -27,7 +32,19 @@ export class AgentTelemetry {
   constructor(
     private readonly metrics: AgentMetrics,
     private readonly store: () => AgentStore | null,
+    /** a store write or read for reporting failed (e.g. SQLITE_FULL); reporting goes on without it */
+    private readonly onStoreError: (what: string, err: Error) => void = () => {},
   ) {}
+
+  /** Run a reporting-only store access: its failure is reported, never thrown into the segment loop or the uplink. */
+  private quietly<T>(what: string, f: () => T, fallback: T): T {
+    try {
+      return f();
+    } catch (e) {
+      this.onStoreError(what, e as Error);
+      return fallback;
+    }
+  }
 
   /** A segment reached the outbox. */
   segment(out: SegmentOutput, frameCount: number, srcFps: number, knobs: Knobs): void {
@@ -49,8 +66,9 @@ export class AgentTelemetry {
     m.setBitrateKbps(this.lastBitrate);
     m.setKnobs(knobs);
     const store = this.store();
-    m.setQueueDepth(store?.depth() ?? 0);
-    store?.recordMetric('bitrate_kbps', this.lastBitrate);
+    m.setQueueDepth(this.quietly('outbox depth', () => store?.depth() ?? 0, 0));
+    const bitrate = this.lastBitrate;
+    this.quietly('record bitrate_kbps', () => store?.recordMetric('bitrate_kbps', bitrate), undefined);
     // the status page tints the frame by the QP map's offsets from the base QP
     const offsets = rendered.qpMap ? { ...rendered.qpMap, data: rendered.qpMap.data.map((q) => q - out.knobs.qp) } : null;
     const shown = out.refFrame;
@@ -61,6 +79,8 @@ export class AgentTelemetry {
   /** A server reply arrived (replyBytes: its size on the downlink). */
   reply(r: Reply, replyBytes: number): void {
     this.replies.push(r);
+    if (this.replies.length > REPLIES_KEPT) this.replies.splice(0, this.replies.length - REPLIES_KEPT);
+    this.repliesReceived++;
     const m = this.metrics;
     m.downlink(replyBytes);
     const t = this.sentAt.get(r.segmentId);
@@ -71,9 +91,10 @@ export class AgentTelemetry {
     if (r.f1) {
       this.lastF1 = r.f1.f1;
       m.setF1(r.f1.f1);
-      this.store()?.recordMetric('f1', r.f1.f1);
+      const f1 = r.f1.f1;
+      this.quietly('record f1', () => this.store()?.recordMetric('f1', f1), undefined);
     }
     if (r.dnngrad) m.observeDnnGrad(r.timings.gradMs / 1000);
-    m.setQueueDepth(this.store()?.depth() ?? 0);
+    m.setQueueDepth(this.quietly('outbox depth', () => this.store()?.depth() ?? 0, 0));
   }
 }

@@ -90,6 +90,9 @@ export function halfResRgbTs(frame: YuvFrame, outBuf?: Float32Array): { data: Fl
   return { data: out, width: W, height: H, rows, cols };
 }
 
+/** The frame load() runs the model on once: 48×32 mid-grey (2×3 macroblocks, so rows and cols differ). */
+const DRY_RUN_FRAME: YuvFrame = { width: 48, height: 32, ptsMs: 0, data: new Uint8Array(48 * 32 * 3 / 2).fill(128) };
+
 export class CheapModel {
   readonly modelPath: string;
   private readonly session: ort.InferenceSession;
@@ -105,7 +108,12 @@ export class CheapModel {
     this.outputName = session.outputNames[0];
   }
 
-  /** Load the ONNX cheap model (default: the committed one). Throws CheapModelLoadError on any failure. */
+  /**
+   * Load the ONNX cheap model (default: the committed one) and check that it runs: one dry inference on a small
+   * grey frame (DRY_RUN_FRAME, 2×3 macroblocks) must give [1,1,rows,cols] float32. A model that loads but
+   * cannot run (wrong input rank, wrong output shape) is rejected here, before anyone swaps it in.
+   * Throws CheapModelLoadError on any failure.
+   */
   static async load(onnxPath: string = DEFAULT_CHEAP_MODEL, opts: { threads?: number } = {}): Promise<CheapModel> {
     if (!existsSync(onnxPath)) throw new CheapModelLoadError(onnxPath, 'file does not exist');
     let session: ort.InferenceSession;
@@ -122,7 +130,16 @@ export class CheapModel {
       await session.release();
       throw new CheapModelLoadError(onnxPath, `expected 1 input and 1 output, model has ${session.inputNames.length} and ${session.outputNames.length}`);
     }
-    return new CheapModel(onnxPath, session);
+    const model = new CheapModel(onnxPath, session);
+    try {
+      await model.importance(DRY_RUN_FRAME);
+    } catch (err) {
+      await session.release();
+      const msg = err instanceof Error ? err.message.split('\n')[0] : String(err);
+      const { width: w, height: h } = DRY_RUN_FRAME;
+      throw new CheapModelLoadError(onnxPath, `dry run on a ${w}x${h} frame (input [1,3,${h / 2},${w / 2}]) failed: ${msg}`, { cause: err });
+    }
+    return model;
   }
 
   /** P(important) per macroblock of the frame's MB grid (ceil(h/16)×ceil(w/16)). */
@@ -142,9 +159,10 @@ export class CheapModel {
       if (mine) this.busy = false;
     }
     const t = out[this.outputName];
-    if (t.dims.length !== 4 || t.dims[2] !== x.rows || t.dims[3] !== x.cols) {
-      throw new Error(`cheap model output [${t.dims.join(',')}] does not match the MB grid ${x.rows}x${x.cols}`);
+    if (t.dims.length !== 4 || t.dims[0] !== 1 || t.dims[1] !== 1 || t.dims[2] !== x.rows || t.dims[3] !== x.cols) {
+      throw new Error(`cheap model output [${t.dims.join(',')}] does not match [1,1,${x.rows},${x.cols}] (the MB grid)`);
     }
+    if (t.type !== 'float32') throw new Error(`cheap model output is ${t.type}, expected float32`);
     return { rows: x.rows, cols: x.cols, data: Float32Array.from(t.data as Float32Array) };
   }
 

@@ -44,9 +44,39 @@ export interface DecodeIssue {
 /** ffmpeg warning/error lines that mean the input is damaged (not mere notices). */
 const DECODE_ISSUE = /corrupt|invalid|error|partial file|truncat|missing picture|concealing|non-existing pps|no frame!/i;
 
+/**
+ * `text` with the user-info of every URL in it replaced (rtsp://user:pass@host → rtsp://***@host), and, when
+ * `uri` is given, every other occurrence of that URI's user-info or password (plain or percent-decoded) too.
+ * Camera URLs carry credentials; error messages, logs, /healthz and systemd STATUS= must not.
+ */
+export function redactUri(text: string, uri?: string): string {
+  // scheme://<user-info>@ — up to the last '@' before the host's '/', so an unencoded '@' in a password is covered
+  let out = text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#]*@/gi, '$1***@');
+  const m = uri ? /^[a-z][a-z0-9+.-]*:\/\/([^\s/?#]*)@/i.exec(uri) : null;
+  if (m) {
+    const info = m[1];
+    const pass = info.includes(':') ? info.slice(info.indexOf(':') + 1) : '';
+    const secrets = new Set<string>();
+    for (const s of [info, pass]) {
+      if (s.length < 3) continue; // too short to replace without mangling the message
+      secrets.add(s);
+      try {
+        secrets.add(decodeURIComponent(s));
+      } catch {
+        /* not percent-encoded */
+      }
+    }
+    for (const s of [...secrets].sort((a, b) => b.length - a.length)) out = out.split(s).join('***');
+  }
+  return out;
+}
+
 export class CaptureError extends Error {
-  constructor(readonly source: string, message: string, readonly framesRead = 0) {
-    super(`capture ${source}: ${message}`);
+  /** the source, with any credentials in it redacted */
+  readonly source: string;
+  constructor(source: string, message: string, readonly framesRead = 0) {
+    super(redactUri(`capture ${source}: ${message}`, source));
+    this.source = redactUri(source);
     this.name = 'CaptureError';
   }
 }
@@ -150,7 +180,7 @@ export class FfmpegSource implements AsyncIterable<YuvFrame> {
         // our own stop() closes the pipe under ffmpeg: not a problem of the input
         if (this.stopped || !DECODE_ISSUE.test(line) || /pipe:1|broken pipe|connection reset/i.test(line)) continue;
         this.decodeIssues++;
-        spec.onDecodeError?.({ frame: this.framesRead, message: line.replace(/^\[[^\]]*\]\s*/, '').trim() });
+        spec.onDecodeError?.({ frame: this.framesRead, message: redactUri(line.replace(/^\[[^\]]*\]\s*/, '').trim(), spec.uri) });
       }
     });
     const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
