@@ -91,6 +91,10 @@ export class Agent {
   private readonly telemetry: AgentTelemetry;
   private housekeepingTimer: NodeJS.Timeout | null = null;
   private watchdogTimer: NodeJS.Timeout | null = null;
+  /** the segment being processed (it may be running the cheap model that a hot reload just replaced) */
+  private segmentInFlight: Promise<void> | null = null;
+  /** cheap-model loads started by hot reloads, and the latest one swapped in (a slower, older load never replaces it) */
+  private cheapModelLoads = { started: 0, swapped: 0 };
 
   constructor(settings: AgentSettings, private readonly deps: AgentDeps) {
     this.settings = settings;
@@ -230,6 +234,9 @@ export class Agent {
       this.log.error({ component: 'uplink', segment, error, kept }, kept ? 'server could not process segment; kept in the outbox for a retry' : 'server rejected a bad segment'),
     );
     up.on('fatal', (error) => this.log.error({ component: 'uplink', error }, 'uplink stopped'));
+    up.on('localError', (error, segment) =>
+      this.log.error({ component: 'uplink', segment, error }, 'outbox failed while handling the server connection; the segment stays in the outbox and is sent again'),
+    );
     up.start();
     return up;
   }
@@ -263,6 +270,24 @@ export class Agent {
     return model;
   }
 
+  /**
+   * Free a cheap model that is no longer the pipeline's (its onnxruntime session holds native memory and threads).
+   * The segment in flight may still be inside its importance() (the pipeline reads `cheap` per frame), so the
+   * release waits for that segment (and only that one: later segments see only the new model).
+   */
+  private async releaseCheapModel(model: ImportanceModel | null, why: string): Promise<void> {
+    const release = (model as { release?: () => Promise<void> } | null)?.release;
+    if (!model || typeof release !== 'function') return;
+    const inFlight = this.segmentInFlight; // segments that start after the swap see only the new model
+    try {
+      await inFlight?.catch(() => undefined);
+      await release.call(model);
+      this.log.info({ component: 'cheapmodel', model: (model as { modelPath?: string }).modelPath, why }, 'previous cheap model released');
+    } catch (e) {
+      this.log.error({ component: 'cheapmodel', err: (e as Error).message }, 'cannot release the previous cheap model');
+    }
+  }
+
   /** Build the controller, or reconfigure the running one: a config reload keeps its knob positions and state. */
   private setupOneAdapt(): void {
     if (!this.settings.oneadapt.enabled) {
@@ -281,10 +306,16 @@ export class Agent {
     const changed = (prefix: string): boolean => keys.some((k) => k.startsWith(prefix));
     if (changed('cheapModel.enabled') || changed('cheapModel.path')) {
       // swap the model without stopping capture; a model that fails to load keeps the old one
+      const loads = this.cheapModelLoads;
+      const load = ++loads.started;
       void this.loadCheapModel(next)
         .then((m) => {
+          if (load < loads.swapped) return void this.releaseCheapModel(m, 'superseded by a later change'); // a later reload is in
+          loads.swapped = load;
+          const old = this.pipeline.cheap;
           this.pipeline.cheap = m;
           this.setupOneAdapt(); // the threshold knob exists only with a cheap model
+          if (old !== m) void this.releaseCheapModel(old, 'replaced');
         })
         .catch((e) => this.log.error({ component: 'cheapmodel', err: (e as Error).message }, 'cheap model change rejected; keeping the previous model'));
     } else if (changed('oneadapt')) {
@@ -375,6 +406,16 @@ export class Agent {
 
   /** One captured segment: edge path → outbox → uplink; then report it. */
   private async handleSegment(frames: YuvFrame[], srcFps: number): Promise<void> {
+    const p = this.processSegment(frames, srcFps);
+    this.segmentInFlight = p;
+    try {
+      await p;
+    } finally {
+      if (this.segmentInFlight === p) this.segmentInFlight = null;
+    }
+  }
+
+  private async processSegment(frames: YuvFrame[], srcFps: number): Promise<void> {
     const s = this.settings;
     this.metrics.frameCaptured(frames.length);
     const out = await inStage('encoder', () => this.pipeline.process(frames, srcFps, s));

@@ -49,6 +49,8 @@ export class SourceSupervisor {
   decodeIssues = 0;
   private source: FfmpegSource | null = null;
   private loop: Promise<void> | null = null;
+  /** the source being probed and opened (before `loop` starts); abort() ends the probe */
+  private opening: { done: Promise<void>; abort: AbortController } | null = null;
   private wanted = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private retryMs: number;
@@ -85,19 +87,27 @@ export class SourceSupervisor {
   start(): void {
     if (!this.wanted) this.lastSegmentAt = Date.now(); // (re)started on purpose: not stuck yet
     this.wanted = true;
-    if (this.loop || this.retryTimer) return;
+    if (this.loop || this.retryTimer || this.opening) return;
     this.attemptAt = Date.now();
-    const { source: s, segmentFrames } = this.o.settings();
+    const { source, segmentFrames } = this.o.settings();
+    const abort = new AbortController();
+    this.opening = { done: this.open(source, segmentFrames, abort.signal), abort };
+  }
+
+  /** Probe and open the source (async: the event loop keeps turning while a camera that is down times out), then run it. */
+  private async open(s: SourceSettings, segmentFrames: number, signal: AbortSignal): Promise<void> {
     const log = this.o.logger;
     const resumeS = s.kind === 'file' ? this.resumeAtS : 0;
     let src: FfmpegSource;
     try {
-      src = new FfmpegSource({
+      src = await FfmpegSource.open({
         kind: s.kind, uri: s.uri, loop: s.loop, fps: s.fps ?? 10, width: s.width, height: s.height, realtime: s.kind === 'file',
         startS: resumeS || undefined,
         onDecodeError: (issue) => this.onDecodeIssue(s.uri, issue),
-      });
+      }, { signal });
     } catch (e) {
+      this.opening = null;
+      if (!this.wanted || signal.aborted) return this.restartIfWanted(); // stopped while probing: not a failure of the source
       this.failures++;
       const message = redactUri((e as Error).message, s.uri);
       this.lastError = { stage: 'source', message, at: Date.now() };
@@ -105,6 +115,8 @@ export class SourceSupervisor {
       this.scheduleRetry();
       return;
     }
+    this.opening = null;
+    if (!this.wanted || signal.aborted) return this.restartIfWanted(); // stopped while probing (no ffmpeg runs before iteration)
     if (resumeS) log.info({ component: 'capture', source: redactUri(s.uri), resumeS }, 'resuming the file where it stopped');
     this.attemptAt = Date.now(); // opened (probing can take seconds): the stall check counts from here
     this.source = src;
@@ -112,8 +124,14 @@ export class SourceSupervisor {
     this.loop = this.run(src, s, segmentFrames, resumeS);
   }
 
+  /** After a probe that stop() aborted: start() again if start() was called meanwhile (it found the probe in flight). */
+  private restartIfWanted(): void {
+    if (this.wanted) this.start();
+  }
+
   private async run(src: FfmpegSource, s: SourceSettings, segmentFrames: number, resumeS: number): Promise<void> {
     let failed = false;
+    let ended = false;
     let framesDone = 0;
     try {
       for await (const frames of readAhead(segments(src, segmentFrames))) {
@@ -128,6 +146,14 @@ export class SourceSupervisor {
         }
       }
       if (s.kind === 'file') this.resumeAtS = 0; // a clean end: the next start is from the beginning
+      else if (this.wanted) {
+        // a live camera (RTSP, V4L2) whose ffmpeg ended cleanly (the camera closed the session): not an end, retry
+        ended = true;
+        const message = 'live stream ended (the camera closed the session?)';
+        this.lastError = { stage: 'source', message, at: Date.now() };
+        this.failures++;
+        this.o.logger.error({ component: 'capture', source: redactUri(s.uri), err: message, frame: src.framesRead, retryMs: this.retryMs }, 'source failed; pipeline restarts');
+      }
     } catch (e) {
       failed = true;
       const stage = e instanceof PipelineStageError ? e.stage : 'source';
@@ -153,7 +179,7 @@ export class SourceSupervisor {
       this.loop = null;
       this.source = null;
     }
-    if (failed) this.scheduleRetry();
+    if (failed || ended) this.scheduleRetry();
   }
 
   /** Log decoder complaints with their frame position: the first of a burst, then a count each second. */
@@ -181,6 +207,8 @@ export class SourceSupervisor {
     this.wanted = false;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    this.opening?.abort.abort();
+    await this.opening?.done;
     this.source?.stop();
     await this.loop;
   }
@@ -192,6 +220,7 @@ export class SourceSupervisor {
 
   /** Resolves when the capture loop ends (file end, done(), stop). */
   async finished(): Promise<void> {
+    await this.opening?.done;
     await this.loop;
   }
 
@@ -213,7 +242,7 @@ export class SourceSupervisor {
   /**
    * Whether the supervisor is stuck (what the systemd watchdog is fed on): wanted, no retry scheduled, and
    * neither a segment nor an attempt to open the source for stallMs (e.g. capture open but no frames, or a
-   * segment that never finishes processing, or a live stream that ended with nothing to restart it).
+   * segment that never finishes processing, or a source that ended with nothing to restart it).
    * A source that is down with a retry scheduled is recovering, not stuck: restarting the process cannot
    * bring a camera back. Returns the reason, or null.
    */
@@ -221,7 +250,7 @@ export class SourceSupervisor {
     if (!this.wanted || this.retryTimer) return null;
     const quietMs = Date.now() - Math.max(this.lastSegmentAt, this.attemptAt);
     if (quietMs <= stallMs) return null;
-    const what = this.loop ? 'capture open' : 'no capture and no retry scheduled';
+    const what = this.loop ? 'capture open' : this.opening ? 'opening the source' : 'no capture and no retry scheduled';
     return `pipeline stuck: no segment for ${Math.round(quietMs / 1000)} s (${what})`;
   }
 }

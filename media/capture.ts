@@ -89,8 +89,79 @@ export class TruncatedStreamError extends CaptureError {
   }
 }
 
-function inputArgs(spec: SourceSpec): string[] {
-  const t = String((spec.timeoutMs ?? 10_000) * 1000); // ffmpeg takes microseconds
+/** What `ffmpeg -version` says about the installed FFmpeg (null: not stated). */
+export interface FfmpegVersion {
+  /** FFmpeg's major version ("ffmpeg version 4.4.2-0ubuntu…" → 4, "n6.1" → 6); null for git builds ("N-112345-g…") */
+  major: number | null;
+  /** libavformat's major version (58 = FFmpeg 4.x, 59 = 5.x, 60 = 6.x…), from the "libavformat 58. 76.100" line */
+  libavformat: number | null;
+}
+
+/** Parse `ffmpeg -version` output (its first line alone is enough for release builds). */
+export function parseFfmpegVersion(output: string): FfmpegVersion {
+  const first = /^\s*ff(?:mpeg|probe) version\s+(\S+)/im.exec(output)?.[1] ?? '';
+  // "4.4.2-0ubuntu0.22.04.1", "5.1.8-0+deb12u1", "n6.1", "7.0.1-static"; not "N-112345-gabcdef" (a git snapshot)
+  const m = /^n?(\d+)\.\d+/.exec(first);
+  const lavf = /^\s*libavformat\s+(\d+)\s*\./m.exec(output);
+  return { major: m ? Number(m[1]) : null, libavformat: lavf ? Number(lavf[1]) : null };
+}
+
+/**
+ * The RTSP demuxer's socket I/O timeout option. FFmpeg < 5 (libavformat < 59, e.g. the Jetsons' 4.2/4.4): `-stimeout`
+ * (microseconds), while `-timeout` there is the *listen* timeout in seconds and turns on listen mode (ffmpeg binds
+ * the camera's address instead of connecting). FFmpeg ≥ 5: `-timeout` (microseconds), and `-stimeout` is gone.
+ * libavformat's version decides when known; a version that cannot be read (git snapshot) is taken as current.
+ */
+export function rtspTimeoutOption(v: FfmpegVersion | null): '-timeout' | '-stimeout' {
+  if (v?.libavformat != null) return v.libavformat >= 59 ? '-timeout' : '-stimeout';
+  if (v?.major != null) return v.major >= 5 ? '-timeout' : '-stimeout';
+  return '-timeout';
+}
+
+let versionCache: FfmpegVersion | null = null;
+let versionPending: Promise<FfmpegVersion | null> | null = null;
+
+/**
+ * The installed FFmpeg's version, from one `ffmpeg -version` run (async, cached for the process; a failed run,
+ * e.g. ffmpeg not installed yet, is not cached). Null when it cannot be read.
+ */
+export function ffmpegVersion(): Promise<FfmpegVersion | null> {
+  if (versionCache) return Promise.resolve(versionCache);
+  versionPending ??= runCapped('ffmpeg', ['-hide_banner', '-version'], { timeoutMs: 10_000 })
+    .then((r) => {
+      const v = r.status === 0 ? parseFfmpegVersion(r.stdout) : null;
+      if (v && (v.major !== null || v.libavformat !== null)) versionCache = v;
+      return v;
+    })
+    .finally(() => {
+      versionPending = null;
+    });
+  return versionPending;
+}
+
+/** ffmpegVersion() for the synchronous constructor path (CLI tools); shares the cache. */
+function ffmpegVersionSync(): FfmpegVersion | null {
+  if (versionCache) return versionCache;
+  const r = spawnSync('ffmpeg', ['-hide_banner', '-version'], { encoding: 'utf8', timeout: 10_000, env: process.env });
+  const v = r.status === 0 ? parseFfmpegVersion(r.stdout ?? '') : null;
+  if (v && (v.major !== null || v.libavformat !== null)) versionCache = v;
+  return v;
+}
+
+/** Forget the detected FFmpeg version (tests that swap the ffmpeg on PATH). */
+export function resetFfmpegVersion(): void {
+  versionCache = null;
+  versionPending = null;
+}
+
+/** The RTSP input options (TCP interleaved, socket timeout under the name this FFmpeg knows). */
+function rtspArgs(spec: SourceSpec, version: FfmpegVersion | null): string[] {
+  const us = String((spec.timeoutMs ?? 10_000) * 1000); // both options take microseconds
+  return ['-rtsp_transport', 'tcp', rtspTimeoutOption(version), us];
+}
+
+/** ffmpeg's input arguments for a source (`version`: the installed FFmpeg's, see ffmpegVersion()). */
+export function inputArgs(spec: SourceSpec, version: FfmpegVersion | null): string[] {
   switch (spec.kind) {
     case 'file': {
       const a: string[] = [];
@@ -100,10 +171,71 @@ function inputArgs(spec: SourceSpec): string[] {
       return [...a, '-i', spec.uri];
     }
     case 'rtsp':
-      return ['-rtsp_transport', 'tcp', '-timeout', t, '-i', spec.uri];
+      return [...rtspArgs(spec, version), '-i', spec.uri];
     case 'v4l2':
       return ['-f', 'v4l2', '-i', spec.uri];
   }
+}
+
+/** ffprobe's arguments for probeSource(): geometry and rate of video stream 0. */
+export function probeArgs(spec: SourceSpec, version: FfmpegVersion | null): string[] {
+  const pre = spec.kind === 'rtsp' ? rtspArgs(spec, version) : spec.kind === 'v4l2' ? ['-f', 'v4l2'] : [];
+  return ['-v', 'error', ...pre, '-select_streams', 'v:0', '-show_entries', 'stream=width,height,r_frame_rate', '-of', 'csv=p=0', spec.uri];
+}
+
+interface RunResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  error?: Error;
+}
+
+/*
+ * ffmpeg/ffprobe are spawned with `env: process.env` (this module's view of the environment, which is what node uses
+ * by default anyway): under jest's sandbox that is the test's environment, so a test can put fake tools on PATH.
+ */
+
+/**
+ * Run a short-lived command without blocking the event loop: stdout (its head) and stderr (its tail) are kept up
+ * to `maxBytes` each; past `timeoutMs`, or when `signal` aborts, the child is killed (SIGKILL).
+ */
+function runCapped(cmd: string, args: string[], o: { timeoutMs: number; maxBytes?: number; signal?: AbortSignal }): Promise<RunResult> {
+  const max = o.maxBytes ?? 64 * 1024;
+  return new Promise((resolve) => {
+    let stdout = '';
+    let stderr = '';
+    let error: Error | undefined;
+    let done = false;
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+    const finish = (status: number | null): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      o.signal?.removeEventListener('abort', onAbort);
+      resolve({ status, stdout, stderr, error });
+    };
+    const kill = (why: Error): void => {
+      error ??= why;
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    };
+    const onAbort = (): void => kill(new Error(`${cmd} aborted`));
+    const timer = setTimeout(() => kill(new Error(`${cmd} timed out after ${o.timeoutMs} ms`)), o.timeoutMs);
+    if (o.signal?.aborted) onAbort();
+    else o.signal?.addEventListener('abort', onAbort, { once: true });
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (d: string) => {
+      if (stdout.length < max) stdout = (stdout + d).slice(0, max);
+    });
+    child.stderr.on('data', (d: string) => {
+      stderr = (stderr + d).slice(-max);
+    });
+    child.on('error', (e) => {
+      error ??= e;
+      finish(null);
+    });
+    child.on('close', (code) => finish(error ? null : code));
+  });
 }
 
 function validate(spec: SourceSpec): void {
@@ -116,14 +248,14 @@ function validate(spec: SourceSpec): void {
   }
 }
 
-/** Source geometry via ffprobe (video stream 0). */
-export function probeSource(spec: SourceSpec): { width: number; height: number; fps: number } {
-  validate(spec);
-  const pre = spec.kind === 'rtsp' ? ['-rtsp_transport', 'tcp', '-timeout', String((spec.timeoutMs ?? 10_000) * 1000)] : spec.kind === 'v4l2' ? ['-f', 'v4l2'] : [];
-  const r = spawnSync('ffprobe', ['-v', 'error', ...pre, '-select_streams', 'v:0', '-show_entries', 'stream=width,height,r_frame_rate', '-of', 'csv=p=0', spec.uri], {
-    encoding: 'utf8',
-    timeout: (spec.timeoutMs ?? 10_000) + 2000,
-  });
+export interface SourceGeometry {
+  width: number;
+  height: number;
+  fps: number;
+}
+
+/** ffprobe's answer → geometry, or the CaptureError (its stderr's last lines, redacted). */
+function probeResult(spec: SourceSpec, r: RunResult): SourceGeometry {
   const line = (r.stdout ?? '').trim().split('\n')[0] ?? '';
   const [w, h, rate] = line.split(',');
   const [num, den] = (rate ?? '').split('/').map(Number);
@@ -131,6 +263,25 @@ export function probeSource(spec: SourceSpec): { width: number; height: number; 
     throw new CaptureError(spec.uri, `cannot open video stream: ${(r.stderr || r.error?.message || 'no video stream').trim().split('\n').slice(-2).join(' ')}`);
   }
   return { width: Number(w), height: Number(h), fps: den ? num / den : num || 25 };
+}
+
+/**
+ * Source geometry via ffprobe (video stream 0), without blocking the event loop: ffprobe runs as a child that is
+ * killed after timeoutMs + 2 s (or when `signal` aborts). Rejects with a CaptureError naming the (redacted) source.
+ */
+export async function probeSource(spec: SourceSpec, o: { signal?: AbortSignal } = {}): Promise<SourceGeometry> {
+  validate(spec);
+  const version = spec.kind === 'rtsp' ? await ffmpegVersion() : null;
+  const r = await runCapped('ffprobe', probeArgs(spec, version), { timeoutMs: (spec.timeoutMs ?? 10_000) + 2000, signal: o.signal });
+  return probeResult(spec, r);
+}
+
+/** probeSource() that blocks: only for `new FfmpegSource(spec)` in one-shot CLI tools (the agent uses FfmpegSource.open). */
+function probeSourceSync(spec: SourceSpec): SourceGeometry {
+  validate(spec);
+  const version = spec.kind === 'rtsp' ? ffmpegVersionSync() : null;
+  const r = spawnSync('ffprobe', probeArgs(spec, version), { encoding: 'utf8', timeout: (spec.timeoutMs ?? 10_000) + 2000, maxBuffer: 1024 * 1024, env: process.env });
+  return probeResult(spec, { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '', error: r.error });
 }
 
 /**
@@ -148,8 +299,16 @@ export class FfmpegSource implements AsyncIterable<YuvFrame> {
   /** decoder complaints so far (see SourceSpec.onDecodeError) */
   decodeIssues = 0;
 
-  constructor(readonly spec: SourceSpec) {
-    const probed = probeSource(spec);
+  /**
+   * Probe the source (async, see probeSource()) and return the capture, ready to iterate. What a long-running
+   * process (the agent) uses: the event loop keeps turning while a camera that is down times out.
+   */
+  static async open(spec: SourceSpec, o: { signal?: AbortSignal } = {}): Promise<FfmpegSource> {
+    return new FfmpegSource(spec, await probeSource(spec, o));
+  }
+
+  /** With `probed` from probeSource(); without it the source is probed synchronously (CLI tools, tests only). */
+  constructor(readonly spec: SourceSpec, probed: SourceGeometry = probeSourceSync(spec)) {
     this.width = (spec.width ?? probed.width) & ~1;
     this.height = (spec.height ?? probed.height) & ~1;
     this.fps = spec.fps ?? probed.fps;
@@ -162,12 +321,14 @@ export class FfmpegSource implements AsyncIterable<YuvFrame> {
 
   async *[Symbol.asyncIterator](): AsyncIterator<YuvFrame> {
     const { spec, width, height, fps } = this;
+    const version = spec.kind === 'rtsp' ? await ffmpegVersion() : null;
+    if (this.stopped) return;
     const filters = [`fps=${fps}`, `scale=${width}:${height}`];
     // warnings too: ffmpeg reports a truncated (looped) file or damaged packets only at that level
-    const args = ['-hide_banner', '-nostdin', '-loglevel', 'warning', ...inputArgs(spec)];
+    const args = ['-hide_banner', '-nostdin', '-loglevel', 'warning', ...inputArgs(spec, version)];
     if (spec.durationS) args.push('-t', String(spec.durationS));
     args.push('-an', '-sn', '-vf', filters.join(','), '-pix_fmt', 'yuv420p', '-f', 'rawvideo', 'pipe:1');
-    const proc = spawn('ffmpeg', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn('ffmpeg', args, { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
     this.proc = proc;
     let stderr = '';
     proc.stderr.setEncoding('utf8');
