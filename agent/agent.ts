@@ -167,6 +167,7 @@ export class Agent {
       metrics: this.metrics,
       tokens: new TokenSet(s.http.tokens),
       metricsPublic: s.http.metricsPublic,
+      onError: (err) => this.log.error({ component: 'http', err: err.message }, 'status page server error'),
       host: s.http.host,
       port: s.http.port,
       title: `camstream ${s.deviceId}`,

@@ -67,7 +67,12 @@ export interface StatusPageOptions {
   title?: string;
   /** frames wider than this are downscaled (integer factor) for /api/frame.png; default 1280 */
   frameMaxWidth?: number;
+  /** a server error after listening (e.g. EMFILE on accept); default: ignored (the page keeps serving) */
+  onError?: (err: Error) => void;
 }
+
+/** most connections one address may hold on the status page (64 in all) */
+export const PER_ADDRESS = 16;
 
 /** Bounded in-memory history for the charts (the controller pushes one point per segment). */
 export class StatusHistory {
@@ -161,6 +166,21 @@ export class StatusPage {
     server.headersTimeout = 10_000;
     server.requestTimeout = 30_000;
     server.maxConnections = 64;
+    // at most PER_ADDRESS connections from one address, so one host cannot hold every slot and lock operators
+    // and health monitors out
+    const perAddress = new Map<string, number>();
+    server.on('connection', (socket) => {
+      const a = socket.remoteAddress ?? '?';
+      const n = perAddress.get(a) ?? 0;
+      if (n >= PER_ADDRESS) return void socket.destroy();
+      perAddress.set(a, n + 1);
+      socket.once('close', () => {
+        const left = (perAddress.get(a) ?? 1) - 1;
+        if (left <= 0) perAddress.delete(a);
+        else perAddress.set(a, left);
+      });
+    });
+    server.on('clientError', (_err, socket) => socket.destroy());
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.opts.port ?? 0, this.opts.host ?? '127.0.0.1', () => {
@@ -168,6 +188,8 @@ export class StatusPage {
         resolve();
       });
     });
+    // after listening, an accept error (EMFILE…) must not be an uncaught exception
+    server.on('error', (err) => this.opts.onError?.(err));
     this.server = server;
   }
 
@@ -195,7 +217,7 @@ export class StatusPage {
       case '/':
       case '/index.html':
         return send(res, 200, 'text/html; charset=utf-8', pageHtml(this.opts.title ?? `camstream ${safeDeviceId(p)}`, this.opts.refreshMs ?? 2000), {
-          'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' blob:; connect-src 'self'",
+          'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
         });
       case '/metrics': {
         if (!this.opts.metrics) throw new HttpError(404, 'no metrics registry configured');

@@ -142,11 +142,15 @@ function rethrow(err: unknown): never {
 
 // ---------------------------------------------------------------- validation
 
+/** largest frame side accepted (the native scaler's limit; the wire protocol's is 8192) */
+const MAX_DIM = 16384;
+
 function checkDims(width: number, height: number, what: string): void {
   if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0) {
     throw new InvalidInputError(`${what}: width and height must be positive integers, got ${width}x${height}`);
   }
   if (width % 2 !== 0 || height % 2 !== 0) throw new InvalidInputError(`${what}: YUV420p needs even dimensions, got ${width}x${height}`);
+  if (width > MAX_DIM || height > MAX_DIM) throw new InvalidInputError(`${what}: at most ${MAX_DIM} pixels a side, got ${width}x${height}`);
 }
 
 function checkFrame(f: YuvFrame, what: string): void {

@@ -63,7 +63,7 @@ export function bearerToken(req: http.IncomingMessage): string | null {
  */
 export function requireBearer(req: http.IncomingMessage, res: http.ServerResponse, tokens: TokenSet): boolean {
   if (tokens.has(bearerToken(req))) return true;
-  res.writeHead(401, { 'content-type': 'application/json; charset=utf-8', 'www-authenticate': 'Bearer realm="camstream"', 'cache-control': 'no-store' });
+  res.writeHead(401, { 'content-type': 'application/json; charset=utf-8', 'www-authenticate': 'Bearer realm="camstream"', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
   res.end(JSON.stringify({ error: tokens.size === 0 ? 'no API tokens are configured: this endpoint is disabled' : 'missing or invalid bearer token' }));
   return false;
 }

@@ -36,7 +36,7 @@ const AskBodySchema = z.strictObject({ question: z.string().min(1).max(300) });
 const MAX_BODY = 4096;
 
 function json(res: http.ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
   res.end(JSON.stringify(body));
 }
 
@@ -77,7 +77,7 @@ export class FleetApi {
     if (p !== '/fleet' && p !== '/api/fleet' && p !== '/api/ask') return false;
     if (p === '/fleet') {
       if (req.method !== 'GET') return void res.writeHead(405, { allow: 'GET' }).end(), true;
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'" });
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'", 'x-content-type-options': 'nosniff' });
       res.end(FLEET_HTML);
       return true;
     }

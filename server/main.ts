@@ -117,7 +117,9 @@ async function startOpened(settings: ServerSettings, log: ReturnType<typeof root
     try {
       store.results('\u0000', 1);
     } catch (e) {
-      return { ok: false, reason: `store: ${(e as Error).message}` };
+      // the open /healthz gets the coarse reason; the detail goes to the log
+      log.error({ component: 'store', err: (e as Error).message }, 'health check: store failed');
+      return { ok: false, reason: 'store failed' };
     }
     return ingest.listening ? { ok: true } : { ok: false, reason: 'ingest: not listening' };
   };

@@ -1,5 +1,6 @@
 /** Status page + agent metrics: HTTP endpoints, PNG rendering, and the page in headless Chromium. */
 import { spawnSync } from 'node:child_process';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { PNG } from 'pngjs';
@@ -7,7 +8,7 @@ import { makeMbMap, mbGrid, yuvFrameSize, type YuvFrame } from '../encoder/frame
 import { AgentMetrics, METRIC_NAMES } from '../agent/metrics.ts';
 import type { AgentState } from '../agent/mqtt.ts';
 import { hashToken, TokenSet } from '../proc/auth.ts';
-import { renderFramePng, StatusHistory, StatusPage, type LatestFrame, type StatusProvider } from '../agent/status-page.ts';
+import { PER_ADDRESS, renderFramePng, StatusHistory, StatusPage, type LatestFrame, type StatusProvider } from '../agent/status-page.ts';
 import { withChromiumTab } from './helpers/chromium.ts';
 
 function gradientFrame(width: number, height: number): YuvFrame {
@@ -139,6 +140,27 @@ describe('StatusPage', () => {
     metrics.setKnobs({ 'oneadapt.targetKbps': 317 });
     expect(await metrics.metrics()).not.toContain('knob="cheapModel.threshold"');
     metrics.setKnobs(ctx.state.knobs);
+  });
+
+  test('one address holds at most PER_ADDRESS connections; responses carry nosniff and frame-ancestors', async () => {
+    const socks: net.Socket[] = [];
+    try {
+      for (let i = 0; i < PER_ADDRESS; i++) {
+        const c = net.connect(page.port, '127.0.0.1');
+        await new Promise((r) => c.once('connect', r));
+        socks.push(c);
+      }
+      const extra = net.connect(page.port, '127.0.0.1');
+      const closed = await new Promise<boolean>((r) => { extra.once('close', () => r(true)); setTimeout(() => r(false), 2000); });
+      expect(closed).toBe(true); // the 17th from 127.0.0.1 is closed at once
+    } finally {
+      socks.forEach((c) => c.destroy());
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    const home = await fetch(page.url + '/');
+    expect(home.status).toBe(200); // slots freed
+    expect(home.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+    expect((await fetch(page.url + '/api/state')).headers.get('x-content-type-options')).toBe('nosniff');
   });
 
   test('no frame yet → 404, unhealthy → 503', async () => {

@@ -160,3 +160,16 @@ test('results: upsert JSON per segment and list by camera', () => {
   s.close();
   s.close(); // idempotent
 });
+
+test('the outbox depth is read from a covering index, not the segment blobs (/healthz calls it unauthenticated)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'store-depth-'));
+  const s = new AgentStore(join(dir, 'agent.db'));
+  try {
+    const plan = (s as unknown as { db: { prepare(q: string): { all(): { detail: string }[] } } }).db
+      .prepare('EXPLAIN QUERY PLAN SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM outbox WHERE acked_ms IS NULL').all();
+    expect(plan.map((r) => r.detail).join(' ')).toMatch(/COVERING INDEX outbox_pending_bytes/);
+  } finally {
+    s.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -15,6 +15,9 @@ export const PROTOCOL_VERSION = 1;
 /** the largest frame side a segment (and so a reply's DNNGrad frame) may have */
 export const MAX_FRAME_SIDE = 8192;
 
+/** a frame side: YUV420p frames (every codec path here) have even sides */
+const evenSide = z.number().int().positive().max(MAX_FRAME_SIDE).refine((v) => v % 2 === 0, 'must be even (YUV420p)');
+
 export const KnobsSchema = z.record(z.string().max(64), z.number()).refine((k) => Object.keys(k).length <= 32, 'at most 32 knobs');
 
 export const SegmentHeaderSchema = z.object({
@@ -25,8 +28,8 @@ export const SegmentHeaderSchema = z.object({
   seq: z.number().int().nonnegative(),
   /** 'grace': a Grace++ segment (grace/segment.ts) */
   codec: z.enum(['h264', 'h265', 'grace']),
-  width: z.number().int().positive().max(MAX_FRAME_SIDE),
-  height: z.number().int().positive().max(MAX_FRAME_SIDE),
+  width: evenSide,
+  height: evenSide,
   fps: z.number().positive().max(240),
   frameCount: z.number().int().positive().max(1000),
   ptsMs: z.array(z.number()).max(1000),
@@ -39,8 +42,8 @@ export const SegmentHeaderSchema = z.object({
     .object({
       frameIndex: z.number().int().nonnegative(),
       codec: z.enum(['h264', 'h265']),
-      width: z.number().int().positive().max(MAX_FRAME_SIDE),
-      height: z.number().int().positive().max(MAX_FRAME_SIDE),
+      width: evenSide,
+      height: evenSide,
       bytes: z.number().int().positive(),
     })
     .optional(),

@@ -32,6 +32,8 @@ void RegisterKernels(Napi::Env env, Napi::Object exports);
 namespace {
 
 constexpr int kMb = 16;
+// largest frame side scale() accepts (the protocol's is 8192): keeps every plane offset far from int overflow
+constexpr int kMaxScaleDim = 16384;
 
 // ---------------------------------------------------------------- errors
 
@@ -369,12 +371,16 @@ class DecodeWorker : public Napi::AsyncWorker {
       : Napi::AsyncWorker(env),
         deferred_(Napi::Promise::Deferred::New(env)),
         ref_(Napi::Persistent(data.As<Napi::Object>())),
-        data_(data.Data()),
         size_(data.ByteLength()),
+        // copied here, on the main thread: the caller's buffer may be transferred or detached while the
+        // decode runs on the thread pool. The parser may read up to AV_INPUT_BUFFER_PADDING_SIZE past the end.
+        buf_(data.ByteLength() + AV_INPUT_BUFFER_PADDING_SIZE, 0),
         codec_(std::move(codec)),
         threads_(threads),
         maxFrames_(maxFrames),
-        maxPixels_(maxPixels) {}
+        maxPixels_(maxPixels) {
+    if (size_ > 0) std::memcpy(buf_.data(), data.Data(), size_);
+  }
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
@@ -430,6 +436,10 @@ class DecodeWorker : public Napi::AsyncWorker {
     if (!ctx) Fail("alloc decoder context", AVERROR(ENOMEM));
     ctx->export_side_data |= AV_CODEC_EXPORT_DATA_VIDEO_ENC_PARAMS;
     ctx->thread_count = threads_;
+    // libavcodec enforces a pixel limit on EVERY frame's buffers (our own check in Store() sees decoded frames):
+    // a stream that switches to a huge size mid-way is not decoded at that size. It checks the coded size
+    // (aligned up to macroblocks, e.g. 640x360 is 640x368), hence the margin; Store() applies the exact limit.
+    if (maxPixels_ > 0) ctx->max_pixels = 2 * maxPixels_ + 65536;
     Check(avcodec_open2(ctx.get(), codec, nullptr), "open decoder");
     ParserPtr parser(av_parser_init(id));
     if (!parser) Fail("init parser", "no parser for " + codec_);
@@ -438,10 +448,7 @@ class DecodeWorker : public Napi::AsyncWorker {
     PacketPtr pkt(av_packet_alloc());
     if (!frame || !pkt) Fail("alloc frame", AVERROR(ENOMEM));
 
-    // The parser may read up to AV_INPUT_BUFFER_PADDING_SIZE past the end.
-    std::vector<uint8_t> buf(size_ + AV_INPUT_BUFFER_PADDING_SIZE, 0);
-    std::memcpy(buf.data(), data_, size_);
-    const uint8_t* p = buf.data();
+    const uint8_t* p = buf_.data();
     size_t left = size_;
     bool eof = false;
     while (!eof) {
@@ -493,12 +500,18 @@ class DecodeWorker : public Napi::AsyncWorker {
 
   void Store(AVFrame* f) {
     if (w_ == 0) {
+      // YUV420p output with (w/2)x(h/2) chroma: an odd size would make the conversion below write past the
+      // buffer (it writes ceil(w/2) x ceil(h/2)); such a stream is the segment's fault
+      if (f->width <= 0 || f->height <= 0 || ((f->width | f->height) & 1))
+        Fail("decode", "frame size " + std::to_string(f->width) + "x" + std::to_string(f->height) + " is not positive and even");
       w_ = f->width;
       h_ = f->height;
       // limits before any frame is kept: a small stream of skip frames must not expand without bound
       if (maxPixels_ > 0 && static_cast<int64_t>(w_) * h_ > maxPixels_)
         Fail("decode limit", "frame size " + std::to_string(w_) + "x" + std::to_string(h_) + " exceeds the limit of " + std::to_string(maxPixels_) + " pixels");
     }
+    if (f->width != w_ || f->height != h_)
+      Fail("decode limit", "frame size changed mid-stream from " + std::to_string(w_) + "x" + std::to_string(h_) + " to " + std::to_string(f->width) + "x" + std::to_string(f->height));
     if (maxFrames_ > 0 && static_cast<int64_t>(frames_.size()) >= maxFrames_)
       Fail("decode limit", "the stream holds more than " + std::to_string(maxFrames_) + " frames");
     const int w = w_, h = h_;
@@ -507,7 +520,7 @@ class DecodeWorker : public Napi::AsyncWorker {
     if (plain) {
       ReadFrame(f, out.data());
     } else {
-      // Other chroma formats / bit depths / a mid-stream size change: convert to the first frame's yuv420p.
+      // Other chroma formats / bit depths: convert to yuv420p (same size: a size change was refused above).
       SwsPtr sws(sws_getContext(f->width, f->height, static_cast<AVPixelFormat>(f->format), w, h, AV_PIX_FMT_YUV420P,
                                 SWS_BILINEAR, nullptr, nullptr, nullptr));
       if (!sws) Fail("convert decoded frame", "unsupported pixel format");
@@ -541,7 +554,7 @@ class DecodeWorker : public Napi::AsyncWorker {
 
   Napi::Promise::Deferred deferred_;
   Napi::ObjectReference ref_;
-  const uint8_t* data_;
+  std::vector<uint8_t> buf_;
   size_t size_;
   std::string codec_;
   int threads_;
@@ -578,9 +591,11 @@ Napi::Value Decode(const Napi::CallbackInfo& info) {
 void ScaleInto(const uint8_t* s, int w, int h, uint8_t* d, int dw, int dh, int flags) {
   SwsPtr sws(sws_getContext(w, h, AV_PIX_FMT_YUV420P, dw, dh, AV_PIX_FMT_YUV420P, flags, nullptr, nullptr, nullptr));
   if (!sws) Fail("create scaler", "sws_getContext failed");
-  const uint8_t* srcPlanes[4] = {s, s + w * h, s + w * h + (w / 2) * (h / 2), nullptr};
+  const size_t sy = static_cast<size_t>(w) * h, sc = static_cast<size_t>(w / 2) * (h / 2);
+  const size_t dy = static_cast<size_t>(dw) * dh, dc = static_cast<size_t>(dw / 2) * (dh / 2);
+  const uint8_t* srcPlanes[4] = {s, s + sy, s + sy + sc, nullptr};
   const int srcStride[4] = {w, w / 2, w / 2, 0};
-  uint8_t* dstPlanes[4] = {d, d + dw * dh, d + dw * dh + (dw / 2) * (dh / 2), nullptr};
+  uint8_t* dstPlanes[4] = {d, d + dy, d + dy + dc, nullptr};
   const int dstStride[4] = {dw, dw / 2, dw / 2, 0};
   const int rows = sws_scale(sws.get(), srcPlanes, srcStride, 0, h, dstPlanes, dstStride);
   if (rows < 0) Fail("scale frame", rows);
@@ -601,6 +616,8 @@ ScaleDims ParseScaleArgs(const Napi::CallbackInfo& info, const char* name) {
   const std::string algo = info.Length() > 5 && info[5].IsString() ? info[5].As<Napi::String>().Utf8Value() : "bilinear";
   if (a.w <= 0 || a.h <= 0 || a.dw <= 0 || a.dh <= 0 || ((a.w | a.h | a.dw | a.dh) & 1))
     throw Napi::RangeError::New(env, "dimensions must be positive and even");
+  if (a.w > kMaxScaleDim || a.h > kMaxScaleDim || a.dw > kMaxScaleDim || a.dh > kMaxScaleDim)
+    throw Napi::RangeError::New(env, "dimensions must be at most " + std::to_string(kMaxScaleDim));
   const size_t srcSize = static_cast<size_t>(a.w) * a.h + 2 * static_cast<size_t>(a.w / 2) * (a.h / 2);
   if (info[0].As<Napi::Uint8Array>().ByteLength() != srcSize) throw Napi::RangeError::New(env, "source buffer has the wrong byte length");
   a.flags = algo == "area" ? SWS_AREA : algo == "bicubic" ? SWS_BICUBIC : SWS_BILINEAR;
