@@ -246,6 +246,11 @@ export class IngestServer extends EventEmitter<IngestEvents> {
     });
   }
 
+  /** An HTTP request on this socket carried valid credentials: it is no longer a candidate for eviction. */
+  trust(socket: Socket): void {
+    this.unauthed.delete(peerKey(socket));
+  }
+
   private onConnection(ws: WebSocket, req: http.IncomingMessage): void {
     const address = req.socket.remoteAddress ?? '?';
     const conn: Conn = {

@@ -99,6 +99,13 @@ async function startOpened(settings: ServerSettings, log: ReturnType<typeof root
   pruneTimer.unref();
   opened.push(() => clearInterval(pruneTimer));
   const apiTokens = new TokenSet(settings.auth.apiTokens);
+  // a request with a valid API token marks its connection authenticated, so the ingest's eviction of silent
+  // connections (at its connection limits) never cuts an operator's API or ask stream
+  const bearer = (req: http.IncomingMessage, res: http.ServerResponse): boolean => {
+    const ok = requireBearer(req, res, apiTokens);
+    if (ok) ingest.trust(req.socket);
+    return ok;
+  };
   const cameras = new CameraTokens(settings.auth.cameras);
   if (cameras.size === 0) log.warn({ component: 'auth' }, 'auth.cameras is empty: no camera can upload (npm run token -- <camera> makes a token)');
   if (apiTokens.size === 0) log.warn({ component: 'auth' }, 'auth.apiTokens is empty: /api/* is disabled');
@@ -107,7 +114,7 @@ async function startOpened(settings: ServerSettings, log: ReturnType<typeof root
     settings: settings.ask,
     storageDir: settings.storage.dir,
     store,
-    authorize: (req, res) => requireBearer(req, res, apiTokens),
+    authorize: (req, res) => bearer(req, res),
     tokenOk: (token) => apiTokens.has(token),
     log,
   });
@@ -134,7 +141,7 @@ async function startOpened(settings: ServerSettings, log: ReturnType<typeof root
     const known = url.pathname === '/metrics' || url.pathname === '/api/results';
     if (!known) return void res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     if (req.method !== 'GET') return void res.writeHead(405, { allow: 'GET' }).end();
-    if (!(url.pathname === '/metrics' && settings.auth.metricsPublic) && !requireBearer(req, res, apiTokens)) return;
+    if (!(url.pathname === '/metrics' && settings.auth.metricsPublic) && !bearer(req, res)) return;
     if (url.pathname === '/metrics') {
       res.writeHead(200, { 'content-type': registry.contentType });
       res.end(await registry.metrics());
