@@ -168,6 +168,7 @@ export class Agent {
       tokens: new TokenSet(s.http.tokens),
       metricsPublic: s.http.metricsPublic,
       onError: (err) => this.log.error({ component: 'http', err: err.message }, 'status page server error'),
+      tls: s.http.tls ? { cert: readFileSync(s.http.tls.cert), key: readFileSync(s.http.tls.key) } : undefined,
       host: s.http.host,
       port: s.http.port,
       title: `camstream ${s.deviceId}`,

@@ -17,6 +17,7 @@
  * It only knows the `StatusProvider` interface, so it is testable without the rest of the agent.
  */
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { PNG } from 'pngjs';
 import type { MbMap, YuvFrame } from '../encoder/frame.ts';
@@ -69,6 +70,8 @@ export interface StatusPageOptions {
   frameMaxWidth?: number;
   /** a server error after listening (e.g. EMFILE on accept); default: ignored (the page keeps serving) */
   onError?: (err: Error) => void;
+  /** serve over https:// (PEM contents) */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 /** most connections one address may hold on the status page (64 in all) */
@@ -154,14 +157,15 @@ export class StatusPage {
   get url(): string {
     const host = this.opts.host ?? '127.0.0.1';
     const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
-    return `http://${h.includes(':') ? `[${h}]` : h}:${this.port}`;
+    return `${this.opts.tls ? 'https' : 'http'}://${h.includes(':') ? `[${h}]` : h}:${this.port}`;
   }
 
   async start(): Promise<void> {
     if (this.server) return;
-    const server = http.createServer((req, res) => {
+    const handler: http.RequestListener = (req, res) => {
       this.handle(req, res).catch((err: unknown) => sendError(res, err));
-    });
+    };
+    const server = this.opts.tls ? https.createServer({ cert: this.opts.tls.cert, key: this.opts.tls.key }, handler) : http.createServer(handler);
     // slow or silent clients cannot pile up (the page may be bound beyond localhost on a 2 GB board)
     server.headersTimeout = 10_000;
     server.requestTimeout = 30_000;

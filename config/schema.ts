@@ -202,6 +202,8 @@ export const HttpSchema = z
     tokens: z.array(TokenHashSchema).max(64).default([]),
     /** serve /metrics without a token (scrapers on a trusted network) */
     metricsPublic: z.boolean().default(false),
+    /** serve the page over https:// with this certificate (its token and frames cross the network otherwise) */
+    tls: z.strictObject({ cert: pemPath, key: pemPath }).optional(),
   })
   .prefault({});
 

@@ -1,5 +1,8 @@
 /** Status page + agent metrics: HTTP endpoints, PNG rendering, and the page in headless Chromium. */
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import https from 'node:https';
+import os from 'node:os';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -161,6 +164,28 @@ describe('StatusPage', () => {
     expect(home.status).toBe(200); // slots freed
     expect(home.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
     expect((await fetch(page.url + '/api/state')).headers.get('x-content-type-options')).toBe('nosniff');
+  });
+
+  test('over https:// with a certificate from the config: the token never crosses the network in clear', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'page-tls-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=cam',
+      '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+    const tls = { cert: readFileSync(path.join(dir, 'cert.pem')), key: readFileSync(path.join(dir, 'key.pem')) };
+    const p3 = new StatusPage({ provider: ctx.provider, tokens: new TokenSet([hashToken(API_TOKEN)]), tls });
+    await p3.start();
+    try {
+      expect(p3.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+      const get = (ca?: Buffer): Promise<number> => new Promise((resolve, reject) => {
+        https.get({ host: '127.0.0.1', port: p3.port, path: '/api/state', ca, headers: { authorization: `Bearer ${API_TOKEN}` } }, (res) => { res.resume(); resolve(res.statusCode!); }).on('error', reject);
+      });
+      expect(await get(tls.cert)).toBe(200);
+      await expect(get()).rejects.toThrow(/self-signed/); // a client that does not trust the certificate
+      const plain = await fetch(`http://127.0.0.1:${p3.port}/healthz`).then(() => 'answered', () => 'refused');
+      expect(plain).toBe('refused'); // no plain-HTTP fallback
+    } finally {
+      await p3.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('no frame yet → 404, unhealthy → 503', async () => {
