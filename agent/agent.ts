@@ -497,6 +497,8 @@ export class Agent {
 
   /** Graceful stop (SIGTERM): stop capture, let the segment in flight reach the outbox, then close in reverse order. */
   async stop(): Promise<void> {
+    // first: no MQTT command may restart capture while it stops (the store closes at the end)
+    this.mqtt?.refuseCommands();
     if (this.watchdogTimer) clearInterval(this.watchdogTimer);
     this.watchdogTimer = null;
     await this.sd.stopping();

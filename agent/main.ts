@@ -8,6 +8,7 @@ import { Agent, openAgentStore } from './agent.ts';
 import { configPathFromArgv } from '../config/load.ts';
 import { ConfigManager } from '../config/watch.ts';
 import { AgentSettingsSchema, type AgentSettings } from '../config/schema.ts';
+import { isMainModule } from '../proc/main-module.ts';
 
 export async function runAgent(argv: string[]): Promise<Agent> {
   const file = configPathFromArgv(argv, '/etc/camstream/agent.yaml');
@@ -47,7 +48,7 @@ export async function runAgent(argv: string[]): Promise<Agent> {
   return agent;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (isMainModule(import.meta.url)) {
   runAgent(process.argv.slice(2)).catch((e) => {
     console.error(`camstream-agent: ${(e as Error).message}`);
     process.exit(1);

@@ -348,20 +348,32 @@ export class MqttControl extends EventEmitter {
   }
 
   /** Publish 'offline' (retained) and disconnect cleanly; the broker keeps our session (queued commands). */
+  /** Refuse new commands from now on (the agent calls this first when it stops, before capture stops). */
+  refuseCommands(): void {
+    this.stopping = true;
+  }
+
   async stop(): Promise<void> {
     const client = this.client;
     if (!client) return;
     this.stopping = true;
+    // every wait below is bounded: systemd's TimeoutStopSec (30 s) must not be spent on a half-open broker link
+    const bounded = <T>(p: Promise<T>, ms: number): Promise<T | undefined> => {
+      let timer: NodeJS.Timeout | undefined;
+      return Promise.race([p, new Promise<undefined>((r) => { timer = setTimeout(() => r(undefined), ms); })]).finally(() => clearTimeout(timer));
+    };
     try {
       if (client.connected) {
-        await client.publishAsync(this.statusTopic, 'offline', { qos: 1, retain: true });
+        const sent = await bounded(client.publishAsync(this.statusTopic, 'offline', { qos: 1, retain: true }).then(() => true), 3000);
+        if (!sent) this.log.warn({}, 'offline status not acknowledged within 3 s; the broker publishes the last will instead');
       }
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'could not publish offline status');
     }
-    // let commands in progress finish (bounded by the command timeout)
-    await this.chain.catch(() => undefined);
-    await client.endAsync(!client.connected);
+    // let the command in progress finish, within the command timeout
+    await bounded(this.chain.catch(() => undefined), Math.min(this.opts.commandTimeoutMs ?? 30_000, 10_000));
+    const ended = await bounded(client.endAsync(!client.connected).then(() => true), 3000);
+    if (!ended) await client.endAsync(true).catch(() => undefined);
     this.client = null;
   }
 
@@ -461,6 +473,12 @@ export class MqttControl extends EventEmitter {
       // a retained command would be re-run on every subscribe: never act on one
       this.log.warn({ cmd }, 'ignoring retained command');
       this.emit('command', { cmd, status: 'ignored', error: 'retained', ms: 0 } satisfies CommandEvent);
+      return;
+    }
+    if (this.stopping) {
+      // shutting down: a start_source now would restart capture under a store about to close
+      this.log.warn({ cmd }, 'agent is stopping: command refused');
+      this.respond(cmd, { status: 'error', error: 'the agent is stopping; send the command again once it is back online' });
       return;
     }
     // Parse and validate synchronously (arrival order), run handlers one at a time.

@@ -4,8 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+# Node 20 or newer with npm (Debian 12's own nodejs is 18): not installed here, it needs another package source
+NODE_MAJOR="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+if [ "$NODE_MAJOR" -lt 20 ] || ! command -v npm >/dev/null 2>&1; then
+  echo "setup: Node.js >= 20 with npm is required (found: $(node -v 2>/dev/null || echo none)); install it (e.g. the NodeSource 20.x packages) and run this again" >&2
+  exit 2
+fi
 PKGS=(ffmpeg libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libx264-dev pkg-config cmake g++ make
-      mosquitto mosquitto-clients chromium systemd)
+      python3 mosquitto mosquitto-clients chromium systemd) # python3: node-gyp builds unix-dgram
 [ "${CAMSTREAM_TRAINING:-0}" = 1 ] && PKGS+=(python3-torch python3-onnx)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done

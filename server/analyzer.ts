@@ -43,6 +43,8 @@ export interface AnalyzerOptions {
   onFallback?: (model: 'detector' | 'dnngrad', reason: string) => void;
   /** folder for the generated DNNGrad graph (keyed by the detector's hash); none: rebuilt in memory */
   cacheDir?: string;
+  /** the graph could not be written to cacheDir (full disk…): it runs from memory; this reports why */
+  onCacheError?: (err: Error) => void;
   /** AccMPEG training labels from the uploads: offered each segment's last decoded frame (off: none) */
   labels?: Pick<LabelStore, 'offer'>;
   /**
@@ -81,7 +83,7 @@ class Slots {
  */
 async function loadGradientModel(opts: AnalyzerOptions): Promise<{ model: ProxyGradModel; device: DetectorDevice }> {
   const base: GradientModelOptions & Parameters<typeof ProxyGradModel.load>[1] = {
-    proxy: oneAdaptProxyGraph(opts.proxy ?? ONEADAPT_PROXY), intraOpNumThreads: opts.threads, spinning: opts.spinning ?? false, cacheDir: opts.cacheDir,
+    proxy: oneAdaptProxyGraph(opts.proxy ?? ONEADAPT_PROXY), intraOpNumThreads: opts.threads, spinning: opts.spinning ?? false, cacheDir: opts.cacheDir, onCacheError: opts.onCacheError,
   };
   if ((opts.device ?? 'cpu') === 'cuda') {
     try {

@@ -23,6 +23,7 @@ import { postprocess } from '../detector/postprocess.ts';
 import { preprocess, INPUT_SIZE } from '../detector/preprocess.ts';
 import { accmpegProxy, saliencyToFrame, weightByPixelDiff } from './dnngrad.ts';
 import { GradientModel } from './onnxgrad/index.ts';
+import { isMainModule } from '../proc/main-module.ts';
 
 export interface LabelOptions {
   video: string;
@@ -124,7 +125,7 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(r));
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (isMainModule(import.meta.url)) {
   main().catch((e) => {
     console.error(String(e?.stack ?? e));
     process.exit(1);

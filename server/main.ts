@@ -21,6 +21,7 @@ import { IngestServer } from './ingest.ts';
 import { ServerStore } from './store.ts';
 import { SdNotify } from '../proc/sdnotify.ts';
 import { startFleetAsk } from './ask-setup.ts';
+import { isMainModule } from '../proc/main-module.ts';
 
 const ResultsQuerySchema = z.strictObject({
   camera: z.string().min(1).max(64).optional(),
@@ -76,6 +77,7 @@ async function startOpened(settings: ServerSettings, log: ReturnType<typeof root
     cacheDir: path.join(settings.storage.dir, 'model-cache'),
     maxDecodedBytes: settings.ingest.maxDecodedBytes,
     maxConcurrent: settings.ingest.maxConcurrentSegments,
+    onCacheError: (err) => log.warn({ component: 'dnngrad', err: err.message }, 'DNNGrad graph not cached on disk; running it from memory (rebuilt at the next start)'),
     onFallback: (model, reason) =>
       log.warn({ component: model, reason }, `CUDA execution provider unavailable for the ${model}: running on CPU (install onnxruntime-node's CUDA provider: deploy/jetson/README.md, "GPU")`),
   });
@@ -206,7 +208,7 @@ async function startOpened(settings: ServerSettings, log: ReturnType<typeof root
   };
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (isMainModule(import.meta.url)) {
   const file = configPathFromArgv(process.argv.slice(2), '/etc/camstream/server.yaml');
   (async () => {
     const settings = loadServerConfig(file);
@@ -214,7 +216,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const sd = new SdNotify();
     await sd.ready(`listening on ${s.port}`);
     sd.watchdog(() => s.health());
+    let stopping = false;
     const stop = async () => {
+      // a second signal while stopping forces the exit instead of racing the first stop
+      if (stopping) process.exit(1);
+      stopping = true;
       await sd.stopping();
       sd.stopWatchdog();
       await s.stop();
@@ -222,6 +228,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     };
     process.on('SIGTERM', () => void stop());
     process.on('SIGINT', () => void stop());
+    // systemctl reload: node's default for SIGHUP is to exit (129), which systemd takes as a clean stop and does
+    // not restart; the server reads its config at start only, so say so instead
+    process.on('SIGHUP', () => rootLogger('camstream-server').warn({ component: 'server', file }, 'SIGHUP: the server reads its config at start only; restart it to apply changes'));
   })().catch((e) => {
     console.error(`camstream-server: ${(e as Error).message}`);
     process.exit(1);

@@ -40,7 +40,6 @@ describe('unit files', () => {
       'PrivateTmp=yes',
       'CapabilityBoundingSet=',
       'SystemCallFilter=@system-service',
-      'ExecReload=/bin/kill -HUP $MAINPID',
       'WorkingDirectory=/opt/camstream',
     ]) {
       expect(text.split('\n')).toContain(line);
@@ -50,6 +49,11 @@ describe('unit files', () => {
     expect(text).toMatch(/^RestartSec=\d+/m);
     expect(text).toMatch(/^ReadWritePaths=.*\/var\/lib\/camstream/m);
     expect(text).toMatch(/^SupplementaryGroups=.*video/m);
+  });
+
+  test('reload re-reads the agent\'s config (SIGHUP); the server has no reload (it reads its config at start)', () => {
+    expect(readFileSync(join(DEPLOY, 'camstream-agent.service'), 'utf8').split('\n')).toContain('ExecReload=/bin/kill -HUP $MAINPID');
+    expect(readFileSync(join(DEPLOY, 'camstream-server.service'), 'utf8')).not.toMatch(/^ExecReload=/m);
   });
 
   test('the server cannot write its own config (auth tokens); the agent can (remote set_config)', () => {
@@ -126,7 +130,9 @@ describe('install.sh --dry-run', () => {
       expect(r.stdout).toMatch(/profile: edge-jetson/);
       expect(r.stdout).toContain(`${unitDir}/camstream-agent.service`);
       expect(r.stdout).toContain('[dry-run] systemctl daemon-reload');
-      expect(r.stdout).toContain('[dry-run] systemctl enable --now camstream-agent.service');
+      expect(r.stdout).toContain('[dry-run] systemctl enable camstream-agent.service');
+      // started with restart, so an upgrade over a running service runs the new code (enable --now left it as it was)
+      expect(r.stdout).toContain('[dry-run] systemctl restart camstream-agent.service');
       // dry run: nothing created
       expect(existsSync(cfgDir) || existsSync(unitDir) || existsSync(prefix)).toBe(false);
       // every mutating step is a [dry-run] line

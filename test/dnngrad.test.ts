@@ -410,3 +410,24 @@ describe('DNNGrad graph: forward, OneAdapt proxy and backward in one session (re
     await expect(an.detector.detect(frames[0])).rejects.toThrow();
   });
 });
+
+test('a cache folder that cannot be written (full disk, a file in its place): the graph runs from memory, the reason is reported', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dnngrad-nocache-'));
+  try {
+    writeFileSync(join(dir, 'not-a-folder'), 'x');
+    const errors: Error[] = [];
+    const m = await ProxyGradModel.load(DETECTOR_MODEL, { proxy: oneAdaptProxyGraph(), cacheDir: join(dir, 'not-a-folder', 'cache'), onCacheError: (e) => errors.push(e) });
+    try {
+      expect(m.fromCache).toBe(false);
+      expect(errors).toHaveLength(1);
+      expect(errors[0].message).toMatch(/cannot write the gradient model cache .*not-a-folder/);
+      const r = await m.run(new Float32Array(3 * 416 * 416).fill(114));
+      expect(r.gradInput.length).toBe(3 * 416 * 416);
+    } finally {
+      await m.release();
+    }
+    expect(readdirSync(dir)).toEqual(['not-a-folder']); // nothing half-written left behind
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 120_000);

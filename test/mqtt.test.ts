@@ -293,6 +293,30 @@ describe('MqttControl (real mosquitto)', () => {
     }
   });
 
+  test('while stopping: commands are refused with a clear answer, and stop() is bounded even with a handler that never returns', async () => {
+    class HungAgent extends FakeAgent {
+      override async restartPipeline(): Promise<void> {
+        await new Promise(() => undefined); // never settles
+      }
+    }
+    const hung = new HungAgent();
+    const m = new MqttControl({ url: broker.url, deviceId: 'camstop', handlers: hung, logger: silent, configKeys: {}, commandTimeoutMs: 300 });
+    await m.start();
+    const o = await Observer.connect(broker.url, ['camstream/camstop/#']);
+    try {
+      await o.request(m, 'restart_pipeline', { transaction: 'hang' }, 'hang'); // answered at the timeout, still running
+      m.refuseCommands();
+      const r = await o.request(m, 'start_source', { transaction: 'late' });
+      expect(r).toMatchObject({ status: 'error', error: expect.stringMatching(/agent is stopping/) });
+      expect(hung.calls.map((c) => c.name)).not.toContain('startSource');
+      const t0 = Date.now();
+      await m.stop();
+      expect(Date.now() - t0).toBeLessThan(5000);
+    } finally {
+      await o.close();
+    }
+  });
+
   test('a retained command is never executed', async () => {
     // someone publishes a command with retain=true; a fresh subscriber would get it on every subscribe
     await obs.client.publishAsync('camstream/camret/request/stop_source', JSON.stringify({ transaction: 'ret' }), { qos: 1, retain: true });

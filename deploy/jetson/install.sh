@@ -116,6 +116,12 @@ for g in video render; do
 done
 
 # ---- application -------------------------------------------------------------------------
+# an upgrade: stop the running service before its files are replaced (it is restarted at the end)
+WAS_ACTIVE=0
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$UNIT" 2>/dev/null; then
+  WAS_ACTIVE=1
+  run systemctl stop "$UNIT"
+fi
 run mkdir -p "$PREFIX"
 if command -v rsync >/dev/null 2>&1; then
   run rsync -a --delete --exclude .git --exclude node_modules --exclude build --exclude dist --exclude shared "$SRC/" "$PREFIX/"
@@ -156,8 +162,9 @@ else
   run install -m 0644 "$SRC/deploy/jetson/$UNIT" "$UNIT_DIR/$UNIT"
 fi
 run systemctl daemon-reload
-if [ "$START" = 1 ]; then
-  run systemctl enable --now "$UNIT"
+if [ "$START" = 1 ] || [ "$WAS_ACTIVE" = 1 ]; then
+  run systemctl enable "$UNIT"
+  run systemctl restart "$UNIT" # the new code and unit (enable --now leaves an already running one as it was)
 else
   run systemctl enable "$UNIT"
 fi
@@ -165,4 +172,8 @@ fi
 if [ "$PROFILE" = edge-jetson ]; then
   echo "Jetson: for steady encoder/GPU clocks consider 'nvpmodel -m 0' and 'jetson_clocks' (not done here)"
 fi
-echo "done: journalctl -u $UNIT -f   |   systemctl reload $UNIT re-reads $CONFIG_FILE"
+if [ "$ROLE" = agent ]; then
+  echo "done: journalctl -u $UNIT -f   |   systemctl reload $UNIT re-reads $CONFIG_FILE"
+else
+  echo "done: journalctl -u $UNIT -f   |   systemctl restart $UNIT applies changes to $CONFIG_FILE"
+fi

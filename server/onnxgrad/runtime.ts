@@ -4,7 +4,7 @@
  */
 import { rng } from '../../numeric/random.ts';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { buildVjpModel, TRANSFORM_VERSION, type ProxyGraph, type VjpOptions } from './vjp.ts';
@@ -21,6 +21,8 @@ export interface GradientModelOptions extends VjpOptions {
    * and the options (proxy included); a later load with the same key reads the file instead of rebuilding.
    */
   cacheDir?: string;
+  /** the built model could not be written to `cacheDir` (full disk…): it is used from memory, this says why */
+  onCacheError?: (err: Error) => void;
 }
 
 const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
@@ -47,10 +49,17 @@ export function buildVjpModelCached(forwardBytes: Uint8Array, opts: GradientMode
   const m: Proto = decodeModel(built);
   m.docString = key;
   const tagged = encodeModel(m);
-  mkdirSync(opts.cacheDir!, { recursive: true });
+  // the cache is an optimisation: a full disk or read-only folder costs the next start a rebuild, not this one
   const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, tagged);
-  renameSync(tmp, file);
+  try {
+    mkdirSync(opts.cacheDir!, { recursive: true });
+    writeFileSync(tmp, tagged, { flush: true });
+    renameSync(tmp, file);
+  } catch (e) {
+    try { rmSync(tmp, { force: true }); } catch { /* the folder itself is unusable */ }
+    opts.onCacheError?.(new OnnxGradError(`cannot write the gradient model cache ${file}: ${(e as Error).message}`));
+    return { bytes: tagged, fromCache: false };
+  }
   return { bytes: tagged, fromCache: false, path: file };
 }
 
