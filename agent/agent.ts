@@ -228,6 +228,7 @@ export class Agent {
       cameraId: this.deviceId,
       token: s.server.token,
       tls: { ca: pem(s.server.ca), cert: pem(s.server.cert), key: pem(s.server.key) },
+      replyTimeoutMs: s.server.replyTimeoutMs,
     });
     up.on('reply', (r, bytes) => this.onReply(r, bytes));
     up.on('connected', () => this.log.info({ component: 'uplink', url: s.server.url }, 'connected to server'));
@@ -504,7 +505,7 @@ export class Agent {
     await this.sd.stopping();
     this.sd.stopWatchdog();
     if (this.housekeepingTimer) clearInterval(this.housekeepingTimer);
-    await this.capture.stop();
+    await this.capture.close();
     await this.pipeline.stop(); // the probe in flight steps the knobs before its worker ends
     await this.uplink?.stop();
     await this.mqtt?.stop();

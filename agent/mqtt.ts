@@ -362,18 +362,24 @@ export class MqttControl extends EventEmitter {
       let timer: NodeJS.Timeout | undefined;
       return Promise.race([p, new Promise<undefined>((r) => { timer = setTimeout(() => r(undefined), ms); })]).finally(() => clearTimeout(timer));
     };
+    let force = !client.connected;
     try {
       if (client.connected) {
         const sent = await bounded(client.publishAsync(this.statusTopic, 'offline', { qos: 1, retain: true }).then(() => true), 3000);
-        if (!sent) this.log.warn({}, 'offline status not acknowledged within 3 s; the broker publishes the last will instead');
+        if (!sent) {
+          this.log.warn({}, 'offline status not acknowledged within 3 s; the broker publishes the last will instead');
+          force = true; // a link that does not acknowledge would hang a clean disconnect too
+        }
       }
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'could not publish offline status');
+      force = true;
     }
     // let the command in progress finish, within the command timeout
     await bounded(this.chain.catch(() => undefined), Math.min(this.opts.commandTimeoutMs ?? 30_000, 10_000));
-    const ended = await bounded(client.endAsync(!client.connected).then(() => true), 3000);
-    if (!ended) await client.endAsync(true).catch(() => undefined);
+    // (mqtt.js ignores a second end() while one is under way, so force is decided up front)
+    const ended = await bounded(client.endAsync(force).then(() => true, () => true), 3000);
+    if (!ended) client.stream?.destroy();
     this.client = null;
   }
 
@@ -478,7 +484,12 @@ export class MqttControl extends EventEmitter {
     if (this.stopping) {
       // shutting down: a start_source now would restart capture under a store about to close
       this.log.warn({ cmd }, 'agent is stopping: command refused');
-      this.respond(cmd, { status: 'error', error: 'the agent is stopping; send the command again once it is back online' });
+      let transaction: Transaction | undefined;
+      try {
+        const t = (JSON.parse(payload.toString('utf8')) as { transaction?: unknown }).transaction;
+        if (typeof t === 'string' || typeof t === 'number') transaction = t as Transaction;
+      } catch { /* no usable transaction: answered without one */ }
+      this.respond(cmd, { status: 'error', error: 'the agent is stopping; send the command again once it is back online', ...(transaction !== undefined ? { transaction } : {}) });
       return;
     }
     // Parse and validate synchronously (arrival order), run handlers one at a time.
@@ -512,6 +523,8 @@ export class MqttControl extends EventEmitter {
       } else {
         let run: Promise<unknown> | undefined;
         try {
+          // queued before refuseCommands(), run after it: refused too (the agent is stopping)
+          if (this.stopping) throw new MqttControlError('the agent is stopping; send the command again once it is back online', cmd);
           run = parsed.run();
           const data = await this.withTimeout(cmd, run);
           response = { status: 'ok', data: data === undefined ? {} : data };

@@ -52,6 +52,7 @@ export class SourceSupervisor {
   /** the source being probed and opened (before `loop` starts); abort() ends the probe */
   private opening: { done: Promise<void>; abort: AbortController } | null = null;
   private wanted = false;
+  private closed = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private retryMs: number;
   /** the last error that stopped the pipeline, by stage; superseded by the next segment */
@@ -85,6 +86,7 @@ export class SourceSupervisor {
 
   /** Start capturing; a source that fails (camera down, stream cut) is retried with backoff until stop(). */
   start(): void {
+    if (this.closed) return; // the agent is stopping: nothing may start capture again (an MQTT command in flight)
     if (!this.wanted) this.lastSegmentAt = Date.now(); // (re)started on purpose: not stuck yet
     this.wanted = true;
     if (this.loop || this.retryTimer || this.opening) return;
@@ -203,6 +205,12 @@ export class SourceSupervisor {
     this.retryMs = Math.min(this.retryMs * 2, 60_000);
   }
 
+  /** Stop for good (the agent stops): later start() calls, a queued command's or a retry's, do nothing. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.stop();
+  }
+
   async stop(): Promise<void> {
     this.wanted = false;
     if (this.retryTimer) clearTimeout(this.retryTimer);
@@ -247,7 +255,16 @@ export class SourceSupervisor {
    * bring a camera back. Returns the reason, or null.
    */
   stuck(stallMs: number): string | null {
-    if (!this.wanted || this.retryTimer) return null;
+    if (!this.wanted) return null;
+    if (this.retryTimer) {
+      // retrying heals a camera that is down, not an encoder that keeps failing (e.g. a leaked hardware encoder
+      // session): failing for stallMs without a segment, that one needs the process restarted. (A store failure
+      // is usually a full disk, which a restart does not fix: it would only end in systemd's start limit.)
+      const e = this.lastError;
+      const quietMs = Date.now() - this.lastSegmentAt;
+      if (e && e.stage === 'encoder' && e.at >= this.lastSegmentAt && quietMs > stallMs) return `encoder failing for ${Math.round(quietMs / 1000)} s: ${e.message}`;
+      return null;
+    }
     const quietMs = Date.now() - Math.max(this.lastSegmentAt, this.attemptAt);
     if (quietMs <= stallMs) return null;
     const what = this.loop ? 'capture open' : this.opening ? 'opening the source' : 'no capture and no retry scheduled';

@@ -44,7 +44,7 @@ export interface Outbox {
 }
 
 /** default `replyTimeoutMs` */
-export const DEFAULT_REPLY_TIMEOUT_MS = 60_000;
+export const DEFAULT_REPLY_TIMEOUT_MS = 120_000;
 /** default `maxReplyBytes`: the largest legit reply is ~4 MB (300 frames × 300 detections × ~40 B of JSON, the
  * agent's segmentFrames and the detector's maxDetections caps, + a base64 DNNGrad map of ≤ 512×512 codes,
  * ≤ 0.4 MB); 16 MiB also covers the protocol's 1000-frame limit */
@@ -70,7 +70,7 @@ export interface UplinkOptions {
    */
   maxMessageBytes?: number;
   /**
-   * liveness limit (default 60 000): with segments in flight, the longest wait for a server message after the last
+   * liveness limit (default 120 000): with segments in flight, the longest wait for a server message after the last
    * progress; idle, the longest silence (no message, ping or pong; the uplink pings after half of it); also the
    * longest wait for the welcome. Past it the socket is terminated and the uplink reconnects and resends what was
    * not acknowledged. Must exceed the server's processing time of one segment.
@@ -315,9 +315,12 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       this.pruneDeferred();
       this.pump();
     } else if (msg.type === 'reply') {
-      this.acked(msg.segmentId);
-      const n = typeof data === 'string' ? Buffer.byteLength(data) : Buffer.isBuffer(data) ? data.length : Array.isArray(data) ? data.reduce((a, b) => a + b.length, 0) : data.byteLength;
-      this.emit('reply', msg, n + wsFrameOverhead(n, false));
+      // passed on only once the segment left the outbox: if the ack failed, the resend's (duplicate) reply is
+      // the one passed on, so OneAdapt and the metrics see each segment's reply once
+      if (this.acked(msg.segmentId)) {
+        const n = typeof data === 'string' ? Buffer.byteLength(data) : Buffer.isBuffer(data) ? data.length : Array.isArray(data) ? data.reduce((a, b) => a + b.length, 0) : data.byteLength;
+        this.emit('reply', msg, n + wsFrameOverhead(n, false));
+      }
       this.pump();
     } else if (msg.type === 'error') {
       // the server answers one connection's segments in order: an error that could not name its

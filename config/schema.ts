@@ -165,6 +165,11 @@ export const UplinkSchema = z
     /** optional client certificate and key (PEM) for servers that verify clients */
     cert: pemPath.optional(),
     key: pemPath.optional(),
+    /**
+     * a server silent this long with segments in flight (or idle, no ping/pong) is presumed dead: reconnect and
+     * resend. Must exceed the server's worst wait + processing time for one segment (a busy server queues them).
+     */
+    replyTimeoutMs: z.number().int().min(5_000).max(3_600_000).default(120_000),
   })
   .prefault({});
 
@@ -255,7 +260,7 @@ export const ServerSettingsSchema = z.strictObject({
       maxConnections: z.number().int().positive().default(64),
       maxConnectionsPerAddress: z.number().int().positive().default(8),
       /** largest decoded size a segment may declare (frames × width × height × 1.5 B, reference included) */
-      maxDecodedBytes: z.number().int().min(16 * 2 ** 20).max(16 * 2 ** 30).default(512 * 2 ** 20),
+      maxDecodedBytes: z.number().int().min(16 * 2 ** 20).max(16 * 2 ** 30).default(2 ** 30),
       /** segments decoded and analysed at once over all connections */
       maxConcurrentSegments: z.number().int().min(1).max(64).default(2),
     })

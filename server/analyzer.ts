@@ -49,14 +49,16 @@ export interface AnalyzerOptions {
   labels?: Pick<LabelStore, 'offer'>;
   /**
    * Largest decoded size a segment may declare (frames × width × height × 1.5 bytes of YUV420p, its reference
-   * frame included; default 512 MiB): a header may claim up to 1000 frames of 8192×8192, ~100 GB decoded.
+   * frame included; default 1 GiB: a 300-frame 1080p segment, the agent's largest at that size, is 933 MB): a
+   * header may claim up to 1000 frames of 8192×8192, ~100 GB decoded. Over it the segment is refused as
+   * RETRYABLE (it is a server setting, not the segment's fault: the camera keeps it until the limit is raised).
    */
   maxDecodedBytes?: number;
   /** segments decoded and analysed at once, over all connections (default 2): bounds memory and shares the cores */
   maxConcurrent?: number;
 }
 
-export const ANALYZER_DEFAULTS = { maxDecodedBytes: 512 << 20, maxConcurrent: 2 } as const;
+export const ANALYZER_DEFAULTS = { maxDecodedBytes: 2 ** 30, maxConcurrent: 2 } as const;
 
 /** At most n tasks at a time, the rest wait in arrival order (written here: a dozen lines, no dependency needed). */
 class Slots {
@@ -181,14 +183,18 @@ export class SegmentAnalyzer implements SegmentProcessor {
 
   private slots: Slots | undefined;
 
-  process(header: SegmentHeader, video: Buffer, ref: Buffer | null): Promise<Omit<Reply, 'type' | 'duplicate'>> {
+  /** `cancelled`: checked when the segment's turn comes (its connection closed while it waited: skip the work) */
+  process(header: SegmentHeader, video: Buffer, ref: Buffer | null, cancelled?: () => boolean): Promise<Omit<Reply, 'type' | 'duplicate'>> {
     const declared = header.frameCount * header.width * header.height * 1.5 + (header.ref ? header.ref.width * header.ref.height * 1.5 : 0);
     const max = this.opts.maxDecodedBytes ?? ANALYZER_DEFAULTS.maxDecodedBytes;
     if (declared > max) {
-      return Promise.reject(new SegmentDecodeError(header.segmentId, `declares ${(declared / 2 ** 20).toFixed(0)} MiB of decoded frames, more than the server's limit of ${(max / 2 ** 20).toFixed(0)} MiB (ingest.maxDecodedBytes)`));
+      return Promise.reject(new Error(`segment ${header.segmentId} declares ${(declared / 2 ** 20).toFixed(0)} MiB of decoded frames, more than this server's limit of ${(max / 2 ** 20).toFixed(0)} MiB: raise ingest.maxDecodedBytes (the camera keeps the segment and resends it)`));
     }
     this.slots ??= new Slots(this.opts.maxConcurrent ?? ANALYZER_DEFAULTS.maxConcurrent);
-    return this.slots.run(() => this.processOne(header, video, ref));
+    return this.slots.run(async () => {
+      if (cancelled?.()) throw new Error(`segment ${header.segmentId} not processed: its connection closed while it waited (the camera resends it)`);
+      return this.processOne(header, video, ref);
+    });
   }
 
   private async processOne(header: SegmentHeader, video: Buffer, ref: Buffer | null): Promise<Omit<Reply, 'type' | 'duplicate'>> {

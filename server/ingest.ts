@@ -30,7 +30,7 @@ import { InvalidSegmentError, parseHello, PROTOCOL_VERSION, unpackSegment, wsFra
 
 export interface SegmentProcessor {
   /** throw InvalidSegmentError when the segment itself is bad (final); any other error is retryable */
-  process(header: SegmentHeader, video: Buffer, ref: Buffer | null): Promise<Omit<Reply, 'type' | 'duplicate'>>;
+  process(header: SegmentHeader, video: Buffer, ref: Buffer | null, cancelled?: () => boolean): Promise<Omit<Reply, 'type' | 'duplicate'>>;
 }
 
 export interface ReplyStore {
@@ -401,7 +401,7 @@ export class IngestServer extends EventEmitter<IngestEvents> {
         conn.ws.pause();
         conn.busy = true;
         try {
-          reply = { type: 'reply', duplicate: false, ...(await this.opts.processor.process(header, seg.video, seg.ref)) };
+          reply = { type: 'reply', duplicate: false, ...(await this.opts.processor.process(header, seg.video, seg.ref, () => conn.closing || conn.ws.readyState !== conn.ws.OPEN)) };
         } finally {
           // the clocks restart when reading resumes
           conn.busy = false;

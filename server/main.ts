@@ -121,13 +121,17 @@ async function startOpened(settings: ServerSettings, log: ReturnType<typeof root
     log,
   });
   opened.push(() => fleetAsk.stop());
+  let lastHealthLog = 0;
   /** the store answers and the listener is up (what /healthz and the systemd watchdog report) */
   const health = (): { ok: boolean; reason?: string } => {
     try {
       store.results('\u0000', 1);
     } catch (e) {
-      // the open /healthz gets the coarse reason; the detail goes to the log
-      log.error({ component: 'store', err: (e as Error).message }, 'health check: store failed');
+      // the open /healthz gets the coarse reason; the detail goes to the log, once a minute at most (anyone may poll)
+      if (Date.now() - lastHealthLog > 60_000) {
+        lastHealthLog = Date.now();
+        log.error({ component: 'store', err: (e as Error).message }, 'health check: store failed');
+      }
       return { ok: false, reason: 'store failed' };
     }
     return ingest.listening ? { ok: true } : { ok: false, reason: 'ingest: not listening' };

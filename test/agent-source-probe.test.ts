@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import { pino } from 'pino';
-import { SourceSupervisor } from '../agent/source-supervisor.ts';
+import { PipelineStageError, SourceSupervisor } from '../agent/source-supervisor.ts';
 import { SourceSchema } from '../config/schema.ts';
 
 test('a hanging camera: start() returns at once, the event loop turns, stop() aborts the probe', async () => {
@@ -40,5 +40,49 @@ test('a hanging camera: start() returns at once, the event loop turns, stop() ab
     await sup.stop();
     for (const s of sockets) s.destroy();
     server.close();
+  }
+});
+
+test('close(): nothing starts capture again (a command queued before the agent stopped, a retry timer)', async () => {
+  const sup = new SourceSupervisor({
+    logger: pino({ level: 'silent' }),
+    settings: () => ({ source: SourceSchema.parse({ kind: 'rtsp', uri: 'rtsp://127.0.0.1:1/none' }), segmentFrames: 5 }),
+    onSegment: async () => {},
+    retryMs: 50,
+  });
+  sup.start();
+  await new Promise((r) => setTimeout(r, 300)); // refused connection: failures, retries scheduled
+  await sup.close();
+  sup.start(); // e.g. an MQTT start_source that was already queued
+  await new Promise((r) => setTimeout(r, 300));
+  expect(sup.capturing).toBe(false);
+  expect(sup.retrying).toBe(false);
+  expect(sup.health(10).ok).toBe(true); // not wanted: nothing to report
+});
+
+test('an encoder that keeps failing past stallMs is stuck, also between retries (a restart may clear it; a camera that is down is covered by agent-health-watchdog)', async () => {
+  let encoderBroken = true;
+  const sup = new SourceSupervisor({
+    logger: pino({ level: 'silent' }),
+    settings: () => ({ source: SourceSchema.parse({ kind: 'file', uri: 'samples/people-indoor-432p.mp4', loop: true }), segmentFrames: 5 }),
+    onSegment: async () => { if (encoderBroken) throw new PipelineStageError('encoder', new Error('no hardware session')); },
+    retryMs: 50,
+  });
+  try {
+    sup.start();
+    // between attempts (a retry scheduled) the reason names the encoder; it is never "not stuck" once past stallMs
+    const seen: (string | null)[] = [];
+    const t0 = Date.now();
+    while (Date.now() - t0 < 3000 && !seen.some((r) => r?.startsWith('encoder failing'))) {
+      await new Promise((r) => setTimeout(r, 20));
+      if (Date.now() - t0 > 700) seen.push(sup.stuck(500));
+    }
+    expect(seen.some((r) => /^encoder failing for \d+ s: encoder: no hardware session|no hardware session/.test(r ?? ''))).toBe(true);
+    expect(seen.every((r) => r !== null)).toBe(true);
+    encoderBroken = false;
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(sup.stuck(500)).toBeNull(); // segments flow again
+  } finally {
+    await sup.close();
   }
 });

@@ -307,7 +307,7 @@ describe('MqttControl (real mosquitto)', () => {
       await o.request(m, 'restart_pipeline', { transaction: 'hang' }, 'hang'); // answered at the timeout, still running
       m.refuseCommands();
       const r = await o.request(m, 'start_source', { transaction: 'late' });
-      expect(r).toMatchObject({ status: 'error', error: expect.stringMatching(/agent is stopping/) });
+      expect(r).toMatchObject({ status: 'error', error: expect.stringMatching(/agent is stopping/), transaction: 'late' });
       expect(hung.calls.map((c) => c.name)).not.toContain('startSource');
       const t0 = Date.now();
       await m.stop();

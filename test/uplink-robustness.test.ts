@@ -159,16 +159,21 @@ test('an SQLite error in ack (inside the socket callback) does not crash and doe
   const up = new Uplink(box, { url: srv.url, cameraId: 'cam1', token: TOKEN, retryMs: 50 });
   const errors: [string, string | undefined][] = [];
   up.on('localError', (e, id) => errors.push([e, id]));
+  const replies: string[] = [];
+  up.on('reply', (r) => replies.push(r.segmentId));
   up.start();
   try {
     await waitFor(() => errors.length >= 3);
     expect(errors[0][0]).toMatch(/SQLITE_FULL/);
     expect(errors[0][1]).toBe('cam1-0');
     expect(box.depth()).toBe(3); // nothing acked, nothing lost
+    expect(replies).toEqual([]); // not passed on while the segment is still in the outbox
     full = false;
     await waitFor(() => box.depth() === 0);
     // the segments whose ack failed were sent again (the server answers a resend from its store)
     expect(srv.received.flat().filter((id) => id === 'cam1-0').length).toBeGreaterThanOrEqual(2);
+    // and each segment's reply reached the agent once
+    expect([...replies].sort()).toEqual(['cam1-0', 'cam1-1', 'cam1-2']);
   } finally {
     await up.stop();
     await srv.close();

@@ -46,13 +46,15 @@ test('a larger frame than declared, and a reference frame that is a whole stream
   expect(ok.detections).toHaveLength(2);
 });
 
-test('a header declaring more decoded bytes than the server allows is rejected before any decoding', async () => {
+test('a header declaring more decoded bytes than the server allows is refused before any decoding, as retryable', async () => {
   const small = await SegmentAnalyzer.create({ modelPath: DETECTOR_MODEL, threads: 1, dnngrad: false, maxDecodedBytes: 16 << 20 });
   try {
     // 1000 frames of 8192×8192 would be ~100 GB; the bytes are not even looked at
     const err = await small.process(header({ width: 8192, height: 8192, frameCount: 1000 }), Buffer.from('not video'), null).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(SegmentDecodeError);
-    expect((err as Error).message).toMatch(/more than the server's limit of 16 MiB/);
+    expect(err).toBeInstanceOf(Error);
+    // a server setting, not the segment's fault: not an InvalidSegmentError, so the camera keeps the segment
+    expect(err).not.toBeInstanceOf(SegmentDecodeError);
+    expect((err as Error).message).toMatch(/more than this server's limit of 16 MiB: raise ingest.maxDecodedBytes/);
   } finally {
     await small.close();
   }
@@ -66,6 +68,22 @@ test('failures that are not the segment\'s fault are not final (the agent keeps 
   for (const e of [new EncoderError('alloc frame', 'Cannot allocate memory'), new EncoderError('internal', 'std::bad_alloc'), new EncoderError('find decoder', 'hevc'),
     new EncoderUnavailableError('/x/camstream_encoder.node'), new GraceModelError('grace_mid.onnx does not load'), new Error('onnxruntime: failed to allocate')]) {
     expect(isSegmentFault(e)).toBe(false);
+  }
+});
+
+test('a segment whose connection closed while it waited for a slot is not processed', async () => {
+  const two = [still, still];
+  const seg = await encodeSegment(two, two.map(() => null), { baseQp: 30 });
+  const one = await SegmentAnalyzer.create({ modelPath: DETECTOR_MODEL, threads: 1, dnngrad: false, maxConcurrent: 1 });
+  try {
+    let closed = false;
+    const first = one.process(header({ segmentId: 'cam-1-a' }), Buffer.from(seg.data), null);
+    const second = one.process(header({ segmentId: 'cam-1-b' }), Buffer.from(seg.data), null, () => closed).catch((e: unknown) => e);
+    closed = true; // its connection goes while the first one runs
+    expect((await first).detections).toHaveLength(2);
+    expect(String(await second)).toMatch(/not processed: its connection closed while it waited/);
+  } finally {
+    await one.close();
   }
 });
 
