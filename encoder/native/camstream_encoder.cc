@@ -135,14 +135,15 @@ class EncodeWorker : public Napi::AsyncWorker {
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
-  // Keeps the JS buffers alive while the worker reads them on the thread pool.
+  // Copies the frame (and map) here, on the main thread: a JS buffer may be transferred to a worker thread or
+  // detached while the encode reads on the thread pool (a reference keeps the object alive, not its memory).
   void AddFrame(Napi::Uint8Array frame, Napi::Value map) {
-    refs_.push_back(Napi::Persistent(frame.As<Napi::Object>()));
-    frames_.push_back(frame.Data());
+    frameData_.emplace_back(frame.Data(), frame.Data() + frame.ByteLength());
+    frames_.push_back(frameData_.back().data());  // inner buffers do not move when the outer vector grows
     if (map.IsTypedArray()) {
       Napi::Float32Array m = map.As<Napi::Float32Array>();
-      refs_.push_back(Napi::Persistent(m.As<Napi::Object>()));
-      maps_.push_back(m.Data());
+      mapData_.emplace_back(m.Data(), m.Data() + m.ElementLength());
+      maps_.push_back(mapData_.back().data());
     } else {
       maps_.push_back(nullptr);
     }
@@ -290,7 +291,8 @@ class EncodeWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   int w_, h_;
   EncodeSettings s_;
-  std::vector<Napi::ObjectReference> refs_;
+  std::vector<std::vector<uint8_t>> frameData_;
+  std::vector<std::vector<float>> mapData_;
   std::vector<const uint8_t*> frames_;
   std::vector<const float*> maps_;
   std::vector<uint8_t> bytes_;
@@ -554,8 +556,8 @@ class DecodeWorker : public Napi::AsyncWorker {
 
   Napi::Promise::Deferred deferred_;
   Napi::ObjectReference ref_;
-  std::vector<uint8_t> buf_;
   size_t size_;
+  std::vector<uint8_t> buf_;
   std::string codec_;
   int threads_;
   int64_t maxFrames_;  // 0 = no limit
@@ -644,8 +646,7 @@ class ScaleWorker : public Napi::AsyncWorker {
   ScaleWorker(Napi::Env env, Napi::Uint8Array src, const ScaleDims& a)
       : Napi::AsyncWorker(env),
         deferred_(Napi::Promise::Deferred::New(env)),
-        srcRef_(Napi::Persistent(src.As<Napi::Object>())),
-        src_(src.Data()),
+        src_(src.Data(), src.Data() + src.ByteLength()),  // copied on the main thread (see EncodeWorker::AddFrame)
         a_(a) {
     Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, a.dstSize);
     out_ = out.Data();
@@ -654,7 +655,7 @@ class ScaleWorker : public Napi::AsyncWorker {
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
-      ScaleInto(src_, a_.w, a_.h, out_, a_.dw, a_.dh, a_.flags);
+      ScaleInto(src_.data(), a_.w, a_.h, out_, a_.dw, a_.dh, a_.flags);
     } catch (const AvFailure& f) {
       failure_ = f;
       SetError(f.message);
@@ -665,8 +666,8 @@ class ScaleWorker : public Napi::AsyncWorker {
 
  private:
   Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference srcRef_, outRef_;
-  const uint8_t* src_;
+  Napi::ObjectReference outRef_;
+  std::vector<uint8_t> src_;
   uint8_t* out_ = nullptr;
   ScaleDims a_;
   AvFailure failure_;

@@ -10,7 +10,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { decodeSegment, EncoderError } from '../../encoder/index.ts';
+import { decodeSegment, EncoderError, encodeSegment, scaleFrameAsync } from '../../encoder/index.ts';
+import type { YuvFrame } from '../../encoder/frame.ts';
 import { isSegmentFault } from '../../server/analyzer.ts';
 import { SegmentHeaderSchema } from '../../wire/protocol.ts';
 
@@ -54,3 +55,29 @@ test('segment headers with odd sizes are malformed on the wire', () => {
   expect(SegmentHeaderSchema.safeParse(h).success).toBe(false);
   expect(SegmentHeaderSchema.safeParse({ ...h, height: 32 }).success).toBe(true);
 });
+
+test('encode and scaleAsync copy their input up front: buffers transferred away while they run change nothing', async () => {
+  const base = Array.from({ length: 6 }, (_, i) => decodeSegmentFrame(i));
+  const copies = () => base.map((f) => ({ ...f, data: new Uint8Array(f.data) }));
+  const settings = { baseQp: 30, threads: 1, fps: 10 };
+  const expected = await encodeSegment(copies(), base.map(() => null), settings);
+  const frames = copies();
+  const running = encodeSegment(frames, frames.map(() => null), settings);
+  // the memory moves to another owner, who overwrites it (what a worker thread given the buffer could do)
+  for (const f of frames) new Uint8Array(structuredClone(f.data.buffer, { transfer: [f.data.buffer] })).fill(0);
+  expect(frames[0].data.byteLength).toBe(0);
+  expect(Buffer.compare(Buffer.from((await running).data), Buffer.from(expected.data))).toBe(0);
+
+  const src = copies()[0];
+  const want = await scaleFrameAsync(copies()[0], 32, 16);
+  const scaling = scaleFrameAsync(src, 32, 16);
+  new Uint8Array(structuredClone(src.data.buffer, { transfer: [src.data.buffer] })).fill(0);
+  expect(Buffer.compare(Buffer.from((await scaling).data), Buffer.from(want.data))).toBe(0);
+});
+
+/** a 64x32 test frame whose pixels depend on i */
+function decodeSegmentFrame(i: number): YuvFrame {
+  const data = new Uint8Array(64 * 32 * 1.5);
+  for (let k = 0; k < data.length; k++) data[k] = (k * 7 + i * 13) & 0xff;
+  return { width: 64, height: 32, data, ptsMs: i * 100 };
+}
