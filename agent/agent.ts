@@ -174,6 +174,10 @@ export class Agent {
       title: `camstream ${s.deviceId}`,
     });
     await this.page.start();
+    const loopback = ['127.0.0.1', '::1', 'localhost'].includes(s.http.host);
+    if (!loopback && !s.http.tls) {
+      this.log.warn({ component: 'http', host: s.http.host }, 'status page served over plain http beyond localhost: its token and camera frames cross the network in clear (set http.tls)');
+    }
     this.deps.config?.on('change', (next: AgentSettings, _prev: AgentSettings, keys: string[]) => this.applyConfig(next, keys));
     this.capture.start();
     await this.sd.ready(`streaming ${redactUri(s.source.uri)}`);
@@ -507,6 +511,10 @@ export class Agent {
     if (this.housekeepingTimer) clearInterval(this.housekeepingTimer);
     await this.capture.close();
     await this.pipeline.stop(); // the probe in flight steps the knobs before its worker ends
+    // capture has ended: no segment uses the cheap model any more
+    const cheap = this.pipeline.cheap;
+    this.pipeline.cheap = null;
+    await this.releaseCheapModel(cheap, 'agent stopped');
     await this.uplink?.stop();
     await this.mqtt?.stop();
     await this.page?.stop();

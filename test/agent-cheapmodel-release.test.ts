@@ -135,3 +135,16 @@ test('turning the cheap model off releases it', async () => {
     close();
   }
 });
+
+test('stopping the agent releases its cheap model (after capture has ended)', async () => {
+  const { agent, internals, model, close } = setup();
+  try {
+    const a = model('/m/a.onnx');
+    internals.pipeline.cheap = a;
+    await agent.stop();
+    expect(a.released).toBe(1);
+    expect(internals.pipeline.cheap).toBeNull();
+  } finally {
+    close();
+  }
+});
