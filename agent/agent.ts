@@ -325,9 +325,9 @@ export class Agent {
           if (old !== m) void this.releaseCheapModel(old, 'replaced');
         })
         .catch((e) => this.log.error({ component: 'cheapmodel', err: (e as Error).message }, 'cheap model change rejected; keeping the previous model'));
-    } else if (changed('oneadapt')) {
-      this.setupOneAdapt();
     }
+    // OneAdapt's own settings apply now, whatever becomes of a cheap-model change in the same reload
+    if (changed('oneadapt')) this.setupOneAdapt();
     if (changed('source') || changed('encoder.segmentFrames')) void this.restartPipeline();
     if (changed('server') && this.store) {
       void this.uplink?.stop();

@@ -133,6 +133,8 @@ export class CheapModel {
     const model = new CheapModel(onnxPath, session);
     try {
       await model.importance(DRY_RUN_FRAME);
+      // a model that runs but answers NaN or ±Infinity (a bad retrain) would give an arbitrary QP map, silently
+      if (model.nonFinite > 0) throw new Error('its output is not finite (NaN or Infinity)');
     } catch (err) {
       await session.release();
       const msg = err instanceof Error ? err.message.split('\n')[0] : String(err);
@@ -143,6 +145,9 @@ export class CheapModel {
   }
 
   /** P(important) per macroblock of the frame's MB grid (ceil(h/16)×ceil(w/16)). */
+  /** macroblock values the model answered NaN/Infinity for (taken as important) since load */
+  nonFinite = 0;
+
   async importance(frame: YuvFrame): Promise<MbMap> {
     // one input buffer per frame size, reused unless a previous call is still running on it
     const { rows, cols } = mbGrid(frame.width, frame.height);
@@ -163,7 +168,15 @@ export class CheapModel {
       throw new Error(`cheap model output [${t.dims.join(',')}] does not match [1,1,${x.rows},${x.cols}] (the MB grid)`);
     }
     if (t.type !== 'float32') throw new Error(`cheap model output is ${t.type}, expected float32`);
-    return { rows: x.rows, cols: x.cols, data: Float32Array.from(t.data as Float32Array) };
+    // a value that is not finite on some frame counts as important (high quality: never a silent loss), counted
+    const data = Float32Array.from(t.data as Float32Array);
+    for (let i = 0; i < data.length; i++) {
+      if (!Number.isFinite(data[i])) {
+        data[i] = 1;
+        this.nonFinite++;
+      }
+    }
+    return { rows: x.rows, cols: x.cols, data };
   }
 
   async release(): Promise<void> {

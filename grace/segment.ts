@@ -124,7 +124,7 @@ export class GraceSegmentCodec {
     const n = b.readUInt16BE(pos);
     pos += 2;
     if (expect.frames !== undefined && n + 1 > expect.frames) throw new GraceSegmentError(`segment holds ${n + 1} frames, its header says ${expect.frames}`);
-    const rx = new GraceReceiver(this.models, this.tables, { width, height });
+    const rx = new GraceReceiver(this.models, this.tables, { width, height, history: 1 }); // one reference kept, not one RGB frame per frame
     const first = intraFrames[0];
     rx.start(yuvToRgbPlanar(first));
     const out: YuvFrame[] = [first];

@@ -13,8 +13,9 @@
  * reference for at most ~one RTT of frames; after that the sender encodes against exactly what the
  * receiver holds and the encoder corrects the difference.
  */
-import type { GraceModel } from './model.ts';
-import { depacketise, maskLatent, packetise, quantise, type CdfTables, type QLatent } from './packet.ts';
+import { GraceModelError, type GraceModel } from './model.ts';
+import { depacketise, maskLatent, packetise, PacketError, quantise, type CdfTables, type QLatent } from './packet.ts';
+import { RansError } from './rans.ts';
 
 export interface SessionOptions {
   width: number;
@@ -190,8 +191,10 @@ export class GraceReceiver {
           received = d.received;
           rendered = true;
         }
-      } catch {
-        /* nothing decodable: keep the reference */
+      } catch (e) {
+        // what the packets cause (malformed, corrupt, a latent that does not fit the model): nothing decodable, keep
+        // the reference. Anything else (onnxruntime failing) is the receiver's fault and must not pass for a loss.
+        if (!(e instanceof PacketError || e instanceof RansError || e instanceof GraceModelError)) throw e;
       }
     }
     this.states.set(frameId, rgb);

@@ -146,7 +146,7 @@ interface Pending {
   timer?: NodeJS.Timeout;
 }
 
-/** Receives media, decodes each frame at its deadline, sends feedback. Emits 'frame' (ReceivedFrame & { at }). */
+/** Receives media, decodes each frame at its deadline, sends feedback. Emits 'frame' (ReceivedFrame & { at }) and 'decodeError' (error, frameId) when the decoder itself fails. */
 export class GraceUdpReceiver extends EventEmitter {
   private readonly link: EmulatedSocket;
   private readonly pending = new Map<number, Pending>();
@@ -220,7 +220,15 @@ export class GraceUdpReceiver extends EventEmitter {
         // a frame none of whose packets came is given up once a later frame is ready
         const laterReady = [...this.pending.entries()].some(([id, q]) => id > next && q.ready);
         if (!(p?.ready || (!p && laterReady))) break;
-        const f: ReceivedFrame = await this.receiver.decode(next, p?.packets ?? []);
+        let f: ReceivedFrame;
+        try {
+          f = await this.receiver.decode(next, p?.packets ?? []);
+        } catch (e) {
+          // the decoder itself failed (not the packets): report it and skip the frame as if nothing had come
+          // (the sender learns it from the feedback), so one failure neither stalls the stream nor ends the process
+          this.emit('decodeError', e instanceof Error ? e : new Error(String(e)), next);
+          f = await this.receiver.decode(next, []);
+        }
         if (p) clearTimeout(p.timer);
         this.pending.delete(next);
         if (this.senderPort) this.link.send(T_FEEDBACK, feedbackBody(next, f.received), this.senderPort);

@@ -143,9 +143,11 @@ export class OneAdaptController {
 
   /** New settings (a config reload): knob positions, scene state and the F1 estimate are kept. */
   reconfigure(opts: AdaptOptions): void {
-    const prevLambda = this.o.lambda;
+    const prev = this.o;
     this.o = { ...ADAPT_DEFAULTS, ...opts };
-    if (this.o.lambda !== prevLambda) this.lambda = this.o.lambda;
+    // λ restarts from its setting when it or the target that drives its dual update changes (a removed target
+    // would otherwise leave λ at its extreme for good, pinning every knob at its cheapest)
+    if (this.o.lambda !== prev.lambda || this.o.targetKbps !== prev.targetKbps || this.o.targetF1 !== prev.targetF1) this.lambda = this.o.lambda;
     if (opts.scene) this.scene = new SceneDetector(opts.scene);
     this.setKnobs(opts);
   }

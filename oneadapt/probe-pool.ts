@@ -138,7 +138,14 @@ export class ProbeRunner {
     return new Promise<ProbeOutcome>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.worker!.ref();
-      this.worker!.postMessage({ ...req, id }, [...transfer]);
+      try {
+        this.worker!.postMessage({ ...req, id }, [...transfer]);
+      } catch (e) {
+        // not handed over (e.g. a frame buffer already detached): this probe fails, the runner stays usable
+        this.pending.delete(id);
+        if (this.pending.size === 0) this.worker!.unref();
+        reject(e instanceof Error ? e : new Error(String(e)));
+      }
     });
   }
 

@@ -67,3 +67,19 @@ test('hot reload of cheapModel.path to a model that cannot run keeps the old mod
   expect(lines.find((l) => l.includes('cheap model change rejected'))).toContain('reload-rank2.onnx');
   await good.release();
 });
+
+test('a model that answers NaN is rejected at load (it would give an arbitrary QP map)', async () => {
+  // [1,3,16,24] → 8×8 average pool → [1,3,2,3] → mean over channels → [1,1,2,3] → 0/0: NaN whatever the frame
+  const file = path.join(tmp, 'nan.onnx');
+  writeFileSync(file, makeModel({
+    nodes: [
+      makeNode('AveragePool', ['x'], ['p'], { kernel_shape: [8, 8], strides: [8, 8] }),
+      makeNode('ReduceMean', ['p'], ['m'], { axes: [1], keepdims: 1 }),
+      makeNode('Sub', ['m', 'm'], ['z']),
+      makeNode('Div', ['z', 'z'], ['y']),
+    ],
+    inputs: [{ name: 'x', dims: [1, 3, 16, 24] }],
+    outputs: [{ name: 'y', dims: [1, 1, 2, 3] }],
+  }));
+  await expect(CheapModel.load(file)).rejects.toThrow(/nan\.onnx.*dry run.*not finite/);
+});

@@ -85,6 +85,26 @@ describe('Grace++ reference synchronisation', () => {
   });
 });
 
+describe('Grace++ receiver errors', () => {
+  test('a decoder failure (onnxruntime, not the packets) is thrown, not taken for a lost frame', async () => {
+    const o = { width: W, height: H, minPackets: 6 };
+    const tx = new GraceSender(models, tables, o);
+    tx.start(grey);
+    const f = await tx.encode(rgb[1], 0);
+    const failing = models.map((m) => new Proxy(m, {
+      get: (t, k) => (k === 'decode' ? async () => { throw new Error('onnxruntime: failed to allocate memory'); } : ((v) => (typeof v === 'function' ? v.bind(t) : v))(Reflect.get(t, k))),
+    }));
+    const rx = new GraceReceiver(failing, tables, o);
+    rx.start(grey);
+    await expect(rx.decode(1, f.packets)).rejects.toThrow(/failed to allocate/);
+    // packets that are not decodable are still a loss, as before
+    const rx2 = new GraceReceiver(models, tables, o);
+    rx2.start(grey);
+    const r = await rx2.decode(1, f.packets.map((p) => p.slice(0, 12)));
+    expect(r.rendered).toBe(false);
+  });
+});
+
 describe('Grace++ over UDP on loopback', () => {
   test('lossy link: every frame decodes by its deadline and both sides end with the same references', async () => {
     const o = { width: W, height: H, minPackets: 6 };

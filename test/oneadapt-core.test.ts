@@ -191,6 +191,19 @@ describe('OneAdaptController', () => {
     expect(c.values()).toEqual({ qp: here.qp });
   });
 
+  test('removing or changing the bandwidth target restarts λ (it stayed at its extreme, pinning the knobs cheapest)', () => {
+    const c = new OneAdaptController({ enabled: ['qp'], start: { qp: 30 }, lambda: 1, targetKbps: 100 });
+    for (let t = 0; t < 30; t++) c.step([qpProbe(c)], { bytes: 500_000, durationS: 1, proxy: 1 }); // far over the target
+    expect(c.lambda).toBeGreaterThan(10);
+    c.reconfigure({ enabled: ['qp'], start: { qp: 30 }, lambda: 1 }); // target removed, λ setting unchanged
+    expect(c.lambda).toBe(1);
+    for (let t = 0; t < 30; t++) c.step([qpProbe(c)], { bytes: 500_000, durationS: 1, proxy: 1 });
+    const grown = c.lambda;
+    c.reconfigure({ enabled: ['qp'], start: { qp: 30 }, lambda: 1, targetKbps: 100 });
+    expect(c.lambda).toBe(1);
+    expect(grown).toBe(1); // without a target there is no dual update
+  });
+
   test('knobs stay within their ranges under extreme gradients', () => {
     const c = new OneAdaptController({ lr: 50, sceneMaxStep: 20 });
     for (let t = 0; t < 20; t++) {
