@@ -13,7 +13,7 @@
  */
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readv, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readv, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 export interface ChunkMeta {
@@ -86,15 +86,50 @@ export class KvStore {
     return r ?? null;
   }
 
+  /**
+   * Whether a chunk's KV is stored and usable. A file that is missing or not the size its row says (power loss
+   * after the row was committed, a hand-deleted file) drops the row, so the caller recomputes the chunk instead of
+   * every question failing on a short read.
+   */
   has(hash: string): boolean {
-    return this.meta(hash) !== null;
+    const m = this.meta(hash);
+    if (!m) return false;
+    if (this.ram.has(hash)) return true;
+    let size = -1;
+    try {
+      size = statSync(this.file(hash)).size;
+    } catch { /* missing */ }
+    if (size === m.bytes) return true;
+    this.drop(hash);
+    return false;
+  }
+
+  /** Forget a chunk: its row, its file, its fd and its RAM copy. */
+  private drop(hash: string): void {
+    this.db.prepare('DELETE FROM chunks WHERE hash = ?').run(hash);
+    this.metas.delete(hash);
+    this.forgetFile(hash);
+    rmSync(this.file(hash), { force: true });
+    const inRam = this.ram.get(hash);
+    if (inRam) {
+      this.ram.delete(hash);
+      this.ramBytes -= inRam.byteLength;
+    }
   }
 
   /** Store a chunk's KV (layer-major, as described above); written to disk before the index row. */
   put(hash: string, text: string, tokens: number, layers: number, width: number, kv: Float32Array): void {
     if (kv.length !== layers * 2 * tokens * width) throw new RangeError(`KV has ${kv.length} floats, expected ${layers * 2 * tokens * width}`);
     this.forgetFile(hash); // a replaced file must not be read through an fd of the old one
-    writeFileSync(this.file(hash), Buffer.from(kv.buffer, kv.byteOffset, kv.byteLength));
+    // temp file, synced, then renamed: a power loss or full disk never leaves a short file under the key
+    const tmp = `${this.file(hash)}.${process.pid}.tmp`;
+    try {
+      writeFileSync(tmp, Buffer.from(kv.buffer, kv.byteOffset, kv.byteLength), { flush: true });
+      renameSync(tmp, this.file(hash));
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      throw e;
+    }
     this.metas.delete(hash);
     const now = Date.now();
     this.db
@@ -206,15 +241,7 @@ export class KvStore {
     for (const r of rows) {
       total += r.bytes;
       if (total > maxBytes) {
-        this.db.prepare('DELETE FROM chunks WHERE hash = ?').run(r.hash);
-        this.metas.delete(r.hash);
-        this.forgetFile(r.hash);
-        rmSync(this.file(r.hash), { force: true });
-        const inRam = this.ram.get(r.hash);
-        if (inRam) {
-          this.ram.delete(r.hash);
-          this.ramBytes -= inRam.byteLength;
-        }
+        this.drop(r.hash);
         removed++;
       }
     }

@@ -1,5 +1,5 @@
 /** CacheBlend core on the committed model and a held-out event-log question: exactness, reuse, RoPE, the KV store. */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -269,6 +269,34 @@ describe('KvStore', () => {
       expect(openFds() - base).toBeLessThanOrEqual(2);
       s.close();
       expect(openFds()).toBeLessThanOrEqual(base - 1); // the index closed too, and no chunk file left open
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+
+  test('a chunk file that is short or missing (power loss, deleted by hand) is dropped and recomputed, not a failed question', async () => {
+    const d = mkdtempSync(path.join(os.tmpdir(), 'cbs-short-'));
+    try {
+      const s = new KvStore(d, 0); // no RAM tier: reads come from the files
+      const h = await ensureChunk(model, s, chunks[1]);
+      const bytes = s.meta(h)!.bytes;
+      const file = readdirSync(d).find((f) => f.startsWith(h));
+      expect(file).toBeDefined();
+      truncateSync(path.join(d, file!), Math.floor(bytes / 2));
+      expect(s.has(h)).toBe(false); // the row went with the bad file
+      expect(await ensureChunk(model, s, chunks[1])).toBe(h); // recomputed
+      expect(s.has(h)).toBe(true);
+      const r = await s.reader([h]);
+      const W = model.shape.kvWidth;
+      const T = s.meta(h)!.tokens;
+      const K = Array.from({ length: model.shape.layers }, () => new Float32Array(T * W));
+      const V = Array.from({ length: model.shape.layers }, () => new Float32Array(T * W));
+      await r.readLayers(0, model.shape.layers, K, V, [0], W); // no short read
+      await r.close();
+      rmSync(path.join(d, file!));
+      expect(s.has(h)).toBe(false);
+      expect(readdirSync(d).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+      s.close();
     } finally {
       rmSync(d, { recursive: true, force: true });
     }
