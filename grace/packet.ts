@@ -210,7 +210,9 @@ export interface Depacketised {
  * that disagree with the first one's header, duplicates and undecodable payloads are dropped
  * (counted in `rejected`), never trusted.
  */
-export function depacketise(packets: readonly Uint8Array[], t: CdfTables): Depacketised & { rejected: number } {
+/** `maxElements`: the most latent elements a packet may declare (the receiver passes its models' size: a hostile
+ * header must not make it allocate and shuffle millions of elements before the model rejects the shape) */
+export function depacketise(packets: readonly Uint8Array[], t: CdfTables, maxElements = 1 << 22): Depacketised & { rejected: number } {
   let first: DecodedPacket | undefined;
   let rejected = 0;
   let latent: QLatent | undefined;
@@ -219,7 +221,7 @@ export function depacketise(packets: readonly Uint8Array[], t: CdfTables): Depac
   for (const raw of packets) {
     let p: DecodedPacket;
     try {
-      p = parsePacket(raw);
+      p = parsePacket(raw, maxElements);
     } catch {
       rejected++;
       continue;

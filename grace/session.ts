@@ -183,7 +183,9 @@ export class GraceReceiver {
     const mine = packets.filter((p) => p.length >= 9 && new DataView(p.buffer, p.byteOffset, p.byteLength).getUint32(5) === frameId);
     if (mine.length > 0) {
       try {
-        const d = depacketise(mine, this.tables);
+        // no model's latent at this frame size is larger than this: a header declaring more is rejected unread
+        const maxElements = Math.max(...this.models.map((m) => m.channels * Math.ceil(this.o.width / m.stride) * Math.ceil(this.o.height / m.stride)));
+        const d = depacketise(mine, this.tables, maxElements);
         const h = d.header;
         const model = this.models[h.model];
         if (model && h.refId === this.last && h.width === this.o.width && h.height === this.o.height) {

@@ -125,6 +125,9 @@ describe('Grace++ packetisation', () => {
     expect(packets.length).toBeGreaterThan(4);
     for (const p of packets) expect(p.length).toBeLessThanOrEqual(600);
     expect(depacketise(packets, tables).latent.data).toEqual(big.data);
+    // a receiver that expects a smaller latent (its models at its frame size) rejects the packets unread
+    expect(() => depacketise(packets, tables, 24 * 34 * 60 - 1)).toThrow(PacketError);
+    expect(depacketise(packets, tables, 24 * 34 * 60).latent.data).toEqual(big.data);
   });
 
   test('garbage, foreign and mismatched packets are rejected, never trusted', () => {
