@@ -101,7 +101,7 @@ if [ -z "$NODE_BIN" ]; then
   echo "warning: node not found (Node.js >= 20 is required)"; NODE_BIN=/usr/bin/node
 else
   NODE_MAJOR="$("$NODE_BIN" -p 'process.versions.node.split(".")[0]')"
-  [ "$NODE_MAJOR" -ge 20 ] || die "node $NODE_MAJOR found at $NODE_BIN; camstream needs >= 20 (JetPack 4 / glibc 2.27 cannot run official Node 20: use deploy/jetson/Dockerfile.l4t)"
+  [ "$NODE_MAJOR" -ge 20 ] || die "node $NODE_MAJOR found at $NODE_BIN; camstream needs >= 20 (JetPack 4 / glibc 2.27 cannot run official Node 20: use deploy/jetson/Dockerfile.jetpack4)"
 fi
 [ -f "$SRC/package.json" ] || die "no package.json in $SRC"
 
