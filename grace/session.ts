@@ -156,8 +156,12 @@ export interface ReceivedFrame {
 export class GraceReceiver {
   private readonly states = new Map<number, Float32Array>();
   private last = -1;
+  /** no model's latent at this frame size is larger: a packet header declaring more is rejected unread */
+  private readonly maxElements: number;
 
-  constructor(private readonly models: readonly GraceModel[], private readonly tables: CdfTables, private readonly o: SessionOptions) {}
+  constructor(private readonly models: readonly GraceModel[], private readonly tables: CdfTables, private readonly o: SessionOptions) {
+    this.maxElements = Math.max(...models.map((m) => m.channels * Math.ceil(o.width / m.stride) * Math.ceil(o.height / m.stride)));
+  }
 
   start(intraRecon: Float32Array, frameId = 0): void {
     this.states.clear();
@@ -183,9 +187,7 @@ export class GraceReceiver {
     const mine = packets.filter((p) => p.length >= 9 && new DataView(p.buffer, p.byteOffset, p.byteLength).getUint32(5) === frameId);
     if (mine.length > 0) {
       try {
-        // no model's latent at this frame size is larger than this: a header declaring more is rejected unread
-        const maxElements = Math.max(...this.models.map((m) => m.channels * Math.ceil(this.o.width / m.stride) * Math.ceil(this.o.height / m.stride)));
-        const d = depacketise(mine, this.tables, maxElements);
+        const d = depacketise(mine, this.tables, this.maxElements);
         const h = d.header;
         const model = this.models[h.model];
         if (model && h.refId === this.last && h.width === this.o.width && h.height === this.o.height) {

@@ -134,7 +134,9 @@ export class SegmentAnalyzer implements SegmentProcessor {
     /** where DNNGrad runs (null when disabled); may be 'cpu' after a CUDA fallback */
     readonly gradDevice: DetectorDevice | null,
     private readonly opts: AnalyzerOptions,
-  ) {}
+  ) {
+    this.slots = new Slots(opts.maxConcurrent ?? ANALYZER_DEFAULTS.maxConcurrent);
+  }
 
   static async create(opts: AnalyzerOptions): Promise<SegmentAnalyzer> {
     const detector = await Detector.load(opts.modelPath, {
@@ -181,7 +183,7 @@ export class SegmentAnalyzer implements SegmentProcessor {
     return this.grace;
   }
 
-  private slots: Slots | undefined;
+  private readonly slots: Slots;
 
   /** `cancelled`: checked when the segment's turn comes (its connection closed while it waited: skip the work) */
   process(header: SegmentHeader, video: Buffer, ref: Buffer | null, cancelled?: () => boolean): Promise<Omit<Reply, 'type' | 'duplicate'>> {
@@ -190,7 +192,6 @@ export class SegmentAnalyzer implements SegmentProcessor {
     if (declared > max) {
       return Promise.reject(new Error(`segment ${header.segmentId} declares ${(declared / 2 ** 20).toFixed(0)} MiB of decoded frames, more than this server's limit of ${(max / 2 ** 20).toFixed(0)} MiB: raise ingest.maxDecodedBytes (the camera keeps the segment and resends it)`));
     }
-    this.slots ??= new Slots(this.opts.maxConcurrent ?? ANALYZER_DEFAULTS.maxConcurrent);
     return this.slots.run(async () => {
       if (cancelled?.()) throw new Error(`segment ${header.segmentId} not processed: its connection closed while it waited (the camera resends it)`);
       return this.processOne(header, video, ref);

@@ -40,15 +40,25 @@ export async function startServer(settings: ServerSettings, log = rootLogger('ca
   log.level = settings.log.level;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  // what has been opened so far, closed in reverse order if a later step fails (port in use, bad TLS file, …)
+  // what has been opened so far: closed in reverse order by stop(), or at once if a later step fails (port in
+  // use, bad TLS file, …)
   const opened: (() => unknown)[] = [];
   try {
     return await startOpened(settings, log, registry, opened);
   } catch (e) {
-    for (const close of opened.reverse()) {
-      try { await close(); } catch { /* already failing: the first error is the one to report */ }
-    }
+    await closeAll(opened, true);
     throw e;
+  }
+}
+
+/** Close in reverse order of opening; `quiet`: a failure to close is ignored (start-up is failing already). */
+async function closeAll(opened: (() => unknown)[], quiet: boolean): Promise<void> {
+  for (const close of [...opened].reverse()) {
+    try {
+      await close();
+    } catch (e) {
+      if (!quiet) throw e;
+    }
   }
 }
 
@@ -161,6 +171,7 @@ async function startOpened(settings: ServerSettings, log: ReturnType<typeof root
   };
   const tls = settings.listen.tls ? { cert: readFileSync(settings.listen.tls.cert), key: readFileSync(settings.listen.tls.key) } : undefined;
   const ingest = new IngestServer({ host: settings.listen.host, port: settings.listen.port, processor: analyzer, store, auth: cameras, limits: settings.ingest, tls, httpHandler });
+  opened.push(() => ingest.stop());
   ingest.on('rejected', (reason, address, camera) => log.warn({ component: 'ingest', address, camera, reason }, 'connection closed'));
   ingest.on('connection', (camera) => log.info({ component: 'ingest', camera }, 'agent connected'));
   ingest.on('failed', (error, segment, retryable) => {
@@ -201,14 +212,7 @@ async function startOpened(settings: ServerSettings, log: ReturnType<typeof root
     port,
     store,
     ingest,
-    async stop() {
-      clearInterval(pruneTimer);
-      await ingest.stop();
-      await fleetAsk.stop();
-      await analyzer.close();
-      await labels?.close();
-      store.close();
-    },
+    stop: () => closeAll(opened, false),
   };
 }
 
