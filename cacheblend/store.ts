@@ -13,7 +13,8 @@
  */
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readv, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readv, rmSync, statSync } from 'node:fs';
+import { writeFileAtomic } from '../config/atomic-file.ts';
 import path from 'node:path';
 
 export interface ChunkMeta {
@@ -121,15 +122,8 @@ export class KvStore {
   put(hash: string, text: string, tokens: number, layers: number, width: number, kv: Float32Array): void {
     if (kv.length !== layers * 2 * tokens * width) throw new RangeError(`KV has ${kv.length} floats, expected ${layers * 2 * tokens * width}`);
     this.forgetFile(hash); // a replaced file must not be read through an fd of the old one
-    // temp file, synced, then renamed: a power loss or full disk never leaves a short file under the key
-    const tmp = `${this.file(hash)}.${process.pid}.tmp`;
-    try {
-      writeFileSync(tmp, Buffer.from(kv.buffer, kv.byteOffset, kv.byteLength), { flush: true });
-      renameSync(tmp, this.file(hash));
-    } catch (e) {
-      rmSync(tmp, { force: true });
-      throw e;
-    }
+    // a power loss or full disk never leaves a short file under the key
+    writeFileAtomic(this.file(hash), new Uint8Array(kv.buffer, kv.byteOffset, kv.byteLength));
     this.metas.delete(hash);
     const now = Date.now();
     this.db

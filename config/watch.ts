@@ -13,8 +13,9 @@
  * daemon over a typo); otherwise the error goes to the logger.
  */
 import { EventEmitter } from 'node:events';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { writeFileAtomic } from './atomic-file.ts';
 import { isScalar } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, parseConfigText, type ParsedConfig } from './load.ts';
@@ -248,39 +249,6 @@ export class ConfigManager<S extends z.ZodType> extends EventEmitter<ConfigManag
       if (text !== undefined && text === this.lastSeenText) return; // our own write, or a touch
       this.reload('file changed');
     }, this.debounceMs);
-  }
-}
-
-/** Write via temp file + fsync + rename + directory fsync, keeping the original file mode. */
-export function writeFileAtomic(file: string, text: string): void {
-  const dir = dirname(file);
-  const tmp = join(dir, `.${basename(file)}.${process.pid}.${Date.now()}.tmp`);
-  let mode = 0o644;
-  try {
-    mode = statSync(file).mode & 0o777;
-  } catch {
-    /* new file */
-  }
-  try {
-    writeFileSync(tmp, text, { mode });
-    const fd = openSync(tmp, 'r+');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
-  } catch (e) {
-    rmSync(tmp, { force: true }); // a full disk leaves no half-written temp file behind; the old file is untouched
-    throw e;
-  }
-  const dfd = openSync(dir, 'r');
-  try {
-    fsyncSync(dfd);
-  } catch {
-    /* some filesystems refuse directory fsync */
-  } finally {
-    closeSync(dfd);
   }
 }
 

@@ -5,7 +5,8 @@ import { join, resolve } from 'node:path';
 import { AgentStore } from '../agent/store.ts';
 import { ConfigError, configPathFromArgv, loadAgentConfig, loadConfigFile, loadServerConfig, parseConfigText } from '../config/load.ts';
 import { AgentSettingsSchema, type AgentSettings } from '../config/schema.ts';
-import { ConfigManager, diffKeys, writeFileAtomic } from '../config/watch.ts';
+import { ConfigManager, diffKeys } from '../config/watch.ts';
+import { writeFileAtomic } from '../config/atomic-file.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 let dir: string;

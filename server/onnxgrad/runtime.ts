@@ -4,7 +4,8 @@
  */
 import { rng } from '../../numeric/random.ts';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../../config/atomic-file.ts';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { buildVjpModel, TRANSFORM_VERSION, type ProxyGraph, type VjpOptions } from './vjp.ts';
@@ -50,13 +51,10 @@ export function buildVjpModelCached(forwardBytes: Uint8Array, opts: GradientMode
   m.docString = key;
   const tagged = encodeModel(m);
   // the cache is an optimisation: a full disk or read-only folder costs the next start a rebuild, not this one
-  const tmp = `${file}.${process.pid}.tmp`;
   try {
     mkdirSync(opts.cacheDir!, { recursive: true });
-    writeFileSync(tmp, tagged, { flush: true });
-    renameSync(tmp, file);
+    writeFileAtomic(file, tagged);
   } catch (e) {
-    try { rmSync(tmp, { force: true }); } catch { /* the folder itself is unusable */ }
     opts.onCacheError?.(new OnnxGradError(`cannot write the gradient model cache ${file}: ${(e as Error).message}`));
     return { bytes: tagged, fromCache: false };
   }
