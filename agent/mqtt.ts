@@ -107,6 +107,7 @@ export interface CommandHandlers {
 }
 
 import type { Logger } from '../proc/log.ts';
+import { withDeadline } from '../proc/deadline.ts';
 export type { Logger };
 
 export interface MqttControlOptions {
@@ -358,14 +359,10 @@ export class MqttControl extends EventEmitter {
     if (!client) return;
     this.stopping = true;
     // every wait below is bounded: systemd's TimeoutStopSec (30 s) must not be spent on a half-open broker link
-    const bounded = <T>(p: Promise<T>, ms: number): Promise<T | undefined> => {
-      let timer: NodeJS.Timeout | undefined;
-      return Promise.race([p, new Promise<undefined>((r) => { timer = setTimeout(() => r(undefined), ms); })]).finally(() => clearTimeout(timer));
-    };
     let force = !client.connected;
     try {
       if (client.connected) {
-        const sent = await bounded(client.publishAsync(this.statusTopic, 'offline', { qos: 1, retain: true }).then(() => true), 3000);
+        const sent = await withDeadline(client.publishAsync(this.statusTopic, 'offline', { qos: 1, retain: true }).then(() => true), 3000, () => false);
         if (!sent) {
           this.log.warn({}, 'offline status not acknowledged within 3 s; the broker publishes the last will instead');
           force = true; // a link that does not acknowledge would hang a clean disconnect too
@@ -376,9 +373,9 @@ export class MqttControl extends EventEmitter {
       force = true;
     }
     // let the command in progress finish, within the command timeout
-    await bounded(this.chain.catch(() => undefined), Math.min(this.opts.commandTimeoutMs ?? 30_000, 10_000));
+    await withDeadline(this.chain.catch(() => undefined), Math.min(this.opts.commandTimeoutMs ?? 30_000, 10_000), () => undefined);
     // (mqtt.js ignores a second end() while one is under way, so force is decided up front)
-    const ended = await bounded(client.endAsync(force).then(() => true, () => true), 3000);
+    const ended = await withDeadline(client.endAsync(force).then(() => true, () => true), 3000, () => false);
     if (!ended) client.stream?.destroy();
     this.client = null;
   }
@@ -651,11 +648,9 @@ export class MqttControl extends EventEmitter {
 
   private withTimeout<T>(cmd: string, p: Promise<T>): Promise<T> {
     const ms = this.opts.commandTimeoutMs ?? 30_000;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new MqttControlError(`'${cmd}' did not finish within ${ms} ms`, cmd, true)), ms);
+    return withDeadline(p, ms, (): never => {
+      throw new MqttControlError(`'${cmd}' did not finish within ${ms} ms`, cmd, true);
     });
-    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
   }
 
   private respond(cmd: string, response: CommandResponse): void {

@@ -8,6 +8,7 @@
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { z } from 'zod';
 import type { Asker } from './fleet-api.ts';
+import { withDeadline } from '../proc/deadline.ts';
 
 const RequestSchema = z.strictObject({
   id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
@@ -113,9 +114,7 @@ export class AskMqttBridge {
       send({ type: 'error', error: (e as Error).message });
     }
     // the next MQTT question waits for this answer's acknowledgements, but not for ever
-    let timer: NodeJS.Timeout | undefined;
-    const acked = await Promise.race([Promise.all(sent).then(() => true), new Promise<boolean>((r) => { timer = setTimeout(() => r(false), this.o.publishTimeoutMs ?? 10_000); })]);
-    clearTimeout(timer);
+    const acked = await withDeadline(Promise.all(sent).then(() => true), this.o.publishTimeoutMs ?? 10_000, () => false);
     if (!acked) this.o.log?.warn({ component: 'ask-mqtt', topic: reply }, 'answer not acknowledged by the broker in time; going on');
   }
 
