@@ -33,7 +33,7 @@ export interface OutboxItem {
 export interface Outbox {
   /**
    * Unacknowledged segments, oldest first, at most `limit`, leaving out the ids in `exclude` (in flight, deferred,
-   * too large). An implementation that ignores `exclude` still works: the uplink then asks again for more rows.
+   * too large): the uplink sends what comes back without checking those again.
    */
   pending(limit: number, exclude?: ReadonlySet<string>): OutboxItem[];
   ack(segmentId: string): void;
@@ -412,10 +412,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     for (const [id, d] of this.deferred) if (d.at > now) exclude.add(id);
     let items: OutboxItem[];
     try {
-      const want = window - this.inflight.size;
-      items = this.outbox.pending(want, exclude);
-      // an outbox that ignores `exclude`: read far enough to get past the excluded ones
-      if (exclude.size > 0 && items.some((i) => exclude.has(i.segmentId))) items = this.outbox.pending(want + exclude.size, exclude);
+      items = this.outbox.pending(window - this.inflight.size, exclude);
     } catch (e) {
       this.localError(`outbox: cannot read pending segments: ${(e as Error).message}; retrying`, undefined);
       if (!this.pumpRetry) {
@@ -430,9 +427,6 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     let skippedNew = false;
     for (const item of items) {
       if (this.inflight.size >= window || ws.bufferedAmount > maxBuffered) break;
-      if (this.inflight.has(item.segmentId)) continue;
-      const d = this.deferred.get(item.segmentId);
-      if (d && d.at > now) continue;
       if (item.data.length > cap) {
         // the server would close the connection on it, again at every reconnect: keep it, send the rest
         if (!this.oversize.has(item.segmentId)) {

@@ -1,22 +1,16 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Uplink, type Outbox, type OutboxItem } from '../agent/uplink.ts';
+import { Uplink } from '../agent/uplink.ts';
 import { IngestServer, type SegmentProcessor } from '../server/ingest.ts';
 import { packSegment, unpackSegment, ProtocolError, type SegmentHeader, type Reply } from '../wire/protocol.ts';
 import { ServerStore } from '../server/store.ts';
 import { CameraTokens, hashToken } from '../proc/auth.ts';
 import { SegmentDecodeError } from '../server/analyzer.ts';
+import { MemOutbox } from './helpers/mem-outbox.ts';
 
 const TOKEN = 'cam1-secret-token-for-tests';
 const auth = new CameraTokens({ cam1: hashToken(TOKEN) });
-
-class MemOutbox implements Outbox {
-  items: OutboxItem[] = [];
-  pending(limit: number) { return this.items.slice(0, limit); }
-  ack(id: string) { this.items = this.items.filter((i) => i.segmentId !== id); }
-  depth() { return this.items.length; }
-}
 
 function header(seq: number, videoBytes: number): SegmentHeader {
   return { type: 'segment', v: 1, segmentId: `cam1-${seq}`, cameraId: 'cam1', seq, codec: 'h264', width: 64, height: 48, fps: 10, frameCount: 10, ptsMs: [], capturedAt: Date.now(), knobs: { qp: 30 }, videoBytes };

@@ -4,9 +4,10 @@
  * process nor loses the segment; deferred segments are not re-read on every pump and are pruned once gone.
  */
 import { WebSocketServer, type WebSocket } from 'ws';
-import { Uplink, type Outbox, type OutboxItem } from '../agent/uplink.ts';
+import { Uplink, type OutboxItem } from '../agent/uplink.ts';
 import { AgentStore } from '../agent/store.ts';
 import { packSegment, unpackSegment, type SegmentHeader } from '../wire/protocol.ts';
+import { MemOutbox } from './helpers/mem-outbox.ts';
 
 const TOKEN = 'cam1-secret-token-for-tests';
 
@@ -61,25 +62,6 @@ async function fakeServer(mode: Mode, opts: { autoPong?: boolean } = {}) {
       await new Promise<void>((r) => wss.close(() => r()));
     },
   };
-}
-
-class MemOutbox implements Outbox {
-  items: OutboxItem[] = [];
-  calls: { limit: number; exclude: string[] }[] = [];
-  pending(limit: number, exclude?: ReadonlySet<string>) {
-    this.calls.push({ limit, exclude: [...(exclude ?? [])] });
-    return this.items.filter((i) => !exclude?.has(i.segmentId)).slice(0, limit);
-  }
-  ack(id: string) {
-    this.items = this.items.filter((i) => i.segmentId !== id);
-  }
-  depth() {
-    return this.items.length;
-  }
-  pendingIds(ids: Iterable<string>) {
-    const want = new Set(ids);
-    return new Set(this.items.filter((i) => want.has(i.segmentId)).map((i) => i.segmentId));
-  }
 }
 
 test('a server that welcomes and then goes silent: the uplink tears the connection down, reconnects and resends; nothing leaves the outbox', async () => {

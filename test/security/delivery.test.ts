@@ -3,25 +3,11 @@
  * the camera; an identity or token problem stops the uplink and keeps everything; segment ids cannot be
  * pre-claimed by another camera.
  */
-import { Uplink, type Outbox, type OutboxItem } from '../../agent/uplink.ts';
+import { Uplink } from '../../agent/uplink.ts';
 import { newSegmentId, type Reply, type SegmentHeader } from '../../wire/protocol.ts';
 import { ServerStore } from '../../server/store.ts';
 import { segment, startIngest, TOKENS, waitFor } from './helpers.ts';
-
-class MemOutbox implements Outbox {
-  items: OutboxItem[] = [];
-  dropped: string[] = [];
-  pending(limit: number) {
-    return this.items.slice(0, limit);
-  }
-  ack(id: string) {
-    if (this.items.some((i) => i.segmentId === id)) this.dropped.push(id);
-    this.items = this.items.filter((i) => i.segmentId !== id);
-  }
-  depth() {
-    return this.items.length;
-  }
-}
+import { MemOutbox } from '../helpers/mem-outbox.ts';
 
 /** The server's store on a full disk: every write fails with ENOSPC until `full` is cleared. */
 class FullDiskStore extends ServerStore {

@@ -10,7 +10,7 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import { Uplink, type Outbox, type OutboxItem } from '../../agent/uplink.ts';
+import { Uplink } from '../../agent/uplink.ts';
 import { hashToken } from '../../proc/auth.ts';
 import { ServerSettingsSchema } from '../../config/schema.ts';
 import { encodeSegment } from '../../encoder/index.ts';
@@ -18,21 +18,9 @@ import { startServer, type RunningServer } from '../../server/main.ts';
 import { packSegment, type Reply } from '../../wire/protocol.ts';
 import { DETECTOR_MODEL, loadFrames, VIDEOS } from '../../testdata/fixtures.ts';
 import { header, TOKENS, waitFor } from './helpers.ts';
+import { MemOutbox } from '../helpers/mem-outbox.ts';
 
 const API_TOKEN = 'api-reader-token-0123456789abcdef';
-
-class MemOutbox implements Outbox {
-  items: OutboxItem[] = [];
-  pending(limit: number) {
-    return this.items.slice(0, limit);
-  }
-  ack(id: string) {
-    this.items = this.items.filter((i) => i.segmentId !== id);
-  }
-  depth() {
-    return this.items.length;
-  }
-}
 
 let dir: string;
 let server: RunningServer;
