@@ -199,8 +199,8 @@ export class Agent {
       try {
         const live = this.liveness();
         if (live.ok) void this.sd.ping();
-        const h = this.health();
-        const text = !live.ok ? `unhealthy: ${live.reason ?? 'unknown'} (watchdog not fed)` : h.ok ? 'healthy' : `unhealthy: ${h.detail ?? h.reason ?? 'unknown'}`;
+        const health = this.healthText();
+        const text = !live.ok ? `unhealthy: ${live.reason ?? 'unknown'} (watchdog not fed)` : health === 'ok' ? 'healthy' : `unhealthy: ${health}`;
         if (text !== shown) void this.sd.status(text);
         shown = text;
       } catch (e) {

@@ -128,11 +128,7 @@ let versionPending: Promise<FfmpegVersion | null> | null = null;
 export function ffmpegVersion(): Promise<FfmpegVersion | null> {
   if (versionCache) return Promise.resolve(versionCache);
   versionPending ??= runCapped('ffmpeg', ['-hide_banner', '-version'], { timeoutMs: 10_000 })
-    .then((r) => {
-      const v = r.status === 0 ? parseFfmpegVersion(r.stdout) : null;
-      if (v && (v.major !== null || v.libavformat !== null)) versionCache = v;
-      return v;
-    })
+    .then((r) => rememberVersion(r.status, r.stdout))
     .finally(() => {
       versionPending = null;
     });
@@ -143,7 +139,12 @@ export function ffmpegVersion(): Promise<FfmpegVersion | null> {
 function ffmpegVersionSync(): FfmpegVersion | null {
   if (versionCache) return versionCache;
   const r = spawnSync('ffmpeg', ['-hide_banner', '-version'], { encoding: 'utf8', timeout: 10_000, env: process.env });
-  const v = r.status === 0 ? parseFfmpegVersion(r.stdout ?? '') : null;
+  return rememberVersion(r.status, r.stdout ?? '');
+}
+
+/** `ffmpeg -version`'s outcome → the version, cached when it could be read (a failed run is not cached). */
+function rememberVersion(status: number | null, stdout: string): FfmpegVersion | null {
+  const v = status === 0 ? parseFfmpegVersion(stdout) : null;
   if (v && (v.major !== null || v.libavformat !== null)) versionCache = v;
   return v;
 }
