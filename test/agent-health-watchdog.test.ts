@@ -7,7 +7,6 @@
  *  - a capture that is open but produces no segment, with no retry scheduled, is stuck;
  *  - rtsp://user:pass@ never reaches /healthz, STATUS=, /api/state or the CaptureError message.
  */
-import { createRequire } from 'node:module';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +17,7 @@ import { AgentSettingsSchema, SourceSchema } from '../config/schema.ts';
 import { CaptureError, FfmpegSource, redactUri } from '../media/capture.ts';
 import { hashToken } from '../proc/auth.ts';
 import { VIDEOS } from '../testdata/fixtures.ts';
+import { fakeSystemd } from './helpers/fake-systemd.ts';
 
 const PASSWORD = 'S3cretPa55';
 const CAMERA = `rtsp://admin:${PASSWORD}@127.0.0.1:1/stream`; // nothing listens on port 1
@@ -30,26 +30,6 @@ const waitFor = async (cond: () => boolean, ms = 20_000): Promise<void> => {
     await new Promise((r) => setTimeout(r, 20));
   }
 };
-
-/** A fake systemd notify socket; NOTIFY_SOCKET/WATCHDOG_USEC point at it until restore(). */
-function fakeSystemd(dir: string, watchdogUsec = 200_000) {
-  const sock = path.join(dir, 'notify.sock');
-  const dgram = createRequire(import.meta.url)('unix-dgram') as { createSocket(t: 'unix_dgram', cb: (m: Buffer) => void): { bind(p: string): void; close(): void } };
-  const got: string[] = [];
-  const s = dgram.createSocket('unix_dgram', (m) => got.push(m.toString()));
-  s.bind(sock);
-  const env = { NOTIFY_SOCKET: process.env.NOTIFY_SOCKET, WATCHDOG_USEC: process.env.WATCHDOG_USEC };
-  process.env.NOTIFY_SOCKET = sock;
-  process.env.WATCHDOG_USEC = String(watchdogUsec);
-  return {
-    got,
-    restore() {
-      s.close();
-      for (const [k, v] of Object.entries(env)) if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    },
-  };
-}
 
 test('redactUri removes user-info from URLs and the given URI\'s password elsewhere', () => {
   expect(redactUri(`capture ${CAMERA}: ${CAMERA}: Connection refused`, CAMERA)).toBe('capture rtsp://***@127.0.0.1:1/stream: rtsp://***@127.0.0.1:1/stream: Connection refused');

@@ -4,7 +4,6 @@
  * /healthz reflects the pipeline (a missing source is not "ok"), while the systemd watchdog keeps being fed as
  * long as the agent retries (restarting cannot bring a camera back; test/agent-health-watchdog.test.ts has more).
  */
-import { createRequire } from 'node:module';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +15,7 @@ import { AgentSettingsSchema } from '../../config/schema.ts';
 import { ConfigManager } from '../../config/watch.ts';
 import { VIDEOS } from '../../testdata/fixtures.ts';
 import { waitFor } from './helpers.ts';
+import { fakeSystemd } from '../helpers/fake-systemd.ts';
 
 const BOMB = ['a: &a [x,x,x,x,x,x,x,x,x]', 'b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]', 'c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]', 'd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]', 'e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]', ''].join('\n');
 
@@ -91,14 +91,8 @@ test('finding 5: a hot-reloaded deviceId does not change the running identity (a
 
 test('finding 7: a missing source makes /healthz 503 "source down" (detail in STATUS=), and the watchdog stays fed while it retries', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'health-'));
-  const sock = path.join(dir, 'notify.sock');
-  const dgram = createRequire(import.meta.url)('unix-dgram') as { createSocket(t: 'unix_dgram', cb: (m: Buffer) => void): { bind(p: string): void; close(): void } };
-  const got: string[] = [];
-  const fake = dgram.createSocket('unix_dgram', (m) => got.push(m.toString()));
-  fake.bind(sock);
-  const env = { NOTIFY_SOCKET: process.env.NOTIFY_SOCKET, WATCHDOG_USEC: process.env.WATCHDOG_USEC };
-  process.env.NOTIFY_SOCKET = sock;
-  process.env.WATCHDOG_USEC = '200000';
+  const sd = fakeSystemd(dir, 200_000);
+  const got = sd.got;
   const settings = AgentSettingsSchema.parse({
     deviceId: 'cam-missing',
     source: { kind: 'file', uri: path.join(dir, 'no-such-camera.mp4') },
@@ -123,8 +117,6 @@ test('finding 7: a missing source makes /healthz 503 "source down" (detail in ST
     expect(got.filter((m) => m === 'WATCHDOG=1').length).toBeGreaterThanOrEqual(3);
   } finally {
     await agent.stop();
-    fake.close();
-    for (const [k, v] of Object.entries(env)) if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
+    sd.restore();
   }
 });
