@@ -19,6 +19,8 @@ export const CHUNK = 10;
 export const FPS = 10;
 /** every rule dilates by one MB and has no opening/closing */
 export const DILATE = 1;
+/** the uniform-QP curve every AccMPEG point is compared with (bench:accmpeg, bench:accmpeg-ceiling) */
+export const UNIFORM_QPS = [24, 26, 28, 30, 32, 34, 36, 38, 40, 43, 46, 50];
 
 /** An AccMPEG rule: α, floor, QP of the important macroblocks and of the rest. */
 export interface Setting { rule: string; threshold: number; minFraction: number; highQp: number; lowQp: number }

@@ -52,11 +52,10 @@ import { DETECTOR_MODEL, VIDEOS, loadFrames } from '../testdata/fixtures.ts';
 import { mean, median } from '../numeric/stats.ts';
 import { SCENES, labelDir, type Scene } from '../testdata/scenes.ts';
 import { agg, compare, dominating, savingOn, type Pt, type Stats } from '../numeric/equal-f1.ts';
-import { CHUNK, DILATE, Evaluator, FPS, cheapMaps, key, spanFrames, type Setting } from './accmpeg-eval.ts';
+import { CHUNK, DILATE, Evaluator, FPS, UNIFORM_QPS, cheapMaps, key, spanFrames, type Setting } from './accmpeg-eval.ts';
 import { printTable, writeResult } from './report.ts';
 import { linePlot } from './plot.ts';
 
-const UNIFORM_QPS = [24, 26, 28, 30, 32, 34, 36, 38, 40, 43, 46, 50];
 /** α / floor pairs: "sparse" and "generous"; each with dilation by one MB and no opening/closing */
 const RULES = [{ name: 'sparse', threshold: 0.5, minFraction: 0.05 }, { name: 'generous', threshold: 0.3, minFraction: 0.15 }];
 const HIGH_QPS = [30, 34, 38];
