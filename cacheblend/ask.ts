@@ -26,7 +26,7 @@ export class AskService {
     private readonly store: KvStore,
     private readonly events: () => SegmentEvents[],
     private readonly selection: Selection = DEFAULT_SELECTION,
-    /** disk budget of the chunk KV caches: least recently used chunks are evicted after each question (0 = none) */
+    /** disk budget of the chunk KV caches: least recently used chunks are evicted after each question, answered or not (0 = none) */
     private readonly diskBudgetBytes = 0,
   ) {
     validateSelection(selection, model.shape.layers);
@@ -71,20 +71,25 @@ export class AskService {
     const chunks: Chunk[] = selectChunks(summarise(this.events()));
     const texts = chunks.map((c) => c.text);
     const cached: boolean[] = [];
-    await ensureChunk(this.model, this.store, PREFIX_TEXT);
-    for (const t of texts) {
-      const had = this.store.has(chunkKey(this.model, t));
-      cached.push(had);
-      if (!had) await ensureChunk(this.model, this.store, t);
+    let pre: Awaited<ReturnType<typeof prefill>>;
+    let t1: number;
+    try {
+      await ensureChunk(this.model, this.store, PREFIX_TEXT);
+      for (const t of texts) {
+        const had = this.store.has(chunkKey(this.model, t));
+        cached.push(had);
+        if (!had) await ensureChunk(this.model, this.store, t);
+      }
+      yield { type: 'chunks', chunks: chunks.map((c, i) => ({ camera: c.camera, cameraId: c.cameraId, start: c.start, end: c.end, text: c.text, cached: cached[i] })) };
+      t1 = performance.now();
+      const segs = segmentsFor(this.model, 'cacheblend', texts, q);
+      pre = await prefill(this.model, this.store, segs, this.selection, { ws: this.ws });
+      this.store.touch(segs.flatMap((s) => (s.hash ? [s.hash] : [])));
+    } finally {
+      // the open window's chunk changes as segments arrive, so every question may add a cache: keep the disk
+      // bounded, also when the question failed part-way (a full disk while writing a chunk) or was abandoned
+      if (this.diskBudgetBytes > 0) this.store.evict(this.diskBudgetBytes);
     }
-    yield { type: 'chunks', chunks: chunks.map((c, i) => ({ camera: c.camera, cameraId: c.cameraId, start: c.start, end: c.end, text: c.text, cached: cached[i] })) };
-    const t1 = performance.now();
-    const segs = segmentsFor(this.model, 'cacheblend', texts, q);
-    const pre = await prefill(this.model, this.store, segs, this.selection, { ws: this.ws });
-    const used = segs.flatMap((s) => (s.hash ? [s.hash] : []));
-    this.store.touch(used);
-    // the open window's chunk changes as segments arrive, so every question may add a cache: keep the disk bounded
-    if (this.diskBudgetBytes > 0) this.store.evict(this.diskBudgetBytes);
     const ttftMs = performance.now() - t1;
     const words: string[] = [];
     for await (const tok of decode(this.model, pre, maxNew)) {

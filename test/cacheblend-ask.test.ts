@@ -150,6 +150,34 @@ describe('ask API', () => {
     await expect(collect('   ')).rejects.toThrow(RangeError);
   });
 
+  test('a question that fails part-way (the disk fills while a chunk is written) still leaves the caches under the budget', async () => {
+    const d3 = mkdtempSync(path.join(os.tmpdir(), 'cb-ask-full-'));
+    let failAfter = Infinity;
+    class FillingStore extends KvStore {
+      override put(...a: Parameters<KvStore['put']>): void {
+        if (failAfter-- <= 0) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+        super.put(...a);
+      }
+    }
+    const kv3 = new FillingStore(d3, 0);
+    try {
+      let events: SegmentEvents[] = [{ cameraId: 'gate-1', capturedAt: T0 + 60_000, detections: [[det(7)]] }];
+      for await (const e of new AskService(model, kv3, () => events).ask('which cameras saw a truck ?')) void e;
+      const budget = kv3.stats().bytes; // exactly what the first question left
+      expect(budget).toBeGreaterThan(0);
+      // new cameras bring new chunks; the disk "fills" after the first new one is written
+      events = [...events, ...['dock-2', 'lobby-3', 'yard-4'].map((cameraId, i) => ({ cameraId, capturedAt: T0 + (2 + i) * 60_000, detections: [[det(7)]] }))];
+      failAfter = 1;
+      const small = new AskService(model, kv3, () => events, undefined, budget);
+      await expect((async () => { for await (const e of small.ask('which cameras saw a truck ?')) void e; })()).rejects.toThrow(/ENOSPC/);
+      expect(kv3.stats().bytes).toBeLessThanOrEqual(budget);
+      expect(kv3.stats().chunks).toBeGreaterThan(0);
+    } finally {
+      kv3.close();
+      rmSync(d3, { recursive: true, force: true });
+    }
+  });
+
   test('the chunk caches stay under the disk budget, recently used ones kept; bad selections are refused', async () => {
     const d2 = mkdtempSync(path.join(os.tmpdir(), 'cb-ask-budget-'));
     const kv2 = new KvStore(d2, 0);
