@@ -10,6 +10,7 @@ import { decodeSegment, encodeSegment, type EncoderSettings } from '../encoder/i
 import { type MbMap, makeMbMap, mbGrid } from '../encoder/frame.ts';
 import { VIDEOS, loadFrames } from '../testdata/fixtures.ts';
 import { rng } from '../numeric/random.ts';
+import os from 'node:os';
 import { median } from '../numeric/stats.ts';
 import { printTable, writeResult } from './report.ts';
 
@@ -40,6 +41,8 @@ function movingBoxMaps(count: number, rows: number, cols: number): MbMap[] {
 
 async function main(): Promise<void> {
   const t0 = performance.now();
+  // what else the machine was doing (timings are only comparable on a quiet machine)
+  const load0 = os.loadavg();
   const frames = loadFrames(VIDEOS.highway, FRAMES);
   const { width, height } = frames[0];
   console.log(`loaded ${frames.length} frames ${width}x${height} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
@@ -60,11 +63,15 @@ async function main(): Promise<void> {
     }
   }
 
-  // decode throughput (with per-MB QP export) on the last map-encoded segment, for reference
+  // decode throughput (with per-MB QP export) on the map-encoded segment, for reference: median of REPS
   const seg = await encodeSegment(frames, maps, settings);
-  const td = performance.now();
-  const dec = await decodeSegment(seg.data);
-  const decodeFps = dec.frames.length / ((performance.now() - td) / 1000);
+  const decodeRuns: number[] = [];
+  for (let rep = 0; rep < REPS; rep++) {
+    const td = performance.now();
+    const dec = await decodeSegment(seg.data);
+    decodeRuns.push(Number((dec.frames.length / ((performance.now() - td) / 1000)).toFixed(2)));
+  }
+  const decodeFps = median(decodeRuns);
 
   const of = (v: string) => runs.filter((r) => r.variant === v);
   const fpsQp = median(of('qpmap').map((r) => r.fps));
@@ -79,7 +86,7 @@ async function main(): Promise<void> {
     { variant: 'qpmap (per-frame moving box)', fps: fpsQp, bytes: bytesQp, kbps: (bytesQp * 8 * settings.fps!) / frames.length / 1000 },
     { variant: 'uniform (null maps)', fps: fpsUni, bytes: bytesUni, kbps: (bytesUni * 8 * settings.fps!) / frames.length / 1000 },
   ]);
-  console.log(`decode with per-MB QP export: ${decodeFps.toFixed(1)} fps; peak RSS ${peakRssMb.toFixed(0)} MB`);
+  console.log(`decode with per-MB QP export: ${decodeFps.toFixed(1)} fps (median of ${REPS}); load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; peak RSS ${peakRssMb.toFixed(0)} MB`);
 
   writeResult('encode', {
     width,
@@ -93,6 +100,9 @@ async function main(): Promise<void> {
     bytes_qpmap: bytesQp,
     bytes_uniform: bytesUni,
     decode_fps: Number(decodeFps.toFixed(2)),
+    decode_fps_runs: decodeRuns,
+    load_avg_start: load0,
+    load_avg_end: os.loadavg(),
     peak_rss_mb: Number(peakRssMb.toFixed(1)),
     runs,
   });

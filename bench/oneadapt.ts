@@ -65,6 +65,7 @@ import { DETECTOR_MODEL, loadFrames } from '../testdata/fixtures.ts';
 import { printTable, writeResult } from './report.ts';
 import { benchHeader, DEV_DEFAULT, EVAL_DEFAULT, parseClips, type Clip } from './oneadapt-sets.ts';
 import { panelPlot, type PanelSeries, type Rgb } from './panelplot.ts';
+import { bootstrap } from '../numeric/stats.ts';
 
 /** Pre-registered before the evaluation run (see `preregistered` in the result file): DEV_DEFAULT, EVAL_DEFAULT. */
 
@@ -429,26 +430,20 @@ const awstream = await profilingRun('awstream');
 const chameleon = await profilingRun('chameleon');
 
 // ---------------------------------------------------------------- bootstrap over segments (paired)
-function rng(seed: number): () => number { let s = seed >>> 0; return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32); }
-function bootstrap(a: { wire: number; frames: FrameF1[] }[], b: { wire: number; frames: FrameF1[] }[], B = Number(args.bootstrap)): { saving: { value: number; ci_low: number; ci_high: number }; f1_diff: { value: number; ci_low: number; ci_high: number } } {
-  const r = rng(12345);
-  const stat = (idx: number[]): [number, number] => {
-    let ba = 0, bb = 0, fa = 0, fb = 0;
-    for (const i of idx) { ba += a[i].wire; bb += b[i].wire; fa += segF1(a[i]); fb += segF1(b[i]); }
-    return [1 - ba / bb, (fa - fb) / idx.length];
-  };
+function paired(a: { wire: number; frames: FrameF1[] }[], b: { wire: number; frames: FrameF1[] }[], B = Number(args.bootstrap)): { saving: { value: number; ci_low: number; ci_high: number }; f1_diff: { value: number; ci_low: number; ci_high: number } } {
+  const sum = (idx: number[], f: (i: number) => number): number => idx.reduce((t, i) => t + f(i), 0);
+  const saving = (idx: number[]): number => 1 - sum(idx, (i) => a[i].wire) / sum(idx, (i) => b[i].wire);
+  const f1Diff = (idx: number[]): number => sum(idx, (i) => segF1(a[i]) - segF1(b[i])) / idx.length;
   const all = [...a.keys()];
-  const [s0, d0] = stat(all);
-  const ss: number[] = [], dd: number[] = [];
-  for (let k = 0; k < B; k++) { const idx = all.map(() => Math.floor(r() * all.length)); const [s, d] = stat(idx); ss.push(s); dd.push(d); }
-  ss.sort((x, y) => x - y); dd.sort((x, y) => x - y);
-  const q = (v: number[], p: number): number => v[Math.min(v.length - 1, Math.floor(p * v.length))];
-  return { saving: { value: s0, ci_low: q(ss, 0.025), ci_high: q(ss, 0.975) }, f1_diff: { value: d0, ci_low: q(dd, 0.025), ci_high: q(dd, 0.975) } };
+  // the same seed gives both intervals the same resampled segments (paired)
+  const [sLo, sHi] = bootstrap(all.length, saving, B, 12345);
+  const [dLo, dHi] = bootstrap(all.length, f1Diff, B, 12345);
+  return { saving: { value: saving(all), ci_low: sLo, ci_high: sHi }, f1_diff: { value: f1Diff(all), ci_low: dLo, ci_high: dHi } };
 }
-const vsBest = bootstrap(main.outs, bestFixed.outs);
-const vsOracle = oracle.outs.length ? bootstrap(main.outs, oracle.outs) : null;
-const vsAw = bootstrap(main.outs, awstream.outs);
-const vsCh = bootstrap(main.outs, chameleon.outs);
+const vsBest = paired(main.outs, bestFixed.outs);
+const vsOracle = oracle.outs.length ? paired(main.outs, oracle.outs) : null;
+const vsAw = paired(main.outs, awstream.outs);
+const vsCh = paired(main.outs, chameleon.outs);
 
 // ---------------------------------------------------------------- report
 const kB = (b: number): number => Math.round(b / 100) / 10;
