@@ -80,6 +80,18 @@ const { values: args } = parseArgs({
     'reference-qp': { type: 'string', default: '20' },
     /** QP of OneAdapt's accuracy-monitor reference frame (one I-frame) */
     'monitor-qp': { type: 'string', default: '26' },
+    /** where the monitor's reference comes from: 'upload' (an HQ I-frame sent to the server, its bytes counted) or
+     *  'local' (the camera runs the detector on its own original frame and compares with the server's detections
+     *  on the streamed frame: no upload, one detector run per monitored segment at the camera) */
+    'monitor-source': { type: 'string', default: 'upload' },
+    /** OneAdapt's use of a measured F1 (oneadapt/adapt.ts f1Mode) and its hold band */
+    'f1-mode': { type: 'string', default: 'loss' },
+    'f1-margin': { type: 'string', default: '0.01' },
+    'f1-smoothing': { type: 'string', default: '0.5' },
+    /** frames of each segment the local monitor compares (not the evaluated positions 1, 5, 9) */
+    'monitor-frames': { type: 'string', default: '0,4,8' },
+    /** the F1 the controller aims at with a monitor (default: --target-f1) */
+    'controller-f1': { type: 'string' },
     /** OneAdapt settings (pre-registered = the product defaults, config/schema.ts ONEADAPT_TUNED) */
     lambda: { type: 'string', default: String(ONEADAPT_TUNED.lambda) },
     lr: { type: 'string', default: String(ONEADAPT_TUNED.lr) },
@@ -92,6 +104,7 @@ const { values: args } = parseArgs({
     'tune-lrs': { type: 'string', default: '' },
     'tune-scene': { type: 'string', default: 'burst' },
     'tune-monitor': { type: 'string', default: '0' },
+    'tune-walk': { type: 'string', default: '0.88,0.9,0.92' },
     /** stop after the development sweep (exploration that must not see the evaluation set) */
     'dev-only': { type: 'boolean', default: false },
     /** extra labelled OneAdapt runs on the evaluation set (JSON overrides of the pick, ';'-separated) */
@@ -110,12 +123,14 @@ const TARGET = Number(args['target-f1']);
 const WINDOW = Number(args.window);
 const REF_QP = Number(args['reference-qp']);
 const MONITOR_QP = Number(args['monitor-qp']);
+const MONITOR_FRAMES = args['monitor-frames']!.split(',').map(Number);
 const RENDER: RenderOptions = { srcFps: FPS, lowQpDelta: 10 };
 const BASE: RenderKnobs = { resolution: 1, fps: 10, qp: 30, threshold: 0.2 };
 const HQ: RenderKnobs = { resolution: 1, fps: 10, qp: REF_QP, threshold: 0.2 };
 const GRID = { resolution: [1, 0.5], fps: [10, 5, 2], qp: [24, 30, 36, 42, 50] };
-interface OaParams { lambda: number; lr: number; deadband: number; onSceneChange: 'burst' | 'restart'; referenceEvery: number }
-const PRE: OaParams = { lambda: Number(args.lambda), lr: Number(args.lr), deadband: Number(args.deadband), onSceneChange: args['on-scene-change'] as 'burst' | 'restart', referenceEvery: Number(args['reference-every']) };
+/** monitor: where the F1 reference comes from (with referenceEvery > 0); f1Mode/controllerF1/f1Margin: adapt.ts */
+interface OaParams { lambda: number; lr: number; deadband: number; onSceneChange: 'burst' | 'restart'; referenceEvery: number; monitor: 'upload' | 'local'; f1Mode: 'loss' | 'walk'; controllerF1: number; f1Margin: number }
+const PRE: OaParams = { lambda: Number(args.lambda), lr: Number(args.lr), deadband: Number(args.deadband), onSceneChange: args['on-scene-change'] as 'burst' | 'restart', referenceEvery: Number(args['reference-every']), monitor: args['monitor-source'] as 'upload' | 'local', f1Mode: args['f1-mode'] as 'loss' | 'walk', controllerF1: Number(args['controller-f1'] ?? args['target-f1']), f1Margin: Number(args['f1-margin']) };
 
 const log = (...a: unknown[]): void => console.error(`[${(performance.now() / 1000).toFixed(0)}s]`, ...a);
 const tStart = performance.now();
@@ -222,6 +237,15 @@ class DataSet {
     return out;
   }
 
+  private origDets = new Map<number, Detection[]>();
+  /** The detector's output on an original frame (the local monitor's reference at the camera). */
+  async originalDets(seg: number, frameIdx: number): Promise<Detection[]> {
+    const key = seg * SEG + frameIdx;
+    let d = this.origDets.get(key);
+    if (!d) { d = (await detect(this.segments[seg][frameIdx])).dets; this.origDets.set(key, d); }
+    return d;
+  }
+
   /** The accuracy monitor's reference: the segment's last sent frame at QP MONITOR_QP (one I-frame), its bytes and detections. */
   async reference(seg: number, frameIdx: number): Promise<{ bytes: number; dets: Detection[] }> {
     const key = seg * SEG + frameIdx;
@@ -251,7 +275,7 @@ const cfgName = (k: Pick<RenderKnobs, 'resolution' | 'fps' | 'qp'>): string => `
 interface SegOut { wire: number; video: number; reference: number; headers: number; frames: FrameF1[]; downlink: number }
 interface OaRun { params: OaParams; knobs: RenderKnobs[]; outs: SegOut[]; probeMs: number[]; gradMs: number[]; decisions: Decision[]; t: Totals; perScene: Totals[]; encodes: number; proxies: number[]; monitorF1: (number | null)[] }
 async function runOneAdapt(ds: DataSet, p: OaParams): Promise<OaRun> {
-  const opts: AdaptOptions = { enabled: ['resolution', 'fps', 'qp'], start: { qp: BASE.qp }, lambda: p.lambda, lr: p.lr, deadband: p.deadband, onSceneChange: p.onSceneChange, targetF1: p.referenceEvery > 0 ? TARGET : undefined };
+  const opts: AdaptOptions = { enabled: ['resolution', 'fps', 'qp'], start: { qp: BASE.qp }, lambda: p.lambda, lr: p.lr, deadband: p.deadband, onSceneChange: p.onSceneChange, targetF1: p.referenceEvery > 0 ? p.controllerF1 : undefined, f1Mode: p.f1Mode, f1Margin: p.f1Margin, f1Smoothing: Number(args['f1-smoothing']) };
   const ctrl = new OneAdaptController(opts);
   const knobs: RenderKnobs[] = [], outs: SegOut[] = [], probeMs: number[] = [], gradMs: number[] = [], decisions: Decision[] = [], proxies: number[] = [], monitorF1: (number | null)[] = [];
   let encodes = 0, lastHeaders = 0, refMean: number | null = null;
@@ -284,11 +308,22 @@ async function runOneAdapt(ds: DataSet, p: OaParams): Promise<OaRun> {
     let mf1: number | null = null;
     if (p.referenceEvery > 0 && s % p.referenceEvery === 0) {
       const lastSent = rendered.sent[rendered.sent.length - 1];
-      const ref = await ds.reference(s, lastSent);
-      refBytes = ref.bytes;
-      refMean = refMean === null ? ref.bytes : 0.8 * refMean + 0.2 * ref.bytes;
-      const decoded = (await decodeSegment(rendered.encoded.data, rendered.encoded.codec)).frames;
-      mf1 = frameF1((await detect(decoded[decoded.length - 1])).dets, ref.dets, ACCURACY).f1;
+      if (p.monitor === 'local') {
+        // the camera's own detector on its original first frame against the server's detections on that frame as
+        // received (the reply carries them): no upload; frame 0 is always sent and is not an evaluated position
+        const decoded = (await decodeSegment(rendered.encoded.data, rendered.encoded.codec)).frames;
+        const src = sampledIndices(SEG, FPS, k.fps);
+        const f1s: number[] = [];
+        for (const pos of MONITOR_FRAMES) f1s.push(frameF1((await detect(decoded[rendered.sent.indexOf(src[pos])])).dets, await ds.originalDets(s, pos), ACCURACY).f1);
+        mf1 = mean(f1s);
+        refMean = 0;
+      } else {
+        const ref = await ds.reference(s, lastSent);
+        refBytes = ref.bytes;
+        refMean = refMean === null ? ref.bytes : 0.8 * refMean + 0.2 * ref.bytes;
+        const decoded = (await decodeSegment(rendered.encoded.data, rendered.encoded.codec)).frames;
+        mf1 = frameF1((await detect(decoded[decoded.length - 1])).dets, ref.dets, ACCURACY).f1;
+      }
       pendingF1 = mf1;
     }
     monitorF1.push(mf1);
@@ -299,9 +334,24 @@ async function runOneAdapt(ds: DataSet, p: OaParams): Promise<OaRun> {
     outs.push({ wire: wire.total, video: wire.video, reference: wire.reference, headers: wire.headers, frames: o.frames, downlink });
   }
   const t = totals(outs);
-  log(`${ds.label} OneAdapt λ=${p.lambda} lr=${p.lr} db=${p.deadband} ${p.onSceneChange} ref/${p.referenceEvery}: ${t.bytes} B, F1 ${t.f1.toFixed(3)}`);
+  log(`${ds.label} OneAdapt λ=${p.lambda} lr=${p.lr} db=${p.deadband} ${p.onSceneChange} ref/${p.referenceEvery}${p.referenceEvery ? ` ${p.monitor} ${p.f1Mode} F1 ${p.controllerF1}±${p.f1Margin}` : ''}: ${t.bytes} B, F1 ${t.f1.toFixed(3)}`);
   return { params: p, knobs, outs, probeMs, gradMs, decisions, t, perScene: ds.clips.map((_, c) => totals(outs.filter((_, i) => ds.sceneOf[i] === c))), encodes, proxies, monitorF1 };
 }
+
+// ---------------------------------------------------------------- the static grid (best fixed in hindsight)
+const grid: RenderKnobs[] = [];
+for (const resolution of GRID.resolution) for (const fps of GRID.fps) for (const qp of GRID.qp) grid.push({ ...BASE, resolution, fps, qp });
+interface Fixed { cfg: RenderKnobs; name: string; outs: Outcome[]; t: Totals; perScene: Totals[] }
+async function fixedRuns(ds: DataSet): Promise<Fixed[]> {
+  const out: Fixed[] = [];
+  for (const cfg of grid) {
+    const outs: Outcome[] = [];
+    for (let s = 0; s < ds.n; s++) outs.push(await ds.evaluate(s, cfg));
+    out.push({ cfg, name: cfgName(cfg), outs, t: totals(outs), perScene: ds.clips.map((_, c) => totals(outs.filter((_, i) => ds.sceneOf[i] === c))) });
+  }
+  return out;
+}
+const cheapestAt = (fs: Fixed[], f1: number): Fixed | null => [...fs].filter((f) => f.t.f1 >= f1).sort((a, b) => a.t.bytes - b.t.bytes)[0] ?? null;
 
 // ---------------------------------------------------------------- development set: tuning
 const dev = new DataSet('dev', parseClips(args['dev-videos']!));
@@ -317,6 +367,8 @@ if (!args['no-tune']) {
   for (const lr of list(args['tune-lrs']!)) if (lr !== PRE.lr) cands.push({ ...PRE, lr });
   for (const sc of args['tune-scene']!.split(',')) if (sc !== PRE.onSceneChange) cands.push({ ...PRE, onSceneChange: sc as 'burst' | 'restart' });
   for (const m of list(args['tune-monitor']!)) if (m !== PRE.referenceEvery) cands.push({ ...PRE, referenceEvery: m });
+  // the F1 walk with the camera's local monitor on every segment, per controller F1
+  for (const f of list(args['tune-walk']!)) cands.push({ ...PRE, referenceEvery: 1, monitor: 'local', f1Mode: 'walk', controllerF1: f });
   for (const c of cands) {
     const r = await runOneAdapt(dev, c);
     devRuns.set(JSON.stringify(c), r);
@@ -329,7 +381,14 @@ if (!args['no-tune']) {
   console.log(`dev pick: ${JSON.stringify(chosen)} (centre of the sweep: ${JSON.stringify(PRE)}); the evaluation uses the pick`);
 }
 const devMain = devRuns.get(JSON.stringify(chosen)) ?? (await runOneAdapt(dev, chosen));
+// the development set's own best fixed configuration (a yardstick for the sweep; nothing is picked by it)
+const devFixed = await fixedRuns(dev);
+const devBest = cheapestAt(devFixed, TARGET);
+console.log(`development best fixed (F1 >= ${TARGET}): ${devBest ? `${devBest.name} ${devBest.t.bytes} B, F1 ${devBest.t.f1.toFixed(3)}` : 'none'}`);
 if (args['dev-only']) {
+  // the fixed configurations' frontier on the development set (no cheaper config with higher F1)
+  const frontier = [...devFixed].sort((a, b) => a.t.bytes - b.t.bytes).filter((f, i, arr) => arr.slice(0, i).every((g) => g.t.f1 < f.t.f1));
+  printTable('development set: fixed-configuration frontier', frontier.map((f) => ({ config: f.name, kB: f.t.bytes / 1000, f1: f.t.f1 })));
   dev.saveCache();
   log('--dev-only: stopping before the evaluation set');
   process.exit(0);
@@ -344,20 +403,12 @@ const variants: OaRun[] = [];
 for (const v of (args['eval-variants'] ?? '').split(';').filter(Boolean)) variants.push(await runOneAdapt(ds, { ...chosen, ...JSON.parse(v) }));
 
 // static grid over the evaluation set
-const grid: RenderKnobs[] = [];
-for (const resolution of GRID.resolution) for (const fps of GRID.fps) for (const qp of GRID.qp) grid.push({ ...BASE, resolution, fps, qp });
-interface Fixed { cfg: RenderKnobs; name: string; outs: Outcome[]; t: Totals; perScene: Totals[] }
-const fixed: Fixed[] = [];
-for (const cfg of grid) {
-  const outs: Outcome[] = [];
-  for (let s = 0; s < N; s++) outs.push(await ds.evaluate(s, cfg));
-  fixed.push({ cfg, name: cfgName(cfg), outs, t: totals(outs), perScene: ds.clips.map((_, c) => totals(outs.filter((_, i) => ds.sceneOf[i] === c))) });
-}
+const fixed = await fixedRuns(ds);
 log(`grid: ${grid.length} configs × ${N} segments, ${detections} detector runs so far`);
 ds.saveCache();
 dev.saveCache();
-const bestFixed = [...fixed].filter((f) => f.t.f1 >= TARGET).sort((a, b) => a.t.bytes - b.t.bytes)[0] ?? [...fixed].sort((a, b) => b.t.f1 - a.t.f1)[0];
-const cheapestAtOaF1 = [...fixed].filter((f) => f.t.f1 >= main.t.f1).sort((a, b) => a.t.bytes - b.t.bytes)[0] ?? null;
+const bestFixed = cheapestAt(fixed, TARGET) ?? [...fixed].sort((a, b) => b.t.f1 - a.t.f1)[0];
+const cheapestAtOaF1 = cheapestAt(fixed, main.t.f1);
 
 // per-scene oracle: one grid config per scene, cheapest overall with mean F1 ≥ target (Lagrangian sweep)
 const scenes = ds.clips.map((_, c) => [...Array(N).keys()].filter((i) => ds.sceneOf[i] === c));
@@ -486,8 +537,8 @@ writeResult(args.name!, {
   bytes_counted: ['video', 'headers', 'reference'],
   dev_set: dev.clips.map(clipName),
   eval_set: ds.clips.map(clipName),
-  preregistered: { target_f1: TARGET, tuning_candidates: args['no-tune'] ? [PRE] : tuning.map((t) => t.params), tuning_rule: 'cheapest development-set setting with F1 >= target (else the most accurate); that pick alone is evaluated',  window_segments: WINDOW, reference_qp: REF_QP, monitor_qp: MONITOR_QP, grid: GRID, start: { resolution: 1, fps: 10, qp: BASE.qp }, knobs: ['resolution', 'fps', 'qp'], rule_best_fixed: `cheapest grid config (bytes on the wire) with eval F1 >= ${TARGET}` },
-  dev_tuning: { rule: 'cheapest setting whose development F1 >= target', runs: tuning, pick: chosen, dev_result_of_pick: res(devMain.t) },
+  preregistered: { target_f1: TARGET, tuning_candidates: args['no-tune'] ? [PRE] : tuning.map((t) => t.params), tuning_rule: 'cheapest development-set setting with F1 >= target (else the most accurate); that pick alone is evaluated',  window_segments: WINDOW, reference_qp: REF_QP, monitor_qp: MONITOR_QP, monitor_frames_local: MONITOR_FRAMES, f1_smoothing: Number(args['f1-smoothing']), grid: GRID, start: { resolution: 1, fps: 10, qp: BASE.qp }, knobs: ['resolution', 'fps', 'qp'], rule_best_fixed: `cheapest grid config (bytes on the wire) with eval F1 >= ${TARGET}` },
+  dev_tuning: { rule: 'cheapest setting whose development F1 >= target', runs: tuning, pick: chosen, dev_result_of_pick: res(devMain.t), dev_best_fixed: devBest ? { config: devBest.name, ...res(devBest.t) } : null },
   oneadapt: { ...res(main.t), reference_bytes: sumOf('reference', main), header_bytes: sumOf('headers', main), ...chosen, ...overhead },
   best_fixed: { config: bestFixed.name, ...res(bestFixed.t), rule: `cheapest static grid config with F1 >= ${TARGET} (hindsight, evaluation set)` },
   per_scene_oracle: { bytes: oracle.bytes, f1: oracle.f1, configs: oracle.configs, rule: `cheapest choice of one grid config per scene with overall mean F1 >= ${TARGET}` },

@@ -67,6 +67,16 @@ export interface AdaptOptions {
   lambdaLr?: number;
   /** weight of a new F1 measurement in the running estimate (per scene) */
   f1Smoothing?: number;
+  /**
+   * With `targetF1` and a measured F1: 'walk' lets the measurement decide WHEN to move and AccGrad WHICH knob —
+   * under the target one value dearer on the knob whose dearer neighbour lowers R most per relative byte, above
+   * target + f1Margin one value cheaper on the knob whose cheaper neighbour raises R least per relative byte saved,
+   * in between hold; the λ loss only runs while no F1 is measured in the scene. 'loss' (default): the λ loss with
+   * the target as a constraint and λ's dual update.
+   */
+  f1Mode?: 'loss' | 'walk';
+  /** the band above targetF1 in which 'walk' holds */
+  f1Margin?: number;
 }
 
 export interface Observation {
@@ -112,6 +122,8 @@ export const ADAPT_DEFAULTS = {
   hysteresis: 0.25,
   lambdaLr: 0.2,
   f1Smoothing: 0.5,
+  f1Mode: 'loss',
+  f1Margin: 0.01,
 } as const satisfies AdaptOptions;
 
 export class OneAdaptController {
@@ -211,6 +223,10 @@ export class OneAdaptController {
 
     const grads: Record<string, number> = {};
     const restarted = sceneChange.length > 0 && this.o.onSceneChange === 'restart';
+    if (this.o.f1Mode === 'walk' && this.o.targetF1 !== undefined && !restarted && this.f1Est !== null) {
+      this.walk(probes, overhead, grads, overBudget);
+      return { before, after: this.values(), grads, lambda: this.lambda, rateKbps, sceneChange, f1Estimate: this.f1Est };
+    }
     for (const p of probes) {
       const k = this.knobs.get(p.knob);
       if (!k) continue;
@@ -240,6 +256,30 @@ export class OneAdaptController {
       }
     }
     return { before, after: this.values(), grads, lambda: this.lambda, rateKbps, sceneChange, f1Estimate: this.f1Est };
+  }
+
+  /** 'walk': one value dearer under the F1 target, one cheaper above target + margin, the knob chosen by AccGrad per byte. */
+  private walk(probes: KnobProbe[], overhead: number, grads: Record<string, number>, overBudget: boolean): void {
+    const f1 = this.f1Est!, target = this.o.targetF1!;
+    const dir = f1 < target ? 'dearer' : f1 > target + this.o.f1Margin || overBudget ? 'cheaper' : null;
+    if (!dir) return;
+    let pick: { knob: KnobName; score: number } | null = null;
+    for (const p of probes) {
+      const n = p[dir];
+      if (!n || !this.knobs.has(p.knob)) continue;
+      // relative byte change of the move (> 0) and R change (dearer: R drop; cheaper: R rise)
+      const db = Math.abs(Math.log((n.bytes + overhead) / Math.max(1, p.current.bytes + overhead)));
+      const dr = dir === 'dearer' ? p.current.r - n.r : n.r - p.current.r;
+      // dearer: most R recovered per byte spent; cheaper: least R lost per byte saved
+      const score = dir === 'dearer' ? dr / Math.max(db, 1e-3) : -Math.max(dr, 0) / Math.max(db, 1e-3);
+      if (!pick || score > pick.score) pick = { knob: p.knob, score };
+    }
+    if (!pick) return;
+    const k = this.knobs.get(pick.knob)!;
+    const span = probes.find((q) => q.knob === pick!.knob)![dir]!.span;
+    const index = dir === 'dearer' ? Math.max(0, k.index - span) : Math.min(k.spec.values.length - 1, k.index + span);
+    this.knobs.set(pick.knob, { ...k, s: stateForIndex(k.spec, index), index });
+    grads[pick.knob] = dir === 'dearer' ? -1 : 1;
   }
 
   /** Move a knob's state by `intervals` list intervals (+ dearer, − cheaper). */
