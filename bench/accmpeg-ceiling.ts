@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import { mbGrid, type MbMap } from '../encoder/frame.ts';
 import { Detector } from '../detector/detector.ts';
 import type { Detection } from '../detector/postprocess.ts';
-import { ACCURACY } from '../server/accuracy.ts';
+import { ACCURACY } from '../detector/accuracy.ts';
 import { DETECTOR_MODEL } from '../testdata/fixtures.ts';
 import { SCENES } from '../testdata/scenes.ts';
 import { median } from '../numeric/stats.ts';

@@ -10,7 +10,7 @@ import type { CheapModel } from '../cheapmodel/model.ts';
 import { meanMap } from '../cheapmodel/qpmap.ts';
 import type { Detector } from '../detector/detector.ts';
 import type { Detection } from '../detector/postprocess.ts';
-import { ACCURACY, segmentF1 } from '../server/accuracy.ts';
+import { ACCURACY, segmentF1 } from '../detector/accuracy.ts';
 import { loadFrames } from '../testdata/fixtures.ts';
 import type { Span } from '../testdata/scenes.ts';
 import type { Stats } from '../numeric/equal-f1.ts';

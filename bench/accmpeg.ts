@@ -20,7 +20,7 @@
  *   nested folds, a model per pair of held-out scenes, would remove that and cost 36 more models.)
  * - Every byte of every chunk counted (the encoded segment; the same container for every scheme); chunks of 10
  *   frames at 10 fps, each a closed GOP (renderSegment, x264 veryfast).
- * - Accuracy (server/accuracy.ts ACCURACY, the same as bench:oneadapt and the server): YOLOX-Nano on the original
+ * - Accuracy (detector/accuracy.ts ACCURACY, the same as bench:oneadapt and the server): YOLOX-Nano on the original
  *   frames is the reference; road classes, score ≥ 0.3, IoU 0.5, same class; aggregate F1 over a span's frames.
  * - Saving at equal F1 = 1 − bytes / (the uniform curve's Pareto frontier interpolated at the same F1). Above the
  *   best uniform F1 the best uniform point's bytes are used (a lower bound on the saving); below the cheapest
@@ -45,7 +45,7 @@ import { coverLabels, readLabelDir } from '../cheapmodel/labels.ts';
 import { meanMap } from '../cheapmodel/qpmap.ts';
 import { calibrateThreshold, sampleFromSaliency } from '../cheapmodel/calibrate.ts';
 import { Detector } from '../detector/detector.ts';
-import { ACCURACY } from '../server/accuracy.ts';
+import { ACCURACY } from '../detector/accuracy.ts';
 import { labelVideo } from '../server/label-cli.ts';
 import { ACCMPEG_DEFAULTS } from '../config/schema.ts';
 import { DETECTOR_MODEL, VIDEOS, loadFrames } from '../testdata/fixtures.ts';

@@ -30,7 +30,7 @@ import { Detector } from '../detector/detector.ts';
 import { preprocess } from '../detector/preprocess.ts';
 import { dnnView, renderSegment, type RenderKnobs } from '../oneadapt/render.ts';
 import { accGrad, rgbErrorPerMb } from '../oneadapt/inputgrad.ts';
-import { ACCURACY, frameF1 } from '../server/accuracy.ts';
+import { ACCURACY, frameF1 } from '../detector/accuracy.ts';
 import { oneAdaptProxy, oneAdaptProxyGraph, reduceToMacroblocks, ONEADAPT_PROXY } from '../server/dnngrad.ts';
 import { GradientModel, ProxyGradModel } from '../server/onnxgrad/index.ts';
 import { DETECTOR_MODEL, loadFrames } from '../testdata/fixtures.ts';

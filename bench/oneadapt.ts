@@ -13,7 +13,7 @@
  * sweeps them there; without it the pre-registered values below are used). Evaluation set (`--videos`): other time
  * spans of the same nine cameras, in another order; nothing is chosen on it. Both are named in the result file.
  *
- * Accuracy (server/accuracy.ts ACCURACY, the product's definition): YOLOX-Nano on the ORIGINAL 640×360 frames is
+ * Accuracy (detector/accuracy.ts ACCURACY, the product's definition): YOLOX-Nano on the ORIGINAL 640×360 frames is
  * the reference; road classes, score ≥ 0.3, IoU ≥ 0.5, same class; frames 1, 5, 9 of every segment (`--eval-every
  * 4`), identically for every method; a frame dropped by the fps knob is answered with the last sent frame's
  * detections; the server detects on the decoded frame at its streamed size, boxes scaled to 640×360.
@@ -56,7 +56,7 @@ import { sampledIndices } from '../oneadapt/inputgrad.ts';
 import { probeKnobs } from '../oneadapt/probe.ts';
 import { contentSignature } from '../oneadapt/scene.ts';
 import { SegmentAnalyzer } from '../server/analyzer.ts';
-import { ACCURACY, f1FromCounts, frameF1, type FrameF1 } from '../server/accuracy.ts';
+import { ACCURACY, f1FromCounts, frameF1, type FrameF1 } from '../detector/accuracy.ts';
 import { encodeMbMap } from '../wire/mbmap.ts';
 import { segmentWireBytes, wsFrameOverhead, type SegmentHeader } from '../wire/protocol.ts';
 import type { Detection } from '../detector/postprocess.ts';
@@ -533,7 +533,7 @@ const overhead = {
 const doneMet = vsBest.saving.value >= 0.15 && main.t.f1 >= bestFixed.t.f1 - 0.01 && main.t.bytes < awstream.t.bytes && main.t.bytes < chameleon.t.bytes;
 writeResult(args.name!, {
   video: `evaluation set: ${ds.clips.map(clipName).join(' + ')}; each at 10 fps scaled to ${W}x${H}; ${N} segments of ${SEG} frames; ${ds.boundaries.length - 1} scene changes`,
-  accuracy: `mean per-frame F1 vs YOLOX-Nano on the original frames (server/accuracy.ts ACCURACY): road classes, score >= ${ACCURACY.scoreThreshold}, IoU ${ACCURACY.iouThreshold}, same class; frames ${POS.join(',')} of every segment; dropped frames answered with the last sent frame`,
+  accuracy: `mean per-frame F1 vs YOLOX-Nano on the original frames (detector/accuracy.ts ACCURACY): road classes, score >= ${ACCURACY.scoreThreshold}, IoU ${ACCURACY.iouThreshold}, same class; frames ${POS.join(',')} of every segment; dropped frames answered with the last sent frame`,
   bytes_counted: ['video', 'headers', 'reference'],
   dev_set: dev.clips.map(clipName),
   eval_set: ds.clips.map(clipName),

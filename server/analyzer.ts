@@ -11,7 +11,7 @@
 import { decodeSegment, EncoderError, InvalidInputError } from '../encoder/index.ts';
 import { GraceSegmentCodec, GraceSegmentError } from '../grace/segment.ts';
 import type { YuvFrame } from '../encoder/frame.ts';
-import { ACCURACY, frameF1, type F1Options } from './accuracy.ts';
+import { ACCURACY, frameF1, type F1Options } from '../detector/accuracy.ts';
 import { Detector, ExecutionProviderError, type DetectorDevice } from '../detector/detector.ts';
 import { postprocess, type Detection } from '../detector/postprocess.ts';
 import { preprocess } from '../detector/preprocess.ts';

@@ -13,7 +13,7 @@ import { divideByMbArea, frameDiffPerMb, type MbReduce } from '../media/mb.ts';
 import { letterboxFor, type Letterbox } from '../detector/preprocess.ts';
 import { nativeKernels, type NativeKernels } from '../encoder/kernels.ts';
 import { NUM_CLASSES, ROW, decodeCellBox, makeGrid, type Detection } from '../detector/postprocess.ts';
-import { ACCURACY } from './accuracy.ts';
+import { ACCURACY } from '../detector/accuracy.ts';
 import { DT, makeNode, tensorProto, type Proto } from './onnxgrad/proto.ts';
 import type { ProxyGraph } from './onnxgrad/vjp.ts';
 

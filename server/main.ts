@@ -16,7 +16,7 @@ import { configPathFromArgv, loadServerConfig } from '../config/load.ts';
 import type { ServerSettings } from '../config/schema.ts';
 import { SegmentAnalyzer } from './analyzer.ts';
 import { LabelStore } from './label-store.ts';
-import { f1FromCounts } from './accuracy.ts';
+import { f1FromCounts } from '../detector/accuracy.ts';
 import { IngestServer } from './ingest.ts';
 import { ServerStore } from './store.ts';
 import { SdNotify } from '../proc/sdnotify.ts';

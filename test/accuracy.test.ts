@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { frameF1, segmentF1, f1FromCounts, type ScoredBox } from '../server/accuracy.ts';
+import { frameF1, segmentF1, f1FromCounts, type ScoredBox } from '../detector/accuracy.ts';
 import { Detector } from '../detector/detector.ts';
 import { ROAD_CLASSES } from '../detector/postprocess.ts';
 import type { YuvFrame } from '../encoder/frame.ts';

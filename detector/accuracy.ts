@@ -3,7 +3,7 @@
  * as in AccMPEG/OneAdapt: greedy matching, highest-scoring test detection first, to the unmatched
  * reference box of the same class with the largest IoU ≥ iouThreshold.
  */
-import { iou, ROAD_CLASSES, type Box } from '../detector/postprocess.ts';
+import { iou, ROAD_CLASSES, type Box } from './postprocess.ts';
 import { f1FromCounts } from '../numeric/stats.ts';
 
 export interface ScoredBox extends Box {
