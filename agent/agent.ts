@@ -21,6 +21,8 @@ import { AgentTelemetry } from './telemetry.ts';
 import { SdNotify } from '../proc/sdnotify.ts';
 import type { YuvFrame } from '../encoder/frame.ts';
 import { CheapModel, DEFAULT_CHEAP_MODEL } from '../cheapmodel/model.ts';
+import { Detector } from '../detector/detector.ts';
+import type { Detection } from '../detector/postprocess.ts';
 import { redactUri } from '../media/capture.ts';
 import { OneAdaptController, type Decision } from '../oneadapt/adapt.ts';
 import { ProbeRunner } from '../oneadapt/probe-pool.ts';
@@ -37,6 +39,8 @@ export interface AgentDeps {
   config?: ConfigManager<any>;
   /** loads the AccMPEG cheap model; injected so tests can run without it */
   loadCheapModel?: (file: string) => Promise<ImportanceModel>;
+  /** loads the local accuracy monitor's detector (monitor.source local); default: detector/ on the CPU */
+  loadMonitorDetector?: (file: string) => Promise<{ detect(frame: YuvFrame): Promise<Detection[]>; release?(): Promise<void> }>;
   /** an already open store (shared with the config manager's versions); the agent opens its own otherwise */
   store?: AgentStore;
   /** first capture retry delay (doubles up to 60 s); default 1000 ms */
@@ -52,7 +56,7 @@ export interface AgentDeps {
 const pem = (f: string | undefined): Buffer | undefined => (f ? readFileSync(f) : undefined);
 
 /** Settings read once at start: a change is recorded but takes effect only after a restart. */
-export const RESTART_ONLY = ['deviceId', 'mqtt', 'http', 'storage', 'profile'] as const;
+export const RESTART_ONLY = ['deviceId', 'mqtt', 'http', 'storage', 'profile', 'monitor.source', 'monitor.detectorModel'] as const;
 
 export function openAgentStore(s: AgentSettings, log: Logger): AgentStore {
   return new AgentStore(path.join(s.storage.dir, `${s.deviceId}.db`), {
@@ -117,6 +121,11 @@ export class Agent {
         this.log.info({ component: 'oneadapt', segment: info.segment, ...d, probeMs: Math.round(info.probeMs), probeScale: info.scale }, 'knob update');
       },
       onProbeError: (e, segment) => this.log.error({ component: 'oneadapt', segment, err: e.message }, 'probe failed; knobs hold'),
+      onLocalF1: (f1, segment) => {
+        this.telemetry.lastF1 = f1;
+        this.log.debug({ component: 'monitor', segment, f1 }, 'local accuracy monitor');
+      },
+      onLocalMonitorError: (e, segment) => this.log.error({ component: 'monitor', segment, err: e.message }, 'local accuracy monitor failed on a segment; no F1 from it'),
     });
     this.capture = new SourceSupervisor({
       logger: this.log,
@@ -156,6 +165,7 @@ export class Agent {
     this.housekeepingTimer = setInterval(() => this.housekeeping(), 3600_000);
     this.housekeepingTimer.unref();
     this.pipeline.cheap = await this.loadCheapModel(s);
+    this.pipeline.localDetector = await this.loadMonitorDetector(s);
     this.setupOneAdapt();
     this.uplink = this.makeUplink(s);
     if (s.mqtt.enabled) {
@@ -275,6 +285,21 @@ export class Agent {
     const model = await load(file); // a model that does not load is an error naming the file
     this.log.info({ component: 'cheapmodel', model: file }, 'AccMPEG cheap model loaded');
     return model;
+  }
+
+  /** The local accuracy monitor's detector (monitor.source local); a file that does not load stops the start with its name. */
+  private async loadMonitorDetector(s: AgentSettings): Promise<{ detect(frame: YuvFrame): Promise<Detection[]>; release?(): Promise<void> } | null> {
+    if (s.monitor.source !== 'local' || s.monitor.referenceEvery === 0) return null;
+    const file = s.monitor.detectorModel!;
+    const load =
+      this.deps.loadMonitorDetector ??
+      (async (f: string) => {
+        const d = await Detector.load(f, { device: 'cpu', threads: 1 });
+        return { detect: async (frame: YuvFrame) => (await d.detect(frame)).detections, release: () => d.release() };
+      });
+    const det = await load(file);
+    this.log.info({ component: 'monitor', model: file }, 'local accuracy monitor: detector loaded');
+    return det;
   }
 
   /**
@@ -515,6 +540,9 @@ export class Agent {
     const cheap = this.pipeline.cheap;
     this.pipeline.cheap = null;
     await this.releaseCheapModel(cheap, 'agent stopped');
+    const monitorDet = this.pipeline.localDetector as { release?(): Promise<void> } | null;
+    this.pipeline.localDetector = null;
+    await monitorDet?.release?.().catch((e: Error) => this.log.error({ component: 'monitor', err: e.message }, 'cannot release the monitor detector'));
     await this.uplink?.stop();
     await this.mqtt?.stop();
     await this.page?.stop();

@@ -20,6 +20,8 @@ import { MAX_FRAME_SIDE, newSegmentId, packSegment, PROTOCOL_VERSION, segmentWir
 import { decodeMbMap, MAX_MB_CELLS } from '../wire/mbmap.ts';
 import { mbGrid } from '../encoder/frame.ts';
 import type { AgentSettings } from '../config/schema.ts';
+import { ACCURACY, frameF1 } from '../detector/accuracy.ts';
+import type { Detection } from '../detector/postprocess.ts';
 
 /** What the pipeline needs from a cheap model (cheapmodel/model.ts implements it). */
 export interface ImportanceModel {
@@ -71,6 +73,9 @@ export interface EdgePipelineOptions {
   probes: ProbeRunner | null;
   onDecision?: (d: Decision, info: ProbeInfo) => void;
   onProbeError?: (e: Error, segment: number) => void;
+  /** the local accuracy monitor scored a segment (monitor.source local) or failed to */
+  onLocalF1?: (f1: number, segment: number) => void;
+  onLocalMonitorError?: (e: Error, segment: number) => void;
   /** OneAdapt decisions kept in `decisions` (the most recent; default 100; Infinity keeps all) */
   maxDecisions?: number;
 }
@@ -109,6 +114,12 @@ export class EdgePipeline {
   private pendingMaps = new Map<string, { p: MbMap; width: number; height: number }>();
   private calibSamples: CalibrationSample[] = [];
   calibratedThreshold: number | null = null;
+  /** the local accuracy monitor (monitor.source local): the camera's copy of the server's detector (null: none) */
+  localDetector: { detect(frame: YuvFrame): Promise<Detection[]> } | null = null;
+  /** monitored segments awaiting their reply: original frames and which sent frame the server scored for each */
+  private pendingLocal = new Map<string, { seq: number; picks: { frame: YuvFrame; sentIdx: number; streamW: number; streamH: number }[] }>();
+  /** local scorings run one after another, off the reply handler */
+  private localChain: Promise<void> = Promise.resolve();
   /** the latest segment, kept until it is probed or the next one replaces it */
   private lastJob: ProbeJob | null = null;
 
@@ -132,6 +143,8 @@ export class EdgePipeline {
       onSceneChange: o.onSceneChange,
       targetKbps: o.targetKbps,
       targetF1: o.targetF1,
+      f1Mode: o.f1Mode,
+      f1Margin: o.f1Margin,
       // start from the configured values where they are on the knobs' lists (else the expensive end)
       start: {
         qp: DEFAULT_KNOBS.qp.values.includes(fixed.qp) ? fixed.qp : undefined,
@@ -198,11 +211,42 @@ export class EdgePipeline {
    * that is not on the expected grid (checked before it is inflated). */
   onReply(r: Reply, s?: AgentSettings): void {
     if (r.f1) this.freshF1 = r.f1.f1;
+    const local = this.pendingLocal.get(r.segmentId);
+    if (local) {
+      this.pendingLocal.delete(r.segmentId);
+      this.scoreLocally(local.seq, local.picks, r.detections);
+    }
     const d = r.dnngrad;
     if (!d) return;
     const map = decodeMbMap(Buffer.from(d.data, 'base64'), this.expectedGradGrid(d));
     if (s) this.calibrate(r, map, s.cheapModel);
     this.setGradient(map, d.proxy, d.width ?? null, d.height ?? null);
+  }
+
+  /**
+   * The local monitor: the camera's detector on its original frames is the reference, the server's detections on
+   * the frames it received (scaled to the source size) are scored against it with the product's F1 (ACCURACY).
+   * The mean over the monitored frames goes to the controller like an uploaded reference's F1.
+   */
+  private scoreLocally(seq: number, picks: { frame: YuvFrame; sentIdx: number; streamW: number; streamH: number }[], dets: Reply['detections']): void {
+    const det = this.localDetector;
+    if (!det) return;
+    this.localChain = this.localChain
+      .then(async () => {
+        const f1s: number[] = [];
+        for (const p of picks) {
+          const server = dets[p.sentIdx];
+          if (!server) continue; // the reply scored fewer frames than were sent: nothing to compare
+          const sx = p.frame.width / p.streamW, sy = p.frame.height / p.streamH;
+          const test = server.map(([x1, y1, x2, y2, score, classId]) => ({ x1: x1 * sx, y1: y1 * sy, x2: x2 * sx, y2: y2 * sy, score, classId }));
+          f1s.push(frameF1(test, await det.detect(p.frame), ACCURACY).f1);
+        }
+        if (f1s.length === 0) return;
+        const f1 = f1s.reduce((a, b) => a + b, 0) / f1s.length;
+        this.freshF1 = f1;
+        this.o.onLocalF1?.(f1, seq);
+      })
+      .catch((e: unknown) => this.o.onLocalMonitorError?.(e instanceof Error ? e : new Error(String(e)), seq));
   }
 
   /** A DNNGrad map, the proxy value O it was taken at and the size of the frame it was taken on (null: source size). */
@@ -249,11 +293,24 @@ export class EdgePipeline {
     const encodeS = (performance.now() - t0) / 1000;
     const seq = this.seq++;
     // the accuracy monitor: on every N-th segment, the last sent frame at source size as one high-quality I-frame
+    // (monitor.source local: nothing uploaded; the original frames wait for the reply, scored by scoreLocally)
     const every = s.monitor.referenceEvery;
     const refIdx = rendered.sent[rendered.sent.length - 1];
-    const ref = every > 0 && seq % every === 0 ? await encodeSegment([frames[refIdx]], [null], { baseQp: s.monitor.referenceQp, gop: 1, codec: 'h264' }) : null;
+    const monitored = every > 0 && seq % every === 0;
+    const local = s.monitor.source === 'local';
+    const ref = monitored && !local ? await encodeSegment([frames[refIdx]], [null], { baseQp: s.monitor.referenceQp, gop: 1, codec: 'h264' }) : null;
     const cameraId = this.o.deviceId ?? s.deviceId;
     const segmentId = newSegmentId(cameraId);
+    if (monitored && local && this.localDetector) {
+      const picks = s.monitor.localFrames.filter((p) => p < frames.length).map((p) => {
+        // the sent frame shown at position p: the last one sent at or before it
+        let sentIdx = 0;
+        rendered.sent.forEach((src, j) => { if (src <= p) sentIdx = j; });
+        return { frame: { ...frames[p], data: frames[p].data.slice() }, sentIdx, streamW: rendered.encoded.width, streamH: rendered.encoded.height };
+      });
+      this.pendingLocal.set(segmentId, { seq, picks });
+      for (const k of this.pendingLocal.keys()) if (this.pendingLocal.size > 8) this.pendingLocal.delete(k); // oldest first (replies lost): at most 8 segments × localFrames frames held
+    }
     if (lastMap && s.cheapModel.calibrate.enabled && rendered.sent[rendered.sent.length - 1] === frames.length - 1) {
       // the server's DNNGrad comes for the last sent frame: when that is the segment's last frame (which the cheap
       // model scored), keep its map until the reply

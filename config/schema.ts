@@ -138,6 +138,11 @@ export const OneAdaptSchema = z
     onSceneChange: z.enum(['burst', 'restart']).default(ONEADAPT_TUNED.onSceneChange),
     /** probes render a copy of the segment at most this many pixels wide (0: source size); see oneadapt/probe-pool.ts */
     probeWidth: z.number().int().min(0).default(640),
+    /** with targetF1 and a measured F1 (monitor): 'walk' moves one value dearer under the target and one cheaper
+     * above target + f1Margin, AccGrad choosing the knob (bench:oneadapt's development pick, with monitor.source
+     * local on every segment); 'loss' keeps the λ loss with the target as a constraint */
+    f1Mode: z.enum(['loss', 'walk']).default('loss'),
+    f1Margin: z.number().min(0).max(0.5).default(0.01),
   })
   .prefault({});
 
@@ -148,6 +153,16 @@ export const MonitorSchema = z
     referenceEvery: z.number().int().min(0).default(10),
     /** QP of the reference frame (one I-frame at source size) */
     referenceQp: z.number().int().min(0).max(51).default(20),
+    /** 'upload': the reference frame goes to the server, which scores the stream against it (bytes counted);
+     * 'local': nothing is uploaded, the camera runs `detectorModel` (the server's detector) on its own original
+     * frames at `localFrames` and scores the server's detections on what it received against them */
+    source: z.enum(['upload', 'local']).default('upload'),
+    detectorModel: z.string().min(1).optional(),
+    /** positions in the segment the local monitor scores (beyond the segment's length: skipped) */
+    localFrames: z.array(z.number().int().min(0).max(299)).min(1).max(10).default([0, 4, 8]),
+  })
+  .superRefine((m, ctx) => {
+    if (m.source === 'local' && !m.detectorModel) ctx.addIssue({ code: 'custom', path: ['detectorModel'], message: 'monitor.source local needs monitor.detectorModel (the server\'s detector, an ONNX file on the camera)' });
   })
   .prefault({});
 
@@ -347,7 +362,7 @@ export const REMOTE_CONFIG_KEYS: Record<string, z.ZodType> = Object.fromEntries(
   [
     'encoder.baseQp', 'encoder.preset', 'encoder.segmentFrames',
     'cheapModel.enabled', 'cheapModel.threshold', 'cheapModel.everyK', 'cheapModel.highQp', 'cheapModel.lowQp',
-    'oneadapt.enabled', 'oneadapt.targetKbps', 'oneadapt.targetF1', 'oneadapt.lambdaBw', 'oneadapt.lr',
+    'oneadapt.enabled', 'oneadapt.targetKbps', 'oneadapt.targetF1', 'oneadapt.lambdaBw', 'oneadapt.lr', 'oneadapt.f1Mode', 'oneadapt.f1Margin',
     'monitor.referenceEvery', 'monitor.referenceQp',
     'log.level',
   ].map((k) => [k, fieldSchema(k)]),

@@ -158,6 +158,35 @@ describe('OneAdaptController', () => {
     expect(d.after.resolution).toBe(0.5);
   });
 
+  test("F1 walk: the measured F1 decides when (dearer under the target, cheaper above target + margin, hold in the band), AccGrad per byte decides which knob", () => {
+    const c = new OneAdaptController({ enabled: ['resolution', 'qp'], start: { resolution: 0.67, qp: 34 }, lambda: 1, targetF1: 0.9, f1Mode: 'walk', f1Margin: 0.02, f1Smoothing: 1 });
+    // resolution: going dearer recovers a little R for many bytes, going cheaper loses little R for many bytes saved;
+    // QP: dearer recovers much R for few bytes, cheaper loses much R for few bytes saved
+    const probes: KnobProbe[] = [
+      { knob: 'resolution', current: { r: 10, bytes: 1000 }, dearer: { r: 9, bytes: 2000, span: 1 }, cheaper: { r: 11, bytes: 500, span: 1 } },
+      { knob: 'qp', current: { r: 10, bytes: 1000 }, dearer: { r: 2, bytes: 1300, span: 1 }, cheaper: { r: 30, bytes: 800, span: 1 } },
+    ];
+    // no F1 measured yet: exactly what the λ loss does
+    const opts = { enabled: ['resolution', 'qp'] as ('resolution' | 'qp')[], start: { resolution: 0.67, qp: 34 }, lambda: 1, targetF1: 0.9 };
+    const walkNoF1 = new OneAdaptController({ ...opts, f1Mode: 'walk' }).step(probes, { bytes: 1000, durationS: 1, proxy: 10 });
+    const lossNoF1 = new OneAdaptController({ ...opts, f1Mode: 'loss' }).step(probes, { bytes: 1000, durationS: 1, proxy: 10 });
+    expect(walkNoF1).toEqual(lossNoF1);
+    expect(walkNoF1.after).not.toEqual(walkNoF1.before);
+    // under the target: one value dearer, on QP (most R recovered per relative byte)
+    let d = c.step(probes, { bytes: 1000, durationS: 1, proxy: 10, f1: 0.8 });
+    expect(d.after).toEqual({ resolution: 0.67, qp: 30 });
+    // in the band [0.9, 0.92]: hold
+    d = c.step(probes, { bytes: 1000, durationS: 1, proxy: 10, f1: 0.91 });
+    expect(d.after).toEqual(d.before);
+    // above the band: one value cheaper, on resolution (least R lost per relative byte saved)
+    d = c.step(probes, { bytes: 1000, durationS: 1, proxy: 10, f1: 0.99 });
+    expect(d.after).toEqual({ resolution: 0.5, qp: 30 });
+    // λ's loss does not move anything while F1 is measured: a huge λ changes nothing in the band
+    c.reconfigure({ enabled: ['resolution', 'qp'], lambda: 1000, targetF1: 0.9, f1Mode: 'walk', f1Margin: 0.02, f1Smoothing: 1 });
+    d = c.step(probes, { bytes: 1000, durationS: 1, proxy: 10, f1: 0.91 });
+    expect(d.after).toEqual(d.before);
+  });
+
   test('bandwidth target: λ rises while over target and falls while under', () => {
     const c = new OneAdaptController({ enabled: ['qp'], targetKbps: 100, lambda: 1 });
     const l0 = c.lambda;
