@@ -261,7 +261,7 @@ export class IngestServer extends EventEmitter<IngestEvents> {
       alive: true,
       lastMessageAt: Date.now(),
       partialSince: null,
-      helloTimer: setTimeout(() => this.reject(conn, 'protocol', `no hello within ${this.limits.helloTimeoutMs} ms`), this.limits.helloTimeoutMs),
+      helloTimer: setTimeout(() => this.reject(conn, 'protocol', `no hello within ${this.limits.helloTimeoutMs} ms`, true), this.limits.helloTimeoutMs),
       chain: Promise.resolve(),
       closing: false,
       busy: false,
@@ -327,14 +327,16 @@ export class IngestServer extends EventEmitter<IngestEvents> {
   }
 
   /** Final error for the connection, then close it. */
-  private reject(conn: Conn, code: ErrorCode, error: string): void {
+  /** Close a connection with an error message; `retryable`: the peer did nothing wrong and should reconnect (an
+   * idle camera, a hello lost on a slow link), else it is refused (and an agent stops until reconfigured). */
+  private reject(conn: Conn, code: ErrorCode, error: string, retryable = false): void {
     if (conn.closing) return;
     conn.closing = true;
     clearTimeout(conn.helloTimer);
     this.emit('rejected', error, conn.address, conn.cameraId);
     const ws = conn.ws;
     if (ws.readyState === ws.OPEN) {
-      ws.send(JSON.stringify({ type: 'error', error, code, retryable: false }));
+      ws.send(JSON.stringify({ type: 'error', error, code, retryable }));
       ws.close(CLOSE_POLICY, code);
       setTimeout(() => ws.terminate(), 2000).unref();
     } else ws.terminate();
@@ -349,7 +351,7 @@ export class IngestServer extends EventEmitter<IngestEvents> {
         this.emit('rejected', `message not completed within ${l.partialTimeoutMs} ms`, c.address, c.cameraId);
         c.ws.terminate();
       } else if (now - c.lastMessageAt > l.idleTimeoutMs) {
-        this.reject(c, 'protocol', `idle for ${l.idleTimeoutMs} ms`);
+        this.reject(c, 'protocol', `idle for ${l.idleTimeoutMs} ms`, true); // a camera with nothing to send: it reconnects when it has
       }
     }
     if (!this.lastPing || now - this.lastPing >= l.pingIntervalMs) {

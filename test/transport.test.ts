@@ -114,3 +114,31 @@ test('a corrupt segment gets an error reply and does not block the queue', async
   // the rejected segment is kept on the server, bytes and reason, not dropped
   expect(store.failures()).toEqual([{ segmentId: 'cam1-1', cameraId: 'cam1', error: 'cannot decode segment cam1-1: Invalid data', bytes: packSegment(header(1, 4), Buffer.alloc(4)).length }]);
 });
+
+test('a camera the server closes for being idle reconnects and delivers what it captures later (not refused for good)', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ingest-idle-'));
+  const store = new ServerStore(path.join(dir, 'server.db'));
+  const proc = new CountingProcessor();
+  const server = new IngestServer({ host: '127.0.0.1', port: 0, processor: proc, store, auth, limits: { idleTimeoutMs: 300 } });
+  const port = await server.start();
+  const outbox = new MemOutbox();
+  const uplink = new Uplink(outbox, { url: `ws://127.0.0.1:${port}`, cameraId: 'cam1', token: TOKEN, minBackoffMs: 50, maxBackoffMs: 200 });
+  const rejected: string[] = [];
+  server.on('rejected', (why: string) => rejected.push(why));
+  uplink.start();
+  const push = (i: number): void => {
+    outbox.items.push({ segmentId: `cam1-${i}`, data: packSegment(header(i, 100), Buffer.alloc(100, i)) });
+    uplink.kick();
+  };
+  push(0);
+  await waitFor(() => outbox.depth() === 0);
+  // the source is down for longer than the server's idle timeout: the server closes the quiet connection
+  await waitFor(() => rejected.some((r) => r.startsWith('idle for')));
+  push(1);
+  await waitFor(() => outbox.depth() === 0);
+  expect(uplink.fatalError).toBeNull();
+  await uplink.stop();
+  await server.stop();
+  expect(store.results('cam1').map((r) => r.seq)).toEqual([0, 1]);
+  store.close();
+});
