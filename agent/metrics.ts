@@ -8,6 +8,7 @@
  */
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { COMMANDS } from './mqtt.ts';
 
 /** Buckets for per-frame / per-segment compute times (1 ms … 10 s). */
 const COMPUTE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -174,8 +175,10 @@ export class AgentMetrics {
     this.mqttConnected.set(connected ? 1 : 0);
   }
 
+  /** `cmd` is the topic suffix a client chose: anything but a known command counts as 'unknown', so a client
+   * publishing made-up names cannot grow the label set (and /metrics) without bound */
   mqttCommand(cmd: string, status: string): void {
-    this.mqttCommands.inc({ cmd, status });
+    this.mqttCommands.inc({ cmd: (COMMANDS as readonly string[]).includes(cmd) ? cmd : 'unknown', status });
   }
 
   observeCheapModel(seconds: number): void {

@@ -193,10 +193,10 @@ export class ServerStore implements ReplyStore {
 
   /**
    * capturedAt of the newest segment (ms), or null when there is none. Times past `nowMs + maxSkewMs` are
-   * ignored: capturedAt is the camera's claim, and one segment from the far future must not move every later
-   * question's window away from the real data.
+   * ignored: capturedAt is the camera's claim, and one camera whose clock runs ahead must not move every later
+   * question's window (an hour) away from the fleet's real data; 5 minutes of skew are tolerated.
    */
-  latestCapture(nowMs = Date.now(), maxSkewMs = 86_400_000): number | null {
+  latestCapture(nowMs = Date.now(), maxSkewMs = 5 * 60_000): number | null {
     const r = this.db.prepare('SELECT max(captured_at) AS t FROM results WHERE captured_at <= ?').get(nowMs + maxSkewMs) as { t: number | null };
     return r.t;
   }

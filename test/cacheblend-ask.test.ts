@@ -123,6 +123,13 @@ describe('ask API', () => {
     own.saveReply(rogue, reply(rogue, [[]], 1));
     expect(own.latestCapture()).toBe(T0);
     expect(own.latestCapture(1e15)).toBe(1e15); // a server whose own clock is there sees it
+    // a camera whose clock runs two hours ahead does not hide the rest of the fleet from questions; a few minutes of skew are fine
+    const ahead = header('dock-2', 5, T0 + 2 * 3600_000, {});
+    own.saveReply(ahead, reply(ahead, [[]], 1));
+    expect(own.latestCapture(T0)).toBe(T0);
+    const slightly = header('lobby-3', 6, T0 + 3 * 60_000, {});
+    own.saveReply(slightly, reply(slightly, [[]], 1));
+    expect(own.latestCapture(T0)).toBe(T0 + 3 * 60_000);
     own.close();
   });
 
