@@ -211,15 +211,19 @@ export class IngestServer extends EventEmitter<IngestEvents> {
     const n = this.perAddress.get(address) ?? 0;
     const full = this.tcpCount >= this.limits.maxConnections;
     const addressFull = n >= this.limits.maxConnectionsPerAddress;
+    // connections that have not said hello may hold at most half the slots: the other half is the cameras',
+    // however fast a peer opens and recycles silent sockets (they would otherwise never reach EVICT_AFTER_MS)
+    const unauthedFull = this.unauthed.size >= Math.max(1, Math.floor(this.limits.maxConnections / 2));
     let evicted = false;
-    if (full || addressFull) {
+    if (full || addressFull || unauthedFull) {
       // make room by closing the oldest connection that has had time to authenticate and has not — from this
       // address when the address is at its limit (so silent sockets from a shared NAT address cannot lock its
-      // cameras out), else from any address (the unauthed map is in arrival order; 'close' counts it out as usual)
+      // cameras out), else from any address (the unauthed map is in arrival order; 'close' counts it out as usual);
+      // past the unauthenticated share, the oldest one whatever its age
       for (const [k, u] of this.unauthed) {
         if (addressFull && u.socket.remoteAddress !== address) continue;
         const age = Date.now() - u.at;
-        if (age < EVICT_AFTER_MS) break; // the rest are younger
+        if (age < EVICT_AFTER_MS && !unauthedFull) break; // the rest are younger
         this.unauthed.delete(k);
         this.emit('rejected', `evicted: ${addressFull ? 'per-address ' : ''}connection limit reached and no hello after ${age} ms`, u.socket.remoteAddress ?? '?', null);
         u.socket.destroy();
@@ -284,7 +288,14 @@ export class IngestServer extends EventEmitter<IngestEvents> {
       const buffered = receiverBuffered(ws);
       if (buffered === 0) conn.partialSince = null;
       else conn.partialSince ??= Date.now();
-      if (!conn.cameraId && buffered > this.limits.preHelloBytes) this.reject(conn, 'protocol', `more than ${this.limits.preHelloBytes} bytes before hello`);
+      if (!conn.cameraId && buffered > this.limits.preHelloBytes && !conn.closing) {
+        // no graceful close for an unauthenticated peer: ws would go on reading its frame (up to maxPayloadBytes)
+        // until the close handshake times out
+        conn.closing = true;
+        clearTimeout(conn.helloTimer);
+        this.emit('rejected', `more than ${this.limits.preHelloBytes} bytes before hello`, conn.address, conn.cameraId);
+        ws.terminate();
+      }
     });
     ws.on('message', (data, isBinary) => {
       conn.lastMessageAt = Date.now();

@@ -1,4 +1,5 @@
 import { mkdtempSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Uplink } from '../agent/uplink.ts';
@@ -141,4 +142,67 @@ test('a camera the server closes for being idle reconnects and delivers what it 
   await server.stop();
   expect(store.results('cam1').map((r) => r.seq)).toEqual([0, 1]);
   store.close();
+});
+
+test('silent sockets opened and recycled faster than the eviction age cannot keep a camera out (they hold at most half the slots)', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ingest-churn-'));
+  const store = new ServerStore(path.join(dir, 'server.db'));
+  const server = new IngestServer({ host: '127.0.0.1', port: 0, processor: new CountingProcessor(), store, auth, limits: { maxConnections: 8, maxConnectionsPerAddress: 100 } });
+  const port = await server.start();
+  // a peer runs 16 loops: connect, say nothing, hang up after 500 ms (before EVICT_AFTER_MS, 1 s) or when refused,
+  // connect again at once — every slot that frees is taken again within moments
+  let stopped = false;
+  const silent = new Set<net.Socket>();
+  const loop = (): void => {
+    if (stopped) return;
+    const c = net.connect(port, '127.0.0.1');
+    silent.add(c);
+    const t = setTimeout(() => c.destroy(), 500);
+    c.on('error', () => undefined);
+    c.once('close', () => { clearTimeout(t); silent.delete(c); setImmediate(loop); });
+  };
+  for (let i = 0; i < 16; i++) loop();
+  const outbox = new MemOutbox();
+  const uplink = new Uplink(outbox, { url: `ws://127.0.0.1:${port}`, cameraId: 'cam1', token: TOKEN, minBackoffMs: 50, maxBackoffMs: 200 });
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    outbox.items.push({ segmentId: 'cam1-0', data: packSegment(header(0, 100), Buffer.alloc(100)) });
+    uplink.start();
+    await waitFor(() => outbox.depth() === 0, 8000);
+    expect(store.results('cam1').map((r) => r.seq)).toEqual([0]);
+  } finally {
+    stopped = true;
+    silent.forEach((c) => c.destroy());
+    await uplink.stop();
+    await server.stop();
+    store.close();
+  }
+});
+
+test('an unauthenticated peer streaming a large frame before its hello is cut off at once, not read up to maxPayloadBytes', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ingest-prehello-'));
+  const store = new ServerStore(path.join(dir, 'server.db'));
+  const server = new IngestServer({ host: '127.0.0.1', port: 0, processor: new CountingProcessor(), store, auth });
+  const port = await server.start();
+  const sock = net.connect(port, '127.0.0.1');
+  sock.on('error', () => undefined);
+  try {
+    const upgraded = new Promise<string>((r) => sock.once('data', (d) => r(d.toString())));
+    sock.write('GET /ingest HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+    expect(await upgraded).toMatch(/^HTTP\/1.1 101/);
+    // one masked binary frame declaring 4 MiB; 256 KiB of it sent, and the peer never answers a close frame
+    const hdr = Buffer.alloc(14);
+    hdr[0] = 0x82;
+    hdr[1] = 0x80 | 127;
+    hdr.writeBigUInt64BE(4n << 20n, 2);
+    const closed = new Promise<number>((r) => sock.once('close', () => r(Date.now())));
+    const t0 = Date.now();
+    sock.write(hdr);
+    sock.write(Buffer.alloc(256 << 10));
+    expect((await closed) - t0).toBeLessThan(1500); // the old graceful close waited 2 s, reading on
+  } finally {
+    sock.destroy();
+    await server.stop();
+    store.close();
+  }
 });
