@@ -165,7 +165,10 @@ export class StatusPage {
     const handler: http.RequestListener = (req, res) => {
       this.handle(req, res).catch((err: unknown) => sendError(res, err));
     };
-    const server = this.opts.tls ? https.createServer({ cert: this.opts.tls.cert, key: this.opts.tls.key }, handler) : http.createServer(handler);
+    // headersTimeout is enforced only every connectionsCheckingInterval (Node's default 30 s): check every second,
+    // and give a TLS handshake 10 s (default 120 s), so slow clients cannot hold slots for half a minute or more
+    const serverOpts = { connectionsCheckingInterval: 1000 };
+    const server = this.opts.tls ? https.createServer({ ...serverOpts, cert: this.opts.tls.cert, key: this.opts.tls.key, handshakeTimeout: 10_000 }, handler) : http.createServer(serverOpts, handler);
     // slow or silent clients cannot pile up (the page may be bound beyond localhost on a 2 GB board)
     server.headersTimeout = 10_000;
     server.requestTimeout = 30_000;

@@ -165,7 +165,10 @@ export class IngestServer extends EventEmitter<IngestEvents> {
         fail(err);
       }
     };
-    const server = this.opts.tls ? https.createServer({ cert: this.opts.tls.cert, key: this.opts.tls.key }, handler) : http.createServer(handler);
+    // headersTimeout is enforced only every connectionsCheckingInterval (Node's default 30 s): check every second,
+    // and give a TLS handshake 10 s (default 120 s), so slow clients cannot hold slots for half a minute or more
+    const serverOpts = { connectionsCheckingInterval: 1000 };
+    const server = this.opts.tls ? https.createServer({ ...serverOpts, cert: this.opts.tls.cert, key: this.opts.tls.key, handshakeTimeout: 10_000 }, handler) : http.createServer(serverOpts, handler);
     // slow or silent HTTP clients: bounded header and request time
     server.headersTimeout = 10_000;
     server.requestTimeout = 30_000;

@@ -110,6 +110,17 @@ describe('StatusPage', () => {
     metrics?.close();
   });
 
+  test('a client that never finishes its headers is cut off after the 10 s header timeout, not after Node\'s 30 s check interval', async () => {
+    const sock = net.connect(page.port, '127.0.0.1');
+    sock.on('error', () => undefined);
+    await new Promise((r) => sock.once('connect', r));
+    const t0 = Date.now();
+    const closed = new Promise<number>((r) => sock.once('close', () => r(Date.now())));
+    sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n'); // and nothing more
+    expect((await closed) - t0).toBeLessThan(14_000);
+    sock.destroy();
+  }, 40_000);
+
   test('JSON endpoints, metrics and health', async () => {
     const get = (p: string): Promise<Response> => fetch(page.url + p, { headers: { authorization: `Bearer ${API_TOKEN}` } });
     // without the token: the data endpoints answer 401, the page and health stay open
