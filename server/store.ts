@@ -121,22 +121,28 @@ export class ServerStore implements ReplyStore {
     }
   }
 
-  /** Keep a rejected segment's bytes, within the failure limits (expired and oldest rows go first). */
+  /**
+   * Keep a rejected segment's bytes, within the failure limits: expired rows go first, then the oldest rows of the
+   * camera that holds the most rows (or bytes, for the byte limit), so one camera (a buggy agent, a stolen token) sending junk pushes out its own
+   * rows, not the segments other cameras' agents have already deleted as final.
+   */
   saveFailure(segmentId: string | undefined, cameraId: string | null, error: string, raw: Buffer): void {
     const l = this.failureLimits;
     this.db.transaction(() => {
       this.db.prepare('INSERT INTO failures (segment_id, camera_id, error, data, created_at) VALUES (?,?,?,?,?)').run(segmentId ?? null, cameraId, error.slice(0, 1000), raw, Date.now());
       this.db.prepare('DELETE FROM failures WHERE created_at < ?').run(Date.now() - l.retentionMs);
       let { n, b } = this.db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(length(data)), 0) AS b FROM failures').get() as { n: number; b: number };
-      const oldest = this.db.prepare('SELECT id, length(data) AS len FROM failures ORDER BY id LIMIT 64');
+      // over the row limit: the camera with the most rows gives one up; over the byte limit: the one with the most bytes
+      const mostRows = this.db.prepare('SELECT camera_id AS c FROM failures GROUP BY camera_id ORDER BY COUNT(*) DESC, SUM(length(data)) DESC LIMIT 1');
+      const mostBytes = this.db.prepare('SELECT camera_id AS c FROM failures GROUP BY camera_id ORDER BY SUM(length(data)) DESC, COUNT(*) DESC LIMIT 1');
+      const oldest = this.db.prepare('SELECT id, length(data) AS len FROM failures WHERE camera_id IS ? ORDER BY id LIMIT 1');
       const del = this.db.prepare('DELETE FROM failures WHERE id = ?');
       while (n > 1 && (n > l.maxRows || b > l.maxBytes)) {
-        for (const r of oldest.all() as { id: number; len: number }[]) {
-          if (n <= 1 || (n <= l.maxRows && b <= l.maxBytes)) break;
-          del.run(r.id);
-          n--;
-          b -= r.len;
-        }
+        const { c } = (n > l.maxRows ? mostRows : mostBytes).get() as { c: string | null };
+        const r = oldest.get(c) as { id: number; len: number };
+        del.run(r.id);
+        n--;
+        b -= r.len;
       }
     })();
   }

@@ -51,3 +51,24 @@ test('pruneResults deletes what was stored before the cut-off, in batches, and n
     s.close();
   }
 });
+
+test('kept failures stay within the limits, and a camera sending junk pushes out its own rows, not another camera\'s', () => {
+  const s = new ServerStore(':memory:', { failures: { maxRows: 10, maxBytes: 1 << 20 } });
+  try {
+    s.saveFailure('camA-1', 'camA', 'cannot decode', Buffer.alloc(300, 1)); // already deleted on camA as final
+    for (let i = 0; i < 50; i++) s.saveFailure(`camB-${i}`, 'camB', 'junk', Buffer.alloc(5, i));
+    const kept = s.failures();
+    expect(kept).toHaveLength(10);
+    expect(kept.filter((f) => f.cameraId === 'camA').map((f) => f.segmentId)).toEqual(['camA-1']);
+    expect(kept.filter((f) => f.cameraId === 'camB').map((f) => f.segmentId)).toEqual([...Array(9).keys()].map((i) => `camB-${41 + i}`));
+    // the byte limit likewise: the largest holder loses its oldest rows first
+    const t = new ServerStore(':memory:', { failures: { maxRows: 100, maxBytes: 1000 } });
+    t.saveFailure('camA-1', 'camA', 'x', Buffer.alloc(400));
+    t.saveFailure('camB-1', 'camB', 'x', Buffer.alloc(400));
+    t.saveFailure('camB-2', 'camB', 'x', Buffer.alloc(400));
+    expect(t.failures().map((f) => f.segmentId)).toEqual(['camA-1', 'camB-2']);
+    t.close();
+  } finally {
+    s.close();
+  }
+});
