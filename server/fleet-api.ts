@@ -34,6 +34,9 @@ export interface Asker {
 
 const AskBodySchema = z.strictObject({ question: z.string().min(1).max(300) });
 const MAX_BODY = 4096;
+/** questions waiting or being answered over HTTP; beyond, 503 at once (as ask over MQTT): a waiting request holds an
+ * ingest connection slot, trusted and never evicted */
+export const MAX_HTTP_ASKS = 16;
 
 function json(res: http.ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
@@ -60,6 +63,7 @@ function readBody(req: http.IncomingMessage, res: http.ServerResponse, max: numb
 }
 
 export class FleetApi {
+  private asking = 0;
   constructor(
     private readonly o: {
       source: FleetSource;
@@ -102,7 +106,20 @@ export class FleetApi {
       json(res, 503, { error: 'no CacheBlend model loaded on this server' });
       return true;
     }
-    const it = this.o.asker.ask(body.question);
+    if (this.asking >= MAX_HTTP_ASKS) {
+      json(res, 503, { error: `server busy: ${MAX_HTTP_ASKS} questions are waiting; ask again later` });
+      return true;
+    }
+    this.asking++;
+    try {
+      return await this.answer(res, this.o.asker, body.question);
+    } finally {
+      this.asking--;
+    }
+  }
+
+  private async answer(res: http.ServerResponse, asker: Asker, question: string): Promise<boolean> {
+    const it = asker.ask(question);
     let first: IteratorResult<AskEvent>;
     try {
       first = await it.next(); // validation errors (unknown words, length) surface here, before any byte is sent
