@@ -289,7 +289,7 @@ export class Agent {
 
   /** The local accuracy monitor's detector (monitor.source local); a file that does not load stops the start with its name. */
   private async loadMonitorDetector(s: AgentSettings): Promise<{ detect(frame: YuvFrame): Promise<Detection[]>; release?(): Promise<void> } | null> {
-    if (s.monitor.source !== 'local' || s.monitor.referenceEvery === 0) return null;
+    if (s.monitor.source !== 'local') return null; // loaded even at referenceEvery 0: fleet control may turn monitoring on
     const file = s.monitor.detectorModel!;
     const load =
       this.deps.loadMonitorDetector ??
