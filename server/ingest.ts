@@ -214,9 +214,12 @@ export class IngestServer extends EventEmitter<IngestEvents> {
     const n = this.perAddress.get(address) ?? 0;
     const full = this.tcpCount >= this.limits.maxConnections;
     const addressFull = n >= this.limits.maxConnectionsPerAddress;
-    // connections that have not said hello may hold at most half the slots: the other half is the cameras',
-    // however fast a peer opens and recycles silent sockets (they would otherwise never reach EVICT_AFTER_MS)
-    const unauthedFull = this.unauthed.size >= Math.max(1, Math.floor(this.limits.maxConnections / 2));
+    // connections that have not said hello may hold at most three quarters of the slots: the last quarter is the
+    // cameras', however fast a peer opens and recycles silent sockets (they would otherwise never reach
+    // EVICT_AFTER_MS). At that share a new connection evicts the oldest unauthenticated one whatever its age, so a
+    // flood of handshakes (a fleet reconnecting at once) can cut a slow one short: it retries with backoff.
+    const reserve = Math.floor(this.limits.maxConnections / 4);
+    const unauthedFull = reserve > 0 && this.unauthed.size >= this.limits.maxConnections - reserve;
     let evicted = false;
     if (full || addressFull || unauthedFull) {
       // make room by closing the oldest connection that has had time to authenticate and has not — from this

@@ -144,7 +144,7 @@ test('a camera the server closes for being idle reconnects and delivers what it 
   store.close();
 });
 
-test('silent sockets opened and recycled faster than the eviction age cannot keep a camera out (they hold at most half the slots)', async () => {
+test('silent sockets opened and recycled faster than the eviction age cannot keep a camera out (they hold at most three quarters of the slots)', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ingest-churn-'));
   const store = new ServerStore(path.join(dir, 'server.db'));
   const server = new IngestServer({ host: '127.0.0.1', port: 0, processor: new CountingProcessor(), store, auth, limits: { maxConnections: 8, maxConnectionsPerAddress: 100 } });
