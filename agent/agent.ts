@@ -122,7 +122,7 @@ export class Agent {
       },
       onProbeError: (e, segment) => this.log.error({ component: 'oneadapt', segment, err: e.message }, 'probe failed; knobs hold'),
       onLocalF1: (f1, segment) => {
-        this.telemetry.lastF1 = f1;
+        this.telemetry.f1(f1);
         this.log.debug({ component: 'monitor', segment, f1 }, 'local accuracy monitor');
       },
       onLocalMonitorError: (e, segment) => this.log.error({ component: 'monitor', segment, err: e.message }, 'local accuracy monitor failed on a segment; no F1 from it'),
@@ -166,6 +166,7 @@ export class Agent {
     this.housekeepingTimer.unref();
     this.pipeline.cheap = await this.loadCheapModel(s);
     this.pipeline.localDetector = await this.loadMonitorDetector(s);
+    this.pipeline.monitorSource = s.monitor.source; // restart-only: a reload does not switch it
     this.setupOneAdapt();
     this.uplink = this.makeUplink(s);
     if (s.mqtt.enabled) {
@@ -540,6 +541,7 @@ export class Agent {
     const cheap = this.pipeline.cheap;
     this.pipeline.cheap = null;
     await this.releaseCheapModel(cheap, 'agent stopped');
+    await this.pipeline.localIdle(); // no detection may run on the session being released
     const monitorDet = this.pipeline.localDetector as { release?(): Promise<void> } | null;
     this.pipeline.localDetector = null;
     await monitorDet?.release?.().catch((e: Error) => this.log.error({ component: 'monitor', err: e.message }, 'cannot release the monitor detector'));

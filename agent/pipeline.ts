@@ -118,8 +118,13 @@ export class EdgePipeline {
   localDetector: { detect(frame: YuvFrame): Promise<Detection[]> } | null = null;
   /** monitored segments awaiting their reply: original frames and which sent frame the server scored for each */
   private pendingLocal = new Map<string, { seq: number; picks: { frame: YuvFrame; sentIdx: number; streamW: number; streamH: number }[] }>();
-  /** local scorings run one after another, off the reply handler */
+  /** local scorings run one after another, off the reply handler; at most 2 waiting or running (the rest skipped) */
   private localChain: Promise<void> = Promise.resolve();
+  private localQueued = 0;
+  /** local scorings skipped because the detector was behind */
+  localSkipped = 0;
+  /** the monitor's source as the agent started (monitor.source is restart-only); null: read from the settings */
+  monitorSource: 'upload' | 'local' | null = null;
   /** the latest segment, kept until it is probed or the next one replaces it */
   private lastJob: ProbeJob | null = null;
 
@@ -231,6 +236,11 @@ export class EdgePipeline {
   private scoreLocally(seq: number, picks: { frame: YuvFrame; sentIdx: number; streamW: number; streamH: number }[], dets: Reply['detections']): void {
     const det = this.localDetector;
     if (!det) return;
+    if (this.localQueued >= 2) {
+      this.localSkipped++; // the detector is behind: frames must not pile up
+      return;
+    }
+    this.localQueued++;
     this.localChain = this.localChain
       .then(async () => {
         const f1s: number[] = [];
@@ -246,7 +256,15 @@ export class EdgePipeline {
         this.freshF1 = f1;
         this.o.onLocalF1?.(f1, seq);
       })
-      .catch((e: unknown) => this.o.onLocalMonitorError?.(e instanceof Error ? e : new Error(String(e)), seq));
+      .catch((e: unknown) => this.o.onLocalMonitorError?.(e instanceof Error ? e : new Error(String(e)), seq))
+      .finally(() => {
+        this.localQueued--;
+      });
+  }
+
+  /** Resolves when no local scoring is waiting or running. */
+  async localIdle(): Promise<void> {
+    await this.localChain;
   }
 
   /** A DNNGrad map, the proxy value O it was taken at and the size of the frame it was taken on (null: source size). */
@@ -297,7 +315,7 @@ export class EdgePipeline {
     const every = s.monitor.referenceEvery;
     const refIdx = rendered.sent[rendered.sent.length - 1];
     const monitored = every > 0 && seq % every === 0;
-    const local = s.monitor.source === 'local';
+    const local = (this.monitorSource ?? s.monitor.source) === 'local';
     const ref = monitored && !local ? await encodeSegment([frames[refIdx]], [null], { baseQp: s.monitor.referenceQp, gop: 1, codec: 'h264' }) : null;
     const cameraId = this.o.deviceId ?? s.deviceId;
     const segmentId = newSegmentId(cameraId);

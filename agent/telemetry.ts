@@ -88,13 +88,15 @@ export class AgentTelemetry {
       m.observeServerReply((Date.now() - t) / 1000);
       this.sentAt.delete(r.segmentId);
     }
-    if (r.f1) {
-      this.lastF1 = r.f1.f1;
-      m.setF1(r.f1.f1);
-      const f1 = r.f1.f1;
-      this.quietly('record f1', () => this.store()?.recordMetric('f1', f1), undefined);
-    }
+    if (r.f1) this.f1(r.f1.f1);
     if (r.dnngrad) m.observeDnnGrad(r.timings.gradMs / 1000);
     m.setQueueDepth(this.quietly('outbox depth', () => this.store()?.depth() ?? 0, 0));
+  }
+
+  /** A measured F1 (the server's, against an uploaded reference, or the camera's local monitor): status, gauge, history. */
+  f1(f1: number): void {
+    this.lastF1 = f1;
+    this.metrics.setF1(f1);
+    this.quietly('record f1', () => this.store()?.recordMetric('f1', f1), undefined);
   }
 }

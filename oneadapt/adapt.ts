@@ -209,11 +209,13 @@ export class OneAdaptController {
         for (const [n, k] of this.knobs) this.knobs.set(n, initialKnob(k.spec, this.o.start?.[n]));
       }
     }
-    if (obs.f1 != null) this.f1Est = this.f1Est === null ? obs.f1 : (1 - this.o.f1Smoothing) * this.f1Est + this.o.f1Smoothing * obs.f1;
+    // an F1 handed in at a scene change was measured on a segment before it: it says nothing about the new scene
+    const f1Now = sceneChange.length ? null : (obs.f1 ?? null);
+    if (f1Now != null) this.f1Est = this.f1Est === null ? f1Now : (1 - this.o.f1Smoothing) * this.f1Est + this.o.f1Smoothing * f1Now;
 
     // dual update of λ towards the target (multiplicative keeps it positive)
     if (this.o.targetKbps) this.lambda *= Math.exp(this.o.lambdaLr * (rateKbps / this.o.targetKbps - 1));
-    else if (this.o.targetF1 !== undefined && obs.f1 != null) this.lambda *= Math.exp(this.o.lambdaLr * (obs.f1 - this.o.targetF1) * 5);
+    else if (this.o.targetF1 !== undefined && f1Now != null) this.lambda *= Math.exp(this.o.lambdaLr * (f1Now - this.o.targetF1) * 5);
     this.lambda = Math.min(1e3, Math.max(1e-3, this.lambda));
 
     const overBudget = this.o.targetKbps !== undefined && rateKbps > this.o.targetKbps;
@@ -224,7 +226,8 @@ export class OneAdaptController {
     const grads: Record<string, number> = {};
     const restarted = sceneChange.length > 0 && this.o.onSceneChange === 'restart';
     if (this.o.f1Mode === 'walk' && this.o.targetF1 !== undefined && !restarted && this.f1Est !== null) {
-      this.walk(probes, overhead, grads, overBudget);
+      // one move per measurement: between sampled measurements (referenceEvery > 1) the knobs hold
+      if (f1Now != null) this.walk(probes, overhead, grads, overBudget);
       return { before, after: this.values(), grads, lambda: this.lambda, rateKbps, sceneChange, f1Estimate: this.f1Est };
     }
     for (const p of probes) {
@@ -261,18 +264,21 @@ export class OneAdaptController {
   /** 'walk': one value dearer under the F1 target, one cheaper above target + margin, the knob chosen by AccGrad per byte. */
   private walk(probes: KnobProbe[], overhead: number, grads: Record<string, number>, overBudget: boolean): void {
     const f1 = this.f1Est!, target = this.o.targetF1!;
-    const dir = f1 < target ? 'dearer' : f1 > target + this.o.f1Margin || overBudget ? 'cheaper' : null;
+    // over the bandwidth target nothing moves dearer (as in the loss mode); it goes cheaper instead
+    const dir = overBudget ? 'cheaper' : f1 < target ? 'dearer' : f1 > target + this.o.f1Margin ? 'cheaper' : null;
     if (!dir) return;
-    let pick: { knob: KnobName; score: number } | null = null;
+    let pick: { knob: KnobName; score: number; db: number } | null = null;
     for (const p of probes) {
       const n = p[dir];
       if (!n || !this.knobs.has(p.knob)) continue;
-      // relative byte change of the move (> 0) and R change (dearer: R drop; cheaper: R rise)
-      const db = Math.abs(Math.log((n.bytes + overhead) / Math.max(1, p.current.bytes + overhead)));
+      // relative byte change of the move (> 0 when it goes the intended way) and R change (dearer: R drop; cheaper: R rise)
+      const ratio = Math.log((n.bytes + overhead) / Math.max(1, p.current.bytes + overhead));
+      const db = dir === 'dearer' ? ratio : -ratio;
+      if (dir === 'cheaper' && !(db > 0)) continue; // a "cheaper" value that saves nothing is no move
       const dr = dir === 'dearer' ? p.current.r - n.r : n.r - p.current.r;
-      // dearer: most R recovered per byte spent; cheaper: least R lost per byte saved
-      const score = dir === 'dearer' ? dr / Math.max(db, 1e-3) : -Math.max(dr, 0) / Math.max(db, 1e-3);
-      if (!pick || score > pick.score) pick = { knob: p.knob, score };
+      // dearer: most R recovered per byte spent; cheaper: least R lost per byte saved (ties: the bigger saving)
+      const score = dir === 'dearer' ? dr / Math.max(db, 1e-3) : -Math.max(dr, 0) / db;
+      if (!pick || score > pick.score || (score === pick.score && db > pick.db)) pick = { knob: p.knob, score, db };
     }
     if (!pick) return;
     const k = this.knobs.get(pick.knob)!;

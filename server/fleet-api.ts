@@ -136,7 +136,8 @@ export class FleetApi {
     } catch (e) {
       res.write(JSON.stringify({ type: 'error', error: (e as Error).message }) + '\n');
     } finally {
-      await it.return?.(undefined);
+      // closing the generator runs the service's cleanup (cache eviction), which may throw: the response ends anyway
+      await Promise.resolve(it.return?.(undefined)).catch(() => undefined);
       res.end();
     }
     return true;

@@ -66,3 +66,27 @@ test('monitor.source local needs the detector model in the config', () => {
   expect(AgentSettingsSchema.parse({ ...base, monitor: { source: 'local', detectorModel: DETECTOR_MODEL } }).monitor.localFrames).toEqual([0, 4, 8]);
   expect(AgentSettingsSchema.parse(base).monitor.source).toBe('upload');
 });
+
+test('a detector that falls behind does not pile frames up: beyond one running and one waiting scoring, replies are skipped; the start-time source holds across reloads', async () => {
+  const frames: YuvFrame[] = loadFrames(VIDEOS.highway, 10, { startS: 5, width: 320, height: 180 });
+  const s = AgentSettingsSchema.parse({
+    deviceId: 'cam', source: { kind: 'file', uri: VIDEOS.highway, fps: 10 }, server: { url: 'ws://127.0.0.1:1/ingest', token: 'x'.repeat(16) },
+    cheapModel: { enabled: false }, monitor: { source: 'local', detectorModel: DETECTOR_MODEL, referenceEvery: 1 },
+  });
+  let release!: () => void;
+  const slow = new Promise<void>((r) => (release = r));
+  const scored: number[] = [];
+  const p = new EdgePipeline({ probes: null, onLocalF1: (_f1, seg) => scored.push(seg) });
+  p.localDetector = { detect: async () => { await slow; return []; } };
+  p.monitorSource = 'local';
+  const outs = [];
+  for (let i = 0; i < 4; i++) outs.push(await p.process(frames.map((f) => ({ ...f, data: f.data.slice() })), 10, s));
+  for (const o of outs) p.onReply(reply(o, o.rendered.sent.map(() => [])), s);
+  expect(p.localSkipped).toBe(2);
+  release();
+  await p.localIdle();
+  expect(scored).toEqual([outs[0].seq, outs[1].seq]);
+  // a reload to 'upload' does not switch a running agent (restart-only): still no reference frame uploaded
+  const reloaded = AgentSettingsSchema.parse({ ...s, monitor: { ...s.monitor, source: 'upload' } });
+  expect((await p.process(frames.map((f) => ({ ...f, data: f.data.slice() })), 10, reloaded)).refBytes).toBe(0);
+}, 60_000);

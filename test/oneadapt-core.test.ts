@@ -181,6 +181,20 @@ describe('OneAdaptController', () => {
     // above the band: one value cheaper, on resolution (least R lost per relative byte saved)
     d = c.step(probes, { bytes: 1000, durationS: 1, proxy: 10, f1: 0.99 });
     expect(d.after).toEqual({ resolution: 0.5, qp: 30 });
+    // one move per measurement: steps without a new F1 hold (a monitor every N-th segment moves the knobs once per N)
+    d = c.step(probes, { bytes: 1000, durationS: 1, proxy: 10 });
+    expect(d.after).toEqual(d.before);
+    // over a bandwidth target nothing goes dearer, even under the F1 target
+    const capped = new OneAdaptController({ enabled: ['resolution', 'qp'], start: { resolution: 0.67, qp: 34 }, targetF1: 0.9, targetKbps: 100, f1Mode: 'walk', f1Smoothing: 1 });
+    d = capped.step(probes, { bytes: 100_000, durationS: 1, proxy: 10, f1: 0.5 });
+    expect(d.after.qp).toBeGreaterThanOrEqual(34);
+    // an F1 handed in at a scene change was measured before it: no walk on it
+    const sc = new OneAdaptController({ ...opts, f1Mode: 'walk', f1Smoothing: 1 });
+    const flatSig = new Float32Array(64).fill(0.2), other = new Float32Array(64).fill(0.8);
+    sc.step(probes, { bytes: 1000, durationS: 1, proxy: 10, f1: 0.95, signature: flatSig });
+    d = sc.step(probes, { bytes: 1000, durationS: 1, proxy: 10, f1: 0.5, signature: other });
+    expect(d.sceneChange).toContain('content');
+    expect(d.f1Estimate).toBeNull();
     // λ's loss does not move anything while F1 is measured: a huge λ changes nothing in the band
     c.reconfigure({ enabled: ['resolution', 'qp'], lambda: 1000, targetF1: 0.9, f1Mode: 'walk', f1Margin: 0.02, f1Smoothing: 1 });
     d = c.step(probes, { bytes: 1000, durationS: 1, proxy: 10, f1: 0.91 });
