@@ -114,6 +114,8 @@ const { values: args } = parseArgs({
     'cache-dir': { type: 'string' },
     /** result name: bench/results/<name>.json and <name>-knobs.png */
     name: { type: 'string', default: 'oneadapt' },
+    /** say in the result file that this run is not pre-registered (e.g. the evaluation set was seen before the change) */
+    posthoc: { type: 'string' },
   },
 });
 const W = 640, H = 360, FPS = 10, SEG = 10;
@@ -537,6 +539,7 @@ writeResult(args.name!, {
   bytes_counted: ['video', 'headers', 'reference'],
   dev_set: dev.clips.map(clipName),
   eval_set: ds.clips.map(clipName),
+  ...(args.posthoc ? { posthoc: args.posthoc } : {}),
   preregistered: { target_f1: TARGET, tuning_candidates: args['no-tune'] ? [PRE] : tuning.map((t) => t.params), tuning_rule: 'cheapest development-set setting with F1 >= target (else the most accurate); that pick alone is evaluated',  window_segments: WINDOW, reference_qp: REF_QP, monitor_qp: MONITOR_QP, monitor_frames_local: MONITOR_FRAMES, f1_smoothing: Number(args['f1-smoothing']), grid: GRID, start: { resolution: 1, fps: 10, qp: BASE.qp }, knobs: ['resolution', 'fps', 'qp'], rule_best_fixed: `cheapest grid config (bytes on the wire) with eval F1 >= ${TARGET}` },
   dev_tuning: { rule: 'cheapest setting whose development F1 >= target', runs: tuning, pick: chosen, dev_result_of_pick: res(devMain.t), dev_best_fixed: devBest ? { config: devBest.name, ...res(devBest.t) } : null },
   oneadapt: { ...res(main.t), reference_bytes: sumOf('reference', main), header_bytes: sumOf('headers', main), ...chosen, ...overhead },

@@ -71,7 +71,7 @@ export interface AdaptOptions {
    * With `targetF1` and a measured F1: 'walk' lets the measurement decide WHEN to move and AccGrad WHICH knob —
    * under the target one value dearer on the knob whose dearer neighbour lowers R most per relative byte, above
    * target + f1Margin one value cheaper on the knob whose cheaper neighbour raises R least per relative byte saved,
-   * in between hold; the λ loss only runs while no F1 is measured in the scene. 'loss' (default): the λ loss with
+   * in between hold; without a new measurement (between samples, after a scene change) hold. 'loss' (default): the λ loss with
    * the target as a constraint and λ's dual update.
    */
   f1Mode?: 'loss' | 'walk';
@@ -225,9 +225,10 @@ export class OneAdaptController {
 
     const grads: Record<string, number> = {};
     const restarted = sceneChange.length > 0 && this.o.onSceneChange === 'restart';
-    if (this.o.f1Mode === 'walk' && this.o.targetF1 !== undefined && !restarted && this.f1Est !== null) {
-      // one move per measurement: between sampled measurements (referenceEvery > 1) the knobs hold
-      if (f1Now != null) this.walk(probes, overhead, grads, overBudget);
+    if (this.o.f1Mode === 'walk' && this.o.targetF1 !== undefined && !restarted) {
+      // one move per measurement: between sampled measurements (referenceEvery > 1), and after a scene change
+      // until the new scene's first one, the knobs hold
+      if (f1Now != null && this.f1Est !== null) this.walk(probes, overhead, grads, overBudget);
       return { before, after: this.values(), grads, lambda: this.lambda, rateKbps, sceneChange, f1Estimate: this.f1Est };
     }
     for (const p of probes) {
