@@ -147,8 +147,14 @@ export class SourceSupervisor {
           break;
         }
       }
-      if (s.kind === 'file') this.resumeAtS = 0; // a clean end: the next start is from the beginning
-      else if (this.wanted) {
+      if (s.kind === 'file') {
+        this.resumeAtS = 0; // a clean end: the next start is from the beginning
+        if (!s.loop && this.wanted) {
+          // a file without loop that ended: capture is finished (not stuck: health and the watchdog stay fed)
+          this.wanted = false;
+          this.o.logger.info({ component: 'capture', source: redactUri(s.uri), frames: framesDone }, 'file source finished; capture stopped (loop: false)');
+        }
+      } else if (this.wanted) {
         // a live camera (RTSP, V4L2) whose ffmpeg ended cleanly (the camera closed the session): not an end, retry
         ended = true;
         const message = 'live stream ended (the camera closed the session?)';
@@ -165,6 +171,9 @@ export class SourceSupervisor {
       // resume after the frames already turned into segments (none of them is sent twice under a new id)
       if (s.kind === 'file') {
         if (framesDone > 0) this.resumeAtS = resumeS + framesDone / src.fps;
+        // the segment failed after capture (a full store, the encoder): the file is not at its end, retry from the
+        // same point (only a source that yields nothing after the resume point means the end of the file)
+        else if (stage !== 'source') this.resumeAtS = resumeS;
         else if (resumeS > 0 && s.loop) this.resumeAtS = 0; // nothing after that point: a looped file starts over
         else if (resumeS > 0) {
           this.wanted = false; // nothing after that point and no loop: the file is done
