@@ -29,7 +29,7 @@ import { ProbeRunner } from '../oneadapt/probe-pool.ts';
 import type { Reply } from '../wire/protocol.ts';
 import { EdgePipeline, type ImportanceModel } from './pipeline.ts';
 import { REMOTE_CONFIG_KEYS, type AgentSettings } from '../config/schema.ts';
-import type { ConfigManager } from '../config/watch.ts';
+import { diffKeys, type ConfigManager } from '../config/watch.ts';
 
 export type { ImportanceModel } from './pipeline.ts';
 export { PipelineStageError, type PipelineStage } from './source-supervisor.ts';
@@ -190,6 +190,10 @@ export class Agent {
       this.log.warn({ component: 'http', host: s.http.host }, 'status page served over plain http beyond localhost: its token and camera frames cross the network in clear (set http.tls)');
     }
     this.deps.config?.on('change', (next: AgentSettings, _prev: AgentSettings, keys: string[]) => this.applyConfig(next, keys));
+    // a change accepted while start() was loading models or waiting for MQTT came before the listener: apply it now
+    const current = this.deps.config?.current as AgentSettings | undefined;
+    const missed = current ? diffKeys(this.settings, current) : [];
+    if (current && missed.length > 0) this.applyConfig(current, missed);
     this.capture.start();
     await this.sd.ready(`streaming ${redactUri(s.source.uri)}`);
     this.startWatchdog();

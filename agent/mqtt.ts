@@ -454,7 +454,9 @@ export class MqttControl extends EventEmitter {
       });
     };
     if (!sessionPresent) {
-      client.subscribe(this.requestTopic('+'), { qos: 1 }, (err) => {
+      // rap (MQTT 5 retain-as-published): a command published with retain keeps its retain flag on live delivery
+      // too, so it is refused like a replayed one (else `mosquitto_pub -r` ran it, and clearing it with -r -n ran it again)
+      client.subscribe(this.requestTopic('+'), { qos: 1, rap: true }, (err) => {
         if (err) this.log.error({ err: err.message }, 'subscribe to request topics failed');
       });
     }

@@ -18,10 +18,13 @@ export const LogLevelSchema = z.enum(['fatal', 'error', 'warn', 'info', 'debug',
 
 const qp = z.number().int().min(0).max(51);
 const port = z.number().int().min(0).max(65535);
+/** the largest frame side the protocol accepts (wire/protocol.ts MAX_FRAME_SIDE; config/ sits below wire/) */
+export const MAX_SOURCE_SIDE = 8192;
 const evenDim = z
   .number()
   .int()
   .positive()
+  .max(MAX_SOURCE_SIDE)
   .refine((v) => v % 2 === 0, { message: 'must be even (YUV420p)' });
 
 /** deviceId ends up in MQTT topics and file names: keep it to a safe alphabet. */

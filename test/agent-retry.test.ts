@@ -49,3 +49,18 @@ test('a server reply the agent cannot use (malformed DNNGrad map) is logged and 
   expect(lines.some((l) => /server reply not usable; ignored/.test(l) && /bad magic/.test(l))).toBe(true);
   await agent.stop();
 });
+
+test('a config change accepted while the agent was still starting is applied once it has started', async () => {
+  const settings = downSettings('cam-early-change');
+  // the config manager already holds a newer file (accepted during start, before the agent listened)
+  const newer = AgentSettingsSchema.parse({ ...settings, oneadapt: { ...settings.oneadapt, enabled: true } });
+  const { EventEmitter } = await import('node:events');
+  const config = Object.assign(new EventEmitter(), { current: newer });
+  const agent = new Agent(settings, { logger: pino({ level: 'silent' }), retryMs: 60_000, config: config as never });
+  await agent.start();
+  try {
+    expect(agent.state().extra).toMatchObject({ adapting: ['resolution', 'fps', 'qp'] });
+  } finally {
+    await agent.stop();
+  }
+});

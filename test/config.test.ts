@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AgentStore } from '../agent/store.ts';
 import { ConfigError, configPathFromArgv, loadAgentConfig, loadConfigFile, loadServerConfig, parseConfigText } from '../config/load.ts';
-import { AgentSettingsSchema, type AgentSettings } from '../config/schema.ts';
+import { AgentSettingsSchema, MAX_SOURCE_SIDE, type AgentSettings } from '../config/schema.ts';
+import { MAX_FRAME_SIDE } from '../wire/protocol.ts';
 import { ConfigManager, diffKeys } from '../config/watch.ts';
 import { writeFileAtomic } from '../config/atomic-file.ts';
 
@@ -323,4 +324,13 @@ describe('ConfigManager', () => {
     expect(readFileSync(join(ro, 'agent.yaml', 'keep'), 'utf8')).toBe('x');
     expect(readdirSync(ro).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   });
+});
+
+test('a source frame size the protocol would reject is refused in the config, not segment by segment', () => {
+  const base = { deviceId: 'cam', source: { kind: 'file', uri: '/x.mp4', width: 8200, height: 16 }, server: { url: 'ws://127.0.0.1:1/ingest' } };
+  const r = AgentSettingsSchema.safeParse(base);
+  expect(r.success).toBe(false);
+  expect(JSON.stringify(r.error!.issues)).toMatch(/8192/);
+  expect(MAX_SOURCE_SIDE).toBe(MAX_FRAME_SIDE);
+  expect(AgentSettingsSchema.parse({ ...base, source: { ...base.source, width: 8192 } }).source.width).toBe(8192);
 });

@@ -328,8 +328,15 @@ describe('MqttControl (real mosquitto)', () => {
     await sleep(200);
     expect(events).toEqual(['ignored']);
     expect(fake.calls).toEqual([]);
-    await other.stop();
+    // published with retain while the agent is subscribed (live delivery), and the usual clear (retained, empty):
+    // neither runs (retain-as-published keeps the flag)
+    await obs.client.publishAsync('camstream/camret/request/stop_source', JSON.stringify({ transaction: 'ret2' }), { qos: 1, retain: true });
     await obs.client.publishAsync('camstream/camret/request/stop_source', '', { qos: 1, retain: true }); // clear it
+    await waitFor(() => events.length >= 3, 5000, 'live retained deliveries');
+    await sleep(200);
+    expect(events).toEqual(['ignored', 'ignored', 'ignored']);
+    expect(fake.calls).toEqual([]);
+    await other.stop();
   });
 
   test("last will: unclean disconnect publishes retained 'offline', then the agent comes back 'online'", async () => {
