@@ -8,7 +8,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import { SourceSupervisor } from '../agent/source-supervisor.ts';
+import { PipelineStageError, SourceSupervisor } from '../agent/source-supervisor.ts';
 import { SourceSchema, type SourceSettings } from '../config/schema.ts';
 import { resetFfmpegVersion } from '../media/capture.ts';
 
@@ -105,7 +105,7 @@ test('RTSP on FFmpeg 4.x gets the socket timeout as -stimeout (capture and probe
 });
 
 test('a file source that ends cleanly stays ended (no retry)', async () => {
-  const { sup, segs } = supervisor({ kind: 'file', uri: path.join(dir, 'video0'), loop: false });
+  const { sup, segs, logs } = supervisor({ kind: 'file', uri: path.join(dir, 'video0'), loop: false });
   sup.start();
   try {
     await waitFor(() => !sup.running && segs.length === 3 && captureRuns().length === 1);
@@ -113,6 +113,37 @@ test('a file source that ends cleanly stays ended (no retry)', async () => {
     expect(captureRuns()).toHaveLength(1);
     expect(sup.retrying).toBe(false);
     expect(sup.failures).toBe(0);
+    // finished, not stuck: health stays ok and the watchdog stays fed long after the last segment
+    await new Promise((r) => setTimeout(r, 300));
+    expect(sup.health(100)).toEqual({ ok: true });
+    expect(sup.stuck(100)).toBeNull();
+    expect(logs.map((l) => JSON.parse(l).msg)).toContain('file source finished; capture stopped (loop: false)');
+  } finally {
+    await sup.stop();
+  }
+});
+
+test('a segment that fails after capture (the store is full) does not end the file: the next run resumes at the same point', async () => {
+  const logs: string[] = [];
+  const settings = SourceSchema.parse({ fps: 10, kind: 'file', uri: path.join(dir, 'video0'), loop: false }) as SourceSettings;
+  // the first segment goes through; then the store is full for two attempts (the second one after a resume)
+  let calls = 0;
+  const segs: number[] = [];
+  const sup = new SourceSupervisor({
+    logger: pino({ level: 'info' }, { write: (l: string) => void logs.push(l) }),
+    settings: () => ({ source: settings, segmentFrames: 5 }),
+    onSegment: async (frames) => {
+      calls++;
+      if (calls === 2 || calls === 3) throw new PipelineStageError('store', new Error('database or disk is full'));
+      segs.push(frames.length);
+    },
+    retryMs: 100,
+  });
+  sup.start();
+  try {
+    await waitFor(() => calls >= 4, 5000); // failed at the resume point too, and was retried there again
+    expect(logs.join('')).not.toContain('capture finished');
+    expect(sup.health(60_000).ok).toBe(true);
   } finally {
     await sup.stop();
   }
