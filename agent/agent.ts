@@ -160,7 +160,7 @@ export class Agent {
   async start(): Promise<void> {
     const s = this.settings;
     this.store = this.deps.store ?? openAgentStore(s, this.log);
-    this.metrics.setQueueDepth(this.store.depth());
+    this.telemetry.outboxGauges();
     this.housekeeping();
     this.housekeepingTimer = setInterval(() => this.housekeeping(), 3600_000);
     this.housekeepingTimer.unref();

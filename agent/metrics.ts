@@ -31,6 +31,7 @@ export const METRIC_NAMES = {
   bitrate: 'camstream_bitrate_bits_per_second',
   knob: 'camstream_knob_value',
   queueDepth: 'camstream_queue_depth_segments',
+  outboxDropped: 'camstream_outbox_dropped_segments',
   f1: 'camstream_segment_f1_ratio',
   cheapModel: 'camstream_cheapmodel_seconds',
   encode: 'camstream_encode_seconds',
@@ -55,6 +56,8 @@ export class AgentMetrics {
   private readonly bitrate: Gauge;
   private readonly knob: Gauge<'knob'>;
   private readonly queueDepth: Gauge;
+
+  private readonly outboxDropped: Gauge;
   private readonly f1: Gauge;
   private readonly cheapModel: Histogram;
   private readonly encode: Histogram;
@@ -83,6 +86,7 @@ export class AgentMetrics {
     this.bitrate = new Gauge({ name: METRIC_NAMES.bitrate, help: 'Uplink bitrate of the last segment in bits per second, every byte counted (video, reference, headers)', registers });
     this.knob = new Gauge({ name: METRIC_NAMES.knob, help: 'Current value of each adaptation knob', labelNames: ['knob'] as const, registers });
     this.queueDepth = new Gauge({ name: METRIC_NAMES.queueDepth, help: 'Segments in the outbox waiting for the server', registers });
+    this.outboxDropped = new Gauge({ name: METRIC_NAMES.outboxDropped, help: 'Unacknowledged segments dropped by the outbox size cap since the agent started', registers });
     this.f1 = new Gauge({ name: METRIC_NAMES.f1, help: 'F1 of the last segment reported by the server (0..1)', registers });
     this.cheapModel = new Histogram({ name: METRIC_NAMES.cheapModel, help: 'Cheap model inference time per frame', buckets: COMPUTE_BUCKETS, registers });
     this.encode = new Histogram({ name: METRIC_NAMES.encode, help: 'Encode time per segment', buckets: COMPUTE_BUCKETS, registers });
@@ -161,6 +165,10 @@ export class AgentMetrics {
 
   setQueueDepth(n: number): void {
     this.queueDepth.set(n);
+  }
+
+  setOutboxDropped(n: number): void {
+    this.outboxDropped.set(n);
   }
 
   setF1(f1: number): void {

@@ -66,7 +66,7 @@ export class AgentTelemetry {
     m.setBitrateKbps(this.lastBitrate);
     m.setKnobs(knobs);
     const store = this.store();
-    m.setQueueDepth(this.quietly('outbox depth', () => store?.depth() ?? 0, 0));
+    this.outboxGauges();
     const bitrate = this.lastBitrate;
     this.quietly('record bitrate_kbps', () => store?.recordMetric('bitrate_kbps', bitrate), undefined);
     // the status page tints the frame by the QP map's offsets from the base QP
@@ -90,7 +90,7 @@ export class AgentTelemetry {
     }
     if (r.f1) this.f1(r.f1.f1);
     if (r.dnngrad) m.observeDnnGrad(r.timings.gradMs / 1000);
-    m.setQueueDepth(this.quietly('outbox depth', () => this.store()?.depth() ?? 0, 0));
+    this.outboxGauges();
   }
 
   /** A measured F1 (the server's, against an uploaded reference, or the camera's local monitor): status, gauge, history. */
@@ -98,5 +98,12 @@ export class AgentTelemetry {
     this.lastF1 = f1;
     this.metrics.setF1(f1);
     this.quietly('record f1', () => this.store()?.recordMetric('f1', f1), undefined);
+  }
+
+  /** Outbox depth and the segments its size cap dropped (store-and-forward's only loss), for /metrics. */
+  outboxGauges(): void {
+    const store = this.store();
+    this.metrics.setQueueDepth(this.quietly('outbox depth', () => store?.depth() ?? 0, 0));
+    this.metrics.setOutboxDropped(store?.droppedTotal ?? 0);
   }
 }

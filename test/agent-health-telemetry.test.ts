@@ -5,7 +5,7 @@
  *    recordMetric('bitrate_kbps') after a segment is logged and the agent goes on: no crash, no capture restart,
  *    every segment in the outbox.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -95,5 +95,23 @@ test('SQLITE_FULL in recordMetric(bitrate_kbps) after each segment: capture goes
   } finally {
     await agent.stop();
     store.close();
+  }
+});
+
+test('segments the outbox cap dropped are counted in /metrics, not only logged', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'outbox-drop-'));
+  const store = new AgentStore(path.join(dir, 'a.db'), { maxRows: 2, maxBytes: 1 << 20, logger: { warn: () => undefined } });
+  const metrics = new AgentMetrics();
+  try {
+    for (const id of ['a', 'b', 'c', 'd', 'e']) store.enqueue({ segmentId: id, cameraId: 'cam0', meta: { id }, data: Buffer.alloc(10) });
+    const t = new AgentTelemetry(metrics, () => store);
+    t.outboxGauges();
+    const text = await metrics.metrics();
+    expect(text).toMatch(/^camstream_outbox_dropped_segments 3$/m);
+    expect(text).toMatch(/^camstream_queue_depth_segments 2$/m);
+  } finally {
+    metrics.close();
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
