@@ -354,7 +354,7 @@ export class Agent {
           this.setupOneAdapt(); // the threshold knob exists only with a cheap model
           if (old !== m) void this.releaseCheapModel(old, 'replaced');
         })
-        .catch((e) => this.log.error({ component: 'cheapmodel', err: (e as Error).message }, 'cheap model change rejected; keeping the previous model'));
+        .catch((e) => this.log.error({ component: 'cheapmodel', err: (e as Error).message }, 'cheap model change rejected; keeping the previous model — the config file still names the new one: fix it before a restart, or the agent will not start'));
     }
     // OneAdapt's own settings apply now, whatever becomes of a cheap-model change in the same reload
     if (changed('oneadapt')) this.setupOneAdapt();
