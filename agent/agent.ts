@@ -52,8 +52,15 @@ export interface AgentDeps {
   stallMs?: number;
 }
 
-/** A PEM file's contents (TLS settings hold paths). */
-const pem = (f: string | undefined): Buffer | undefined => (f ? readFileSync(f) : undefined);
+/** A PEM file's contents (TLS settings hold paths); a file that cannot be read is an error naming the setting. */
+function pem(f: string | undefined, setting: string): Buffer | undefined {
+  if (!f) return undefined;
+  try {
+    return readFileSync(f);
+  } catch (e) {
+    throw new Error(`${setting}: cannot read ${f} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
 
 /** Settings read once at start: a change is recorded but takes effect only after a restart. */
 export const RESTART_ONLY = ['deviceId', 'mqtt', 'http', 'storage', 'profile', 'monitor.source', 'monitor.detectorModel'] as const;
@@ -179,7 +186,7 @@ export class Agent {
       tokens: new TokenSet(s.http.tokens),
       metricsPublic: s.http.metricsPublic,
       onError: (err) => this.log.error({ component: 'http', err: err.message }, 'status page server error'),
-      tls: s.http.tls ? { cert: readFileSync(s.http.tls.cert), key: readFileSync(s.http.tls.key) } : undefined,
+      tls: s.http.tls ? { cert: pem(s.http.tls.cert, 'http.tls.cert')!, key: pem(s.http.tls.key, 'http.tls.key')! } : undefined,
       host: s.http.host,
       port: s.http.port,
       title: `camstream ${s.deviceId}`,
@@ -246,7 +253,7 @@ export class Agent {
       url: s.server.url,
       cameraId: this.deviceId,
       token: s.server.token,
-      tls: { ca: pem(s.server.ca), cert: pem(s.server.cert), key: pem(s.server.key) },
+      tls: { ca: pem(s.server.ca, 'server.ca'), cert: pem(s.server.cert, 'server.cert'), key: pem(s.server.key, 'server.key') },
       replyTimeoutMs: s.server.replyTimeoutMs,
     });
     up.on('reply', (r, bytes) => this.onReply(r, bytes));
@@ -271,7 +278,7 @@ export class Agent {
       discoveryPrefix: s.mqtt.discoveryPrefix,
       username: s.mqtt.username,
       password: s.mqtt.password,
-      tls: { ca: pem(s.mqtt.ca), cert: pem(s.mqtt.cert), key: pem(s.mqtt.key) },
+      tls: { ca: pem(s.mqtt.ca, 'mqtt.ca'), cert: pem(s.mqtt.cert, 'mqtt.cert'), key: pem(s.mqtt.key, 'mqtt.key') },
       handlers: this.handlers(),
       configKeys: REMOTE_CONFIG_KEYS,
       responses: { get: (k) => this.store!.getCommandResponse(k) as CommandResponse | undefined, put: (k, r) => this.store!.putCommandResponse(k, r) },

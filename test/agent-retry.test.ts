@@ -64,3 +64,10 @@ test('a config change accepted while the agent was still starting is applied onc
     await agent.stop();
   }
 });
+
+test('a TLS file that cannot be read stops the start with the setting named, not a bare ENOENT', async () => {
+  const settings = downSettings('cam-no-ca', { server: { url: 'wss://127.0.0.1:1/ingest', ca: '/nonexistent/camstream/ca.pem' } });
+  const agent = new Agent(settings, { logger: pino({ level: 'silent' }), retryMs: 60_000 });
+  await expect(agent.start()).rejects.toThrow(/^server\.ca: cannot read \/nonexistent\/camstream\/ca\.pem \(ENOENT\)/);
+  await agent.stop();
+});
