@@ -131,7 +131,9 @@ export function loadConfigFile<S extends z.ZodType>(file: string, schema: S): Pa
     text = readFileSync(file, 'utf8');
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new ConfigError(file, [{ kind: 'io', path: '', message: `cannot read config file: ${e.code ?? ''} ${e.message}`.trim() }]);
+    // Node's message already starts with the code ("ENOENT: no such file or directory, open '…'")
+    const message = e.code && !e.message.startsWith(e.code) ? `${e.code}: ${e.message}` : e.message;
+    throw new ConfigError(file, [{ kind: 'io', path: '', message: `cannot read config file: ${message}` }]);
   }
   return parseConfigText(text, schema, file);
 }
@@ -144,11 +146,16 @@ export function loadServerConfig(file: string): ServerSettings {
   return loadConfigFile(file, ServerSettingsSchema).value;
 }
 
-/** `--config <file>` (or `--config=<file>`) from argv, else the fallback. */
+/** `--config <file>` (or `--config=<file>`) from argv, else the fallback; `--config` without a file is an error
+ * (it used to fall back silently to the default path). */
 export function configPathFromArgv(argv: readonly string[], fallback: string): string {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === '--config' && argv[i + 1]) return argv[i + 1];
+    if (a === '--config' || a === '--config=') {
+      const next = argv[i + 1];
+      if (a === '--config' && next && !next.startsWith('--')) return next;
+      throw new ConfigError('(command line)', [{ kind: 'io', path: '', message: '--config needs a file path' }]);
+    }
     if (a.startsWith('--config=')) return a.slice('--config='.length);
   }
   return fallback;

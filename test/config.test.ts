@@ -116,12 +116,17 @@ describe('load', () => {
   test('unreadable file is a ConfigError too', () => {
     expect(() => loadConfigFile(join(dir, 'missing.yaml'), AgentSettingsSchema)).toThrow(ConfigError);
     expect(() => loadConfigFile(join(dir, 'missing.yaml'), AgentSettingsSchema)).toThrow(/ENOENT/);
+    expect(() => loadConfigFile(join(dir, 'missing.yaml'), AgentSettingsSchema)).not.toThrow(/ENOENT ENOENT/);
   });
 
   test('--config from argv', () => {
     expect(configPathFromArgv(['node', 'main.ts', '--config', '/etc/a.yaml'], 'd')).toBe('/etc/a.yaml');
     expect(configPathFromArgv(['--config=/x.yaml'], 'd')).toBe('/x.yaml');
     expect(configPathFromArgv([], 'd')).toBe('d');
+    // a --config without its file is an error, not a silent fall-back to the default path
+    expect(() => configPathFromArgv(['node', 'main.ts', '--config'], 'd')).toThrow(/--config needs a file path/);
+    expect(() => configPathFromArgv(['--config', '--max-segments=3'], 'd')).toThrow(ConfigError);
+    expect(() => configPathFromArgv(['--config='], 'd')).toThrow(ConfigError);
   });
 
   test('diffKeys lists changed leaves', () => {
