@@ -45,9 +45,10 @@ async function read(uri: string, loop: boolean, maxFrames: number): Promise<{ fr
 test('random bytes in the middle of a file: decoder errors reported with the frame position', async () => {
   const r = await read(noisy, false, 1000);
   expect(r.issues.length).toBeGreaterThan(0);
-  // reported near the damaged middle of the 40 frames, not at the start
+  // reported past the start of the 40 frames (the damage is in the middle; the position is the frames read when
+  // ffmpeg's complaint arrives, and on a loaded machine stdout may have been drained to the end by then)
   expect(r.issues[0].frame).toBeGreaterThan(5);
-  expect(r.issues[0].frame).toBeLessThan(40);
+  expect(r.issues[0].frame).toBeLessThanOrEqual(40);
   expect(r.issues[0].message).toMatch(/invalid|corrupt|error|NAL/i);
 });
 
