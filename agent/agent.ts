@@ -7,12 +7,12 @@
  * the outbox (store.ts) and uplink, reporting (telemetry.ts, metrics.ts, status-page.ts), MQTT (mqtt.ts).
  * The math lives in pure modules (cheapmodel/qpmap, oneadapt/*).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { TokenSet } from '../proc/auth.ts';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { Uplink } from './uplink.ts';
-import { AgentStore } from './store.ts';
+import { AgentStore, outboxCapFor } from './store.ts';
 import { AgentMetrics } from './metrics.ts';
 import { MqttControl, type CommandResponse, type AgentState, type CommandHandlers, type SnapshotResult } from './mqtt.ts';
 import { renderFramePng, StatusPage } from './status-page.ts';
@@ -66,8 +66,19 @@ function pem(f: string | undefined, setting: string): Buffer | undefined {
 export const RESTART_ONLY = ['deviceId', 'mqtt', 'http', 'storage', 'profile', 'monitor.source', 'monitor.detectorModel'] as const;
 
 export function openAgentStore(s: AgentSettings, log: Logger): AgentStore {
-  return new AgentStore(path.join(s.storage.dir, `${s.deviceId}.db`), {
-    maxBytes: s.storage.outboxMaxBytes,
+  const file = path.join(s.storage.dir, `${s.deviceId}.db`);
+  let maxBytes = s.storage.outboxMaxBytes;
+  try {
+    mkdirSync(s.storage.dir, { recursive: true });
+    const fs = statfsSync(s.storage.dir);
+    const held = existsSync(file) ? statSync(file).size : 0;
+    maxBytes = outboxCapFor(s.storage.outboxMaxBytes, fs.bavail * fs.bsize, held);
+    if (maxBytes < s.storage.outboxMaxBytes) log.warn({ component: 'store', dir: s.storage.dir, configured: s.storage.outboxMaxBytes, capBytes: maxBytes }, 'storage volume smaller than storage.outboxMaxBytes allows: the outbox is capped at half of its free space');
+  } catch {
+    // statfs unavailable: the configured cap applies (opening the store reports a directory that does not work)
+  }
+  return new AgentStore(file, {
+    maxBytes,
     maxRows: s.storage.outboxMaxRows,
     logger: log.child({ component: 'store' }),
   });

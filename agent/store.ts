@@ -127,6 +127,15 @@ const MAX_COMMAND_RESPONSES = 1000;
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
+/**
+ * The outbox byte cap for a volume with `freeBytes` free (besides what the outbox already holds): at most half of
+ * it, so the queue (and its write-ahead log, which briefly holds a segment twice) cannot fill the disk and leave no
+ * room for the acknowledgements that empty it; never more than the configured cap, never under 1 MiB.
+ */
+export function outboxCapFor(configured: number, freeBytes: number, heldBytes = 0): number {
+  return Math.max(1 << 20, Math.min(configured, Math.floor((freeBytes + heldBytes) / 2)));
+}
+
 export class AgentStore {
   readonly path: string;
   /** rows dropped by the outbox cap since open */
@@ -147,6 +156,12 @@ export class AgentStore {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
+    // the write-ahead log is checkpointed at a quarter of the outbox cap (SQLite's default, 1000 pages = 4 MB, at
+    // most) and cut back to that size afterwards: on a small volume the WAL of a burst of segments must not take the
+    // space the acknowledgements that empty the outbox need (a 2 MB volume filled up with a 2 MB WAL and never recovered)
+    const walPages = Math.max(16, Math.min(1000, Math.floor(this.maxBytes / 4 / 4096)));
+    this.db.pragma(`wal_autocheckpoint = ${walPages}`);
+    this.db.pragma(`journal_size_limit = ${walPages * 4096}`);
     this.db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');

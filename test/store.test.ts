@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { AgentStore, SCHEMA_VERSION } from '../agent/store.ts';
+import { AgentStore, outboxCapFor, SCHEMA_VERSION } from '../agent/store.ts';
 
 let dir: string;
 beforeEach(() => {
@@ -172,4 +172,19 @@ test('the outbox depth is read from a covering index, not the segment blobs (/he
     s.close();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('on a small volume the outbox is capped at half its free space (never above the configured cap); the WAL is size-limited', () => {
+  const MiB = 1 << 20;
+  expect(outboxCapFor(512 * MiB, 2 * MiB)).toBe(1 * MiB); // a 2 MB tmpfs: 1 MB of segments, the rest for the WAL and acks
+  expect(outboxCapFor(512 * MiB, 10 * MiB, 4 * MiB)).toBe(7 * MiB); // what the outbox already holds counts as room
+  expect(outboxCapFor(512 * MiB, 100 * 1024 * MiB)).toBe(512 * MiB); // a big disk: the configured cap
+  expect(outboxCapFor(512 * MiB, 0)).toBe(MiB); // a full disk: a floor, not zero
+  const big = new AgentStore(join(dir, 'wal-big.db'));
+  expect(Number(big['db'].pragma('journal_size_limit', { simple: true }))).toBe(1000 * 4096); // SQLite's default checkpoint size
+  big.close();
+  const small = new AgentStore(join(dir, 'wal-small.db'), { maxBytes: MiB });
+  expect(Number(small['db'].pragma('wal_autocheckpoint', { simple: true }))).toBe(64); // a quarter of 1 MiB in 4 KiB pages
+  expect(Number(small['db'].pragma('journal_size_limit', { simple: true }))).toBe(MiB / 4);
+  small.close();
 });
