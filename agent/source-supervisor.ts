@@ -62,6 +62,8 @@ export class SourceSupervisor {
   private attemptAt = 0;
   /** file sources: where to resume after a failure (seconds) */
   private resumeAtS = 0;
+  /** the file `resumeAtS` belongs to (a restart onto another file starts that one from its beginning) */
+  private resumeUri: string | null = null;
   private decodeLog = { at: 0, suppressed: 0 };
 
   constructor(private readonly o: SourceSupervisorOptions) {
@@ -99,7 +101,7 @@ export class SourceSupervisor {
   /** Probe and open the source (async: the event loop keeps turning while a camera that is down times out), then run it. */
   private async open(s: SourceSettings, segmentFrames: number, signal: AbortSignal): Promise<void> {
     const log = this.o.logger;
-    const resumeS = s.kind === 'file' ? this.resumeAtS : 0;
+    const resumeS = s.kind === 'file' && s.uri === this.resumeUri ? this.resumeAtS : 0;
     let src: FfmpegSource;
     try {
       src = await FfmpegSource.open({
@@ -135,6 +137,8 @@ export class SourceSupervisor {
     let failed = false;
     let ended = false;
     let framesDone = 0;
+    this.resumeUri = s.uri;
+    this.resumeAtS = resumeS;
     try {
       for await (const frames of readAhead(segments(src, segmentFrames))) {
         await this.o.onSegment(frames, src.fps);
@@ -147,7 +151,11 @@ export class SourceSupervisor {
           break;
         }
       }
-      if (s.kind === 'file') {
+      if (s.kind === 'file' && !this.wanted && !s.loop) {
+        // stopped on purpose (restart_pipeline, a config change, stop_source): a restart continues where this run
+        // stopped instead of sending the file again from its start under new segment ids
+        this.resumeAtS = resumeS + framesDone / src.fps;
+      } else if (s.kind === 'file') {
         this.resumeAtS = 0; // a clean end: the next start is from the beginning
         if (!s.loop && this.wanted) {
           // a file without loop that ended: capture is finished (not stuck: health and the watchdog stay fed)

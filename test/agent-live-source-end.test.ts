@@ -148,3 +148,36 @@ test('a segment that fails after capture (the store is full) does not end the fi
     await sup.stop();
   }
 });
+
+test('a non-looped file stopped on purpose (restart_pipeline, a config change) continues where it stopped, not from its start', async () => {
+  const settings = SourceSchema.parse({ fps: 10, kind: 'file', uri: path.join(dir, 'video0'), loop: false }) as SourceSettings;
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const segs: number[] = [];
+  const sup = new SourceSupervisor({
+    logger: pino({ level: 'silent' }),
+    settings: () => ({ source: settings, segmentFrames: 5 }),
+    onSegment: async (frames) => {
+      if (segs.length === 0) await gate; // the first segment is in the pipeline when the restart comes
+      segs.push(frames.length);
+    },
+    retryMs: 100,
+  });
+  sup.start();
+  try {
+    await waitFor(() => captureRuns().length === 1);
+    await new Promise((r) => setTimeout(r, 100));
+    const stopping = sup.stop();
+    release();
+    await stopping;
+    const delivered = segs.reduce((a, b) => a + b, 0);
+    expect(delivered).toBeGreaterThan(0);
+    expect(delivered).toBeLessThan(12);
+    sup.start();
+    await waitFor(() => captureRuns().length === 2);
+    expect(captureRuns()[0]).not.toMatch(/-ss /);
+    expect(captureRuns()[1]).toContain(`-ss ${delivered / 10} `);
+  } finally {
+    await sup.stop();
+  }
+});
