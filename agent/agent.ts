@@ -376,7 +376,8 @@ export class Agent {
     }
     // OneAdapt's own settings apply now, whatever becomes of a cheap-model change in the same reload
     if (changed('oneadapt')) this.setupOneAdapt();
-    if (changed('source') || changed('encoder.segmentFrames')) void this.restartPipeline();
+    // a stopped source (stop_source, a finished file) stays stopped: the new settings apply at its next start
+    if (changed('source') || changed('encoder.segmentFrames')) void this.capture.restart(true);
     if (changed('server') && this.store) {
       void this.uplink?.stop();
       try {

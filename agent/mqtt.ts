@@ -453,13 +453,13 @@ export class MqttControl extends EventEmitter {
         if (err) this.log.warn({ err: err.message, topic }, `${what} publish failed`);
       });
     };
-    if (!sessionPresent) {
-      // rap (MQTT 5 retain-as-published): a command published with retain keeps its retain flag on live delivery
-      // too, so it is refused like a replayed one (else `mosquitto_pub -r` ran it, and clearing it with -r -n ran it again)
-      client.subscribe(this.requestTopic('+'), { qos: 1, rap: true }, (err) => {
-        if (err) this.log.error({ err: err.message }, 'subscribe to request topics failed');
-      });
-    }
+    // rap (MQTT 5 retain-as-published): a command published with retain keeps its retain flag on live delivery
+    // too, so it is refused like a replayed one (else `mosquitto_pub -r` ran it, and clearing it with -r -n ran it
+    // again). Subscribed on every connect, also with a stored session, so a subscription made without rap (an
+    // older agent's) is replaced; retained messages the re-subscription brings are refused like any retained one.
+    client.subscribe(this.requestTopic('+'), { qos: 1, rap: true }, (err) => {
+      if (err) this.log.error({ err: err.message }, 'subscribe to request topics failed');
+    });
     pub(this.statusTopic, 'online', 'status');
     if (this.lastState) pub(this.stateTopic, JSON.stringify(this.lastState), 'state');
     if (this.opts.discovery !== false) {

@@ -62,6 +62,8 @@ export class SourceSupervisor {
   private attemptAt = 0;
   /** file sources: where to resume after a failure (seconds) */
   private resumeAtS = 0;
+  /** stop() calls so far: a run that sees it change was stopped on purpose (even if start() came right after) */
+  private stops = 0;
   /** the file `resumeAtS` belongs to (a restart onto another file starts that one from its beginning) */
   private resumeUri: string | null = null;
   private decodeLog = { at: 0, suppressed: 0 };
@@ -139,6 +141,8 @@ export class SourceSupervisor {
     let framesDone = 0;
     this.resumeUri = s.uri;
     this.resumeAtS = resumeS;
+    const stopsAtStart = this.stops;
+    let stoppedOnPurpose = false;
     try {
       for await (const frames of readAhead(segments(src, segmentFrames))) {
         await this.o.onSegment(frames, src.fps);
@@ -151,7 +155,8 @@ export class SourceSupervisor {
           break;
         }
       }
-      if (s.kind === 'file' && !this.wanted && !s.loop) {
+      stoppedOnPurpose = this.stops !== stopsAtStart || !this.wanted;
+      if (s.kind === 'file' && stoppedOnPurpose && !s.loop) {
         // stopped on purpose (restart_pipeline, a config change, stop_source): a restart continues where this run
         // stopped instead of sending the file again from its start under new segment ids
         this.resumeAtS = resumeS + framesDone / src.fps;
@@ -199,6 +204,8 @@ export class SourceSupervisor {
       this.source = null;
     }
     if (failed || ended) this.scheduleRetry();
+    // a start() that came while this run was being stopped found it still running and did nothing: start now
+    else if (this.stops !== stopsAtStart && this.wanted) this.start();
   }
 
   /** Log decoder complaints with their frame position: the first of a burst, then a count each second. */
@@ -229,6 +236,7 @@ export class SourceSupervisor {
   }
 
   async stop(): Promise<void> {
+    this.stops++;
     this.wanted = false;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
@@ -238,9 +246,11 @@ export class SourceSupervisor {
     await this.loop;
   }
 
-  async restart(): Promise<void> {
+  /** Stop and start again; `onlyIfWanted`: leave a stopped or finished source stopped (a config change). */
+  async restart(onlyIfWanted = false): Promise<void> {
+    const was = this.wanted;
     await this.stop();
-    this.start();
+    if (was || !onlyIfWanted) this.start();
   }
 
   /** Resolves when the capture loop ends (file end, done(), stop). */

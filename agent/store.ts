@@ -130,10 +130,10 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
 /**
  * The outbox byte cap for a volume with `freeBytes` free (besides what the outbox already holds): at most half of
  * it, so the queue (and its write-ahead log, which briefly holds a segment twice) cannot fill the disk and leave no
- * room for the acknowledgements that empty it; never more than the configured cap, never under 1 MiB.
+ * room for the acknowledgements that empty it; never more than the configured cap, and (below that) never under 1 MiB.
  */
 export function outboxCapFor(configured: number, freeBytes: number, heldBytes = 0): number {
-  return Math.max(1 << 20, Math.min(configured, Math.floor((freeBytes + heldBytes) / 2)));
+  return Math.min(configured, Math.max(1 << 20, Math.floor((freeBytes + heldBytes) / 2)));
 }
 
 export class AgentStore {

@@ -228,7 +228,8 @@ export class OneAdaptController {
     if (this.o.f1Mode === 'walk' && this.o.targetF1 !== undefined && !restarted) {
       // one move per measurement: between sampled measurements (referenceEvery > 1), and after a scene change
       // until the new scene's first one, the knobs hold
-      if (f1Now != null && this.f1Est !== null) this.walk(probes, overhead, grads, overBudget);
+      // over a bandwidth target it steps cheaper even without a reading
+      if ((f1Now != null && this.f1Est !== null) || overBudget) this.walk(probes, overhead, grads, overBudget);
       return { before, after: this.values(), grads, lambda: this.lambda, rateKbps, sceneChange, f1Estimate: this.f1Est };
     }
     for (const p of probes) {
@@ -264,9 +265,9 @@ export class OneAdaptController {
 
   /** 'walk': one value dearer under the F1 target, one cheaper above target + margin, the knob chosen by AccGrad per byte. */
   private walk(probes: KnobProbe[], overhead: number, grads: Record<string, number>, overBudget: boolean): void {
-    const f1 = this.f1Est!, target = this.o.targetF1!;
+    const f1 = this.f1Est, target = this.o.targetF1!;
     // over the bandwidth target nothing moves dearer (as in the loss mode); it goes cheaper instead
-    const dir = overBudget ? 'cheaper' : f1 < target ? 'dearer' : f1 > target + this.o.f1Margin ? 'cheaper' : null;
+    const dir = overBudget ? 'cheaper' : f1 === null ? null : f1 < target ? 'dearer' : f1 > target + this.o.f1Margin ? 'cheaper' : null;
     if (!dir) return;
     let pick: { knob: KnobName; score: number; db: number } | null = null;
     for (const p of probes) {

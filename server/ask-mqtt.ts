@@ -45,7 +45,9 @@ export class AskMqttBridge {
 
   /** Connect and subscribe (again after every reconnect); resolves after the first subscription. */
   start(): Promise<void> {
-    const opts: IClientOptions = { username: this.o.username, password: this.o.password, reconnectPeriod: 2000, clientId: `camstream-server-ask-${process.pid}` };
+    // MQTT 5 so the subscription can ask for retain-as-published: a question published with retain keeps the flag on
+    // live delivery too and is ignored like a replayed one
+    const opts: IClientOptions = { protocolVersion: 5, username: this.o.username, password: this.o.password, reconnectPeriod: 2000, clientId: `camstream-server-ask-${process.pid}` };
     const client = connect(this.o.url, opts);
     this.client = client;
     client.on('error', (err) => this.o.log?.error({ component: 'ask-mqtt', err: err.message }, 'mqtt error'));
@@ -54,7 +56,7 @@ export class AskMqttBridge {
     });
     return new Promise<void>((resolve) => {
       client.on('connect', () => {
-        client.subscribe(this.requestTopic, { qos: 1 }, (err) => {
+        client.subscribe(this.requestTopic, { qos: 1, rap: true }, (err) => {
           if (err) this.o.log?.error({ component: 'ask-mqtt', err: err.message }, 'subscribe failed');
           else resolve();
         });

@@ -217,8 +217,8 @@ async function startOpened(settings: ServerSettings, log: ReturnType<typeof root
 }
 
 if (isMainModule(import.meta.url)) {
-  const file = configPathFromArgv(process.argv.slice(2), '/etc/camstream/server.yaml');
   (async () => {
+    const file = configPathFromArgv(process.argv.slice(2), '/etc/camstream/server.yaml');
     const settings = loadServerConfig(file);
     const s = await startServer(settings);
     const sd = new SdNotify();

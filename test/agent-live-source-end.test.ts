@@ -154,10 +154,12 @@ test('a non-looped file stopped on purpose (restart_pipeline, a config change) c
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   const segs: number[] = [];
+  let inPipeline = false;
   const sup = new SourceSupervisor({
     logger: pino({ level: 'silent' }),
     settings: () => ({ source: settings, segmentFrames: 5 }),
     onSegment: async (frames) => {
+      inPipeline = true;
       if (segs.length === 0) await gate; // the first segment is in the pipeline when the restart comes
       segs.push(frames.length);
     },
@@ -165,8 +167,7 @@ test('a non-looped file stopped on purpose (restart_pipeline, a config change) c
   });
   sup.start();
   try {
-    await waitFor(() => captureRuns().length === 1);
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => inPipeline);
     const stopping = sup.stop();
     release();
     await stopping;
@@ -177,6 +178,44 @@ test('a non-looped file stopped on purpose (restart_pipeline, a config change) c
     await waitFor(() => captureRuns().length === 2);
     expect(captureRuns()[0]).not.toMatch(/-ss /);
     expect(captureRuns()[1]).toContain(`-ss ${delivered / 10} `);
+  } finally {
+    await sup.stop();
+  }
+});
+
+test('stop() then start() at once (a config change overlapping start_source): the file is not taken as finished, and restart(true) leaves a stopped source stopped', async () => {
+  const settings = SourceSchema.parse({ fps: 10, kind: 'file', uri: path.join(dir, 'video0'), loop: false }) as SourceSettings;
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let inPipeline = false;
+  const logs: string[] = [];
+  const sup = new SourceSupervisor({
+    logger: pino({ level: 'info' }, { write: (l: string) => void logs.push(l) }),
+    settings: () => ({ source: settings, segmentFrames: 5 }),
+    onSegment: async () => {
+      if (!inPipeline) { inPipeline = true; await gate; }
+    },
+    retryMs: 100,
+  });
+  sup.start();
+  try {
+    await waitFor(() => inPipeline);
+    const stopping = sup.stop();
+    sup.start(); // before the loop has ended
+    release();
+    await stopping;
+    await waitFor(() => captureRuns().length === 2); // it started again, resuming
+    expect(captureRuns()[1]).toMatch(/-ss (0\.5|1) /); // after the segment(s) delivered before the stop
+    // the first run counted as stopped, not finished (the second one, of the fake 12-frame "file", finishes)
+    const msgs = logs.map((l) => JSON.parse(l).msg as string);
+    expect(msgs).toContain('resuming the file where it stopped');
+    const finished = msgs.indexOf('file source finished; capture stopped (loop: false)');
+    expect(finished === -1 || finished > msgs.indexOf('resuming the file where it stopped')).toBe(true);
+    await sup.stop();
+    const runs = captureRuns().length;
+    await sup.restart(true); // a config change while stopped: stays stopped
+    await new Promise((r) => setTimeout(r, 300));
+    expect(captureRuns()).toHaveLength(runs);
   } finally {
     await sup.stop();
   }

@@ -184,6 +184,10 @@ describe('OneAdaptController', () => {
     // one move per measurement: steps without a new F1 hold (a monitor every N-th segment moves the knobs once per N)
     d = c.step(probes, { bytes: 1000, durationS: 1, proxy: 10 });
     expect(d.after).toEqual(d.before);
+    // over a bandwidth target with no reading yet (start, after a scene change, monitor off): one value cheaper
+    const noReading = new OneAdaptController({ enabled: ['resolution', 'qp'], start: { resolution: 0.67, qp: 34 }, targetF1: 0.9, targetKbps: 100, f1Mode: 'walk' });
+    d = noReading.step(probes, { bytes: 100_000, durationS: 1, proxy: 10 });
+    expect(d.after).toEqual({ resolution: 0.5, qp: 34 });
     // over a bandwidth target nothing goes dearer, even under the F1 target
     const capped = new OneAdaptController({ enabled: ['resolution', 'qp'], start: { resolution: 0.67, qp: 34 }, targetF1: 0.9, targetKbps: 100, f1Mode: 'walk', f1Smoothing: 1 });
     d = capped.step(probes, { bytes: 100_000, durationS: 1, proxy: 10, f1: 0.5 });

@@ -180,6 +180,7 @@ test('on a small volume the outbox is capped at half its free space (never above
   expect(outboxCapFor(512 * MiB, 10 * MiB, 4 * MiB)).toBe(7 * MiB); // what the outbox already holds counts as room
   expect(outboxCapFor(512 * MiB, 100 * 1024 * MiB)).toBe(512 * MiB); // a big disk: the configured cap
   expect(outboxCapFor(512 * MiB, 0)).toBe(MiB); // a full disk: a floor, not zero
+  expect(outboxCapFor(200_000, 50e9)).toBe(200_000); // never above what is configured, even under the floor
   const big = new AgentStore(join(dir, 'wal-big.db'));
   expect(Number(big['db'].pragma('journal_size_limit', { simple: true }))).toBe(1000 * 4096); // SQLite's default checkpoint size
   big.close();
