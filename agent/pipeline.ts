@@ -121,6 +121,8 @@ export class EdgePipeline {
   /** local scorings run one after another, off the reply handler; at most 2 waiting or running (the rest skipped) */
   private localChain: Promise<void> = Promise.resolve();
   private localQueued = 0;
+  /** the newest segment the local monitor has scored */
+  private localScoredSeq = -1;
   /** local scorings skipped because the detector was behind */
   localSkipped = 0;
   /** the monitor's source as the agent started (monitor.source is restart-only); null: read from the settings */
@@ -253,6 +255,9 @@ export class EdgePipeline {
         }
         if (f1s.length === 0) return;
         const f1 = f1s.reduce((a, b) => a + b, 0) / f1s.length;
+        // replies may come out of order: an older segment's F1 never replaces a newer one's
+        if (seq < this.localScoredSeq) return;
+        this.localScoredSeq = seq;
         this.freshF1 = f1;
         this.o.onLocalF1?.(f1, seq);
       })

@@ -4,6 +4,7 @@
  * a file where it stopped (no segment sent twice under a new id), and says whether the pipeline is healthy.
  * What happens to a segment is the caller's `onSegment`; this file knows nothing of encoding or uplink.
  */
+import { statSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { FfmpegSource, readAhead, redactUri, segments } from '../media/capture.ts';
 import type { YuvFrame } from '../encoder/frame.ts';
@@ -42,6 +43,16 @@ export interface SourceSupervisorOptions {
   retryMs?: number;
 }
 
+/** A file's identity for resuming: path, size and modification time (null when it cannot be read). */
+function fileKey(uri: string): string | null {
+  try {
+    const st = statSync(uri);
+    return `${uri}|${st.size}|${st.mtimeMs}`;
+  } catch {
+    return null;
+  }
+}
+
 export class SourceSupervisor {
   /** capture failures so far (open errors and broken streams) */
   failures = 0;
@@ -64,7 +75,8 @@ export class SourceSupervisor {
   private resumeAtS = 0;
   /** stop() calls so far: a run that sees it change was stopped on purpose (even if start() came right after) */
   private stops = 0;
-  /** the file `resumeAtS` belongs to (a restart onto another file starts that one from its beginning) */
+  /** the file `resumeAtS` belongs to, by path, size and mtime (another file, or one replaced at the same path,
+   * starts from its beginning) */
   private resumeUri: string | null = null;
   private decodeLog = { at: 0, suppressed: 0 };
 
@@ -103,7 +115,7 @@ export class SourceSupervisor {
   /** Probe and open the source (async: the event loop keeps turning while a camera that is down times out), then run it. */
   private async open(s: SourceSettings, segmentFrames: number, signal: AbortSignal): Promise<void> {
     const log = this.o.logger;
-    const resumeS = s.kind === 'file' && s.uri === this.resumeUri ? this.resumeAtS : 0;
+    const resumeS = s.kind === 'file' && fileKey(s.uri) === this.resumeUri ? this.resumeAtS : 0;
     let src: FfmpegSource;
     try {
       src = await FfmpegSource.open({
@@ -139,7 +151,7 @@ export class SourceSupervisor {
     let failed = false;
     let ended = false;
     let framesDone = 0;
-    this.resumeUri = s.uri;
+    this.resumeUri = s.kind === 'file' ? fileKey(s.uri) : null;
     this.resumeAtS = resumeS;
     const stopsAtStart = this.stops;
     let stoppedOnPurpose = false;

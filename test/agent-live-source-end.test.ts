@@ -178,6 +178,13 @@ test('a non-looped file stopped on purpose (restart_pipeline, a config change) c
     await waitFor(() => captureRuns().length === 2);
     expect(captureRuns()[0]).not.toMatch(/-ss /);
     expect(captureRuns()[1]).toContain(`-ss ${delivered / 10} `);
+    // a file replaced at the same path starts from its beginning
+    await sup.stop();
+    writeFileSync(path.join(dir, 'video0'), 'x');
+    sup.start();
+    await waitFor(() => captureRuns().length === 3);
+    expect(captureRuns()[2]).not.toMatch(/-ss /);
+    writeFileSync(path.join(dir, 'video0'), '');
   } finally {
     await sup.stop();
   }

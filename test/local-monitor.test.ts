@@ -86,6 +86,14 @@ test('a detector that falls behind does not pile frames up: beyond one running a
   release();
   await p.localIdle();
   expect(scored).toEqual([outs[0].seq, outs[1].seq]);
+  // replies out of order: the older segment's F1 does not replace the newer one's
+  p.localDetector = { detect: async () => [] };
+  const x = await p.process(frames.map((f) => ({ ...f, data: f.data.slice() })), 10, s);
+  const y = await p.process(frames.map((f) => ({ ...f, data: f.data.slice() })), 10, s);
+  p.onReply(reply(y, y.rendered.sent.map(() => [])), s);
+  p.onReply(reply(x, x.rendered.sent.map(() => [])), s);
+  await p.localIdle();
+  expect(scored.slice(2)).toEqual([y.seq]);
   // a reload to 'upload' does not switch a running agent (restart-only): still no reference frame uploaded
   const reloaded = AgentSettingsSchema.parse({ ...s, monitor: { ...s.monitor, source: 'upload' } });
   expect((await p.process(frames.map((f) => ({ ...f, data: f.data.slice() })), 10, reloaded)).refBytes).toBe(0);
