@@ -56,7 +56,6 @@ export class AgentMetrics {
   private readonly bitrate: Gauge;
   private readonly knob: Gauge<'knob'>;
   private readonly queueDepth: Gauge;
-
   private readonly outboxDropped: Gauge;
   private readonly f1: Gauge;
   private readonly cheapModel: Histogram;

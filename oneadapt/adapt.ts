@@ -246,17 +246,9 @@ export class OneAdaptController {
     }
     // under the F1 target: one value dearer on the knob with the best accuracy gain per relative byte
     if (underAccuracy && !restarted && !overBudget) {
-      let pick: { knob: KnobName; gain: number } | null = null;
-      for (const p of probes) {
-        if (!p.dearer || !this.knobs.has(p.knob)) continue;
-        const dr = p.current.r - p.dearer.r;
-        const db = Math.log((p.dearer.bytes + overhead) / Math.max(1, p.current.bytes + overhead));
-        const gain = dr / Math.max(db, 1e-3);
-        if (!pick || gain > pick.gain) pick = { knob: p.knob, gain };
-      }
+      const pick = this.bestNeighbour(probes, overhead, 'dearer');
       if (pick && !(grads[pick.knob] < 0)) {
-        const k = this.knobs.get(pick.knob)!;
-        this.knobs.set(pick.knob, { ...k, s: stateForIndex(k.spec, Math.max(0, k.index - 1)), index: Math.max(0, k.index - 1) });
+        this.setIndex(pick.knob, Math.max(0, this.knobs.get(pick.knob)!.index - 1));
         grads[pick.knob] = grads[pick.knob] || -Number.EPSILON;
       }
     }
@@ -269,25 +261,38 @@ export class OneAdaptController {
     // over the bandwidth target nothing moves dearer (as in the loss mode); it goes cheaper instead
     const dir = overBudget ? 'cheaper' : f1 === null ? null : f1 < target ? 'dearer' : f1 > target + this.o.f1Margin ? 'cheaper' : null;
     if (!dir) return;
-    let pick: { knob: KnobName; score: number; db: number } | null = null;
+    const pick = this.bestNeighbour(probes, overhead, dir, true);
+    if (!pick) return;
+    const k = this.knobs.get(pick.knob)!;
+    this.setIndex(pick.knob, dir === 'dearer' ? Math.max(0, k.index - pick.span) : Math.min(k.spec.values.length - 1, k.index + pick.span));
+    grads[pick.knob] = dir === 'dearer' ? -1 : 1;
+  }
+
+  /**
+   * The knob whose `dir` neighbour trades accuracy for bytes best: dearer, the most R recovered per relative byte
+   * spent; cheaper, the least R lost per relative byte saved (a value that saves nothing is no move). Ties: the
+   * first knob, or with `tieByBytes` the bigger byte change.
+   */
+  private bestNeighbour(probes: KnobProbe[], overhead: number, dir: 'dearer' | 'cheaper', tieByBytes = false): { knob: KnobName; span: number } | null {
+    let pick: { knob: KnobName; span: number; score: number; db: number } | null = null;
     for (const p of probes) {
       const n = p[dir];
       if (!n || !this.knobs.has(p.knob)) continue;
       // relative byte change of the move (> 0 when it goes the intended way) and R change (dearer: R drop; cheaper: R rise)
       const ratio = Math.log((n.bytes + overhead) / Math.max(1, p.current.bytes + overhead));
       const db = dir === 'dearer' ? ratio : -ratio;
-      if (dir === 'cheaper' && !(db > 0)) continue; // a "cheaper" value that saves nothing is no move
+      if (dir === 'cheaper' && !(db > 0)) continue;
       const dr = dir === 'dearer' ? p.current.r - n.r : n.r - p.current.r;
-      // dearer: most R recovered per byte spent; cheaper: least R lost per byte saved (ties: the bigger saving)
       const score = dir === 'dearer' ? dr / Math.max(db, 1e-3) : -Math.max(dr, 0) / db;
-      if (!pick || score > pick.score || (score === pick.score && db > pick.db)) pick = { knob: p.knob, score, db };
+      if (!pick || score > pick.score || (tieByBytes && score === pick.score && db > pick.db)) pick = { knob: p.knob, span: n.span, score, db };
     }
-    if (!pick) return;
-    const k = this.knobs.get(pick.knob)!;
-    const span = probes.find((q) => q.knob === pick!.knob)![dir]!.span;
-    const index = dir === 'dearer' ? Math.max(0, k.index - span) : Math.min(k.spec.values.length - 1, k.index + span);
-    this.knobs.set(pick.knob, { ...k, s: stateForIndex(k.spec, index), index });
-    grads[pick.knob] = dir === 'dearer' ? -1 : 1;
+    return pick;
+  }
+
+  /** Put a knob on a value of its list (a whole-value decision: the state at that value's centre). */
+  private setIndex(name: KnobName, index: number): void {
+    const k = this.knobs.get(name)!;
+    this.knobs.set(name, { ...k, s: stateForIndex(k.spec, index), index });
   }
 
   /** Move a knob's state by `intervals` list intervals (+ dearer, − cheaper). */
