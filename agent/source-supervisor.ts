@@ -115,7 +115,8 @@ export class SourceSupervisor {
   /** Probe and open the source (async: the event loop keeps turning while a camera that is down times out), then run it. */
   private async open(s: SourceSettings, segmentFrames: number, signal: AbortSignal): Promise<void> {
     const log = this.o.logger;
-    const resumeS = s.kind === 'file' && fileKey(s.uri) === this.resumeUri ? this.resumeAtS : 0;
+    const key = s.kind === 'file' ? fileKey(s.uri) : null;
+    const resumeS = s.kind === 'file' && key === this.resumeUri ? this.resumeAtS : 0;
     let src: FfmpegSource;
     try {
       src = await FfmpegSource.open({
@@ -139,7 +140,7 @@ export class SourceSupervisor {
     this.attemptAt = Date.now(); // opened (probing can take seconds): the stall check counts from here
     this.source = src;
     this.o.onRunning?.(true);
-    this.loop = this.run(src, s, segmentFrames, resumeS);
+    this.loop = this.run(src, s, segmentFrames, resumeS, key);
   }
 
   /** After a probe that stop() aborted: start() again if start() was called meanwhile (it found the probe in flight). */
@@ -147,14 +148,14 @@ export class SourceSupervisor {
     if (this.wanted) this.start();
   }
 
-  private async run(src: FfmpegSource, s: SourceSettings, segmentFrames: number, resumeS: number): Promise<void> {
+  /** `key`: the file's identity (fileKey) the resume point of this run belongs to; null for live sources. */
+  private async run(src: FfmpegSource, s: SourceSettings, segmentFrames: number, resumeS: number, key: string | null): Promise<void> {
     let failed = false;
     let ended = false;
     let framesDone = 0;
-    this.resumeUri = s.kind === 'file' ? fileKey(s.uri) : null;
+    this.resumeUri = key;
     this.resumeAtS = resumeS;
     const stopsAtStart = this.stops;
-    let stoppedOnPurpose = false;
     try {
       for await (const frames of readAhead(segments(src, segmentFrames))) {
         await this.o.onSegment(frames, src.fps);
@@ -167,7 +168,7 @@ export class SourceSupervisor {
           break;
         }
       }
-      stoppedOnPurpose = this.stops !== stopsAtStart || !this.wanted;
+      const stoppedOnPurpose = this.stops !== stopsAtStart || !this.wanted;
       if (s.kind === 'file' && stoppedOnPurpose && !s.loop) {
         // stopped on purpose (restart_pipeline, a config change, stop_source): a restart continues where this run
         // stopped instead of sending the file again from its start under new segment ids

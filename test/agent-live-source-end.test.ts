@@ -49,7 +49,8 @@ async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
   }
 }
 
-function supervisor(source: { kind: string; uri: string; loop?: boolean }) {
+/** A supervisor over `source` (5-frame segments); `onSegment` runs before a segment's length is recorded in `segs`. */
+function supervisor(source: { kind: string; uri: string; loop?: boolean }, onSegment?: (frames: unknown[], segs: number[]) => Promise<void>) {
   const segs: number[] = [];
   const logs: string[] = [];
   // the schema wants /dev/videoN for V4L2: the fake device is a file in the temp dir
@@ -57,11 +58,15 @@ function supervisor(source: { kind: string; uri: string; loop?: boolean }) {
   const sup = new SourceSupervisor({
     logger: pino({ level: 'info' }, { write: (l: string) => void logs.push(l) }),
     settings: () => ({ source: settings, segmentFrames: 5 }),
-    onSegment: async (frames) => void segs.push(frames.length),
+    onSegment: async (frames) => {
+      await onSegment?.(frames, segs);
+      segs.push(frames.length);
+    },
     retryMs: 100,
   });
   return { sup, segs, logs };
 }
+const fileSource = () => ({ kind: 'file', uri: path.join(dir, 'video0'), loop: false });
 
 beforeEach(() => rmSync(calls, { force: true }));
 
@@ -105,7 +110,7 @@ test('RTSP on FFmpeg 4.x gets the socket timeout as -stimeout (capture and probe
 });
 
 test('a file source that ends cleanly stays ended (no retry)', async () => {
-  const { sup, segs, logs } = supervisor({ kind: 'file', uri: path.join(dir, 'video0'), loop: false });
+  const { sup, segs, logs } = supervisor(fileSource());
   sup.start();
   try {
     await waitFor(() => !sup.running && segs.length === 3 && captureRuns().length === 1);
@@ -124,20 +129,11 @@ test('a file source that ends cleanly stays ended (no retry)', async () => {
 });
 
 test('a segment that fails after capture (the store is full) does not end the file: the next run resumes at the same point', async () => {
-  const logs: string[] = [];
-  const settings = SourceSchema.parse({ fps: 10, kind: 'file', uri: path.join(dir, 'video0'), loop: false }) as SourceSettings;
   // the first segment goes through; then the store is full for two attempts (the second one after a resume)
   let calls = 0;
-  const segs: number[] = [];
-  const sup = new SourceSupervisor({
-    logger: pino({ level: 'info' }, { write: (l: string) => void logs.push(l) }),
-    settings: () => ({ source: settings, segmentFrames: 5 }),
-    onSegment: async (frames) => {
-      calls++;
-      if (calls === 2 || calls === 3) throw new PipelineStageError('store', new Error('database or disk is full'));
-      segs.push(frames.length);
-    },
-    retryMs: 100,
+  const { sup, logs } = supervisor(fileSource(), async () => {
+    calls++;
+    if (calls === 2 || calls === 3) throw new PipelineStageError('store', new Error('database or disk is full'));
   });
   sup.start();
   try {
@@ -150,20 +146,12 @@ test('a segment that fails after capture (the store is full) does not end the fi
 });
 
 test('a non-looped file stopped on purpose (restart_pipeline, a config change) continues where it stopped, not from its start', async () => {
-  const settings = SourceSchema.parse({ fps: 10, kind: 'file', uri: path.join(dir, 'video0'), loop: false }) as SourceSettings;
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
-  const segs: number[] = [];
   let inPipeline = false;
-  const sup = new SourceSupervisor({
-    logger: pino({ level: 'silent' }),
-    settings: () => ({ source: settings, segmentFrames: 5 }),
-    onSegment: async (frames) => {
-      inPipeline = true;
-      if (segs.length === 0) await gate; // the first segment is in the pipeline when the restart comes
-      segs.push(frames.length);
-    },
-    retryMs: 100,
+  const { sup, segs } = supervisor(fileSource(), async (_frames, done) => {
+    inPipeline = true;
+    if (done.length === 0) await gate; // the first segment is in the pipeline when the restart comes
   });
   sup.start();
   try {
@@ -191,18 +179,11 @@ test('a non-looped file stopped on purpose (restart_pipeline, a config change) c
 });
 
 test('stop() then start() at once (a config change overlapping start_source): the file is not taken as finished, and restart(true) leaves a stopped source stopped', async () => {
-  const settings = SourceSchema.parse({ fps: 10, kind: 'file', uri: path.join(dir, 'video0'), loop: false }) as SourceSettings;
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   let inPipeline = false;
-  const logs: string[] = [];
-  const sup = new SourceSupervisor({
-    logger: pino({ level: 'info' }, { write: (l: string) => void logs.push(l) }),
-    settings: () => ({ source: settings, segmentFrames: 5 }),
-    onSegment: async () => {
-      if (!inPipeline) { inPipeline = true; await gate; }
-    },
-    retryMs: 100,
+  const { sup, logs } = supervisor(fileSource(), async () => {
+    if (!inPipeline) { inPipeline = true; await gate; }
   });
   sup.start();
   try {
