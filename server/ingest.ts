@@ -271,7 +271,7 @@ export class IngestServer extends EventEmitter<IngestEvents> {
       alive: true,
       lastMessageAt: Date.now(),
       partialSince: null,
-      helloTimer: setTimeout(() => this.reject(conn, 'protocol', `no hello within ${this.limits.helloTimeoutMs} ms`, true), this.limits.helloTimeoutMs),
+      helloTimer: setTimeout(() => this.reject(conn, 'protocol', `no hello within ${this.limits.helloTimeoutMs} ms`, { retryable: true }), this.limits.helloTimeoutMs),
       chain: Promise.resolve(),
       closing: false,
       busy: false,
@@ -294,14 +294,9 @@ export class IngestServer extends EventEmitter<IngestEvents> {
       const buffered = receiverBuffered(ws);
       if (buffered === 0) conn.partialSince = null;
       else conn.partialSince ??= Date.now();
-      if (!conn.cameraId && buffered > this.limits.preHelloBytes && !conn.closing) {
-        // no graceful close for an unauthenticated peer: ws would go on reading its frame (up to maxPayloadBytes)
-        // until the close handshake times out
-        conn.closing = true;
-        clearTimeout(conn.helloTimer);
-        this.emit('rejected', `more than ${this.limits.preHelloBytes} bytes before hello`, conn.address, conn.cameraId);
-        ws.terminate();
-      }
+      // no graceful close for an unauthenticated peer: ws would go on reading its frame (up to maxPayloadBytes)
+      // until the close handshake times out
+      if (!conn.cameraId && buffered > this.limits.preHelloBytes) this.reject(conn, 'protocol', `more than ${this.limits.preHelloBytes} bytes before hello`, { terminate: true });
     });
     ws.on('message', (data, isBinary) => {
       conn.lastMessageAt = Date.now();
@@ -344,15 +339,19 @@ export class IngestServer extends EventEmitter<IngestEvents> {
   }
 
   /** Final error for the connection, then close it. */
-  /** Close a connection with an error message; `retryable`: the peer did nothing wrong and should reconnect (an
-   * idle camera, a hello lost on a slow link), else it is refused (and an agent stops until reconfigured). */
-  private reject(conn: Conn, code: ErrorCode, error: string, retryable = false): void {
+  /**
+   * Close a connection with an error message; `retryable`: the peer did nothing wrong and should reconnect (an
+   * idle camera, a hello lost on a slow link), else it is refused (and an agent stops until reconfigured).
+   * `terminate`: drop the socket at once, no message and no close handshake.
+   */
+  private reject(conn: Conn, code: ErrorCode, error: string, opts: { retryable?: boolean; terminate?: boolean } = {}): void {
     if (conn.closing) return;
     conn.closing = true;
     clearTimeout(conn.helloTimer);
     this.emit('rejected', error, conn.address, conn.cameraId);
     const ws = conn.ws;
-    if (ws.readyState === ws.OPEN) {
+    const retryable = opts.retryable ?? false;
+    if (ws.readyState === ws.OPEN && !opts.terminate) {
       ws.send(JSON.stringify({ type: 'error', error, code, retryable }));
       ws.close(CLOSE_POLICY, code);
       setTimeout(() => ws.terminate(), 2000).unref();
@@ -368,7 +367,7 @@ export class IngestServer extends EventEmitter<IngestEvents> {
         this.emit('rejected', `message not completed within ${l.partialTimeoutMs} ms`, c.address, c.cameraId);
         c.ws.terminate();
       } else if (now - c.lastMessageAt > l.idleTimeoutMs) {
-        this.reject(c, 'protocol', `idle for ${l.idleTimeoutMs} ms`, true); // a camera with nothing to send: it reconnects when it has
+        this.reject(c, 'protocol', `idle for ${l.idleTimeoutMs} ms`, { retryable: true }); // a camera with nothing to send: it reconnects when it has
       }
     }
     if (!this.lastPing || now - this.lastPing >= l.pingIntervalMs) {
